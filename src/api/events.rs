@@ -1,0 +1,210 @@
+//! `/api/v1/events` and a subscription's event log.
+
+use actix_web::{HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ApiError, ApiUser};
+use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
+use crate::db::models::event::{self, Event, EventPage, EventSummary};
+use crate::db::models::subscription;
+use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::startup::AppState;
+
+/// One event, body included.
+#[derive(Debug, Serialize)]
+pub struct EventOut {
+    pub id: EventId,
+    pub subscription_id: SubscriptionId,
+    pub status: EventStatus,
+    pub attempts: i32,
+    pub received_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub content_type: Option<String>,
+    pub headers: serde_json::Value,
+    /// The body as received: text when it is UTF-8, otherwise base64 (see `body_encoding`).
+    pub body: String,
+    pub body_encoding: &'static str,
+    /// The body as a JSON document, when it is one.
+    pub payload: Option<serde_json::Value>,
+}
+
+impl From<Event> for EventOut {
+    fn from(event: Event) -> Self {
+        let (body, body_encoding) = match String::from_utf8(event.body) {
+            Ok(text) => (text, "utf8"),
+            Err(bytes) => (STANDARD.encode(bytes.into_bytes()), "base64"),
+        };
+        EventOut {
+            id: event.id,
+            subscription_id: event.subscription_id,
+            status: event.status,
+            attempts: event.attempts,
+            received_at: event.received_at,
+            completed_at: event.completed_at,
+            next_attempt_at: event.next_attempt_at,
+            last_error: event.last_error,
+            content_type: event.content_type,
+            headers: event.headers,
+            body,
+            body_encoding,
+            payload: event.payload,
+        }
+    }
+}
+
+/// One event in a list: no body.
+#[derive(Debug, Serialize)]
+pub struct EventSummaryOut {
+    pub id: EventId,
+    pub subscription_id: SubscriptionId,
+    pub status: EventStatus,
+    pub attempts: i32,
+    pub received_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl From<EventSummary> for EventSummaryOut {
+    fn from(event: EventSummary) -> Self {
+        EventSummaryOut {
+            id: event.id,
+            subscription_id: event.subscription_id,
+            status: event.status,
+            attempts: event.attempts,
+            received_at: event.received_at,
+            completed_at: event.completed_at,
+            next_attempt_at: event.next_attempt_at,
+            last_error: event.last_error,
+            content_type: event.content_type,
+        }
+    }
+}
+
+/// A page of events, newest first; pass `next_before` as `before` for the next page.
+#[derive(Debug, Serialize)]
+pub struct EventList {
+    pub data: Vec<EventSummaryOut>,
+    pub next_before: Option<EventId>,
+}
+
+/// Query of a subscription's event log.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    #[garde(skip)]
+    pub status: Option<EventStatus>,
+    #[garde(range(min = 1, max = 100))]
+    pub limit: Option<i64>,
+    #[garde(skip)]
+    pub before: Option<EventId>,
+}
+
+/// One attempt as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct AttemptOut {
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl From<DeliveryAttempt> for AttemptOut {
+    fn from(attempt: DeliveryAttempt) -> Self {
+        AttemptOut {
+            attempt: attempt.attempt,
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            status_code: attempt.status_code,
+            error: attempt.error,
+            response_body: attempt.response_body,
+        }
+    }
+}
+
+/// The attempts made for an event.
+#[derive(Debug, Serialize)]
+pub struct AttemptList {
+    pub data: Vec<AttemptOut>,
+}
+
+/// `GET /api/v1/events/{id}`
+pub async fn get(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = EventId(id.into_inner());
+    let found = state
+        .db
+        .run(async |conn| event::find_for_user(conn, user.0, id).await)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    Ok(HttpResponse::Ok().json(EventOut::from(found)))
+}
+
+/// `GET /api/v1/events/{id}/attempts`
+pub async fn attempts(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = EventId(id.into_inner());
+    let attempts = state
+        .db
+        .run(async |conn| delivery_attempt::list_for_event(conn, user.0, id).await)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    Ok(HttpResponse::Ok().json(AttemptList {
+        data: attempts.into_iter().map(AttemptOut::from).collect(),
+    }))
+}
+
+/// `GET /api/v1/subscriptions/{id}/events?status=&limit=&before=`
+pub async fn list(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    query.validate()?;
+    let subscription_id = SubscriptionId(id.into_inner());
+    let page = EventPage {
+        status: query.status,
+        before: query.before,
+        limit: query.limit.unwrap_or(50),
+    };
+    let events = state
+        .db
+        .run(async |conn| {
+            if subscription::find_for_user(conn, user.0, subscription_id)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            event::list_for_subscription(conn, user.0, subscription_id, page)
+                .await
+                .map(Some)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    let next_before = (events.len() as i64 == page.limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(EventList {
+        data: events.into_iter().map(EventSummaryOut::from).collect(),
+        next_before,
+    }))
+}

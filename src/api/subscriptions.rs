@@ -1,0 +1,184 @@
+//! `/api/v1/subscriptions`: create, list, get, edit, delete.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::validated::Valid;
+use super::{ApiError, ApiUser};
+use crate::db::models::subscription::{self, NewSubscription, Subscription, SubscriptionChanges};
+use crate::domain::{IngestToken, SigningSecret, SubscriptionId, TargetUrl};
+use crate::startup::AppState;
+
+/// A subscription to create.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionIn {
+    #[garde(length(chars, min = 1, max = 200))]
+    pub name: String,
+    #[garde(custom(valid_target_url))]
+    pub target_url: String,
+}
+
+/// An edit: every field is optional.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionPatch {
+    #[garde(length(chars, min = 1, max = 200))]
+    pub name: Option<String>,
+    #[garde(custom(valid_optional_target_url))]
+    pub target_url: Option<String>,
+    #[garde(skip)]
+    pub is_active: Option<bool>,
+}
+
+/// A subscription as the API shows it to its owner.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionOut {
+    pub id: SubscriptionId,
+    pub name: String,
+    pub target_url: String,
+    pub ingest_url: String,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+    pub signing_secret: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A list of subscriptions.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionList {
+    pub data: Vec<SubscriptionOut>,
+}
+
+fn valid_target_url(value: &str, _: &()) -> garde::Result {
+    TargetUrl::parse(value)
+        .map(drop)
+        .map_err(|e| garde::Error::new(e.to_string()))
+}
+
+fn valid_optional_target_url(value: &Option<String>, context: &()) -> garde::Result {
+    value
+        .as_deref()
+        .map_or(Ok(()), |url| valid_target_url(url, context))
+}
+
+impl SubscriptionOut {
+    fn new(subscription: Subscription, state: &AppState) -> Self {
+        SubscriptionOut {
+            ingest_url: state.ingest_url(&subscription.ingest_token),
+            id: subscription.id,
+            name: subscription.name,
+            target_url: subscription.target_url,
+            is_active: subscription.is_active,
+            disabled_reason: subscription.disabled_reason,
+            signing_secret: subscription.signing_secret,
+            created_at: subscription.created_at,
+            updated_at: subscription.updated_at,
+        }
+    }
+}
+
+/// `POST /api/v1/subscriptions`
+pub async fn create(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    Valid(input): Valid<SubscriptionIn>,
+) -> Result<HttpResponse, ApiError> {
+    let target_url =
+        TargetUrl::parse(&input.target_url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let token = IngestToken::generate();
+    let secret = SigningSecret::generate();
+    let new = NewSubscription {
+        id: SubscriptionId(Uuid::new_v4()),
+        user_id: user.0,
+        name: input.name.trim(),
+        target_url: target_url.as_str(),
+        ingest_token: token.as_str(),
+        signing_secret: secret.expose(),
+    };
+    let created = state
+        .db
+        .run(async |conn| subscription::insert(conn, &new).await)
+        .await?;
+    Ok(HttpResponse::Created().json(SubscriptionOut::new(created, &state)))
+}
+
+/// `GET /api/v1/subscriptions`
+pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let subscriptions = state
+        .db
+        .run(async |conn| subscription::list_for_user(conn, user.0).await)
+        .await?;
+    let data = subscriptions
+        .into_iter()
+        .map(|s| SubscriptionOut::new(s, &state))
+        .collect();
+    Ok(HttpResponse::Ok().json(SubscriptionList { data }))
+}
+
+/// `GET /api/v1/subscriptions/{id}`
+pub async fn get(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SubscriptionId(id.into_inner());
+    let found = state
+        .db
+        .run(async |conn| subscription::find_for_user(conn, user.0, id).await)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(found, &state)))
+}
+
+/// `PATCH /api/v1/subscriptions/{id}`
+pub async fn edit(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    Valid(patch): Valid<SubscriptionPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SubscriptionId(id.into_inner());
+    let target_url = patch
+        .target_url
+        .as_deref()
+        .map(TargetUrl::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let changes = SubscriptionChanges {
+        name: patch.name.as_deref().map(str::trim),
+        target_url: target_url.as_ref().map(TargetUrl::as_str),
+        is_active: patch.is_active,
+        // Re-enabling clears why it was disabled and gives the endpoint a fresh count.
+        disabled_reason: patch.is_active.filter(|active| *active).map(|_| None),
+        consecutive_failures: patch.is_active.filter(|active| *active).map(|_| 0),
+    };
+    let updated = state
+        .db
+        .run(async |conn| subscription::update_for_user(conn, user.0, id, &changes).await)
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(updated, &state)))
+}
+
+/// `DELETE /api/v1/subscriptions/{id}`: the subscription and its events.
+pub async fn delete(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SubscriptionId(id.into_inner());
+    let deleted = state
+        .db
+        .run(async |conn| subscription::delete_for_user(conn, user.0, id).await)
+        .await?;
+    if deleted {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound("subscription"))
+    }
+}

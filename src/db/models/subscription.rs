@@ -1,0 +1,123 @@
+//! `subscriptions`: an ingest URL, the endpoint it relays to, and how deliveries are signed.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::schema::subscriptions;
+use crate::domain::{SubscriptionId, UserId};
+
+/// A subscription as stored.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = subscriptions)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub user_id: UserId,
+    pub name: String,
+    pub target_url: String,
+    pub ingest_token: String,
+    pub signing_secret: String,
+    pub is_active: bool,
+    pub disabled_reason: Option<String>,
+    pub consecutive_failures: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A subscription to create.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = subscriptions)]
+pub struct NewSubscription<'a> {
+    pub id: SubscriptionId,
+    pub user_id: UserId,
+    pub name: &'a str,
+    pub target_url: &'a str,
+    pub ingest_token: &'a str,
+    pub signing_secret: &'a str,
+}
+
+/// The fields an edit may change; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = subscriptions)]
+pub struct SubscriptionChanges<'a> {
+    pub name: Option<&'a str>,
+    pub target_url: Option<&'a str>,
+    pub is_active: Option<bool>,
+    pub disabled_reason: Option<Option<&'a str>>,
+    pub consecutive_failures: Option<i32>,
+}
+
+/// Stores a new subscription.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    subscription: &NewSubscription<'_>,
+) -> QueryResult<Subscription> {
+    diesel::insert_into(subscriptions::table)
+        .values(subscription)
+        .returning(Subscription::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// A user's subscriptions, oldest first.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> QueryResult<Vec<Subscription>> {
+    subscriptions::table
+        .filter(subscriptions::user_id.eq(user))
+        .order(subscriptions::created_at.asc())
+        .select(Subscription::as_select())
+        .load(conn)
+        .await
+}
+
+/// One of a user's subscriptions; someone else's is `None`, exactly like a missing one.
+pub async fn find_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SubscriptionId,
+) -> QueryResult<Option<Subscription>> {
+    subscriptions::table
+        .filter(subscriptions::id.eq(id))
+        .filter(subscriptions::user_id.eq(user))
+        .select(Subscription::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Applies an edit to one of a user's subscriptions; `None` when it is not theirs.
+pub async fn update_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SubscriptionId,
+    changes: &SubscriptionChanges<'_>,
+) -> QueryResult<Option<Subscription>> {
+    diesel::update(
+        subscriptions::table
+            .filter(subscriptions::id.eq(id))
+            .filter(subscriptions::user_id.eq(user)),
+    )
+    .set((changes, subscriptions::updated_at.eq(diesel::dsl::now)))
+    .returning(Subscription::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Deletes one of a user's subscriptions and, with it, its events; whether it existed.
+pub async fn delete_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SubscriptionId,
+) -> QueryResult<bool> {
+    diesel::delete(
+        subscriptions::table
+            .filter(subscriptions::id.eq(id))
+            .filter(subscriptions::user_id.eq(user)),
+    )
+    .execute(conn)
+    .await
+    .map(|deleted| deleted > 0)
+}

@@ -1,0 +1,132 @@
+//! One HTTP request to an endpoint and what came of it.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use reqwest::redirect::Policy;
+
+use crate::db::models::event::DeliveryJob;
+use crate::domain::EventId;
+
+/// How much of an endpoint's answer is kept with the attempt.
+const RESPONSE_BODY_LIMIT: usize = 4096;
+
+/// The outbound HTTP client, shared by every delivery: one connection pool per process.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+/// What one attempt did.
+#[derive(Debug)]
+pub struct Attempt {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl Attempt {
+    /// Only a 2xx answer is a delivery; redirects are not followed and count as failures.
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+            && self
+                .status_code
+                .is_some_and(|code| (200..300).contains(&code))
+    }
+}
+
+impl HttpClient {
+    /// A client that follows no redirects and gives up after `timeout`.
+    pub fn new(timeout: Duration) -> reqwest::Result<Self> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("Spenza/", env!("CARGO_PKG_VERSION")))
+            .redirect(Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(HttpClient { client, timeout })
+    }
+
+    /// POSTs the event's exact bytes to its endpoint.
+    pub async fn attempt(&self, id: EventId, job: &DeliveryJob) -> Attempt {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let mut request = self
+            .client
+            .post(&job.target_url)
+            .header("webhook-id", id.to_string())
+            .body(job.body.clone());
+        if let Some(content_type) = job
+            .content_type
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            request = request.header(CONTENT_TYPE, content_type);
+        }
+        let (status_code, error, response_body) = match request.send().await {
+            Ok(response) => {
+                let status = response.status();
+                let error = if status.is_success() {
+                    None
+                } else if status.is_redirection() {
+                    let location = response
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("nowhere");
+                    Some(format!(
+                        "HTTP {status}: redirect to {location} not followed"
+                    ))
+                } else {
+                    Some(format!("HTTP {status}"))
+                };
+                let body = read_truncated(response).await;
+                (Some(i32::from(status.as_u16())), error, body)
+            }
+            Err(error) => (None, Some(self.describe(&error)), None),
+        };
+        Attempt {
+            started_at,
+            duration_ms: i32::try_from(clock.elapsed().as_millis()).unwrap_or(i32::MAX),
+            status_code,
+            error,
+            response_body,
+        }
+    }
+
+    fn describe(&self, error: &reqwest::Error) -> String {
+        if error.is_timeout() {
+            format!("timed out after {:?}", self.timeout)
+        } else if error.is_connect() {
+            format!("connection failed: {}", root_cause(error))
+        } else {
+            format!("request failed: {}", root_cause(error))
+        }
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// The first few KiB of the answer, as text; the rest is not read.
+async fn read_truncated(mut response: reqwest::Response) -> Option<String> {
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_BODY_LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    kept.truncate(RESPONSE_BODY_LIMIT);
+    (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
+}

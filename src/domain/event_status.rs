@@ -1,0 +1,103 @@
+//! Where an event is in its life.
+
+use std::fmt;
+use std::str::FromStr;
+
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+use diesel::{AsExpression, FromSqlRow};
+use serde::{Deserialize, Serialize};
+
+/// The status column of `events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, AsExpression, FromSqlRow)]
+#[serde(rename_all = "lowercase")]
+#[diesel(sql_type = Text)]
+pub enum EventStatus {
+    /// Stored, not yet attempted.
+    Pending,
+    /// At least one attempt failed; another is scheduled.
+    Retrying,
+    /// Delivered: the endpoint answered 2xx.
+    Completed,
+    /// Retries exhausted: in the graveyard, can be replayed.
+    Failed,
+}
+
+impl EventStatus {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Retrying => "retrying",
+            EventStatus::Completed => "completed",
+            EventStatus::Failed => "failed",
+        }
+    }
+
+    /// Whether the event has reached the end of its life.
+    pub fn is_final(self) -> bool {
+        matches!(self, EventStatus::Completed | EventStatus::Failed)
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown event status {0:?}")]
+pub struct UnknownStatus(String);
+
+impl FromStr for EventStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(EventStatus::Pending),
+            "retrying" => Ok(EventStatus::Retrying),
+            "completed" => Ok(EventStatus::Completed),
+            "failed" => Ok(EventStatus::Failed),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+impl ToSql<Text, Pg> for EventStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for EventStatus {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(text.parse()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_through_its_name() {
+        for status in [
+            EventStatus::Pending,
+            EventStatus::Retrying,
+            EventStatus::Completed,
+            EventStatus::Failed,
+        ] {
+            assert_eq!(status.as_str().parse::<EventStatus>().unwrap(), status);
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        assert!("done".parse::<EventStatus>().is_err());
+    }
+}

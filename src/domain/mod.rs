@@ -1,0 +1,15 @@
+//! Domain types that carry meaning: ids, tokens, secrets, statuses and parsed inputs.
+
+mod email;
+mod event_status;
+mod ids;
+mod password;
+mod secrets;
+mod target_url;
+
+pub use email::EmailAddress;
+pub use event_status::EventStatus;
+pub use ids::{ApiKeyId, EventId, SubscriptionId, UserId};
+pub use password::Password;
+pub use secrets::{ApiKey, IngestToken, SigningSecret, random_bytes};
+pub use target_url::TargetUrl;

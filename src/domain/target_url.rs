@@ -1,0 +1,75 @@
+//! The URL a subscription delivers to.
+
+use std::fmt;
+
+use url::Url;
+
+/// An absolute http(s) URL with a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl(Url);
+
+/// Why a string is not a target URL.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidTargetUrl {
+    /// Not a URL at all.
+    #[error("not a URL: {0}")]
+    Malformed(#[from] url::ParseError),
+    /// A scheme other than http or https.
+    #[error("the scheme must be http or https, not {0:?}")]
+    Scheme(String),
+    /// Credentials in the URL would be logged and shown; refuse them.
+    #[error("the URL must not carry a user name or password")]
+    Credentials,
+}
+
+impl TargetUrl {
+    /// Parses a URL a subscription may deliver to.
+    pub fn parse(raw: &str) -> Result<Self, InvalidTargetUrl> {
+        let url = Url::parse(raw.trim())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(InvalidTargetUrl::Scheme(url.scheme().to_owned()));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(InvalidTargetUrl::Credentials);
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(InvalidTargetUrl::Malformed(url::ParseError::EmptyHost));
+        }
+        Ok(TargetUrl(url))
+    }
+
+    /// The URL as stored and requested.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_and_https_urls_are_accepted() {
+        assert!(TargetUrl::parse("https://hooks.example.com/in?x=1").is_ok());
+        assert!(TargetUrl::parse("http://127.0.0.1:9000/").is_ok());
+    }
+
+    #[test]
+    fn other_schemes_credentials_and_junk_are_refused() {
+        for raw in [
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "https://u:p@example.com/",
+            "not a url",
+            "http://",
+        ] {
+            assert!(TargetUrl::parse(raw).is_err(), "{raw:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Spenza: a webhook relay that makes every event durable before acknowledging it and delivers it
+//! at least once.
+
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod dashboard;
+pub mod db;
+pub mod delivery;
+pub mod domain;
+pub mod health;
+pub mod ingest;
+pub mod problem;
+pub mod queue;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;

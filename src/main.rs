@@ -1,0 +1,52 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use spenza::config::{ApiKeysCommand, Cli, Command, UsersCommand};
+use spenza::startup::Application;
+use spenza::{admin, db, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(settings) => {
+            let log = telemetry::logger(settings.log_format);
+            let app = Application::build(*settings, log.clone()).await?;
+            tokio::spawn(shutdown::cancel_on_signal(app.shutdown_token(), log));
+            app.run_until_stopped().await
+        }
+        Command::Migrate(database) => {
+            let applied = db::migrations::run(&database.url).await?;
+            println!("applied {applied} migration(s)");
+            Ok(())
+        }
+        Command::Users(UsersCommand::Create {
+            email,
+            password,
+            database,
+        }) => {
+            let id = admin::create_user(&database, &email, &password).await?;
+            println!("created user {id}");
+            Ok(())
+        }
+        Command::ApiKeys(ApiKeysCommand::Create {
+            email,
+            name,
+            database,
+        }) => {
+            let key = admin::create_api_key(&database, &email, &name).await?;
+            println!("created API key {name:?} for {email}; it is shown once:");
+            println!("{}", key.expose());
+            Ok(())
+        }
+    }
+}

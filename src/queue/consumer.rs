@@ -1,0 +1,277 @@
+//! The consumer: one thread owns the AMQP connection deliveries arrive on, hands each one to
+//! tokio as a `Job`, and acks it when the job's outcome comes back. The prefetch count bounds
+//! how many jobs are in flight.
+
+use std::collections::HashMap;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use amiquip::{Channel, Connection, ConsumerMessage, ConsumerOptions, Delivery};
+use crossbeam_channel::{Receiver, Sender, select};
+use slog::{Logger, info, warn};
+use tokio::sync::mpsc;
+
+use super::{Backoff, Envelope, Topology};
+
+/// One delivery to make, and the means to settle it with the broker.
+#[derive(Debug)]
+pub struct Job {
+    pub envelope: Envelope,
+    pub acker: Acker,
+}
+
+/// Settles one message. Dropping it without settling leaves the message unacked, so the broker
+/// redelivers it when this consumer's channel closes.
+#[derive(Debug)]
+pub struct Acker {
+    outcomes: Sender<Outcome>,
+    session: u64,
+    tag: u64,
+}
+
+#[derive(Debug)]
+struct Outcome {
+    session: u64,
+    tag: u64,
+    ack: bool,
+}
+
+impl Acker {
+    /// The outcome is recorded: remove the message from the queue.
+    pub fn ack(self) {
+        self.settle(true);
+    }
+
+    /// The outcome could not be recorded: drop the message; the event is still due in
+    /// PostgreSQL and the reaper publishes it again.
+    pub fn reject(self) {
+        self.settle(false);
+    }
+
+    fn settle(self, ack: bool) {
+        let _ = self.outcomes.send(Outcome {
+            session: self.session,
+            tag: self.tag,
+            ack,
+        });
+    }
+}
+
+/// Starts and stops the consumer thread.
+pub struct Consumer {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Consumer {
+    /// Starts consuming the deliver queue with `prefetch` messages in flight at most; jobs arrive
+    /// on the returned receiver.
+    pub fn start(
+        url: &str,
+        topology: Topology,
+        prefetch: u16,
+        drain_timeout: Duration,
+        log: Logger,
+    ) -> std::io::Result<(Consumer, mpsc::UnboundedReceiver<Job>)> {
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let worker = Worker {
+            url: url.to_owned(),
+            topology,
+            prefetch: prefetch.max(1),
+            drain_timeout,
+            jobs: Some(jobs_tx),
+            outcomes_tx,
+            outcomes: outcomes_rx,
+            stop: stop_rx,
+            log,
+        };
+        let thread = std::thread::Builder::new()
+            .name("spenza-consumer".into())
+            .spawn(move || worker.run())?;
+        Ok((
+            Consumer {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            jobs_rx,
+        ))
+    }
+
+    /// Stops taking new messages; once the thread has stopped handing out jobs, the job
+    /// receiver ends. Does not wait.
+    pub fn begin_stop(&mut self) {
+        self.stop.take();
+    }
+
+    /// Waits (bounded by the drain timeout) for jobs in flight to be settled, then closes the
+    /// connection: whatever is still unacked goes back to the queue.
+    pub fn join(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+enum Ended {
+    Stopped,
+    Lost(anyhow::Error),
+}
+
+struct Worker {
+    url: String,
+    topology: Topology,
+    prefetch: u16,
+    drain_timeout: Duration,
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+    outcomes_tx: Sender<Outcome>,
+    outcomes: Receiver<Outcome>,
+    stop: Receiver<()>,
+    log: Logger,
+}
+
+impl Worker {
+    fn run(mut self) {
+        let mut backoff = Backoff::new();
+        let mut session_id = 0;
+        loop {
+            session_id += 1;
+            let ended = match self.open() {
+                Ok((connection, channel)) => {
+                    backoff.reset();
+                    info!(self.log, "consumer connected to the broker"; "prefetch" => self.prefetch);
+                    self.serve(session_id, connection, channel)
+                }
+                Err(error) => Ended::Lost(error),
+            };
+            match ended {
+                Ended::Stopped => return,
+                Ended::Lost(error) => {
+                    warn!(self.log, "consumer lost the broker"; "error" => %error)
+                }
+            }
+            let wait = backoff.step();
+            if let Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+                self.stop.recv_timeout(wait)
+            {
+                return;
+            }
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<(Connection, Channel)> {
+        let mut connection = Connection::insecure_open(&self.url)?;
+        let channel = connection.open_channel(None)?;
+        self.topology.declare(&channel)?;
+        channel.qos(0, self.prefetch, false)?;
+        Ok((connection, channel))
+    }
+
+    fn serve(&mut self, session: u64, connection: Connection, channel: Channel) -> Ended {
+        let consumer = match channel
+            .basic_consume(self.topology.deliver_queue(), ConsumerOptions::default())
+        {
+            Ok(consumer) => consumer,
+            Err(error) => return Ended::Lost(error.into()),
+        };
+        let mut unacked: HashMap<u64, Delivery> = HashMap::new();
+        let ended = loop {
+            select! {
+                recv(consumer.receiver()) -> message => match message {
+                    Ok(ConsumerMessage::Delivery(delivery)) => {
+                        if let Err(error) = self.hand_out(session, &channel, delivery, &mut unacked) {
+                            break Ended::Lost(error.into());
+                        }
+                    }
+                    Ok(other) => break Ended::Lost(anyhow::anyhow!("consumer ended: {other:?}")),
+                    Err(_) => break Ended::Lost(anyhow::anyhow!("connection closed")),
+                },
+                recv(self.outcomes) -> outcome => {
+                    let outcome = outcome.expect("the worker holds a sender");
+                    if let Err(error) = settle(session, &channel, outcome, &mut unacked) {
+                        break Ended::Lost(error.into());
+                    }
+                }
+                recv(self.stop) -> _ => break Ended::Stopped,
+            }
+        };
+        if let Ended::Stopped = ended {
+            let _ = consumer.cancel();
+            // No more jobs: the dispatcher sees its receiver end once it has taken what was sent.
+            self.jobs.take();
+            let deadline = Instant::now() + self.drain_timeout;
+            while !unacked.is_empty() {
+                match self.outcomes.recv_deadline(deadline) {
+                    Ok(outcome) => {
+                        if settle(session, &channel, outcome, &mut unacked).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !unacked.is_empty() {
+                warn!(self.log, "leaving deliveries unacked for redelivery"; "count" => unacked.len());
+            }
+            drop(consumer);
+            let _ = connection.close();
+        }
+        ended
+    }
+
+    fn hand_out(
+        &self,
+        session: u64,
+        channel: &Channel,
+        delivery: Delivery,
+        unacked: &mut HashMap<u64, Delivery>,
+    ) -> amiquip::Result<()> {
+        let envelope = match Envelope::from_bytes(&delivery.body) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                warn!(self.log, "dropping a message that is not an envelope"; "error" => %error);
+                return delivery.reject(channel, false);
+            }
+        };
+        let tag = delivery.delivery_tag();
+        let acker = Acker {
+            outcomes: self.outcomes_tx.clone(),
+            session,
+            tag,
+        };
+        match &self.jobs {
+            Some(jobs) if jobs.send(Job { envelope, acker }).is_ok() => {
+                unacked.insert(tag, delivery);
+                Ok(())
+            }
+            // Nobody takes jobs any more: leave it for another consumer.
+            _ => delivery.nack(channel, true),
+        }
+    }
+}
+
+/// Acks or rejects one message; outcomes from an earlier connection are stale (their messages
+/// were requeued when it closed) and are ignored.
+fn settle(
+    session: u64,
+    channel: &Channel,
+    outcome: Outcome,
+    unacked: &mut HashMap<u64, Delivery>,
+) -> amiquip::Result<()> {
+    if outcome.session != session {
+        return Ok(());
+    }
+    match unacked.remove(&outcome.tag) {
+        Some(delivery) if outcome.ack => delivery.ack(channel),
+        Some(delivery) => delivery.reject(channel, false),
+        None => Ok(()),
+    }
+}

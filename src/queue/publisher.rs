@@ -1,0 +1,327 @@
+//! The publisher: one thread owns the AMQP connection and a channel in confirm mode. Publishes are
+//! pipelined: up to `window` messages await their confirms at once, and each caller's future
+//! resolves when the broker acks, nacks or returns its message.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use amiquip::{AmqpProperties, Channel, Confirm, Connection, Publish, Return};
+use crossbeam_channel::{Receiver, Sender, select};
+use slog::{Logger, info, warn};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use super::{Backoff, Envelope, Topology};
+
+/// Why a message may not have reached its queue. In every case the event stays in PostgreSQL
+/// and the reaper publishes it again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker is not connected right now.
+    #[error("the broker is unreachable")]
+    Unavailable,
+    /// The broker refused the message.
+    #[error("the broker nacked the message")]
+    Nacked,
+    /// No queue is bound for the message (the topology is missing).
+    #[error("the broker returned the message as unroutable")]
+    Unroutable,
+    /// The publisher has shut down.
+    #[error("the publisher is closed")]
+    Closed,
+}
+
+struct Request {
+    body: Vec<u8>,
+    reply: oneshot::Sender<Result<(), PublishError>>,
+    /// Held until the confirm arrives: this is what bounds the confirm window.
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Pending {
+    request: Request,
+    returned: bool,
+}
+
+/// A handle to the publisher thread; cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    requests: Sender<Request>,
+    window: Arc<Semaphore>,
+    connected: Arc<AtomicBool>,
+}
+
+/// Owns the publisher thread; dropping `stop` asks it to finish.
+pub struct PublisherThread {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Starts the publisher thread, which connects (and reconnects) by itself.
+    pub fn start(
+        url: &str,
+        topology: Topology,
+        window: usize,
+        log: Logger,
+    ) -> std::io::Result<(Publisher, PublisherThread)> {
+        let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let connected = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            url: url.to_owned(),
+            topology,
+            requests: requests_rx,
+            stop: stop_rx,
+            connected: connected.clone(),
+            log,
+        };
+        let thread = std::thread::Builder::new()
+            .name("spenza-publisher".into())
+            .spawn(move || worker.run())?;
+        let publisher = Publisher {
+            requests: requests_tx,
+            window: Arc::new(Semaphore::new(window.max(1))),
+            connected,
+        };
+        Ok((
+            publisher,
+            PublisherThread {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Publishes one delivery; resolves once the broker has confirmed it.
+    pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        if !self.is_connected() {
+            return Err(PublishError::Unavailable);
+        }
+        let permit = self
+            .window
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| PublishError::Closed)?;
+        let (reply, confirmed) = oneshot::channel();
+        let request = Request {
+            body: envelope.to_bytes(),
+            reply,
+            _permit: permit,
+        };
+        self.requests
+            .send(request)
+            .map_err(|_| PublishError::Closed)?;
+        confirmed.await.map_err(|_| PublishError::Closed)?
+    }
+
+    /// Whether the thread holds a live connection to the broker.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+impl PublisherThread {
+    /// Asks the thread to wait for outstanding confirms (bounded), close the connection and exit;
+    /// returns once it has.
+    pub fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for PublisherThread {
+    fn drop(&mut self) {
+        // Without an explicit stop (a test that panicked), let the thread wind down by itself.
+        self.stop.take();
+    }
+}
+
+/// How a connected session ended.
+enum Ended {
+    Stopped,
+    Lost(anyhow::Error),
+}
+
+struct Worker {
+    url: String,
+    topology: Topology,
+    requests: Receiver<Request>,
+    stop: Receiver<()>,
+    connected: Arc<AtomicBool>,
+    log: Logger,
+}
+
+impl Worker {
+    const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+    fn run(self) {
+        let mut backoff = Backoff::new();
+        loop {
+            match Session::open(&self.url, &self.topology) {
+                Ok(session) => {
+                    backoff.reset();
+                    self.connected.store(true, Ordering::Relaxed);
+                    info!(self.log, "publisher connected to the broker");
+                    let ended = session.serve(&self);
+                    self.connected.store(false, Ordering::Relaxed);
+                    match ended {
+                        Ended::Stopped => return,
+                        Ended::Lost(error) => {
+                            warn!(self.log, "publisher lost the broker"; "error" => %error)
+                        }
+                    }
+                }
+                Err(error) => {
+                    warn!(self.log, "publisher cannot reach the broker"; "error" => %error)
+                }
+            }
+            if !self.refuse_until(Instant::now() + backoff.step()) {
+                return;
+            }
+        }
+    }
+
+    /// While disconnected, answers every request at once; false when it is time to exit.
+    fn refuse_until(&self, deadline: Instant) -> bool {
+        loop {
+            select! {
+                recv(self.requests) -> request => match request {
+                    Ok(request) => { let _ = request.reply.send(Err(PublishError::Unavailable)); }
+                    Err(_) => return false,
+                },
+                recv(self.stop) -> _ => return false,
+                default(deadline.saturating_duration_since(Instant::now())) => return true,
+            }
+        }
+    }
+}
+
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    confirms: Receiver<Confirm>,
+    returns: Receiver<Return>,
+}
+
+impl Session {
+    fn open(url: &str, topology: &Topology) -> anyhow::Result<Session> {
+        let mut connection = Connection::insecure_open(url)?;
+        let channel = connection.open_channel(None)?;
+        topology.declare(&channel)?;
+        // Listeners first, then confirm mode: otherwise the first confirms could be missed.
+        let confirms = channel.listen_for_publisher_confirms()?;
+        let returns = channel.listen_for_returns()?;
+        channel.enable_publisher_confirms()?;
+        Ok(Session {
+            connection,
+            channel,
+            confirms,
+            returns,
+        })
+    }
+
+    fn serve(self, worker: &Worker) -> Ended {
+        let exchange = worker.topology.deliver_exchange();
+        let routing_key = worker.topology.deliver_routing_key();
+        let mut pending = BTreeMap::new();
+        let mut next_tag: u64 = 1;
+        let ended = loop {
+            select! {
+                recv(worker.requests) -> request => {
+                    let Ok(request) = request else { break Ended::Stopped };
+                    let properties = AmqpProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into())
+                        .with_message_id(next_tag.to_string());
+                    let publish = Publish {
+                        body: &request.body,
+                        routing_key: routing_key.into(),
+                        mandatory: true,
+                        immediate: false,
+                        properties,
+                    };
+                    if let Err(error) = self.channel.basic_publish(exchange.as_str(), publish) {
+                        let _ = request.reply.send(Err(PublishError::Unavailable));
+                        break Ended::Lost(error.into());
+                    }
+                    pending.insert(next_tag, Pending { request, returned: false });
+                    next_tag += 1;
+                }
+                recv(self.confirms) -> confirm => {
+                    let Ok(confirm) = confirm else { break Ended::Lost(anyhow::anyhow!("connection closed")) };
+                    self.settle(&mut pending, confirm);
+                }
+                recv(self.returns) -> returned => {
+                    let Ok(returned) = returned else { break Ended::Lost(anyhow::anyhow!("connection closed")) };
+                    mark_returned(&mut pending, &returned);
+                }
+                recv(worker.stop) -> _ => break Ended::Stopped,
+            }
+        };
+        if let Ended::Stopped = ended {
+            self.drain(&mut pending);
+            let _ = self.connection.close();
+        }
+        for (_, unsettled) in pending {
+            let _ = unsettled.request.reply.send(Err(PublishError::Unavailable));
+        }
+        ended
+    }
+
+    /// Settles what a confirm covers. A return always precedes the ack of the same message on
+    /// the wire, so draining returns first tells returned messages apart.
+    fn settle(&self, pending: &mut BTreeMap<u64, Pending>, confirm: Confirm) {
+        for returned in self.returns.try_iter() {
+            mark_returned(pending, &returned);
+        }
+        let (payload, acked) = match confirm {
+            Confirm::Ack(payload) => (payload, true),
+            Confirm::Nack(payload) => (payload, false),
+        };
+        let settled = if payload.multiple {
+            let later = pending.split_off(&(payload.delivery_tag + 1));
+            std::mem::replace(pending, later)
+        } else {
+            pending
+                .remove_entry(&payload.delivery_tag)
+                .into_iter()
+                .collect()
+        };
+        for (_, done) in settled {
+            let result = match (acked, done.returned) {
+                (false, _) => Err(PublishError::Nacked),
+                (true, true) => Err(PublishError::Unroutable),
+                (true, false) => Ok(()),
+            };
+            let _ = done.request.reply.send(result);
+        }
+    }
+
+    /// On shutdown: waits, bounded, for the confirms of what was already published.
+    fn drain(&self, pending: &mut BTreeMap<u64, Pending>) {
+        let deadline = Instant::now() + Worker::DRAIN_TIMEOUT;
+        while !pending.is_empty() {
+            match self.confirms.recv_deadline(deadline) {
+                Ok(confirm) => self.settle(pending, confirm),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn mark_returned(pending: &mut BTreeMap<u64, Pending>, returned: &Return) {
+    let tag = returned
+        .properties
+        .message_id()
+        .as_deref()
+        .and_then(|id| id.parse::<u64>().ok());
+    if let Some(entry) = tag.and_then(|tag| pending.get_mut(&tag)) {
+        entry.returned = true;
+    }
+}

@@ -1,0 +1,201 @@
+//! Wiring: `Application::build` starts every component of a process and binds its listener;
+//! `run_until_stopped` serves until the shutdown token fires, then stops them in order.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use slog::{Logger, info};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::db::{self, Database};
+use crate::delivery::{Deliverer, HttpClient};
+use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
+use crate::{api, dashboard, health, ingest};
+
+/// What HTTP handlers share.
+pub struct AppState {
+    pub db: Database,
+    pub publisher: Publisher,
+    pub max_body_bytes: usize,
+    pub public_base: String,
+    pub log: Logger,
+}
+
+impl AppState {
+    /// The URL providers post to for a subscription with this token.
+    pub fn ingest_url(&self, token: &str) -> String {
+        format!("{}/ingest/{}", self.public_base, token)
+    }
+}
+
+/// A running relay process.
+pub struct Application {
+    port: u16,
+    server: Server,
+    db: Database,
+    publisher_thread: PublisherThread,
+    delivery: Option<Delivery>,
+    shutdown: CancellationToken,
+    settings: Settings,
+    log: Logger,
+}
+
+struct Delivery {
+    consumer: Consumer,
+    dispatcher: tokio::task::JoinHandle<()>,
+    tasks: TaskTracker,
+}
+
+impl Application {
+    /// Applies migrations, connects, starts the publisher (and, for delivering roles, the
+    /// consumer and delivery pool) and binds the HTTP listener. Must run inside the main tokio
+    /// runtime.
+    pub async fn build(settings: Settings, log: Logger) -> anyhow::Result<Self> {
+        let applied = db::migrations::run(&settings.database.url).await?;
+        info!(log, "database migrated"; "applied" => applied);
+        let db = Database::new(
+            db::build_pool(&settings.database)?,
+            settings.database.timeout,
+        );
+        let topology = Topology::new(&settings.amqp_prefix, settings.queue_kind);
+        let (publisher, publisher_thread) = Publisher::start(
+            &settings.amqp_url,
+            topology.clone(),
+            settings.publish_window,
+            log.new(slog::o!("component" => "publisher")),
+        )
+        .context("starting the publisher thread")?;
+
+        let delivery = if settings.role.delivers() {
+            let (consumer, jobs) = Consumer::start(
+                &settings.amqp_url,
+                topology,
+                settings.delivery_concurrency,
+                settings.shutdown_timeout,
+                log.new(slog::o!("component" => "consumer")),
+            )
+            .context("starting the consumer thread")?;
+            let http =
+                HttpClient::new(settings.delivery_timeout).context("building the HTTP client")?;
+            let deliverer = Arc::new(Deliverer::new(
+                db.clone(),
+                http,
+                log.new(slog::o!("component" => "delivery")),
+            ));
+            let tasks = TaskTracker::new();
+            let dispatcher = tokio::spawn(deliverer.dispatch(jobs, tasks.clone()));
+            Some(Delivery {
+                consumer,
+                dispatcher,
+                tasks,
+            })
+        } else {
+            None
+        };
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            db: db.clone(),
+            publisher,
+            max_body_bytes: settings.max_body_bytes,
+            public_base: settings.public_base(address),
+            log: log.clone(),
+        });
+        let serves_http = settings.role.serves_http();
+        let mut server = HttpServer::new(move || {
+            let app = App::new().app_data(state.clone()).configure(health::routes);
+            if serves_http {
+                app.configure(ingest::routes)
+                    .configure(api::routes)
+                    .configure(dashboard::routes)
+            } else {
+                app
+            }
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        .listen(listener)?;
+        if let Some(workers) = settings.http_workers {
+            server = server.workers(workers);
+        }
+        info!(log, "listening"; "address" => %address, "role" => ?settings.role);
+        Ok(Application {
+            port: address.port(),
+            server: server.run(),
+            db,
+            publisher_thread,
+            delivery,
+            shutdown: CancellationToken::new(),
+            settings,
+            log,
+        })
+    }
+
+    /// The port the HTTP server listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Cancelling this token stops the application gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then: stops accepting HTTP requests and
+    /// finishes those in flight; stops consuming and lets deliveries in flight finish (bounded),
+    /// leaving the rest unacked for redelivery; waits for outstanding publisher confirms;
+    /// closes the broker connections and the pool.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            server,
+            db,
+            publisher_thread,
+            delivery,
+            shutdown,
+            settings,
+            log,
+            ..
+        } = self;
+        let handle: ServerHandle = server.handle();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            result = &mut server => {
+                result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
+            }
+        }
+        info!(log, "shutting down");
+        handle.stop(true).await;
+        if let Some(Delivery {
+            mut consumer,
+            dispatcher,
+            tasks,
+        }) = delivery
+        {
+            consumer.begin_stop();
+            let _ = dispatcher.await;
+            tasks.close();
+            if tokio::time::timeout(settings.shutdown_timeout, tasks.wait())
+                .await
+                .is_err()
+            {
+                info!(
+                    log,
+                    "deliveries still in flight at the deadline are left for redelivery"
+                );
+            }
+            tokio::task::spawn_blocking(move || consumer.join()).await?;
+        }
+        tokio::task::spawn_blocking(move || publisher_thread.stop()).await?;
+        db.close();
+        info!(log, "stopped");
+        Ok(())
+    }
+}
