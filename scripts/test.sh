@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit and integration) against real PostgreSQL and RabbitMQ, which it
+# provisions first. Each test creates and drops its own database and queues.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/services.sh
+exec cargo test --locked --all-targets "$@"

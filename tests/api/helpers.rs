@@ -1,0 +1,523 @@
+//! The harness: `spawn_app` (fresh database and queue prefix per test), a scriptable sink, a
+//! fault proxy, and `wait_until`.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::{Value, json};
+use spenza::config::{Cli, Command, QueueKind, Settings};
+use spenza::queue::Topology;
+use spenza::startup::Application;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// The server tests create their databases on.
+pub fn postgres_base() -> String {
+    std::env::var("SPENZA_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The broker tests declare their queues on.
+pub fn amqp_url() -> String {
+    std::env::var("SPENZA_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Polls `probe` until it yields `Ok`; on timeout, fails with what it last saw.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last saw: {seen}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Settings for a test app: loopback only, a fresh database, a unique queue prefix.
+pub fn test_settings(database_url: &str, prefix: &str) -> Settings {
+    let Command::Serve(settings) = Cli::try_parse_from(["spenza", "serve"])
+        .expect("defaults parse")
+        .command
+    else {
+        unreachable!("serve parses as serve")
+    };
+    let mut settings = *settings;
+    settings.database.url = database_url.to_owned();
+    settings.database.pool_size = 8;
+    settings.database.timeout = Duration::from_secs(3);
+    settings.amqp_url = amqp_url();
+    settings.amqp_prefix = prefix.to_owned();
+    settings.queue_kind = QueueKind::Quorum;
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    settings.public_url = None;
+    settings.http_workers = Some(1);
+    settings.delivery_timeout = Duration::from_secs(5);
+    settings.shutdown_timeout = Duration::from_secs(5);
+    settings
+}
+
+/// A fresh, empty database, dropped (with any connections to it) when this is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+/// Creates a fresh, empty database.
+pub async fn create_database() -> TestDatabase {
+    use diesel_async::RunQueryDsl;
+    let name = format!("test_{}", Uuid::new_v4().simple());
+    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", postgres_base()))
+        .await
+        .expect("PostgreSQL is reachable");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    let url = format!("{}/{name}", postgres_base());
+    TestDatabase { name, url }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Its own thread and runtime: a drop cannot await, and may run outside any runtime.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use diesel_async::RunQueryDsl;
+                if let Ok(mut admin) =
+                    AsyncPgConnection::establish(&format!("{}/postgres", postgres_base())).await
+                {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        })
+        .join()
+        .expect("database cleanup thread");
+    }
+}
+
+/// A running application and everything a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub api: reqwest::Client,
+    /// A user created for the test, and their key.
+    pub api_key: String,
+    database: Option<TestDatabase>,
+    prefix: String,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the app with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app after `adjust` has changed its settings.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let database = create_database().await;
+    let database_url = database.url.clone();
+    let prefix = format!("test-{}", Uuid::new_v4().simple());
+    let mut settings = test_settings(&database_url, &prefix);
+    adjust(&mut settings);
+    let app_database = settings.database.clone();
+    let application = Application::build(settings, spenza::telemetry::discard())
+        .await
+        .expect("the application builds");
+    let address = format!("http://127.0.0.1:{}", application.port());
+    let shutdown = application.shutdown_token();
+    let server = tokio::spawn(application.run_until_stopped());
+    // The migrated database of the app; the user is created there.
+    let mut owner_database = app_database.clone();
+    owner_database.url = database_url.clone();
+    let api_key = create_user_with_key(&owner_database, "owner@example.com").await;
+    TestApp {
+        address,
+        database_url,
+        api: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        api_key,
+        database: Some(database),
+        prefix,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+/// Creates a user with `email` and returns a fresh API key of theirs.
+pub async fn create_user_with_key(
+    database: &spenza::config::DatabaseSettings,
+    email: &str,
+) -> String {
+    spenza::admin::create_user(database, email, "correct horse battery staple")
+        .await
+        .expect("user created");
+    spenza::admin::create_api_key(database, email, "test")
+        .await
+        .expect("key created")
+        .expose()
+        .to_owned()
+}
+
+impl TestApp {
+    /// Another user of the same relay, with a key of their own.
+    pub async fn another_user(&self, email: &str) -> String {
+        let mut database = test_settings(&self.database_url, &self.prefix).database;
+        database.pool_size = 1;
+        create_user_with_key(&database, email).await
+    }
+
+    /// A direct connection to the app's database, for assertions.
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database_url)
+            .await
+            .expect("test database reachable")
+    }
+
+    /// Creates a subscription delivering to `target_url`; returns its JSON.
+    pub async fn create_subscription(&self, target_url: &str) -> Value {
+        let response = self
+            .api
+            .post(format!("{}/api/v1/subscriptions", self.address))
+            .bearer_auth(&self.api_key)
+            .json(&json!({ "name": "test subscription", "target_url": target_url }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "creating a subscription");
+        response.json().await.unwrap()
+    }
+
+    /// POSTs a body to an ingest URL with a content type.
+    pub async fn ingest(
+        &self,
+        ingest_url: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.api
+            .post(ingest_url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("ingest answered")
+    }
+
+    /// GETs an API path with the owner's key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.api
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(&self.api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The event as the API shows it.
+    pub async fn event(&self, id: &str) -> Value {
+        let response = self.get(&format!("/api/v1/events/{id}")).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the event has `status`; returns it.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("event {id} to be {status}"),
+            || async {
+                let event = self.event(id).await;
+                if event["status"] == status {
+                    Ok(event)
+                } else {
+                    Err(event.to_string())
+                }
+            },
+        )
+        .await
+    }
+
+    /// How many events the database holds.
+    pub async fn stored_events(&self) -> i64 {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use spenza::db::schema::events;
+        events::table
+            .count()
+            .get_result(&mut self.db().await)
+            .await
+            .unwrap()
+    }
+
+    /// Stops the app gracefully and removes its database and queues.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("app task").expect("app stops cleanly");
+        }
+        let (database, prefix) = (self.database.take(), self.prefix.clone());
+        tokio::task::spawn_blocking(move || {
+            drop(database);
+            delete_queues(&prefix);
+        })
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Reached with resources left only when a test failed before `shutdown`.
+        if let Some(database) = self.database.take() {
+            self.shutdown.cancel();
+            drop(database);
+            delete_queues(&self.prefix);
+        }
+    }
+}
+
+/// Deletes a prefix's queues and exchanges, so runs leave the broker as they found it.
+fn delete_queues(prefix: &str) {
+    if let Ok(mut connection) = amiquip::Connection::insecure_open(&amqp_url()) {
+        if let Ok(channel) = connection.open_channel(None) {
+            let _ = Topology::new(prefix, QueueKind::Quorum).delete(&channel);
+        }
+        let _ = connection.close();
+    }
+}
+
+/// How the sink answers a request.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// 200 to everything.
+    Ok,
+    /// Always this status.
+    Always(u16),
+    /// A redirect to another URL.
+    Redirect(String),
+    /// Wait this long, then 200.
+    Slow(Duration),
+}
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub path: String,
+}
+
+impl Received {
+    /// The value of a header, by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct SinkState {
+    script: Script,
+    received: Mutex<Vec<Received>>,
+}
+
+/// A real HTTP endpoint on loopback that records every request and answers from a script.
+pub struct Sink {
+    pub url: String,
+    state: Arc<SinkState>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Sink {
+    /// Starts a sink on a free loopback port.
+    pub async fn start(script: Script) -> Sink {
+        let state = Arc::new(SinkState {
+            script,
+            received: Mutex::new(Vec::new()),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::from(shared.clone()))
+                .default_service(web::to(record))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Sink {
+            url,
+            state,
+            server: handle,
+        }
+    }
+
+    /// Everything received so far, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// The distinct `webhook-id`s received.
+    pub fn unique_ids(&self) -> HashSet<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| r.header("webhook-id").map(str::to_owned))
+            .collect()
+    }
+
+    /// Waits until at least `count` requests have arrived.
+    pub async fn wait_for_requests(&self, count: usize) -> Vec<Received> {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{count} requests at the sink"),
+            || async {
+                let received = self.received();
+                if received.len() >= count {
+                    Ok(received)
+                } else {
+                    Err(format!("{} requests", received.len()))
+                }
+            },
+        )
+        .await
+    }
+
+    /// Stops the sink.
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}
+
+async fn record(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SinkState>,
+) -> HttpResponse {
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                value.to_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let received = Received {
+        headers,
+        body: body.to_vec(),
+        path: request.path().to_owned(),
+    };
+    state.received.lock().unwrap().push(received);
+    match &state.script {
+        Script::Ok => HttpResponse::Ok().body("ok"),
+        Script::Always(status) => status_response(*status),
+        Script::Redirect(to) => HttpResponse::Found()
+            .insert_header(("location", to.as_str()))
+            .finish(),
+        Script::Slow(delay) => {
+            tokio::time::sleep(*delay).await;
+            HttpResponse::Ok().body("late")
+        }
+    }
+}
+
+fn status_response(status: u16) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .body(format!("scripted {status}"))
+}
+
+/// A TCP proxy on loopback in front of a real server: `cut` drops every connection and refuses
+/// new ones, `mend` lets them through again.
+pub struct FaultProxy {
+    pub address: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    acceptor: JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Proxies to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (cut_flag, tracked) = (cut.clone(), connections.clone());
+        let acceptor = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut tracked = tracked.lock().unwrap();
+                tracked.retain(|c| !c.is_finished());
+                tracked.push(connection);
+            }
+        });
+        FaultProxy {
+            address,
+            cut,
+            connections,
+            acceptor,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.acceptor.abort();
+        self.cut();
+    }
+}
