@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (unit and integration) against real PostgreSQL and RabbitMQ, which it
-# provisions first. Each test creates and drops its own database and queues.
+# provisions first. Each test creates and drops its own database and queues. The load benchmark
+# is not a test: run it with `cargo bench --bench relay`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh
-exec cargo test --locked --all-targets "$@"
+exec cargo test --locked --lib --bins --tests "$@"
