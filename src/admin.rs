@@ -10,7 +10,10 @@ use crate::domain::{ApiKey, ApiKeyId, EmailAddress, Password, UserId};
 
 async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Database> {
     db::migrations::run(&settings.url).await?;
-    Ok(Database::new(db::build_pool(settings)?, settings.timeout))
+    Ok(Database::new(
+        db::build_pool(settings, 1)?,
+        settings.timeout,
+    ))
 }
 
 /// Creates a user; returns its id.

@@ -11,7 +11,7 @@ use slog::{Logger, info};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Settings;
+use crate::config::{Role, Settings};
 use crate::db::{self, Database};
 use crate::delivery::{Deliverer, HttpClient};
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
@@ -30,6 +30,29 @@ impl AppState {
     /// The URL providers post to for a subscription with this token.
     pub fn ingest_url(&self, token: &str) -> String {
         format!("{}/ingest/{}", self.public_base, token)
+    }
+}
+
+/// How a process divides its connection budget between its HTTP workers and delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PoolSizes {
+    per_http_worker: usize,
+    delivery: usize,
+}
+
+impl PoolSizes {
+    /// Half the budget to HTTP (shared out among its workers), half to delivery; a role that
+    /// does only one of the two gets all of it there.
+    fn split(total: usize, http_workers: usize, role: Role) -> Self {
+        let http_share = match role {
+            Role::All => total / 2,
+            Role::Api => total,
+            Role::Worker => 0,
+        };
+        PoolSizes {
+            per_http_worker: (http_share / http_workers.max(1)).max(2),
+            delivery: (total - http_share).max(2),
+        }
     }
 }
 
@@ -58,8 +81,12 @@ impl Application {
     pub async fn build(settings: Settings, log: Logger) -> anyhow::Result<Self> {
         let applied = db::migrations::run(&settings.database.url).await?;
         info!(log, "database migrated"; "applied" => applied);
+        let http_workers = settings.http_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let pools = PoolSizes::split(settings.database.pool_size, http_workers, settings.role);
         let db = Database::new(
-            db::build_pool(&settings.database)?,
+            db::build_pool(&settings.database, pools.delivery)?,
             settings.database.timeout,
         );
         let topology = Topology::new(&settings.amqp_prefix, settings.queue_kind);
@@ -101,16 +128,24 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
-        let state = web::Data::new(AppState {
-            db: db.clone(),
-            publisher,
-            max_body_bytes: settings.max_body_bytes,
-            public_base: settings.public_base(address),
-            log: log.clone(),
-        });
+        let database = settings.database.clone();
+        // Validated here, so that building each worker's own pool below cannot fail.
+        db::build_pool(&database, pools.per_http_worker)?;
+        let max_body_bytes = settings.max_body_bytes;
+        let public_base = settings.public_base(address);
+        let http_log = log.clone();
         let serves_http = settings.role.serves_http();
-        let mut server = HttpServer::new(move || {
-            let app = App::new().app_data(state.clone()).configure(health::routes);
+        let server = HttpServer::new(move || {
+            let pool = db::build_pool(&database, pools.per_http_worker)
+                .expect("pool settings were validated at start-up");
+            let state = web::Data::new(AppState {
+                db: Database::new(pool, database.timeout),
+                publisher: publisher.clone(),
+                max_body_bytes,
+                public_base: public_base.clone(),
+                log: http_log.clone(),
+            });
+            let app = App::new().app_data(state).configure(health::routes);
             if serves_http {
                 app.configure(ingest::routes)
                     .configure(api::routes)
@@ -119,12 +154,10 @@ impl Application {
                 app
             }
         })
+        .workers(http_workers)
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?;
-        if let Some(workers) = settings.http_workers {
-            server = server.workers(workers);
-        }
         info!(log, "listening"; "address" => %address, "role" => ?settings.role);
         Ok(Application {
             port: address.port(),
@@ -197,5 +230,42 @@ impl Application {
         db.close();
         info!(log, "stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_budget_is_shared_between_http_workers_and_delivery() {
+        assert_eq!(
+            PoolSizes::split(16, 2, Role::All),
+            PoolSizes {
+                per_http_worker: 4,
+                delivery: 8
+            }
+        );
+        assert_eq!(
+            PoolSizes::split(16, 4, Role::Api),
+            PoolSizes {
+                per_http_worker: 4,
+                delivery: 2
+            }
+        );
+        assert_eq!(
+            PoolSizes::split(16, 2, Role::Worker),
+            PoolSizes {
+                per_http_worker: 2,
+                delivery: 16
+            }
+        );
+        assert_eq!(
+            PoolSizes::split(2, 8, Role::All),
+            PoolSizes {
+                per_http_worker: 2,
+                delivery: 2
+            }
+        );
     }
 }

@@ -8,42 +8,34 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool::Runtime;
-use diesel::ConnectionError;
+use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures_util::FutureExt;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
 
 use crate::config::DatabaseSettings;
 
-/// The connection pool every component shares.
+/// A connection pool.
 pub type DbPool = Pool<AsyncPgConnection>;
 /// A connection checked out of the pool.
 pub type DbConn = Object<AsyncPgConnection>;
 
-/// Builds the pool. Connections are opened lazily, on first use.
+/// Builds a pool of at most `size` connections, opened lazily.
 ///
-/// Each connection's driver task is spawned on the runtime that calls this function: actix runs
-/// every HTTP worker on its own single-threaded runtime, and a connection opened there would die
-/// with that worker during shutdown while the delivery pool still uses it.
-pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<DbPool> {
-    let runtime = tokio::runtime::Handle::try_current()
-        .context("the database pool must be built inside the main tokio runtime")?;
+/// A connection's driver task runs on the runtime that opened it, so each pool serves one
+/// runtime: every actix worker (a single-threaded runtime of its own) builds its own pool, and
+/// the delivery pool lives on the main runtime. Queries then never hop threads, and no pool
+/// holds connections that die with another runtime at shutdown.
+pub fn build_pool(settings: &DatabaseSettings, size: usize) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
-    config.custom_setup = Box::new(move |url| {
-        let url = url.to_owned();
-        let connect = runtime.spawn(async move { AsyncPgConnection::establish(&url).await });
-        async move {
-            connect
-                .await
-                .map_err(|e| ConnectionError::BadConnection(format!("connect task failed: {e}")))?
-        }
-        .boxed()
-    });
+    // A broken connection is noticed by its driver task; a test query on every checkout would
+    // add a round trip to each ingest for nothing.
+    config.recycling_method = RecyclingMethod::Fast;
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&settings.url, config);
     Pool::builder(manager)
-        .max_size(settings.pool_size)
+        .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(settings.timeout))
         .create_timeout(Some(settings.timeout))

@@ -97,7 +97,7 @@ pub async fn ingest(
     let publisher = state.publisher.clone();
     let log = state.log.clone();
     actix_web::rt::spawn(async move {
-        if let Err(error) = publisher.publish(&envelope).await {
+        if let Err(error) = publisher.publish_detached(&envelope).await {
             debug!(log, "event left for the reaper"; "event_id" => %envelope.event_id, "error" => %error);
         }
     });

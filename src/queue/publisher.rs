@@ -35,9 +35,18 @@ pub enum PublishError {
 
 struct Request {
     body: Vec<u8>,
-    reply: oneshot::Sender<Result<(), PublishError>>,
+    /// Where the outcome goes; `None` for a detached publish.
+    reply: Option<oneshot::Sender<Result<(), PublishError>>>,
     /// Held until the confirm arrives: this is what bounds the confirm window.
     _permit: OwnedSemaphorePermit,
+}
+
+impl Request {
+    fn answer(self, result: Result<(), PublishError>) {
+        if let Some(reply) = self.reply {
+            let _ = reply.send(result);
+        }
+    }
 }
 
 struct Pending {
@@ -97,6 +106,22 @@ impl Publisher {
 
     /// Publishes one delivery; resolves once the broker has confirmed it.
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        let (reply, confirmed) = oneshot::channel();
+        self.submit(envelope, Some(reply)).await?;
+        confirmed.await.map_err(|_| PublishError::Closed)?
+    }
+
+    /// Publishes one delivery without waiting for its confirm: for an event that is already
+    /// durable, whose failed publish the reaper repairs. Waits only for room in the window.
+    pub async fn publish_detached(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.submit(envelope, None).await
+    }
+
+    async fn submit(
+        &self,
+        envelope: &Envelope,
+        reply: Option<oneshot::Sender<Result<(), PublishError>>>,
+    ) -> Result<(), PublishError> {
         if !self.is_connected() {
             return Err(PublishError::Unavailable);
         }
@@ -106,7 +131,6 @@ impl Publisher {
             .acquire_owned()
             .await
             .map_err(|_| PublishError::Closed)?;
-        let (reply, confirmed) = oneshot::channel();
         let request = Request {
             body: envelope.to_bytes(),
             reply,
@@ -114,8 +138,7 @@ impl Publisher {
         };
         self.requests
             .send(request)
-            .map_err(|_| PublishError::Closed)?;
-        confirmed.await.map_err(|_| PublishError::Closed)?
+            .map_err(|_| PublishError::Closed)
     }
 
     /// Whether the thread holds a live connection to the broker.
@@ -163,7 +186,7 @@ impl Worker {
     fn run(self) {
         let mut backoff = Backoff::new();
         loop {
-            match Session::open(&self.url, &self.topology) {
+            match Session::open(&self.url, &self.topology, &self.log) {
                 Ok(session) => {
                     backoff.reset();
                     self.connected.store(true, Ordering::Relaxed);
@@ -192,7 +215,7 @@ impl Worker {
         loop {
             select! {
                 recv(self.requests) -> request => match request {
-                    Ok(request) => { let _ = request.reply.send(Err(PublishError::Unavailable)); }
+                    Ok(request) => request.answer(Err(PublishError::Unavailable)),
                     Err(_) => return false,
                 },
                 recv(self.stop) -> _ => return false,
@@ -203,6 +226,7 @@ impl Worker {
 }
 
 struct Session {
+    log: Logger,
     connection: Connection,
     channel: Channel,
     confirms: Receiver<Confirm>,
@@ -210,7 +234,7 @@ struct Session {
 }
 
 impl Session {
-    fn open(url: &str, topology: &Topology) -> anyhow::Result<Session> {
+    fn open(url: &str, topology: &Topology, log: &Logger) -> anyhow::Result<Session> {
         let mut connection = Connection::insecure_open(url)?;
         let channel = connection.open_channel(None)?;
         topology.declare(&channel)?;
@@ -219,6 +243,7 @@ impl Session {
         let returns = channel.listen_for_returns()?;
         channel.enable_publisher_confirms()?;
         Ok(Session {
+            log: log.clone(),
             connection,
             channel,
             confirms,
@@ -247,7 +272,7 @@ impl Session {
                         properties,
                     };
                     if let Err(error) = self.channel.basic_publish(exchange.as_str(), publish) {
-                        let _ = request.reply.send(Err(PublishError::Unavailable));
+                        request.answer(Err(PublishError::Unavailable));
                         break Ended::Lost(error.into());
                     }
                     pending.insert(next_tag, Pending { request, returned: false });
@@ -269,7 +294,7 @@ impl Session {
             let _ = self.connection.close();
         }
         for (_, unsettled) in pending {
-            let _ = unsettled.request.reply.send(Err(PublishError::Unavailable));
+            unsettled.request.answer(Err(PublishError::Unavailable));
         }
         ended
     }
@@ -299,7 +324,10 @@ impl Session {
                 (true, true) => Err(PublishError::Unroutable),
                 (true, false) => Ok(()),
             };
-            let _ = done.request.reply.send(result);
+            if let Err(error) = &result {
+                warn!(self.log, "a publish was not accepted; the reaper will repeat it"; "error" => %error);
+            }
+            done.request.answer(result);
         }
     }
 

@@ -1,7 +1,9 @@
 //! `events`: what providers sent, exactly as sent, and where each event is in its life.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Bytea, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -52,40 +54,64 @@ pub struct NewEvent<'a> {
 }
 
 /// What the publisher needs to know about a stored event.
-#[derive(Debug, Clone, QueryableByName)]
+#[derive(Debug, Clone, Queryable)]
 pub struct Accepted {
-    #[diesel(sql_type = SqlUuid)]
     pub subscription_id: SubscriptionId,
-    #[diesel(sql_type = Text)]
     pub target_url: String,
 }
 
+/// The ingest statement: looks the token up and inserts the event in one round trip, so the
+/// lookup and the insert commit together or not at all. Hand-written (a CTE the query builder
+/// cannot express) but with a static query id, so it is prepared once per connection.
+struct AcceptEvent<'a> {
+    token: &'a str,
+    event: NewEvent<'a>,
+}
+
+impl QueryId for AcceptEvent<'_> {
+    type QueryId = AcceptEvent<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for AcceptEvent<'_> {
+    type SqlType = (SqlUuid, Text);
+}
+
+impl QueryFragment<Pg> for AcceptEvent<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(
+            "WITH subscription AS (SELECT id, target_url FROM subscriptions WHERE ingest_token = ",
+        );
+        out.push_bind_param::<Text, _>(&self.token)?;
+        out.push_sql("), inserted AS (INSERT INTO events (id, subscription_id, body, payload, content_type, headers, next_attempt_at) SELECT ");
+        out.push_bind_param::<SqlUuid, _>(&self.event.id)?;
+        out.push_sql(", subscription.id, ");
+        out.push_bind_param::<Bytea, _>(&self.event.body)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Jsonb>, _>(&self.event.payload)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.event.content_type)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(&self.event.headers)?;
+        out.push_sql(
+            ", now() FROM subscription RETURNING subscription_id) \
+             SELECT inserted.subscription_id, subscription.target_url \
+             FROM inserted JOIN subscription ON subscription.id = inserted.subscription_id",
+        );
+        Ok(())
+    }
+}
+
 /// Stores an event for the subscription that owns `token`; `None` when no subscription does.
-///
-/// One statement, so that ingest costs one round trip: the token lookup and the insert commit
-/// together or not at all.
 pub async fn accept(
     conn: &mut AsyncPgConnection,
     token: &IngestToken,
     event: NewEvent<'_>,
 ) -> QueryResult<Option<Accepted>> {
-    diesel::sql_query(
-        "WITH subscription AS ( \
-             SELECT id, target_url FROM subscriptions WHERE ingest_token = $1 \
-         ), inserted AS ( \
-             INSERT INTO events (id, subscription_id, body, payload, content_type, headers, next_attempt_at) \
-             SELECT $2, subscription.id, $3, $4, $5, $6, now() FROM subscription \
-             RETURNING subscription_id \
-         ) \
-         SELECT inserted.subscription_id, subscription.target_url \
-         FROM inserted JOIN subscription ON subscription.id = inserted.subscription_id",
-    )
-    .bind::<Text, _>(token.as_str())
-    .bind::<SqlUuid, _>(event.id)
-    .bind::<Bytea, _>(event.body)
-    .bind::<Nullable<Jsonb>, _>(event.payload)
-    .bind::<Nullable<Text>, _>(event.content_type)
-    .bind::<Jsonb, _>(event.headers)
+    AcceptEvent {
+        token: token.as_str(),
+        event,
+    }
     .get_result(conn)
     .await
     .optional()
@@ -186,38 +212,61 @@ pub struct AttemptRecord<'a> {
 
 /// Records an attempt and moves the event on, in one statement: the attempt number is the
 /// event's new attempt count, so concurrent duplicate deliveries still number their attempts
-/// without gaps or clashes.
+/// without gaps or clashes. A completed event stays completed. Prepared once per connection, like
+/// [`AcceptEvent`].
+struct RecordAttempt<'a> {
+    id: EventId,
+    attempt: &'a AttemptRecord<'a>,
+}
+
+impl QueryId for RecordAttempt<'_> {
+    type QueryId = RecordAttempt<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for RecordAttempt<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let attempt = self.attempt;
+        out.push_sql("WITH next AS (SELECT ");
+        out.push_bind_param::<Text, _>(&attempt.status)?;
+        out.push_sql("::text AS status, ");
+        out.push_bind_param::<Nullable<Text>, _>(&attempt.error)?;
+        out.push_sql(
+            "::text AS error), updated AS (UPDATE events SET \
+                 attempts = events.attempts + 1, \
+                 status = CASE WHEN events.status = 'completed' THEN events.status ELSE next.status END, \
+                 completed_at = CASE WHEN next.status = 'completed' \
+                     THEN coalesce(events.completed_at, now()) ELSE events.completed_at END, \
+                 last_error = CASE WHEN events.status = 'completed' OR next.status = 'completed' \
+                     THEN NULL ELSE next.error END, \
+                 next_attempt_at = ",
+        );
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&attempt.next_attempt_at)?;
+        out.push_sql(" FROM next WHERE events.id = ");
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(
+            " RETURNING events.id, events.attempts) \
+             INSERT INTO delivery_attempts \
+                 (event_id, attempt, started_at, duration_ms, status_code, error, response_body) \
+             SELECT updated.id, updated.attempts, ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&attempt.started_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Integer, _>(&attempt.duration_ms)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Integer>, _>(&attempt.status_code)?;
+        out.push_sql(", next.error, ");
+        out.push_bind_param::<Nullable<Text>, _>(&attempt.response_body)?;
+        out.push_sql(" FROM updated, next");
+        Ok(())
+    }
+}
+
+/// Records one attempt of delivering `id`.
 pub async fn record_attempt(
     conn: &mut AsyncPgConnection,
     id: EventId,
     attempt: &AttemptRecord<'_>,
 ) -> QueryResult<()> {
-    diesel::sql_query(
-        "WITH updated AS ( \
-             UPDATE events SET \
-                 attempts = attempts + 1, \
-                 status = CASE WHEN status = 'completed' THEN status ELSE $2 END, \
-                 completed_at = CASE WHEN $2 = 'completed' THEN coalesce(completed_at, now()) \
-                                     ELSE completed_at END, \
-                 last_error = CASE WHEN status = 'completed' OR $2 = 'completed' THEN NULL \
-                                   ELSE $3 END, \
-                 next_attempt_at = $4 \
-             WHERE id = $1 \
-             RETURNING id, attempts \
-         ) \
-         INSERT INTO delivery_attempts \
-             (event_id, attempt, started_at, duration_ms, status_code, error, response_body) \
-         SELECT id, attempts, $5, $6, $7, $3, $8 FROM updated",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<Text, _>(attempt.status)
-    .bind::<Nullable<Text>, _>(attempt.error)
-    .bind::<Nullable<Timestamptz>, _>(attempt.next_attempt_at)
-    .bind::<Timestamptz, _>(attempt.started_at)
-    .bind::<Integer, _>(attempt.duration_ms)
-    .bind::<Nullable<Integer>, _>(attempt.status_code)
-    .bind::<Nullable<Text>, _>(attempt.response_body)
-    .execute(conn)
-    .await
-    .map(drop)
+    RecordAttempt { id, attempt }.execute(conn).await.map(drop)
 }
