@@ -168,7 +168,7 @@ impl Worker {
     }
 
     fn open(&self) -> anyhow::Result<(Connection, Channel)> {
-        let mut connection = Connection::insecure_open(&self.url)?;
+        let mut connection = super::connect::open(&self.url)?;
         let channel = connection.open_channel(None)?;
         self.topology.declare(&channel)?;
         channel.qos(0, self.prefetch, false)?;

@@ -1,6 +1,7 @@
 //! RabbitMQ: the envelope on the wire, the topology, and the threads that own amiquip's blocking
 //! connections (bridged to tokio with channels).
 
+mod connect;
 mod consumer;
 mod envelope;
 mod publisher;

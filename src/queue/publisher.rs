@@ -235,7 +235,7 @@ struct Session {
 
 impl Session {
     fn open(url: &str, topology: &Topology, log: &Logger) -> anyhow::Result<Session> {
-        let mut connection = Connection::insecure_open(url)?;
+        let mut connection = super::connect::open(url)?;
         let channel = connection.open_channel(None)?;
         topology.declare(&channel)?;
         // Listeners first, then confirm mode: otherwise the first confirms could be missed.
