@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
-use spenza::config::{DatabaseSettings, QueueKind};
+use spenza::config::{DEFAULT_RETRY_SCHEDULE, DatabaseSettings, QueueKind};
+use spenza::delivery::RetrySchedule;
 use spenza::queue::Topology;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
@@ -239,6 +240,7 @@ impl Relay {
             .env("SPENZA_DATABASE_URL", format!("{POSTGRES}/{database}"))
             .env("SPENZA_AMQP_URL", AMQP)
             .env("SPENZA_AMQP_PREFIX", &prefix)
+            .env("SPENZA_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE)
             .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -290,7 +292,9 @@ impl Relay {
         tokio::task::spawn_blocking(move || {
             if let Ok(mut connection) = amiquip::Connection::insecure_open(AMQP) {
                 if let Ok(channel) = connection.open_channel(None) {
-                    let _ = Topology::new(&prefix, QueueKind::Quorum).delete(&channel);
+                    let schedule: RetrySchedule = DEFAULT_RETRY_SCHEDULE.parse().unwrap();
+                    let topology = Topology::new(&prefix, QueueKind::Quorum, schedule.delays());
+                    let _ = topology.delete(&channel);
                 }
                 let _ = connection.close();
             }

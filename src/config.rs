@@ -6,6 +6,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use url::Url;
 
+use crate::delivery::RetrySchedule;
+
+/// The first attempt, then retries after 30 s, 5 min, 30 min, 2 h and 8 h.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "30s,5m,30m,2h,8h";
+
 /// The `spenza` command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -170,6 +175,30 @@ pub struct Settings {
         default_value_t = 128
     )]
     pub delivery_concurrency: u16,
+    /// Delays before each retry of a failed delivery, comma-separated (one attempt plus one per
+    /// delay). Each delay has its own wait queue, named after it.
+    #[arg(
+        long = "retry-schedule",
+        env = "SPENZA_RETRY_SCHEDULE",
+        default_value = "30s,5m,30m,2h,8h"
+    )]
+    pub retry_schedule: RetrySchedule,
+    /// Consecutive failed attempts after which a subscription is disabled (circuit breaker).
+    #[arg(long = "breaker-threshold", env = "SPENZA_BREAKER_THRESHOLD", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_threshold: u32,
+    /// How often the reaper looks for events whose publish or retry went missing.
+    #[arg(long = "reaper-interval", env = "SPENZA_REAPER_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub reaper_interval: Duration,
+    /// How long past its due time an event must be before the reaper publishes it again.
+    #[arg(long = "reaper-grace", env = "SPENZA_REAPER_GRACE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reaper_grace: Duration,
+    /// Most events the reaper claims at once.
+    #[arg(
+        long = "reaper-batch",
+        env = "SPENZA_REAPER_BATCH",
+        default_value_t = 500
+    )]
+    pub reaper_batch: u32,
     /// Publishes awaiting their broker confirm at once.
     #[arg(
         long = "publish-window",
@@ -218,6 +247,8 @@ mod tests {
         assert_eq!(settings.amqp_prefix, "spenza");
         assert_eq!(settings.max_body_bytes, 1024 * 1024);
         assert_eq!(settings.delivery_timeout, Duration::from_secs(10));
+        assert_eq!(settings.retry_schedule.to_string(), "30s,5m,30m,2h,8h");
+        assert_eq!(settings.breaker_threshold, 100);
         let bound: SocketAddr = "127.0.0.1:41234".parse().unwrap();
         assert_eq!(settings.public_base(bound), "http://127.0.0.1:41234");
     }

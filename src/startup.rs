@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Role, Settings};
 use crate::db::{self, Database};
-use crate::delivery::{Deliverer, HttpClient};
+use crate::delivery::{Deliverer, HttpClient, Reaper};
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::{api, dashboard, health, ingest};
 
@@ -63,6 +63,7 @@ pub struct Application {
     db: Database,
     publisher_thread: PublisherThread,
     delivery: Option<Delivery>,
+    reaper: Reaper,
     shutdown: CancellationToken,
     settings: Settings,
     log: Logger,
@@ -89,7 +90,11 @@ impl Application {
             db::build_pool(&settings.database, pools.delivery)?,
             settings.database.timeout,
         );
-        let topology = Topology::new(&settings.amqp_prefix, settings.queue_kind);
+        let topology = Topology::new(
+            &settings.amqp_prefix,
+            settings.queue_kind,
+            settings.retry_schedule.delays(),
+        );
         let (publisher, publisher_thread) = Publisher::start(
             &settings.amqp_url,
             topology.clone(),
@@ -112,6 +117,9 @@ impl Application {
             let deliverer = Arc::new(Deliverer::new(
                 db.clone(),
                 http,
+                publisher.clone(),
+                settings.retry_schedule.clone(),
+                settings.breaker_threshold,
                 log.new(slog::o!("component" => "delivery")),
             ));
             let tasks = TaskTracker::new();
@@ -123,6 +131,15 @@ impl Application {
             })
         } else {
             None
+        };
+
+        let reaper = Reaper {
+            db: db.clone(),
+            publisher: publisher.clone(),
+            interval: settings.reaper_interval,
+            grace: settings.reaper_grace,
+            batch: settings.reaper_batch.max(1),
+            log: log.new(slog::o!("component" => "reaper")),
         };
 
         let listener = TcpListener::bind(settings.bind)
@@ -165,6 +182,7 @@ impl Application {
             db,
             publisher_thread,
             delivery,
+            reaper,
             shutdown: CancellationToken::new(),
             settings,
             log,
@@ -191,6 +209,7 @@ impl Application {
             db,
             publisher_thread,
             delivery,
+            reaper,
             shutdown,
             settings,
             log,
@@ -198,6 +217,7 @@ impl Application {
         } = self;
         let handle: ServerHandle = server.handle();
         let mut server = tokio::spawn(server);
+        let reaper = tokio::spawn(reaper.run(shutdown.clone()));
         tokio::select! {
             () = shutdown.cancelled() => {}
             result = &mut server => {
@@ -205,7 +225,9 @@ impl Application {
             }
         }
         info!(log, "shutting down");
+        shutdown.cancel();
         handle.stop(true).await;
+        reaper.await?;
         if let Some(Delivery {
             mut consumer,
             dispatcher,

@@ -60,6 +60,8 @@ CREATE TABLE events (
     headers jsonb NOT NULL DEFAULT '{}',
     idempotency_key text,
     attempts integer NOT NULL DEFAULT 0,
+    -- Retries scheduled since the event arrived or was last replayed (the retry budget used).
+    retry_count integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz,
     received_at timestamptz NOT NULL DEFAULT now(),
     completed_at timestamptz,
@@ -67,7 +69,9 @@ CREATE TABLE events (
     UNIQUE (subscription_id, idempotency_key)
 );
 CREATE INDEX events_subscription_id ON events (subscription_id, id DESC);
+-- The graveyard and other per-status listings.
 CREATE INDEX events_status ON events (status, id DESC);
+-- What the reaper scans: events still to deliver, by when they are due.
 CREATE INDEX events_due ON events (next_attempt_at) WHERE status IN ('pending', 'retrying');
 CREATE INDEX events_payload ON events USING gin (payload jsonb_path_ops);
 

@@ -15,6 +15,9 @@ pub enum ApiError {
     /// Missing, or somebody else's: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The resource is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
     /// The input failed validation.
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
@@ -57,6 +60,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

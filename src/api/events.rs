@@ -12,6 +12,7 @@ use super::{ApiError, ApiUser};
 use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
 use crate::db::models::event::{self, Event, EventPage, EventSummary};
 use crate::db::models::subscription;
+use crate::delivery::publish_due;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::startup::AppState;
 
@@ -170,6 +171,28 @@ pub async fn attempts(
     }))
 }
 
+impl EventQuery {
+    fn page(&self) -> EventPage {
+        EventPage {
+            status: self.status,
+            before: self.before,
+            limit: self.limit.unwrap_or(50),
+        }
+    }
+}
+
+impl EventList {
+    fn new(events: Vec<EventSummary>, page: EventPage) -> Self {
+        let next_before = (events.len() as i64 == page.limit)
+            .then(|| events.last().map(|e| e.id))
+            .flatten();
+        EventList {
+            data: events.into_iter().map(EventSummaryOut::from).collect(),
+            next_before,
+        }
+    }
+}
+
 /// `GET /api/v1/subscriptions/{id}/events?status=&limit=&before=`
 pub async fn list(
     user: ApiUser,
@@ -177,14 +200,9 @@ pub async fn list(
     id: web::Path<Uuid>,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
     query.validate()?;
+    let page = query.page();
     let subscription_id = SubscriptionId(id.into_inner());
-    let page = EventPage {
-        status: query.status,
-        before: query.before,
-        limit: query.limit.unwrap_or(50),
-    };
     let events = state
         .db
         .run(async |conn| {
@@ -194,17 +212,62 @@ pub async fn list(
             {
                 return Ok(None);
             }
-            event::list_for_subscription(conn, user.0, subscription_id, page)
+            event::list_for_user(conn, user.0, Some(subscription_id), page)
                 .await
                 .map(Some)
         })
         .await?
         .ok_or(ApiError::NotFound("subscription"))?;
-    let next_before = (events.len() as i64 == page.limit)
-        .then(|| events.last().map(|e| e.id))
-        .flatten();
-    Ok(HttpResponse::Ok().json(EventList {
-        data: events.into_iter().map(EventSummaryOut::from).collect(),
-        next_before,
-    }))
+    Ok(HttpResponse::Ok().json(EventList::new(events, page)))
+}
+
+/// `GET /api/v1/events?status=&limit=&before=`: across all of the user's subscriptions;
+/// `status=failed` is the graveyard.
+pub async fn list_all(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    query.validate()?;
+    let page = query.page();
+    let events = state
+        .db
+        .run(async |conn| event::list_for_user(conn, user.0, None, page).await)
+        .await?;
+    Ok(HttpResponse::Ok().json(EventList::new(events, page)))
+}
+
+/// `POST /api/v1/events/{id}/replay`: delivers a completed or failed event again, same bytes
+/// and `webhook-id`, with a fresh retry budget.
+pub async fn replay(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = EventId(id.into_inner());
+    let outcome = state
+        .db
+        .run(async |conn| {
+            if let Some(due) = event::replay_for_user(conn, user.0, id).await? {
+                return Ok(Some(Ok(due)));
+            }
+            Ok(event::find_for_user(conn, user.0, id).await?.map(Err))
+        })
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    match outcome {
+        Ok(due) => {
+            publish_due(&state.publisher, std::slice::from_ref(&due)).await;
+            let replayed = state
+                .db
+                .run(async |conn| event::find_for_user(conn, user.0, id).await)
+                .await?
+                .ok_or(ApiError::NotFound("event"))?;
+            Ok(HttpResponse::Accepted().json(EventOut::from(replayed)))
+        }
+        Err(busy) => Err(ApiError::Conflict(format!(
+            "the event is {}: only completed or failed events can be replayed",
+            busy.status
+        ))),
+    }
 }

@@ -27,7 +27,13 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::delete().to(subscriptions::delete),
             )
             .route("/subscriptions/{id}/events", web::get().to(events::list))
+            .route(
+                "/subscriptions/{id}/replay",
+                web::post().to(subscriptions::replay),
+            )
+            .route("/events", web::get().to(events::list_all))
             .route("/events/{id}", web::get().to(events::get))
-            .route("/events/{id}/attempts", web::get().to(events::attempts)),
+            .route("/events/{id}/attempts", web::get().to(events::attempts))
+            .route("/events/{id}/replay", web::post().to(events::replay)),
     );
 }

@@ -8,8 +8,10 @@ use uuid::Uuid;
 
 use super::validated::Valid;
 use super::{ApiError, ApiUser};
+use crate::db::models::event::{self, ReplayFilter};
 use crate::db::models::subscription::{self, NewSubscription, Subscription, SubscriptionChanges};
-use crate::domain::{IngestToken, SigningSecret, SubscriptionId, TargetUrl};
+use crate::delivery::publish_due;
+use crate::domain::{EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl};
 use crate::startup::AppState;
 
 /// A subscription to create.
@@ -157,12 +159,78 @@ pub async fn edit(
         disabled_reason: patch.is_active.filter(|active| *active).map(|_| None),
         consecutive_failures: patch.is_active.filter(|active| *active).map(|_| 0),
     };
-    let updated = state
+    let reenabled = patch.is_active == Some(true);
+    let (updated, held) = state
         .db
-        .run(async |conn| subscription::update_for_user(conn, user.0, id, &changes).await)
+        .run(async |conn| {
+            let Some(updated) = subscription::update_for_user(conn, user.0, id, &changes).await?
+            else {
+                return Ok(None);
+            };
+            // Deliver what was held while it was disabled.
+            let held = if reenabled {
+                event::release_held(conn, id).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Some((updated, held)))
+        })
         .await?
         .ok_or(ApiError::NotFound("subscription"))?;
+    publish_due(&state.publisher, &held).await;
     Ok(HttpResponse::Ok().json(SubscriptionOut::new(updated, &state)))
+}
+
+/// Which events a bulk replay takes: one status (default `failed`), received in a time range.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    #[garde(custom(final_status))]
+    pub status: Option<EventStatus>,
+    #[garde(skip)]
+    pub since: Option<DateTime<Utc>>,
+    #[garde(skip)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+fn final_status(value: &Option<EventStatus>, _: &()) -> garde::Result {
+    match value {
+        Some(status) if !status.is_final() => Err(garde::Error::new(
+            "only completed or failed events can be replayed",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/v1/subscriptions/{id}/replay`: delivers again every event of the subscription
+/// with the status (default `failed`) received in `[since, until)`.
+pub async fn replay(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    Valid(input): Valid<ReplayIn>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SubscriptionId(id.into_inner());
+    let filter = ReplayFilter {
+        status: input.status.unwrap_or(EventStatus::Failed),
+        since: input.since,
+        until: input.until,
+    };
+    let due = state
+        .db
+        .run(async |conn| {
+            if subscription::find_for_user(conn, user.0, id)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            event::replay_subscription(conn, id, filter).await.map(Some)
+        })
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    publish_due(&state.publisher, &due).await;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "replayed": due.len() })))
 }
 
 /// `DELETE /api/v1/subscriptions/{id}`: the subscription and its events.

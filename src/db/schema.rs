@@ -35,6 +35,7 @@ diesel::table! {
         headers -> Jsonb,
         idempotency_key -> Nullable<Text>,
         attempts -> Int4,
+        retry_count -> Int4,
         next_attempt_at -> Nullable<Timestamptz>,
         received_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,

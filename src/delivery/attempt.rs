@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use reqwest::header::{CONTENT_TYPE, HeaderValue, LOCATION};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 
 use crate::db::models::event::DeliveryJob;
@@ -27,6 +28,8 @@ pub struct Attempt {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// How long a 429 or 503 answer asked us to wait (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 impl Attempt {
@@ -68,9 +71,15 @@ impl HttpClient {
         {
             request = request.header(CONTENT_TYPE, content_type);
         }
-        let (status_code, error, response_body) = match request.send().await {
+        let (status_code, error, response_body, retry_after) = match request.send().await {
             Ok(response) => {
                 let status = response.status();
+                let retry_after = match status {
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                        parse_retry_after(response.headers())
+                    }
+                    _ => None,
+                };
                 let error = if status.is_success() {
                     None
                 } else if status.is_redirection() {
@@ -86,9 +95,9 @@ impl HttpClient {
                     Some(format!("HTTP {status}"))
                 };
                 let body = read_truncated(response).await;
-                (Some(i32::from(status.as_u16())), error, body)
+                (Some(i32::from(status.as_u16())), error, body, retry_after)
             }
-            Err(error) => (None, Some(self.describe(&error)), None),
+            Err(error) => (None, Some(self.describe(&error)), None, None),
         };
         Attempt {
             started_at,
@@ -96,6 +105,7 @@ impl HttpClient {
             status_code,
             error,
             response_body,
+            retry_after,
         }
     }
 
@@ -108,6 +118,16 @@ impl HttpClient {
             format!("request failed: {}", root_cause(error))
         }
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
@@ -129,4 +149,34 @@ async fn read_truncated(mut response: reqwest::Response) -> Option<String> {
     }
     kept.truncate(RESPONSE_BODY_LIMIT);
     (!kept.is_empty()).then(|| String::from_utf8_lossy(&kept).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(
+            parse_retry_after(&headers("120")),
+            Some(Duration::from_secs(120))
+        );
+        let soon = (Utc::now() + chrono::Duration::seconds(90)).to_rfc2822();
+        let parsed = parse_retry_after(&headers(&soon)).expect("a date in the future");
+        assert!(
+            parsed > Duration::from_secs(80) && parsed <= Duration::from_secs(90),
+            "{parsed:?}"
+        );
+        assert_eq!(
+            parse_retry_after(&headers("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(parse_retry_after(&headers("soon")), None);
+    }
 }

@@ -1,32 +1,63 @@
 //! Delivery: take a job from the queue, POST the event to its endpoint, record the attempt,
-//! settle the message.
+//! decide what comes next (done, retry later, or the graveyard), settle the message.
 
 mod attempt;
+mod reaper;
+mod schedule;
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use slog::{Logger, warn};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::db::Database;
 use crate::db::models::event::{self, AttemptRecord};
+use crate::db::{Database, DbError};
 use crate::domain::EventStatus;
-use crate::queue::{Envelope, Job};
+use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
 
 pub use attempt::{Attempt, HttpClient};
+pub use reaper::{Reaper, publish_due};
+pub use schedule::{RetrySchedule, compact as compact_delay};
+
+/// What the outcome of a delivery could not be made durable by.
+#[derive(Debug, thiserror::Error)]
+enum NotRecorded {
+    #[error("recording the attempt: {0}")]
+    Database(#[from] DbError),
+    #[error("scheduling the retry: {0}")]
+    Publish(#[from] PublishError),
+}
 
 /// Makes deliveries; shared by every delivery task of a process.
 pub struct Deliverer {
     db: Database,
     http: HttpClient,
+    publisher: Publisher,
+    schedule: RetrySchedule,
+    breaker_threshold: i32,
     log: Logger,
 }
 
 impl Deliverer {
-    /// A deliverer using one shared HTTP client.
-    pub fn new(db: Database, http: HttpClient, log: Logger) -> Self {
-        Deliverer { db, http, log }
+    /// A deliverer using one shared HTTP client, retrying on `schedule`.
+    pub fn new(
+        db: Database,
+        http: HttpClient,
+        publisher: Publisher,
+        schedule: RetrySchedule,
+        breaker_threshold: u32,
+        log: Logger,
+    ) -> Self {
+        Deliverer {
+            db,
+            http,
+            publisher,
+            schedule,
+            breaker_threshold: i32::try_from(breaker_threshold).unwrap_or(i32::MAX),
+            log,
+        }
     }
 
     /// Runs each job on its own task until the job stream ends (the consumer stopped). The
@@ -47,15 +78,16 @@ impl Deliverer {
         match self.deliver(&job.envelope).await {
             Ok(()) => job.acker.ack(),
             Err(error) => {
-                warn!(self.log, "delivery not recorded; left for the reaper";
+                warn!(self.log, "delivery outcome not recorded; left for the reaper";
                     "event_id" => %job.envelope.event_id, "error" => %error);
                 job.acker.reject();
             }
         }
     }
 
-    /// One delivery attempt, recorded. An error means the outcome could not be recorded.
-    async fn deliver(&self, envelope: &Envelope) -> Result<(), crate::db::DbError> {
+    /// One delivery attempt, recorded, and the retry scheduled if one is due. An error means
+    /// the outcome is not durable yet; the event is still due in PostgreSQL.
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), NotRecorded> {
         let id = envelope.event_id;
         let Some(job) = self
             .db
@@ -65,26 +97,50 @@ impl Deliverer {
             // Deleted with its subscription: nothing left to deliver.
             return Ok(());
         };
-        // Already delivered by a duplicate message, or held by a disabled subscription.
-        if job.status.is_final() || !job.is_active {
+        // Already delivered by a duplicate message.
+        if job.status.is_final() {
+            return Ok(());
+        }
+        // Held while its subscription is disabled; re-enabling it publishes what was held.
+        if !job.is_active {
+            self.db
+                .run(async |conn| event::hold(conn, id).await)
+                .await?;
             return Ok(());
         }
         let attempt = self.http.attempt(id, &job).await;
+        let retry = if attempt.succeeded() {
+            None
+        } else {
+            self.schedule
+                .next_delay(envelope.retry_count, attempt.retry_after)
+        };
+        let (status, retry_count) = match retry {
+            _ if attempt.succeeded() => (EventStatus::Completed, envelope.retry_count),
+            Some(_) => (EventStatus::Retrying, envelope.retry_count + 1),
+            None => (EventStatus::Failed, envelope.retry_count),
+        };
         let record = AttemptRecord {
             started_at: attempt.started_at,
             duration_ms: attempt.duration_ms,
             status_code: attempt.status_code,
             error: attempt.error.as_deref(),
             response_body: attempt.response_body.as_deref(),
-            status: if attempt.succeeded() {
-                EventStatus::Completed
-            } else {
-                EventStatus::Retrying
-            },
-            next_attempt_at: None,
+            status,
+            next_attempt_at: retry.map(|delay| Utc::now() + delay),
+            retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
+            breaker_threshold: self.breaker_threshold,
         };
         self.db
             .run(async |conn| event::record_attempt(conn, id, &record).await)
-            .await
+            .await?;
+        if let Some(delay) = retry {
+            let next = Envelope {
+                retry_count,
+                ..envelope.clone()
+            };
+            self.publisher.publish(&next, Route::Retry(delay)).await?;
+        }
+        Ok(())
     }
 }

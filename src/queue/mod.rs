@@ -9,7 +9,7 @@ mod topology;
 
 pub use consumer::{Acker, Consumer, Job};
 pub use envelope::Envelope;
-pub use publisher::{PublishError, Publisher, PublisherThread};
+pub use publisher::{PublishError, Publisher, PublisherThread, Route};
 pub use topology::Topology;
 
 use std::time::Duration;

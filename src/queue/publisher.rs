@@ -33,7 +33,18 @@ pub enum PublishError {
     Closed,
 }
 
+/// Where a message is published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Straight to the delivery queue.
+    Deliver,
+    /// To the wait queue of this retry delay, which dead-letters it to the delivery queue when
+    /// the delay has passed.
+    Retry(Duration),
+}
+
 struct Request {
+    route: Route,
     body: Vec<u8>,
     /// Where the outcome goes; `None` for a detached publish.
     reply: Option<oneshot::Sender<Result<(), PublishError>>>,
@@ -105,21 +116,22 @@ impl Publisher {
     }
 
     /// Publishes one delivery; resolves once the broker has confirmed it.
-    pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+    pub async fn publish(&self, envelope: &Envelope, route: Route) -> Result<(), PublishError> {
         let (reply, confirmed) = oneshot::channel();
-        self.submit(envelope, Some(reply)).await?;
+        self.submit(envelope, route, Some(reply)).await?;
         confirmed.await.map_err(|_| PublishError::Closed)?
     }
 
     /// Publishes one delivery without waiting for its confirm: for an event that is already
     /// durable, whose failed publish the reaper repairs. Waits only for room in the window.
     pub async fn publish_detached(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        self.submit(envelope, None).await
+        self.submit(envelope, Route::Deliver, None).await
     }
 
     async fn submit(
         &self,
         envelope: &Envelope,
+        route: Route,
         reply: Option<oneshot::Sender<Result<(), PublishError>>>,
     ) -> Result<(), PublishError> {
         if !self.is_connected() {
@@ -132,6 +144,7 @@ impl Publisher {
             .await
             .map_err(|_| PublishError::Closed)?;
         let request = Request {
+            route,
             body: envelope.to_bytes(),
             reply,
             _permit: permit,
@@ -252,8 +265,7 @@ impl Session {
     }
 
     fn serve(self, worker: &Worker) -> Ended {
-        let exchange = worker.topology.deliver_exchange();
-        let routing_key = worker.topology.deliver_routing_key();
+        let deliver_exchange = worker.topology.deliver_exchange();
         let mut pending = BTreeMap::new();
         let mut next_tag: u64 = 1;
         let ended = loop {
@@ -264,14 +276,20 @@ impl Session {
                         .with_delivery_mode(2)
                         .with_content_type("application/json".into())
                         .with_message_id(next_tag.to_string());
+                    // Wait queues have no consumers; they are reached through the default
+                    // exchange, by name.
+                    let (exchange, routing_key) = match request.route {
+                        Route::Deliver => (deliver_exchange.as_str(), worker.topology.deliver_routing_key().to_owned()),
+                        Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
+                    };
                     let publish = Publish {
                         body: &request.body,
-                        routing_key: routing_key.into(),
+                        routing_key,
                         mandatory: true,
                         immediate: false,
                         properties,
                     };
-                    if let Err(error) = self.channel.basic_publish(exchange.as_str(), publish) {
+                    if let Err(error) = self.channel.basic_publish(exchange, publish) {
                         request.answer(Err(PublishError::Unavailable));
                         break Ended::Lost(error.into());
                     }

@@ -4,22 +4,35 @@ use amiquip::{
     AmqpValue, Channel, ExchangeDeclareOptions, ExchangeType, FieldTable, QueueDeclareOptions,
 };
 
+use std::time::Duration;
+
 use crate::config::QueueKind;
+use crate::delivery::compact_delay;
 
 /// The names this deployment uses on the broker.
 #[derive(Debug, Clone)]
 pub struct Topology {
     prefix: String,
     kind: QueueKind,
+    retry_delays: Vec<Duration>,
 }
 
 impl Topology {
-    /// Names under `prefix` (so deployments and tests can share one broker).
-    pub fn new(prefix: &str, kind: QueueKind) -> Self {
+    /// Names under `prefix` (so deployments and tests can share one broker), with one wait queue
+    /// per retry delay.
+    pub fn new(prefix: &str, kind: QueueKind, retry_delays: Vec<Duration>) -> Self {
         Topology {
             prefix: prefix.to_owned(),
             kind,
+            retry_delays,
         }
+    }
+
+    /// The wait queue for a retry delay. The delay is in the name, so a changed schedule
+    /// declares new queues instead of clashing with the arguments of old ones (which keep
+    /// draining into the deliver exchange).
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        format!("{}.retry.{}", self.prefix, compact_delay(delay))
     }
 
     /// The direct exchange deliveries are published to.
@@ -66,11 +79,48 @@ impl Topology {
             self.deliver_exchange(),
             self.deliver_routing_key(),
             FieldTable::new(),
-        )
+        )?;
+        for delay in &self.retry_delays {
+            // Classic queues: a wait queue only holds messages until their TTL dead-letters them
+            // back to the deliver exchange. Should one be lost, the event is still due in
+            // PostgreSQL and the reaper publishes it again.
+            let mut arguments = FieldTable::new();
+            arguments.insert(
+                "x-queue-type".into(),
+                AmqpValue::LongString("classic".into()),
+            );
+            arguments.insert(
+                "x-message-ttl".into(),
+                AmqpValue::LongLongInt(delay.as_millis() as i64),
+            );
+            arguments.insert(
+                "x-dead-letter-exchange".into(),
+                AmqpValue::LongString(self.deliver_exchange()),
+            );
+            arguments.insert(
+                "x-dead-letter-routing-key".into(),
+                AmqpValue::LongString(self.deliver_routing_key().into()),
+            );
+            channel.queue_declare(
+                self.retry_queue(*delay),
+                QueueDeclareOptions {
+                    durable: true,
+                    arguments,
+                    ..QueueDeclareOptions::default()
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Deletes everything this topology declares (tests use it to leave the broker clean).
     pub fn delete(&self, channel: &Channel) -> amiquip::Result<()> {
+        for delay in &self.retry_delays {
+            channel.queue_delete(
+                self.retry_queue(*delay),
+                amiquip::QueueDeleteOptions::default(),
+            )?;
+        }
         channel.queue_delete(self.deliver_queue(), amiquip::QueueDeleteOptions::default())?;
         channel.exchange_delete(self.deliver_exchange(), false)
     }

@@ -11,7 +11,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
-use spenza::config::{Cli, Command, QueueKind, Settings};
+use spenza::config::{Cli, Command, DEFAULT_RETRY_SCHEDULE, QueueKind, Settings};
+use spenza::delivery::RetrySchedule;
 use spenza::queue::Topology;
 use spenza::startup::Application;
 use tokio::net::TcpStream;
@@ -119,6 +120,38 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A database and a queue prefix of a test's own. Dropping it deletes the queues and drops the
+/// database, so runs leave the servers as they found them.
+pub struct TestResources {
+    pub database: TestDatabase,
+    pub prefix: String,
+    /// The wait queues to delete: one per delay of the schedule the test ran with.
+    pub retry_delays: Vec<Duration>,
+}
+
+impl TestResources {
+    /// A fresh database and prefix, for an app using `retry_schedule`.
+    pub async fn new(retry_schedule: &str) -> TestResources {
+        let schedule: RetrySchedule = retry_schedule.parse().expect("a valid schedule");
+        TestResources {
+            database: create_database().await,
+            prefix: format!("test-{}", Uuid::new_v4().simple()),
+            retry_delays: schedule.delays(),
+        }
+    }
+
+    /// Database settings for the test database.
+    pub fn database_settings(&self) -> spenza::config::DatabaseSettings {
+        test_settings(&self.database.url, &self.prefix).database
+    }
+}
+
+impl Drop for TestResources {
+    fn drop(&mut self) {
+        delete_queues(&self.prefix, &self.retry_delays);
+    }
+}
+
 /// A running application and everything a test needs to talk to it.
 pub struct TestApp {
     pub address: String,
@@ -126,8 +159,7 @@ pub struct TestApp {
     pub api: reqwest::Client,
     /// A user created for the test, and their key.
     pub api_key: String,
-    database: Option<TestDatabase>,
-    prefix: String,
+    resources: Option<TestResources>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -139,22 +171,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app after `adjust` has changed its settings.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let database = create_database().await;
-    let database_url = database.url.clone();
-    let prefix = format!("test-{}", Uuid::new_v4().simple());
-    let mut settings = test_settings(&database_url, &prefix);
+    let mut resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
+    let database_url = resources.database.url.clone();
+    let mut settings = test_settings(&database_url, &resources.prefix);
     adjust(&mut settings);
-    let app_database = settings.database.clone();
+    resources.retry_delays = settings.retry_schedule.delays();
     let application = Application::build(settings, spenza::telemetry::discard())
         .await
         .expect("the application builds");
     let address = format!("http://127.0.0.1:{}", application.port());
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
-    // The migrated database of the app; the user is created there.
-    let mut owner_database = app_database.clone();
-    owner_database.url = database_url.clone();
-    let api_key = create_user_with_key(&owner_database, "owner@example.com").await;
+    let api_key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     TestApp {
         address,
         database_url,
@@ -163,8 +191,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
             .build()
             .unwrap(),
         api_key,
-        database: Some(database),
-        prefix,
+        resources: Some(resources),
         shutdown,
         server: Some(server),
     }
@@ -188,9 +215,8 @@ pub async fn create_user_with_key(
 impl TestApp {
     /// Another user of the same relay, with a key of their own.
     pub async fn another_user(&self, email: &str) -> String {
-        let mut database = test_settings(&self.database_url, &self.prefix).database;
-        database.pool_size = 1;
-        create_user_with_key(&database, email).await
+        let resources = self.resources.as_ref().expect("running");
+        create_user_with_key(&resources.database_settings(), email).await
     }
 
     /// A direct connection to the app's database, for assertions.
@@ -282,34 +308,100 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("app task").expect("app stops cleanly");
         }
-        let (database, prefix) = (self.database.take(), self.prefix.clone());
-        tokio::task::spawn_blocking(move || {
-            drop(database);
-            delete_queues(&prefix);
-        })
-        .await
-        .unwrap();
+        let resources = self.resources.take();
+        tokio::task::spawn_blocking(move || drop(resources))
+            .await
+            .unwrap();
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         // Reached with resources left only when a test failed before `shutdown`.
-        if let Some(database) = self.database.take() {
+        if let Some(resources) = self.resources.take() {
             self.shutdown.cancel();
-            drop(database);
-            delete_queues(&self.prefix);
+            drop(resources);
         }
     }
 }
 
-/// Deletes a prefix's queues and exchanges, so runs leave the broker as they found it.
-fn delete_queues(prefix: &str) {
+/// Deletes a prefix's queues and exchanges.
+fn delete_queues(prefix: &str, retry_delays: &[Duration]) {
     if let Ok(mut connection) = amiquip::Connection::insecure_open(&amqp_url()) {
         if let Ok(channel) = connection.open_channel(None) {
-            let _ = Topology::new(prefix, QueueKind::Quorum).delete(&channel);
+            let topology = Topology::new(prefix, QueueKind::Quorum, retry_delays.to_vec());
+            let _ = topology.delete(&channel);
         }
         let _ = connection.close();
+    }
+}
+
+/// The built `spenza` binary running as a child process, for process-level faults.
+pub struct RelayProcess {
+    pub address: String,
+    child: Option<std::process::Child>,
+}
+
+impl RelayProcess {
+    /// Starts `spenza serve` on the test's database and prefix with extra `SPENZA_*` settings,
+    /// and waits until it reports ready.
+    pub async fn start(resources: &TestResources, settings: &[(&str, &str)]) -> RelayProcess {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spenza"));
+        command
+            .arg("serve")
+            .env("SPENZA_DATABASE_URL", &resources.database.url)
+            .env("SPENZA_DATABASE_POOL_SIZE", "16")
+            .env("SPENZA_AMQP_URL", amqp_url())
+            .env("SPENZA_AMQP_PREFIX", &resources.prefix)
+            .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
+            .env("SPENZA_LOG_FORMAT", "json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let relay = RelayProcess {
+            address: format!("http://127.0.0.1:{port}"),
+            child: Some(command.spawn().expect("spenza starts")),
+        };
+        let client = reqwest::Client::new();
+        wait_until(Duration::from_secs(30), "the relay to be ready", || async {
+            match client.get(format!("{}/readyz", relay.address)).send().await {
+                Ok(response) if response.status() == 200 => Ok(()),
+                Ok(response) => Err(response.status().to_string()),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+        .await;
+        relay
+    }
+
+    /// Sends `signal` (a `kill` name such as TERM or KILL) and waits for the process to exit.
+    pub async fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -{signal} failed");
+        tokio::task::spawn_blocking(move || child.wait().expect("the relay exits"))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -318,6 +410,10 @@ fn delete_queues(prefix: &str) {
 pub enum Script {
     /// 200 to everything.
     Ok,
+    /// This status to the first `n` requests, then 200.
+    FailFirst(usize, u16),
+    /// This status with `Retry-After: <seconds>`, always.
+    RetryAfter(u16, u64),
     /// Always this status.
     Always(u16),
     /// A redirect to another URL.
@@ -345,7 +441,7 @@ impl Received {
 }
 
 struct SinkState {
-    script: Script,
+    script: Mutex<Script>,
     received: Mutex<Vec<Received>>,
 }
 
@@ -360,7 +456,7 @@ impl Sink {
     /// Starts a sink on a free loopback port.
     pub async fn start(script: Script) -> Sink {
         let state = Arc::new(SinkState {
-            script,
+            script: Mutex::new(script),
             received: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -383,6 +479,11 @@ impl Sink {
             state,
             server: handle,
         }
+    }
+
+    /// Answers from now on by `script`.
+    pub fn set_script(&self, script: Script) {
+        *self.state.script.lock().unwrap() = script;
     }
 
     /// Everything received so far, in arrival order.
@@ -441,15 +542,30 @@ async fn record(
         body: body.to_vec(),
         path: request.path().to_owned(),
     };
-    state.received.lock().unwrap().push(received);
-    match &state.script {
+    let seen = {
+        let mut all = state.received.lock().unwrap();
+        all.push(received);
+        all.len()
+    };
+    let script = state.script.lock().unwrap().clone();
+    match script {
         Script::Ok => HttpResponse::Ok().body("ok"),
-        Script::Always(status) => status_response(*status),
+        Script::FailFirst(n, status) if seen <= n => status_response(status),
+        Script::FailFirst(..) => HttpResponse::Ok().body("ok"),
+        Script::RetryAfter(status, seconds) => {
+            let mut response = status_response(status);
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from(seconds),
+            );
+            response
+        }
+        Script::Always(status) => status_response(status),
         Script::Redirect(to) => HttpResponse::Found()
             .insert_header(("location", to.as_str()))
             .finish(),
         Script::Slow(delay) => {
-            tokio::time::sleep(*delay).await;
+            tokio::time::sleep(delay).await;
             HttpResponse::Ok().body("late")
         }
     }

@@ -3,8 +3,10 @@
 
 mod cli;
 mod delivery;
+mod faults;
 mod helpers;
 mod ingest;
 mod load;
+mod retries;
 mod subscriptions;
 mod tenancy;

@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Bytea, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    BigInt, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{events, subscriptions};
@@ -142,30 +144,6 @@ pub struct EventPage {
     pub limit: i64,
 }
 
-/// A page of one of a user's subscriptions' events, newest first.
-pub async fn list_for_subscription(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    subscription: SubscriptionId,
-    page: EventPage,
-) -> QueryResult<Vec<EventSummary>> {
-    let mut query = events::table
-        .inner_join(subscriptions::table)
-        .filter(events::subscription_id.eq(subscription))
-        .filter(subscriptions::user_id.eq(user))
-        .select(EventSummary::as_select())
-        .order(events::id.desc())
-        .limit(page.limit)
-        .into_boxed();
-    if let Some(status) = page.status {
-        query = query.filter(events::status.eq(status));
-    }
-    if let Some(before) = page.before {
-        query = query.filter(events::id.lt(before));
-    }
-    query.load(conn).await
-}
-
 /// What a delivery worker needs: the event's bytes and its subscription as they are now, so an
 /// edited URL or a disabled subscription takes effect for deliveries already queued.
 #[derive(Debug, Clone, Queryable)]
@@ -197,6 +175,20 @@ pub async fn load_for_delivery(
         .optional()
 }
 
+/// Holds an event of a disabled subscription: still to deliver, but due at no particular time
+/// (`next_attempt_at` null) until the subscription is re-enabled.
+pub async fn hold(conn: &mut AsyncPgConnection, id: EventId) -> QueryResult<()> {
+    diesel::update(
+        events::table
+            .filter(events::id.eq(id))
+            .filter(events::status.eq_any([EventStatus::Pending, EventStatus::Retrying])),
+    )
+    .set(events::next_attempt_at.eq(None::<DateTime<Utc>>))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// One delivery attempt's result, to record.
 #[derive(Debug)]
 pub struct AttemptRecord<'a> {
@@ -208,12 +200,21 @@ pub struct AttemptRecord<'a> {
     /// The status the event moves to (a completed event stays completed whatever this says).
     pub status: EventStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Retries scheduled so far, this one included.
+    pub retry_count: i32,
+    /// Consecutive failures at which the subscription's circuit breaker opens.
+    pub breaker_threshold: i32,
 }
 
-/// Records an attempt and moves the event on, in one statement: the attempt number is the
-/// event's new attempt count, so concurrent duplicate deliveries still number their attempts
-/// without gaps or clashes. A completed event stays completed. Prepared once per connection, like
-/// [`AcceptEvent`].
+/// Records an attempt and moves the event and its subscription on, in one statement (one round
+/// trip on the hot path):
+/// - the attempt number is the event's new attempt count, so concurrent duplicate deliveries
+///   still number their attempts without gaps or clashes; a completed event stays completed;
+/// - the circuit breaker: a failure adds one to the subscription's consecutive failures and, at
+///   the threshold, disables it with a reason; a success resets the count (writing the row only
+///   when there is something to reset).
+///
+/// Hand-written with a static query id, so it is prepared once per connection.
 struct RecordAttempt<'a> {
     id: EventId,
     attempt: &'a AttemptRecord<'a>,
@@ -231,21 +232,38 @@ impl QueryFragment<Pg> for RecordAttempt<'_> {
         out.push_bind_param::<Text, _>(&attempt.status)?;
         out.push_sql("::text AS status, ");
         out.push_bind_param::<Nullable<Text>, _>(&attempt.error)?;
+        out.push_sql("::text AS error, ");
+        out.push_bind_param::<Integer, _>(&attempt.breaker_threshold)?;
         out.push_sql(
-            "::text AS error), updated AS (UPDATE events SET \
+            "::integer AS threshold), updated AS (UPDATE events SET \
                  attempts = events.attempts + 1, \
                  status = CASE WHEN events.status = 'completed' THEN events.status ELSE next.status END, \
                  completed_at = CASE WHEN next.status = 'completed' \
                      THEN coalesce(events.completed_at, now()) ELSE events.completed_at END, \
                  last_error = CASE WHEN events.status = 'completed' OR next.status = 'completed' \
                      THEN NULL ELSE next.error END, \
-                 next_attempt_at = ",
+                 retry_count = ",
         );
+        out.push_bind_param::<Integer, _>(&attempt.retry_count)?;
+        out.push_sql(", next_attempt_at = ");
         out.push_bind_param::<Nullable<Timestamptz>, _>(&attempt.next_attempt_at)?;
         out.push_sql(" FROM next WHERE events.id = ");
         out.push_bind_param::<SqlUuid, _>(&self.id)?;
         out.push_sql(
-            " RETURNING events.id, events.attempts) \
+            " RETURNING events.id, events.attempts, events.subscription_id), \
+             breaker AS (UPDATE subscriptions SET \
+                 consecutive_failures = CASE WHEN next.status = 'completed' THEN 0 \
+                     ELSE subscriptions.consecutive_failures + 1 END, \
+                 is_active = subscriptions.is_active AND (next.status = 'completed' \
+                     OR subscriptions.consecutive_failures + 1 < next.threshold), \
+                 disabled_reason = CASE WHEN subscriptions.is_active AND next.status <> 'completed' \
+                     AND subscriptions.consecutive_failures + 1 >= next.threshold \
+                     THEN 'circuit breaker opened after ' || (subscriptions.consecutive_failures + 1) \
+                          || ' consecutive failed attempts; last: ' || coalesce(next.error, 'unknown') \
+                     ELSE subscriptions.disabled_reason END \
+             FROM updated, next \
+             WHERE subscriptions.id = updated.subscription_id \
+                 AND (next.status <> 'completed' OR subscriptions.consecutive_failures <> 0)) \
              INSERT INTO delivery_attempts \
                  (event_id, attempt, started_at, duration_ms, status_code, error, response_body) \
              SELECT updated.id, updated.attempts, ",
@@ -269,4 +287,142 @@ pub async fn record_attempt(
     attempt: &AttemptRecord<'_>,
 ) -> QueryResult<()> {
     RecordAttempt { id, attempt }.execute(conn).await.map(drop)
+}
+
+/// An event that is due for (another) publish, with what its envelope needs.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct DueEvent {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: EventId,
+    #[diesel(sql_type = SqlUuid)]
+    pub subscription_id: SubscriptionId,
+    #[diesel(sql_type = Integer)]
+    pub retry_count: i32,
+    #[diesel(sql_type = Text)]
+    pub target_url: String,
+}
+
+/// The reaper's claim: up to `batch` events of active subscriptions still to deliver whose due
+/// time passed more than `grace` ago, skipping rows another replica has locked. Claiming pushes
+/// their due time one grace period on, so a publish that fails again is retried later.
+pub async fn claim_overdue(
+    conn: &mut AsyncPgConnection,
+    grace: std::time::Duration,
+    batch: i64,
+) -> QueryResult<Vec<DueEvent>> {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    diesel::sql_query(
+        "UPDATE events SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0) \
+         FROM subscriptions \
+         WHERE subscriptions.id = events.subscription_id AND events.id IN ( \
+             SELECT e.id FROM events e JOIN subscriptions s ON s.id = e.subscription_id \
+             WHERE e.status IN ('pending', 'retrying') AND s.is_active \
+               AND e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0) \
+             ORDER BY e.next_attempt_at LIMIT $2 \
+             FOR UPDATE OF e SKIP LOCKED) \
+         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
+    )
+    .bind::<BigInt, _>(grace_ms)
+    .bind::<BigInt, _>(batch)
+    .load(conn)
+    .await
+}
+
+/// Makes one of a user's delivered or failed events due again with a fresh retry budget.
+/// `Ok(None)`: no such event of theirs, or it is still being delivered.
+pub async fn replay_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: EventId,
+) -> QueryResult<Option<DueEvent>> {
+    diesel::sql_query(
+        "UPDATE events SET status = 'pending', retry_count = 0, next_attempt_at = now(), \
+             completed_at = NULL \
+         FROM subscriptions \
+         WHERE subscriptions.id = events.subscription_id AND subscriptions.user_id = $1 \
+           AND events.id = $2 AND events.status IN ('completed', 'failed') \
+         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
+    )
+    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Which of a subscription's events a bulk replay takes.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayFilter {
+    /// `completed` or `failed`.
+    pub status: EventStatus,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Makes a subscription's events in `filter` due again with a fresh retry budget.
+pub async fn replay_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+    filter: ReplayFilter,
+) -> QueryResult<Vec<DueEvent>> {
+    diesel::sql_query(
+        "UPDATE events SET status = 'pending', retry_count = 0, next_attempt_at = now(), \
+             completed_at = NULL \
+         FROM subscriptions \
+         WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
+           AND events.status = $2 \
+           AND ($3::timestamptz IS NULL OR events.received_at >= $3) \
+           AND ($4::timestamptz IS NULL OR events.received_at < $4) \
+         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
+    )
+    .bind::<SqlUuid, _>(subscription)
+    .bind::<Text, _>(filter.status)
+    .bind::<Nullable<Timestamptz>, _>(filter.since)
+    .bind::<Nullable<Timestamptz>, _>(filter.until)
+    .load(conn)
+    .await
+}
+
+/// Makes every event a disabled subscription held back due now, for when it is re-enabled.
+pub async fn release_held(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+) -> QueryResult<Vec<DueEvent>> {
+    diesel::sql_query(
+        "UPDATE events SET next_attempt_at = now() \
+         FROM subscriptions \
+         WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
+           AND events.status IN ('pending', 'retrying') \
+         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
+    )
+    .bind::<SqlUuid, _>(subscription)
+    .load(conn)
+    .await
+}
+
+/// A page of a user's events, newest first: of one subscription, or of all of them (the
+/// graveyard is `status: failed`).
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    subscription: Option<SubscriptionId>,
+    page: EventPage,
+) -> QueryResult<Vec<EventSummary>> {
+    let mut query = events::table
+        .inner_join(subscriptions::table)
+        .filter(subscriptions::user_id.eq(user))
+        .select(EventSummary::as_select())
+        .order(events::id.desc())
+        .limit(page.limit)
+        .into_boxed();
+    if let Some(subscription) = subscription {
+        query = query.filter(events::subscription_id.eq(subscription));
+    }
+    if let Some(status) = page.status {
+        query = query.filter(events::status.eq(status));
+    }
+    if let Some(before) = page.before {
+        query = query.filter(events::id.lt(before));
+    }
+    query.load(conn).await
 }

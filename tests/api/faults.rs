@@ -1,0 +1,251 @@
+//! Faults on the relay's side: the broker goes away, the process is killed or stopped, the
+//! schedule changes. Every accepted event must end delivered; duplicates are counted.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use spenza::config::QueueKind;
+use spenza::delivery::RetrySchedule;
+use spenza::queue::Topology;
+
+use crate::helpers::{
+    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key,
+    spawn_app_with, wait_until,
+};
+
+/// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
+async fn all_delivered(sink: &Sink, accepted: &HashSet<String>) -> usize {
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted event at the sink",
+        || async {
+            let delivered = sink.unique_ids();
+            let missing = accepted.difference(&delivered).count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} of {} missing", accepted.len()))
+            }
+        },
+    )
+    .await;
+    let duplicates = sink.received().len() - sink.unique_ids().len();
+    println!(
+        "{} accepted, all delivered, {duplicates} duplicate deliveries",
+        accepted.len()
+    );
+    duplicates
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_accepted_while_the_broker_is_unreachable_are_delivered_once_it_is_back() {
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let proxy = FaultProxy::start(broker).await;
+    let proxied = proxy.address;
+    let app = spawn_app_with(|s| {
+        let mut url = url::Url::parse(&s.amqp_url).unwrap();
+        url.set_port(Some(proxied.port())).unwrap();
+        s.amqp_url = url.to_string();
+        s.reaper_interval = Duration::from_millis(200);
+        s.reaper_grace = Duration::from_secs(1);
+    })
+    .await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+
+    proxy.cut();
+    wait_until(
+        Duration::from_secs(30),
+        "readiness to report the broker down",
+        || async {
+            let response = app.get("/readyz").await;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            if status == 503 && body["broker"] == "down" && body["database"] == "up" {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+    let mut accepted = HashSet::new();
+    for n in 0..20 {
+        let response = app
+            .ingest(&ingest_url, "application/json", format!(r#"{{"n":{n}}}"#))
+            .await;
+        assert_eq!(
+            response.status(),
+            202,
+            "ingest must not depend on the broker"
+        );
+        let body: Value = response.json().await.unwrap();
+        accepted.insert(body["event_id"].as_str().unwrap().to_owned());
+    }
+    assert!(sink.received().is_empty());
+    proxy.mend();
+
+    all_delivered(&sink, &accepted).await;
+    for id in &accepted {
+        app.wait_for_status(id, "completed").await;
+    }
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+async fn subscribe(relay: &RelayProcess, key: &str, target: &str) -> String {
+    let subscription: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/subscriptions", relay.address))
+        .bearer_auth(key)
+        .json(&json!({ "name": "fault", "target_url": target }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    subscription["ingest_url"].as_str().unwrap().to_owned()
+}
+
+// The grace period is short, so that what the reaper repairs shows up within the test, and
+// longer than a restart takes, so that it does not republish what is still queued (which
+// would show up as duplicates).
+const PROCESS_SETTINGS: &[(&str, &str)] = &[
+    ("SPENZA_RETRY_SCHEDULE", "500ms,1s"),
+    ("SPENZA_REAPER_INTERVAL", "200ms"),
+    ("SPENZA_REAPER_GRACE", "5s"),
+    ("SPENZA_SHUTDOWN_TIMEOUT", "10s"),
+    ("SPENZA_DELIVERY_CONCURRENCY", "16"),
+];
+/// A crash can repeat at most the deliveries that were in flight: made, not yet recorded.
+const IN_FLIGHT: usize = 16;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_in_the_middle_of_a_load_delivers_everything_after_a_restart() {
+    const EVENTS: usize = 500;
+    let resources = TestResources::new("500ms,1s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Ok).await;
+    let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let ingest_url: Arc<str> = subscribe(&relay, &key, &sink.url).await.into();
+    let client = reqwest::Client::new();
+
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    let load = {
+        let (client, ingest_url) = (client.clone(), ingest_url.clone());
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..EVENTS)
+                .for_each_concurrent(20, |n| {
+                    let (client, url, accepted) =
+                        (client.clone(), ingest_url.clone(), accepted_tx.clone());
+                    async move {
+                        // A request cut off by the kill is not accepted: the provider would retry it.
+                        if let Ok(response) = client
+                            .post(&*url)
+                            .body(format!(r#"{{"n":{n}}}"#))
+                            .send()
+                            .await
+                            && response.status() == 202
+                            && let Ok(body) = response.json::<Value>().await
+                        {
+                            let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
+                        }
+                    }
+                })
+                .await
+        })
+    };
+    let mut accepted = HashSet::new();
+    while accepted.len() < EVENTS / 2 {
+        accepted.insert(accepted_rx.recv().await.expect("the load is running"));
+    }
+    let status = relay.signal("KILL").await;
+    assert!(!status.success());
+    load.await.unwrap();
+    while let Ok(id) = accepted_rx.try_recv() {
+        accepted.insert(id);
+    }
+    assert!(
+        accepted.len() < EVENTS,
+        "the kill came too late to interrupt the load"
+    );
+
+    let restarted = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let duplicates = all_delivered(&sink, &accepted).await;
+    assert!(
+        duplicates <= IN_FLIGHT,
+        "{duplicates} duplicates: more than the {IN_FLIGHT} deliveries that can be in flight"
+    );
+    drop(restarted);
+    sink.stop().await;
+    drop(resources);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
+    let resources = TestResources::new("500ms,1s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Slow(Duration::from_secs(2))).await;
+    let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let ingest_url = subscribe(&relay, &key, &sink.url).await;
+
+    let response = reqwest::Client::new()
+        .post(&ingest_url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let event: Value = response.json().await.unwrap();
+    sink.wait_for_requests(1).await;
+    let status = relay.signal("TERM").await;
+
+    assert!(status.success(), "exit status {status:?}");
+    // The slow delivery finished and was recorded before the relay exited.
+    let restarted = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let found: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/events/{}",
+            restarted.address,
+            event["event_id"].as_str().unwrap()
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["status"], "completed");
+    assert_eq!(found["attempts"], 1);
+    assert_eq!(sink.received().len(), 1);
+    drop(restarted);
+    sink.stop().await;
+    drop(resources);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_retry_schedule_starts_against_queues_of_the_old_one() {
+    let resources = TestResources::new("1s,2s,3s").await;
+    let declare = |schedule: &str| {
+        let schedule: RetrySchedule = schedule.parse().unwrap();
+        let topology = Topology::new(&resources.prefix, QueueKind::Quorum, schedule.delays());
+        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+        let channel = connection.open_channel(None).unwrap();
+        let declared = topology.declare(&channel).map_err(|e| e.to_string());
+        let _ = connection.close();
+        declared
+    };
+    assert_eq!(declare("1s,2s"), Ok(()));
+    assert_eq!(
+        declare("1s,3s"),
+        Ok(()),
+        "the new schedule declares beside the old queues"
+    );
+    drop(resources);
+}

@@ -1,0 +1,315 @@
+//! Fail-safe delivery: retries through the wait queues, the graveyard, replay, the breaker.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Script, Sink, TestApp, spawn_app_with, wait_until};
+
+async fn ingest(app: &TestApp, ingest_url: &str, body: &str) -> String {
+    let response = app
+        .ingest(ingest_url, "application/json", body.to_owned())
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    accepted["event_id"].as_str().unwrap().to_owned()
+}
+
+async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {
+    let body: Value = app
+        .get(&format!("/api/v1/events/{id}/attempts"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.api
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt() {
+    let app = spawn_app_with(|s| s.retry_schedule = "200ms,400ms,800ms".parse().unwrap()).await;
+    let sink = Sink::start(Script::FailFirst(2, 500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = ingest(
+        &app,
+        subscription["ingest_url"].as_str().unwrap(),
+        r#"{"n":1}"#,
+    )
+    .await;
+
+    let event = app.wait_for_status(&id, "completed").await;
+
+    assert_eq!(event["attempts"], 3);
+    let recorded = attempts(&app, &id).await;
+    let numbers: Vec<i64> = recorded
+        .iter()
+        .map(|a| a["attempt"].as_i64().unwrap())
+        .collect();
+    let codes: Vec<i64> = recorded
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(codes, [500, 500, 200]);
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("webhook-id") == Some(id.as_str()) && r.body == br#"{"n":1}"#)
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_replay_delivers_it() {
+    let app = spawn_app_with(|s| s.retry_schedule = "100ms,200ms".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub = subscription["id"].as_str().unwrap().to_owned();
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let first = ingest(&app, &ingest_url, r#"{"n":1}"#).await;
+    let second = ingest(&app, &ingest_url, r#"{"n":2}"#).await;
+
+    for id in [&first, &second] {
+        let event = app.wait_for_status(id, "failed").await;
+        assert_eq!(event["attempts"], 3, "one attempt and two retries");
+        assert_eq!(event["last_error"], "HTTP 500 Internal Server Error");
+    }
+    let graveyard: Value = app
+        .get("/api/v1/events?status=failed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let buried: Vec<&str> = graveyard["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(buried, [second.as_str(), first.as_str()]);
+    let per_subscription: Value = app
+        .get(&format!("/api/v1/subscriptions/{sub}/events?status=failed"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(per_subscription["data"].as_array().unwrap().len(), 2);
+    // Exactly 1 + retries attempts, none after: the count stays put.
+    assert_eq!(sink.received().len(), 6);
+
+    sink.set_script(Script::Ok);
+    let replayed = post(&app, &format!("/api/v1/events/{first}/replay"), json!({})).await;
+    assert_eq!(replayed.status(), 202);
+    let event = app.wait_for_status(&first, "completed").await;
+    assert_eq!(event["attempts"], 4);
+    let last = sink.received().last().cloned().unwrap();
+    assert_eq!(last.header("webhook-id"), Some(first.as_str()));
+    assert_eq!(last.body, br#"{"n":1}"#);
+
+    let bulk: Value = post(
+        &app,
+        &format!("/api/v1/subscriptions/{sub}/replay"),
+        json!({ "status": "failed" }),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(bulk["replayed"], 1);
+    app.wait_for_status(&second, "completed").await;
+    let again = post(&app, &format!("/api/v1/events/{second}/replay"), json!({})).await;
+    assert_eq!(again.status(), 202, "a completed event can be replayed too");
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_refuses_events_still_in_flight_and_other_users_events() {
+    let app = spawn_app_with(|s| s.retry_schedule = "1h".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+    app.wait_for_status(&id, "retrying").await;
+
+    assert_eq!(
+        post(&app, &format!("/api/v1/events/{id}/replay"), json!({}))
+            .await
+            .status(),
+        409
+    );
+    let intruder = app.another_user("intruder@example.com").await;
+    let theirs = app
+        .api
+        .post(format!("{}/api/v1/events/{id}/replay", app.address))
+        .bearer_auth(&intruder)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status(), 404);
+    let sub = subscription["id"].as_str().unwrap();
+    let bulk = app
+        .api
+        .post(format!("{}/api/v1/subscriptions/{sub}/replay", app.address))
+        .bearer_auth(&intruder)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bulk.status(), 404);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_picks_the_first_level_at_least_that_long() {
+    let app = spawn_app_with(|s| s.retry_schedule = "100ms,30m,2h".parse().unwrap()).await;
+    let sink = Sink::start(Script::RetryAfter(429, 600)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+
+    let event = app.wait_for_status(&id, "retrying").await;
+
+    let first = &attempts(&app, &id).await[0];
+    let started: chrono::DateTime<chrono::Utc> =
+        first["started_at"].as_str().unwrap().parse().unwrap();
+    let due: chrono::DateTime<chrono::Utc> =
+        event["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    let wait = (due - started).num_seconds();
+    // Asked for 10 minutes: the first level at least that long is 30 minutes, not 100 ms.
+    assert!(
+        (1790..=1810).contains(&wait),
+        "next attempt {wait} s after the first"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
+    let app = spawn_app_with(|s| {
+        s.retry_schedule = "".parse().unwrap();
+        s.breaker_threshold = 3;
+    })
+    .await;
+    let sink = Sink::start(Script::Always(503)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub = subscription["id"].as_str().unwrap().to_owned();
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    for n in 0..3 {
+        let id = ingest(&app, &ingest_url, &format!(r#"{{"n":{n}}}"#)).await;
+        app.wait_for_status(&id, "failed").await;
+    }
+
+    let opened: Value = app
+        .get(&format!("/api/v1/subscriptions/{sub}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(opened["is_active"], false);
+    assert!(
+        opened["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 consecutive failed attempts"),
+        "{opened}"
+    );
+
+    sink.set_script(Script::Ok);
+    let mut held = Vec::new();
+    for n in 0..5 {
+        held.push(ingest(&app, &ingest_url, &format!(r#"{{"held":{n}}}"#)).await);
+    }
+    // Held, not delivered: accepted and stored; once a worker has taken each one it is pending
+    // with no due time, and the sink has seen nothing new.
+    wait_until(
+        Duration::from_secs(10),
+        "the new events to be held",
+        || async {
+            let pending: Value = app
+                .get(&format!(
+                    "/api/v1/subscriptions/{sub}/events?status=pending"
+                ))
+                .await
+                .json()
+                .await
+                .unwrap();
+            let held = pending["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["next_attempt_at"].is_null())
+                .count();
+            if held == 5 {
+                Ok(())
+            } else {
+                Err(format!("{held} held: {pending}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(sink.received().len(), 3);
+
+    let reenabled = app
+        .api
+        .patch(format!("{}/api/v1/subscriptions/{sub}", app.address))
+        .bearer_auth(&app.api_key)
+        .json(&json!({ "is_active": true }))
+        .send()
+        .await
+        .unwrap();
+    let reenabled: Value = reenabled.json().await.unwrap();
+    assert_eq!(reenabled["is_active"], true);
+    assert_eq!(reenabled["disabled_reason"], Value::Null);
+    for id in &held {
+        app.wait_for_status(id, "completed").await;
+    }
+    assert_eq!(sink.unique_ids().len(), 8);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_resets_the_breaker_count() {
+    let app = spawn_app_with(|s| {
+        s.retry_schedule = "".parse().unwrap();
+        s.breaker_threshold = 2;
+    })
+    .await;
+    let sink = Sink::start(Script::FailFirst(1, 500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let failed = ingest(&app, &ingest_url, "{}").await;
+    app.wait_for_status(&failed, "failed").await;
+    let delivered = ingest(&app, &ingest_url, "{}").await;
+    app.wait_for_status(&delivered, "completed").await;
+    sink.set_script(Script::Always(500));
+    let failed_again = ingest(&app, &ingest_url, "{}").await;
+    app.wait_for_status(&failed_again, "failed").await;
+
+    let sub: Value = app
+        .get(&format!(
+            "/api/v1/subscriptions/{}",
+            subscription["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sub["is_active"], true, "two failures, but not consecutive");
+    sink.stop().await;
+    app.shutdown().await;
+}
