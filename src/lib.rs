@@ -13,5 +13,6 @@ pub mod ingest;
 pub mod problem;
 pub mod queue;
 pub mod shutdown;
+pub mod signing;
 pub mod startup;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+//! Webhook signatures: the ones we put on deliveries and the providers' ones we verify at ingest.
