@@ -241,6 +241,7 @@ impl Relay {
             .env("SPENZA_AMQP_URL", AMQP)
             .env("SPENZA_AMQP_PREFIX", &prefix)
             .env("SPENZA_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE)
+            .env("SPENZA_ALLOWED_TARGET_NETS", "127.0.0.0/8")
             .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

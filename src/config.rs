@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 use url::Url;
 
 use crate::delivery::RetrySchedule;
@@ -199,6 +200,14 @@ pub struct Settings {
         default_value_t = 500
     )]
     pub reaper_batch: u32,
+    /// Address ranges deliveries may reach although they are not public (CIDR list, e.g.
+    /// `127.0.0.0/8` for local development). Everything else internal is refused.
+    #[arg(
+        long = "allowed-target-nets",
+        env = "SPENZA_ALLOWED_TARGET_NETS",
+        value_delimiter = ','
+    )]
+    pub allowed_target_nets: Vec<IpNet>,
     /// Publishes awaiting their broker confirm at once.
     #[arg(
         long = "publish-window",
@@ -258,6 +267,13 @@ mod tests {
         let settings = serve_settings(&["--public-url", "https://relay.example.com/"]);
         let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(settings.public_base(bound), "https://relay.example.com");
+    }
+
+    #[test]
+    fn allowed_target_nets_are_a_cidr_list() {
+        let settings = serve_settings(&["--allowed-target-nets", "127.0.0.0/8,::1/128"]);
+        assert_eq!(settings.allowed_target_nets.len(), 2);
+        assert!(serve_settings(&[]).allowed_target_nets.is_empty());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Role, Settings};
 use crate::db::{self, Database};
-use crate::delivery::{Deliverer, HttpClient, Reaper};
+use crate::delivery::{Deliverer, HttpClient, Reaper, TargetPolicy};
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::{api, dashboard, health, ingest};
 
@@ -23,6 +23,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub max_body_bytes: usize,
     pub public_base: String,
+    /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
+    pub target_policy: Arc<TargetPolicy>,
     pub log: Logger,
 }
 
@@ -103,6 +105,7 @@ impl Application {
         )
         .context("starting the publisher thread")?;
 
+        let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.clone()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
                 &settings.amqp_url,
@@ -112,8 +115,8 @@ impl Application {
                 log.new(slog::o!("component" => "consumer")),
             )
             .context("starting the consumer thread")?;
-            let http =
-                HttpClient::new(settings.delivery_timeout).context("building the HTTP client")?;
+            let http = HttpClient::new(settings.delivery_timeout, target_policy.clone())
+                .context("building the HTTP client")?;
             let deliverer = Arc::new(Deliverer::new(
                 db.clone(),
                 http,
@@ -160,6 +163,7 @@ impl Application {
                 publisher: publisher.clone(),
                 max_body_bytes,
                 public_base: public_base.clone(),
+                target_policy: target_policy.clone(),
                 log: http_log.clone(),
             });
             let app = App::new().app_data(state).configure(health::routes);

@@ -12,6 +12,7 @@ use crate::db::models::event::{self, ReplayFilter};
 use crate::db::models::subscription::{self, NewSubscription, Subscription, SubscriptionChanges};
 use crate::delivery::publish_due;
 use crate::domain::{EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl};
+use crate::problem::FieldError;
 use crate::startup::AppState;
 
 /// A subscription to create.
@@ -68,6 +69,22 @@ fn valid_optional_target_url(value: &Option<String>, context: &()) -> garde::Res
         .map_or(Ok(()), |url| valid_target_url(url, context))
 }
 
+/// A target URL deliveries may go to: well formed, and not an IP literal the SSRF guard refuses
+/// (names are checked each time they resolve).
+fn deliverable(state: &AppState, raw: &str) -> Result<TargetUrl, ApiError> {
+    let invalid = |message: String| {
+        ApiError::Invalid(vec![FieldError {
+            field: "target_url".into(),
+            message,
+        }])
+    };
+    let url = TargetUrl::parse(raw).map_err(|e| invalid(e.to_string()))?;
+    match state.target_policy.refusal_for_literal(url.url()) {
+        Some(refusal) => Err(invalid(refusal)),
+        None => Ok(url),
+    }
+}
+
 impl SubscriptionOut {
     fn new(subscription: Subscription, state: &AppState) -> Self {
         SubscriptionOut {
@@ -90,8 +107,7 @@ pub async fn create(
     state: web::Data<AppState>,
     Valid(input): Valid<SubscriptionIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let target_url =
-        TargetUrl::parse(&input.target_url).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let target_url = deliverable(&state, &input.target_url)?;
     let token = IngestToken::generate();
     let secret = SigningSecret::generate();
     let new = NewSubscription {
@@ -148,9 +164,8 @@ pub async fn edit(
     let target_url = patch
         .target_url
         .as_deref()
-        .map(TargetUrl::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        .map(|url| deliverable(&state, url))
+        .transpose()?;
     let changes = SubscriptionChanges {
         name: patch.name.as_deref().map(str::trim),
         target_url: target_url.as_ref().map(TargetUrl::as_str),

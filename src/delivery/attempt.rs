@@ -7,6 +7,9 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 
+use std::sync::Arc;
+
+use super::ssrf::{GuardedResolver, TargetPolicy};
 use crate::db::models::event::DeliveryJob;
 use crate::domain::EventId;
 
@@ -18,6 +21,7 @@ const RESPONSE_BODY_LIMIT: usize = 4096;
 pub struct HttpClient {
     client: reqwest::Client,
     timeout: Duration,
+    policy: Arc<TargetPolicy>,
 }
 
 /// What one attempt did.
@@ -43,22 +47,42 @@ impl Attempt {
 }
 
 impl HttpClient {
-    /// A client that follows no redirects and gives up after `timeout`.
-    pub fn new(timeout: Duration) -> reqwest::Result<Self> {
+    /// A client that follows no redirects, gives up after `timeout`, and connects only where
+    /// `policy` allows.
+    pub fn new(timeout: Duration, policy: Arc<TargetPolicy>) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver::new(policy.clone()))
             .user_agent(concat!("Spenza/", env!("CARGO_PKG_VERSION")))
             .redirect(Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(HttpClient { client, timeout })
+        Ok(HttpClient {
+            client,
+            timeout,
+            policy,
+        })
     }
 
     /// POSTs the event's exact bytes to its endpoint.
     pub async fn attempt(&self, id: EventId, job: &DeliveryJob) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
+        // Names are checked as they resolve; an IP literal never reaches the resolver.
+        let literal_refusal = url::Url::parse(&job.target_url)
+            .ok()
+            .and_then(|url| self.policy.refusal_for_literal(&url));
+        if let Some(refusal) = literal_refusal {
+            return Attempt {
+                started_at,
+                duration_ms: 0,
+                status_code: None,
+                error: Some(refusal),
+                response_body: None,
+                retry_after: None,
+            };
+        }
         let mut request = self
             .client
             .post(&job.target_url)

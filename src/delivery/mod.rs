@@ -4,6 +4,7 @@
 mod attempt;
 mod reaper;
 mod schedule;
+mod ssrf;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
 pub use attempt::{Attempt, HttpClient};
 pub use reaper::{Reaper, publish_due};
 pub use schedule::{RetrySchedule, compact as compact_delay};
+pub use ssrf::{TargetPolicy, forbidden_class};
 
 /// What the outcome of a delivery could not be made durable by.
 #[derive(Debug, thiserror::Error)]

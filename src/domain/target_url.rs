@@ -38,6 +38,11 @@ impl TargetUrl {
         Ok(TargetUrl(url))
     }
 
+    /// The parsed URL.
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+
     /// The URL as stored and requested.
     pub fn as_str(&self) -> &str {
         self.0.as_str()

@@ -70,6 +70,8 @@ pub fn test_settings(database_url: &str, prefix: &str) -> Settings {
     settings.http_workers = Some(1);
     settings.delivery_timeout = Duration::from_secs(5);
     settings.shutdown_timeout = Duration::from_secs(5);
+    // The sinks listen on loopback, which the SSRF guard refuses unless opened.
+    settings.allowed_target_nets = vec!["127.0.0.0/8".parse().unwrap()];
     settings
 }
 
@@ -360,6 +362,7 @@ impl RelayProcess {
             .env("SPENZA_AMQP_PREFIX", &resources.prefix)
             .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
             .env("SPENZA_LOG_FORMAT", "json")
+            .env("SPENZA_ALLOWED_TARGET_NETS", "127.0.0.0/8")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         for (name, value) in settings {

@@ -8,5 +8,6 @@ mod helpers;
 mod ingest;
 mod load;
 mod retries;
+mod ssrf;
 mod subscriptions;
 mod tenancy;

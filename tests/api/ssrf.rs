@@ -1,0 +1,88 @@
+//! The SSRF guard, end to end: internal targets are refused, also behind a name. Other address
+//! classes are tested on the classifier itself (src/delivery/ssrf.rs), never by connecting.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Script, Sink, spawn_app_with, wait_until};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_targets_are_refused_unless_their_range_is_opened() {
+    let app = spawn_app_with(|s| s.allowed_target_nets.clear()).await;
+    let sink = Sink::start(Script::Ok).await;
+    let port = sink
+        .url
+        .trim_start_matches("http://127.0.0.1:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    for literal in [
+        "http://127.0.0.1:9/hook",
+        "http://[::1]:9/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+    ] {
+        let response = app
+            .api
+            .post(format!("{}/api/v1/subscriptions", app.address))
+            .bearer_auth(&app.api_key)
+            .json(&json!({ "name": "internal", "target_url": literal }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{literal}");
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("SSRF"),
+            "{problem}"
+        );
+    }
+
+    // A name is checked where it resolves: localhost resolves to loopback only.
+    let subscription = app
+        .create_subscription(&format!("http://localhost:{port}/hook"))
+        .await;
+    let accepted: Value = app
+        .ingest(
+            subscription["ingest_url"].as_str().unwrap(),
+            "application/json",
+            "{}",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["event_id"].as_str().unwrap();
+    let attempt = wait_until(
+        std::time::Duration::from_secs(30),
+        "a refused attempt",
+        || async {
+            let attempts: Value = app
+                .get(&format!("/api/v1/events/{id}/attempts"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            match attempts["data"].get(0) {
+                Some(first) => Ok(first.clone()),
+                None => Err(attempts.to_string()),
+            }
+        },
+    )
+    .await;
+    let error = attempt["error"].as_str().unwrap();
+    assert!(
+        error.contains("refused by the SSRF guard") && error.contains("loopback"),
+        "{error}"
+    );
+    assert!(
+        sink.received().is_empty(),
+        "the guard let a request through"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
