@@ -200,6 +200,9 @@ pub struct Settings {
         default_value_t = 500
     )]
     pub reaper_batch: u32,
+    /// How long a rotated-out signing secret keeps signing deliveries beside the new one.
+    #[arg(long = "secret-rotation-overlap", env = "SPENZA_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub secret_rotation_overlap: Duration,
     /// Address ranges deliveries may reach although they are not public (CIDR list, e.g.
     /// `127.0.0.0/8` for local development). Everything else internal is refused.
     #[arg(

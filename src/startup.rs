@@ -23,6 +23,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub max_body_bytes: usize,
     pub public_base: String,
+    /// How long a rotated-out signing secret keeps signing.
+    pub secret_rotation_overlap: std::time::Duration,
     /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
     pub target_policy: Arc<TargetPolicy>,
     pub log: Logger,
@@ -152,6 +154,7 @@ impl Application {
         // Validated here, so that building each worker's own pool below cannot fail.
         db::build_pool(&database, pools.per_http_worker)?;
         let max_body_bytes = settings.max_body_bytes;
+        let secret_rotation_overlap = settings.secret_rotation_overlap;
         let public_base = settings.public_base(address);
         let http_log = log.clone();
         let serves_http = settings.role.serves_http();
@@ -164,6 +167,7 @@ impl Application {
                 max_body_bytes,
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
+                secret_rotation_overlap,
                 log: http_log.clone(),
             });
             let app = App::new().app_data(state).configure(health::routes);

@@ -31,6 +31,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/subscriptions/{id}/replay",
                 web::post().to(subscriptions::replay),
             )
+            .route(
+                "/subscriptions/{id}/rotate-secret",
+                web::post().to(subscriptions::rotate_secret),
+            )
             .route("/events", web::get().to(events::list_all))
             .route("/events/{id}", web::get().to(events::get))
             .route("/events/{id}/attempts", web::get().to(events::attempts))

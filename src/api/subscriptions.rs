@@ -13,6 +13,7 @@ use crate::db::models::subscription::{self, NewSubscription, Subscription, Subsc
 use crate::delivery::publish_due;
 use crate::domain::{EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl};
 use crate::problem::FieldError;
+use crate::signing::incoming::ProviderConfig;
 use crate::startup::AppState;
 
 /// A subscription to create.
@@ -23,6 +24,10 @@ pub struct SubscriptionIn {
     pub name: String,
     #[garde(custom(valid_target_url))]
     pub target_url: String,
+    /// The provider whose signatures ingest checks; absent or null for none.
+    #[serde(default)]
+    #[garde(custom(valid_provider))]
+    pub provider: Option<ProviderConfig>,
 }
 
 /// An edit: every field is optional.
@@ -35,6 +40,36 @@ pub struct SubscriptionPatch {
     pub target_url: Option<String>,
     #[garde(skip)]
     pub is_active: Option<bool>,
+    /// Absent: unchanged; null: check no signature; an object: the new provider.
+    #[serde(default, deserialize_with = "present")]
+    #[garde(custom(valid_changed_provider))]
+    pub provider: Option<Option<ProviderConfig>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn valid_provider(value: &Option<ProviderConfig>, _: &()) -> garde::Result {
+    match value {
+        Some(provider) => provider.check().map_err(garde::Error::new),
+        None => Ok(()),
+    }
+}
+
+fn valid_changed_provider(value: &Option<Option<ProviderConfig>>, context: &()) -> garde::Result {
+    value
+        .as_ref()
+        .map_or(Ok(()), |provider| valid_provider(provider, context))
+}
+
+fn stored(provider: &ProviderConfig) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(provider).map_err(|e| ApiError::Unexpected(e.into()))
 }
 
 /// A subscription as the API shows it to its owner.
@@ -47,6 +82,8 @@ pub struct SubscriptionOut {
     pub is_active: bool,
     pub disabled_reason: Option<String>,
     pub signing_secret: String,
+    /// The provider checked at ingest, without its secret (write-only).
+    pub provider: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -95,6 +132,10 @@ impl SubscriptionOut {
             is_active: subscription.is_active,
             disabled_reason: subscription.disabled_reason,
             signing_secret: subscription.signing_secret,
+            provider: subscription
+                .provider
+                .and_then(|stored| serde_json::from_value::<ProviderConfig>(stored).ok())
+                .map(|provider| provider.public_view()),
             created_at: subscription.created_at,
             updated_at: subscription.updated_at,
         }
@@ -117,6 +158,7 @@ pub async fn create(
         target_url: target_url.as_str(),
         ingest_token: token.as_str(),
         signing_secret: secret.expose(),
+        provider: input.provider.as_ref().map(stored).transpose()?,
     };
     let created = state
         .db
@@ -173,6 +215,11 @@ pub async fn edit(
         // Re-enabling clears why it was disabled and gives the endpoint a fresh count.
         disabled_reason: patch.is_active.filter(|active| *active).map(|_| None),
         consecutive_failures: patch.is_active.filter(|active| *active).map(|_| 0),
+        provider: patch
+            .provider
+            .as_ref()
+            .map(|provider| provider.as_ref().map(stored).transpose())
+            .transpose()?,
     };
     let reenabled = patch.is_active == Some(true);
     let (updated, held) = state
@@ -194,6 +241,26 @@ pub async fn edit(
         .ok_or(ApiError::NotFound("subscription"))?;
     publish_due(&state.publisher, &held).await;
     Ok(HttpResponse::Ok().json(SubscriptionOut::new(updated, &state)))
+}
+
+/// `POST /api/v1/subscriptions/{id}/rotate-secret`: a new signing secret; the previous one
+/// keeps signing deliveries beside it for the configured overlap.
+pub async fn rotate_secret(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SubscriptionId(id.into_inner());
+    let secret = SigningSecret::generate();
+    let previous_until = Utc::now() + state.secret_rotation_overlap;
+    let rotated = state
+        .db
+        .run(async |conn| {
+            subscription::rotate_secret(conn, user.0, id, secret.expose(), previous_until).await
+        })
+        .await?
+        .ok_or(ApiError::NotFound("subscription"))?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(rotated, &state)))
 }
 
 /// Which events a bulk replay takes: one status (default `failed`), received in a time range.

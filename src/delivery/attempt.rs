@@ -1,5 +1,6 @@
 //! One HTTP request to an endpoint and what came of it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -7,11 +8,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 
-use std::sync::Arc;
-
 use super::ssrf::{GuardedResolver, TargetPolicy};
 use crate::db::models::event::DeliveryJob;
-use crate::domain::EventId;
+use crate::domain::{EventId, SigningSecret};
+use crate::signing::outgoing::{self, InvalidSecret, Signatures};
 
 /// How much of an endpoint's answer is kept with the attempt.
 const RESPONSE_BODY_LIMIT: usize = 4096;
@@ -37,6 +37,18 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// An attempt that was not made, and why.
+    fn refused(started_at: DateTime<Utc>, reason: String) -> Self {
+        Attempt {
+            started_at,
+            duration_ms: 0,
+            status_code: None,
+            error: Some(reason),
+            response_body: None,
+            retry_after: None,
+        }
+    }
+
     /// Only a 2xx answer is a delivery; redirects are not followed and count as failures.
     pub fn succeeded(&self) -> bool {
         self.error.is_none()
@@ -74,19 +86,24 @@ impl HttpClient {
             .ok()
             .and_then(|url| self.policy.refusal_for_literal(&url));
         if let Some(refusal) = literal_refusal {
-            return Attempt {
-                started_at,
-                duration_ms: 0,
-                status_code: None,
-                error: Some(refusal),
-                response_body: None,
-                retry_after: None,
-            };
+            return Attempt::refused(started_at, refusal);
         }
+        let signatures = match sign(id, started_at, job) {
+            Ok(signatures) => signatures,
+            Err(InvalidSecret) => {
+                return Attempt::refused(
+                    started_at,
+                    "the subscription's signing secret is not valid base64".into(),
+                );
+            }
+        };
         let mut request = self
             .client
             .post(&job.target_url)
             .header("webhook-id", id.to_string())
+            .header("webhook-timestamp", started_at.timestamp().to_string())
+            .header("webhook-signature", signatures.webhook_signature)
+            .header("x-spenza-signature", signatures.spenza_signature)
             .body(job.body.clone());
         if let Some(content_type) = job
             .content_type
@@ -142,6 +159,19 @@ impl HttpClient {
             format!("request failed: {}", root_cause(error))
         }
     }
+}
+
+/// This attempt's signatures: by the current secret and, during a rotation, the previous one.
+fn sign(id: EventId, at: DateTime<Utc>, job: &DeliveryJob) -> Result<Signatures, InvalidSecret> {
+    let current = SigningSecret::from_stored(job.signing_secret.clone());
+    let previous = match (&job.previous_signing_secret, job.previous_secret_expires_at) {
+        (Some(previous), Some(until)) if until > at => {
+            Some(SigningSecret::from_stored(previous.clone()))
+        }
+        _ => None,
+    };
+    let secrets: Vec<&SigningSecret> = std::iter::once(&current).chain(previous.as_ref()).collect();
+    outgoing::sign(&id.to_string(), at.timestamp(), &job.body, &secrets)
 }
 
 /// `Retry-After` as seconds or as an HTTP date.

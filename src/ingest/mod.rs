@@ -1,6 +1,7 @@
 //! `POST /ingest/{token}`: make the event durable, answer 202, then hand it to the publisher.
 
 mod body;
+mod idempotency;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
@@ -8,10 +9,11 @@ use serde_json::json;
 use slog::debug;
 
 use crate::db::DbError;
-use crate::db::models::event::{self, NewEvent};
+use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
 use crate::problem::Problem;
 use crate::queue::Envelope;
+use crate::signing::incoming::{ProviderConfig, Rejection};
 use crate::startup::AppState;
 
 /// What a provider is told when its event is not accepted. Nothing is stored in any of them.
@@ -26,6 +28,12 @@ pub enum IngestError {
     /// The body could not be read from the connection.
     #[error("the body could not be read: {0}")]
     BadBody(String),
+    /// The provider's signature is missing, wrong or stale.
+    #[error("signature check failed: {0}")]
+    Signature(Rejection),
+    /// The subscription's stored configuration cannot be used (a bug or a bad migration).
+    #[error("the subscription cannot accept events: {0}")]
+    Misconfigured(String),
     /// The event could not be made durable: the provider must retry.
     #[error("the event could not be stored; retry later")]
     Unavailable(#[source] DbError),
@@ -37,6 +45,8 @@ impl ResponseError for IngestError {
             IngestError::UnknownToken => StatusCode::NOT_FOUND,
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BadBody(_) => StatusCode::BAD_REQUEST,
+            IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -46,6 +56,8 @@ impl ResponseError for IngestError {
             IngestError::UnknownToken => "Not Found",
             IngestError::TooLarge { .. } => "Payload Too Large",
             IngestError::BadBody(_) => "Bad Request",
+            IngestError::Signature(_) => "Unauthorized",
+            IngestError::Misconfigured(_) => "Internal Server Error",
             IngestError::Unavailable(_) => "Service Unavailable",
         };
         let mut response = Problem::new(self.status_code(), title, self.to_string()).response();
@@ -61,7 +73,8 @@ impl ResponseError for IngestError {
 
 /// Stores the event, answers 202 with its id, and publishes it without making the provider wait
 /// for the broker: if publishing fails the event is still due in PostgreSQL and the reaper
-/// publishes it.
+/// publishes it. A subscription that names its provider has the provider's signature checked
+/// before anything is stored; a repeated idempotency key answers 200 with the first event's id.
 pub async fn ingest(
     request: HttpRequest,
     token: web::Path<String>,
@@ -70,38 +83,113 @@ pub async fn ingest(
 ) -> Result<HttpResponse, IngestError> {
     let token = IngestToken::parse(&token).ok_or(IngestError::UnknownToken)?;
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
-    let id = EventId::new();
-    let new_event = NewEvent {
-        id,
+    let headers = request.headers();
+    let document = body::as_document(&body);
+    let received = Received {
         body: &body,
-        payload: body::as_document(&body),
-        content_type: request
-            .headers()
+        document: &document,
+        content_type: headers
             .get(actix_web::http::header::CONTENT_TYPE)
             .and_then(|value| value.to_str().ok()),
-        headers: body::selected_headers(request.headers()),
+        selected_headers: body::selected_headers(headers),
     };
-    let accepted = state
+    // Most subscriptions check no signature: for those, one statement looks the token up and
+    // stores the event. Otherwise it answers with the provider, and the event is stored once
+    // its signature holds.
+    let generic_key = idempotency::generic_key(headers);
+    let id = EventId::new();
+    let first = store(
+        &state,
+        &token,
+        false,
+        received.event(id, generic_key.as_deref()),
+    )
+    .await?;
+    let (accepted, key) = match &first.provider {
+        Some(provider) if first.stored.is_none() => {
+            let provider: ProviderConfig = serde_json::from_value(provider.clone())
+                .map_err(|e| IngestError::Misconfigured(e.to_string()))?;
+            let validator = provider.validator();
+            validator
+                .verify(headers, &body, chrono::Utc::now().timestamp())
+                .map_err(IngestError::Signature)?;
+            let key =
+                idempotency::bounded(validator.idempotency_key(headers, &body)).or(generic_key);
+            let second = store(&state, &token, true, received.event(id, key.as_deref())).await?;
+            (second, key)
+        }
+        _ => (first, generic_key),
+    };
+    match (accepted.stored, key) {
+        (Some(stored), _) => {
+            let envelope = Envelope {
+                event_id: stored,
+                subscription_id: accepted.subscription_id,
+                target_url: accepted.target_url,
+                retry_count: 0,
+            };
+            let publisher = state.publisher.clone();
+            let log = state.log.clone();
+            actix_web::rt::spawn(async move {
+                if let Err(error) = publisher.publish_detached(&envelope).await {
+                    debug!(log, "event left for the reaper"; "event_id" => %envelope.event_id, "error" => %error);
+                }
+            });
+            Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
+        }
+        // Not stored although allowed: the key was seen before. The first event may have been
+        // committed by a concurrent request after this statement began, so look it up anew.
+        (None, Some(key)) => {
+            let subscription = accepted.subscription_id;
+            let first = state
+                .db
+                .run(async |conn| event::find_by_idempotency_key(conn, subscription, &key).await)
+                .await
+                .map_err(IngestError::Unavailable)?
+                .ok_or_else(|| {
+                    IngestError::Misconfigured("a duplicate key without its event".into())
+                })?;
+            Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
+        }
+        (None, None) => Err(IngestError::Misconfigured(
+            "the event was neither stored nor a duplicate".into(),
+        )),
+    }
+}
+
+/// What arrived, ready to be stored under an id and a key.
+struct Received<'a> {
+    body: &'a [u8],
+    document: &'a Option<serde_json::Value>,
+    content_type: Option<&'a str>,
+    selected_headers: serde_json::Value,
+}
+
+impl<'a> Received<'a> {
+    fn event(&self, id: EventId, idempotency_key: Option<&'a str>) -> NewEvent<'a> {
+        NewEvent {
+            id,
+            body: self.body,
+            payload: self.document.clone(),
+            content_type: self.content_type,
+            headers: self.selected_headers.clone(),
+            idempotency_key,
+        }
+    }
+}
+
+async fn store(
+    state: &AppState,
+    token: &IngestToken,
+    verified: bool,
+    event: NewEvent<'_>,
+) -> Result<Accepted, IngestError> {
+    state
         .db
-        .run(async |conn| event::accept(conn, &token, new_event).await)
+        .run(async |conn| event::accept(conn, token, verified, event).await)
         .await
         .map_err(IngestError::Unavailable)?
-        .ok_or(IngestError::UnknownToken)?;
-
-    let envelope = Envelope {
-        event_id: id,
-        subscription_id: accepted.subscription_id,
-        target_url: accepted.target_url,
-        retry_count: 0,
-    };
-    let publisher = state.publisher.clone();
-    let log = state.log.clone();
-    actix_web::rt::spawn(async move {
-        if let Err(error) = publisher.publish_detached(&envelope).await {
-            debug!(log, "event left for the reaper"; "event_id" => %envelope.event_id, "error" => %error);
-        }
-    });
-    Ok(HttpResponse::Accepted().json(json!({ "event_id": id })))
+        .ok_or(IngestError::UnknownToken)
 }
 
 /// Mounts the ingest route.

@@ -8,6 +8,7 @@ mod helpers;
 mod ingest;
 mod load;
 mod retries;
+mod signatures;
 mod ssrf;
 mod subscriptions;
 mod tenancy;

@@ -53,20 +53,31 @@ pub struct NewEvent<'a> {
     pub payload: Option<serde_json::Value>,
     pub content_type: Option<&'a str>,
     pub headers: serde_json::Value,
+    /// The provider's id for the event: a second event with the same key is a retry of the
+    /// first and is not stored again.
+    pub idempotency_key: Option<&'a str>,
 }
 
-/// What the publisher needs to know about a stored event.
+/// What ingest learns from the accept statement.
 #[derive(Debug, Clone, Queryable)]
 pub struct Accepted {
     pub subscription_id: SubscriptionId,
     pub target_url: String,
+    /// The provider whose signature must be checked, as stored (secret included).
+    pub provider: Option<serde_json::Value>,
+    /// The stored event's id; `None` when nothing was stored: a provider signature must be
+    /// checked first, or the idempotency key was seen before.
+    pub stored: Option<EventId>,
 }
 
-/// The ingest statement: looks the token up and inserts the event in one round trip, so the
-/// lookup and the insert commit together or not at all. Hand-written (a CTE the query builder
-/// cannot express) but with a static query id, so it is prepared once per connection.
+/// The ingest statement: looks the token up and stores the event in one round trip, so the
+/// lookup and the insert commit together or not at all. The event is stored only when its
+/// subscription checks no provider signature, or the caller has checked it (`verified`); a
+/// repeated idempotency key stores nothing. Hand-written (a CTE the query builder cannot
+/// express) with a static query id, so it is prepared once per connection.
 struct AcceptEvent<'a> {
     token: &'a str,
+    verified: bool,
     event: NewEvent<'a>,
 }
 
@@ -76,16 +87,20 @@ impl QueryId for AcceptEvent<'_> {
 }
 
 impl Query for AcceptEvent<'_> {
-    type SqlType = (SqlUuid, Text);
+    type SqlType = (SqlUuid, Text, Nullable<Jsonb>, Nullable<SqlUuid>);
 }
 
 impl QueryFragment<Pg> for AcceptEvent<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "WITH subscription AS (SELECT id, target_url FROM subscriptions WHERE ingest_token = ",
+            "WITH subscription AS (SELECT id, target_url, provider FROM subscriptions \
+             WHERE ingest_token = ",
         );
         out.push_bind_param::<Text, _>(&self.token)?;
-        out.push_sql("), inserted AS (INSERT INTO events (id, subscription_id, body, payload, content_type, headers, next_attempt_at) SELECT ");
+        out.push_sql(
+            "), inserted AS (INSERT INTO events (id, subscription_id, body, payload, \
+             content_type, headers, idempotency_key, next_attempt_at) SELECT ",
+        );
         out.push_bind_param::<SqlUuid, _>(&self.event.id)?;
         out.push_sql(", subscription.id, ");
         out.push_bind_param::<Bytea, _>(&self.event.body)?;
@@ -95,28 +110,51 @@ impl QueryFragment<Pg> for AcceptEvent<'_> {
         out.push_bind_param::<Nullable<Text>, _>(&self.event.content_type)?;
         out.push_sql(", ");
         out.push_bind_param::<Jsonb, _>(&self.event.headers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.event.idempotency_key)?;
+        out.push_sql(", now() FROM subscription WHERE subscription.provider IS NULL OR ");
+        out.push_bind_param::<diesel::sql_types::Bool, _>(&self.verified)?;
         out.push_sql(
-            ", now() FROM subscription RETURNING subscription_id) \
-             SELECT inserted.subscription_id, subscription.target_url \
-             FROM inserted JOIN subscription ON subscription.id = inserted.subscription_id",
+            " ON CONFLICT (subscription_id, idempotency_key) DO NOTHING RETURNING id) \
+             SELECT subscription.id, subscription.target_url, subscription.provider, \
+                 (SELECT id FROM inserted) \
+             FROM subscription",
         );
         Ok(())
     }
 }
 
-/// Stores an event for the subscription that owns `token`; `None` when no subscription does.
+/// Stores an event for the subscription that owns `token` (see [`Accepted`] for when it is
+/// not stored); `None` when no subscription owns the token.
 pub async fn accept(
     conn: &mut AsyncPgConnection,
     token: &IngestToken,
+    verified: bool,
     event: NewEvent<'_>,
 ) -> QueryResult<Option<Accepted>> {
     AcceptEvent {
         token: token.as_str(),
+        verified,
         event,
     }
     .get_result(conn)
     .await
     .optional()
+}
+
+/// The event a subscription stored under an idempotency key.
+pub async fn find_by_idempotency_key(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+    key: &str,
+) -> QueryResult<Option<EventId>> {
+    events::table
+        .filter(events::subscription_id.eq(subscription))
+        .filter(events::idempotency_key.eq(key))
+        .select(events::id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// One of a user's events; someone else's is `None`, exactly like a missing one.
@@ -153,6 +191,9 @@ pub struct DeliveryJob {
     pub content_type: Option<String>,
     pub target_url: String,
     pub is_active: bool,
+    pub signing_secret: String,
+    pub previous_signing_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
 /// Loads what delivering `id` needs; `None` when the event is gone.
@@ -169,6 +210,9 @@ pub async fn load_for_delivery(
             events::content_type,
             subscriptions::target_url,
             subscriptions::is_active,
+            subscriptions::signing_secret,
+            subscriptions::previous_signing_secret,
+            subscriptions::previous_secret_expires_at,
         ))
         .first(conn)
         .await

@@ -17,6 +17,10 @@ pub struct Subscription {
     pub target_url: String,
     pub ingest_token: String,
     pub signing_secret: String,
+    pub previous_signing_secret: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// The provider whose signatures ingest checks, secret included (never shown).
+    pub provider: Option<serde_json::Value>,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
     pub consecutive_failures: i32,
@@ -34,6 +38,7 @@ pub struct NewSubscription<'a> {
     pub target_url: &'a str,
     pub ingest_token: &'a str,
     pub signing_secret: &'a str,
+    pub provider: Option<serde_json::Value>,
 }
 
 /// The fields an edit may change; `None` leaves a field as it is.
@@ -45,6 +50,7 @@ pub struct SubscriptionChanges<'a> {
     pub is_active: Option<bool>,
     pub disabled_reason: Option<Option<&'a str>>,
     pub consecutive_failures: Option<i32>,
+    pub provider: Option<Option<serde_json::Value>>,
 }
 
 /// Stores a new subscription.
@@ -120,4 +126,30 @@ pub async fn delete_for_user(
     .execute(conn)
     .await
     .map(|deleted| deleted > 0)
+}
+
+/// Gives one of a user's subscriptions a new signing secret; the old one keeps signing
+/// deliveries too until `previous_until`, so receivers can switch without dropping any.
+pub async fn rotate_secret(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SubscriptionId,
+    new_secret: &str,
+    previous_until: DateTime<Utc>,
+) -> QueryResult<Option<Subscription>> {
+    diesel::update(
+        subscriptions::table
+            .filter(subscriptions::id.eq(id))
+            .filter(subscriptions::user_id.eq(user)),
+    )
+    .set((
+        subscriptions::previous_signing_secret.eq(subscriptions::signing_secret.nullable()),
+        subscriptions::previous_secret_expires_at.eq(previous_until),
+        subscriptions::signing_secret.eq(new_secret),
+        subscriptions::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Subscription::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
