@@ -181,7 +181,7 @@ pub struct Settings {
     #[arg(
         long = "retry-schedule",
         env = "SPENZA_RETRY_SCHEDULE",
-        default_value = "30s,5m,30m,2h,8h"
+        default_value = DEFAULT_RETRY_SCHEDULE
     )]
     pub retry_schedule: RetrySchedule,
     /// Consecutive failed attempts after which a subscription is disabled (circuit breaker).

@@ -11,12 +11,7 @@ async fn first_attempt(app: &crate::helpers::TestApp, id: &str) -> Value {
         Duration::from_secs(30),
         "an attempt to be recorded",
         || async {
-            let attempts: Value = app
-                .get(&format!("/api/v1/events/{id}/attempts"))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let attempts: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
             match attempts["data"].as_array() {
                 Some(list) if !list.is_empty() => Ok(list[0].clone()),
                 _ => Err(attempts.to_string()),

@@ -230,14 +230,10 @@ impl TestApp {
 
     /// Creates a subscription delivering to `target_url`; returns its JSON.
     pub async fn create_subscription(&self, target_url: &str) -> Value {
+        let body = json!({ "name": "test subscription", "target_url": target_url });
         let response = self
-            .api
-            .post(format!("{}/api/v1/subscriptions", self.address))
-            .bearer_auth(&self.api_key)
-            .json(&json!({ "name": "test subscription", "target_url": target_url }))
-            .send()
-            .await
-            .unwrap();
+            .send_json(reqwest::Method::POST, "/api/v1/subscriptions", &body)
+            .await;
         assert_eq!(response.status(), 201, "creating a subscription");
         response.json().await.unwrap()
     }
@@ -266,6 +262,27 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// GETs an API path with the owner's key and reads the JSON answer.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.expect("a JSON answer")
+    }
+
+    /// Sends a JSON body to an API path with the owner's key.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.api
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("the API answered")
     }
 
     /// The event as the API shows it.

@@ -42,12 +42,7 @@ async fn an_ingested_event_is_delivered_byte_for_byte_and_completed() {
     assert_eq!(event["attempts"], 1);
     assert_eq!(event["payload"]["type"], "invoice.paid");
     assert!(event["completed_at"].is_string());
-    let attempts: Value = app
-        .get(&format!("/api/v1/events/{id}/attempts"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let attempts: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
     assert_eq!(attempts["data"][0]["attempt"], 1);
     assert_eq!(attempts["data"][0]["status_code"], 200);
     assert_eq!(attempts["data"][0]["response_body"], "ok");

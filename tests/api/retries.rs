@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Script, Sink, TestApp, spawn_app_with, wait_until};
@@ -16,23 +17,8 @@ async fn ingest(app: &TestApp, ingest_url: &str, body: &str) -> String {
 }
 
 async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {
-    let body: Value = app
-        .get(&format!("/api/v1/events/{id}/attempts"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
     body["data"].as_array().unwrap().clone()
-}
-
-async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    app.api
-        .post(format!("{}{path}", app.address))
-        .bearer_auth(&app.api_key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,12 +73,7 @@ async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_repl
         assert_eq!(event["attempts"], 3, "one attempt and two retries");
         assert_eq!(event["last_error"], "HTTP 500 Internal Server Error");
     }
-    let graveyard: Value = app
-        .get("/api/v1/events?status=failed")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let graveyard: Value = app.get_json("/api/v1/events?status=failed").await;
     let buried: Vec<&str> = graveyard["data"]
         .as_array()
         .unwrap()
@@ -101,17 +82,20 @@ async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_repl
         .collect();
     assert_eq!(buried, [second.as_str(), first.as_str()]);
     let per_subscription: Value = app
-        .get(&format!("/api/v1/subscriptions/{sub}/events?status=failed"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/subscriptions/{sub}/events?status=failed"))
+        .await;
     assert_eq!(per_subscription["data"].as_array().unwrap().len(), 2);
     // Exactly 1 + retries attempts, none after: the count stays put.
     assert_eq!(sink.received().len(), 6);
 
     sink.set_script(Script::Ok);
-    let replayed = post(&app, &format!("/api/v1/events/{first}/replay"), json!({})).await;
+    let replayed = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/events/{first}/replay"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(replayed.status(), 202);
     let event = app.wait_for_status(&first, "completed").await;
     assert_eq!(event["attempts"], 4);
@@ -119,18 +103,25 @@ async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_repl
     assert_eq!(last.header("webhook-id"), Some(first.as_str()));
     assert_eq!(last.body, br#"{"n":1}"#);
 
-    let bulk: Value = post(
-        &app,
-        &format!("/api/v1/subscriptions/{sub}/replay"),
-        json!({ "status": "failed" }),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let bulk: Value = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{sub}/replay"),
+            &json!({ "status": "failed" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(bulk["replayed"], 1);
     app.wait_for_status(&second, "completed").await;
-    let again = post(&app, &format!("/api/v1/events/{second}/replay"), json!({})).await;
+    let again = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/events/{second}/replay"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(again.status(), 202, "a completed event can be replayed too");
     sink.stop().await;
     app.shutdown().await;
@@ -145,9 +136,13 @@ async fn replay_refuses_events_still_in_flight_and_other_users_events() {
     app.wait_for_status(&id, "retrying").await;
 
     assert_eq!(
-        post(&app, &format!("/api/v1/events/{id}/replay"), json!({}))
-            .await
-            .status(),
+        app.send_json(
+            Method::POST,
+            &format!("/api/v1/events/{id}/replay"),
+            &json!({})
+        )
+        .await
+        .status(),
         409
     );
     let intruder = app.another_user("intruder@example.com").await;
@@ -213,12 +208,7 @@ async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
         app.wait_for_status(&id, "failed").await;
     }
 
-    let opened: Value = app
-        .get(&format!("/api/v1/subscriptions/{sub}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let opened: Value = app.get_json(&format!("/api/v1/subscriptions/{sub}")).await;
     assert_eq!(opened["is_active"], false);
     assert!(
         opened["disabled_reason"]
@@ -240,13 +230,10 @@ async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
         "the new events to be held",
         || async {
             let pending: Value = app
-                .get(&format!(
+                .get_json(&format!(
                     "/api/v1/subscriptions/{sub}/events?status=pending"
                 ))
-                .await
-                .json()
-                .await
-                .unwrap();
+                .await;
             let held = pending["data"]
                 .as_array()
                 .unwrap()
@@ -263,15 +250,16 @@ async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
     .await;
     assert_eq!(sink.received().len(), 3);
 
-    let reenabled = app
-        .api
-        .patch(format!("{}/api/v1/subscriptions/{sub}", app.address))
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "is_active": true }))
-        .send()
+    let reenabled: Value = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/subscriptions/{sub}"),
+            &json!({ "is_active": true }),
+        )
+        .await
+        .json()
         .await
         .unwrap();
-    let reenabled: Value = reenabled.json().await.unwrap();
     assert_eq!(reenabled["is_active"], true);
     assert_eq!(reenabled["disabled_reason"], Value::Null);
     for id in &held {
@@ -301,14 +289,11 @@ async fn a_success_resets_the_breaker_count() {
     app.wait_for_status(&failed_again, "failed").await;
 
     let sub: Value = app
-        .get(&format!(
+        .get_json(&format!(
             "/api/v1/subscriptions/{}",
             subscription["id"].as_str().unwrap()
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(sub["is_active"], true, "two failures, but not consecutive");
     sink.stop().await;
     app.shutdown().await;

@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
+use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -115,14 +116,10 @@ async fn deliveries_carry_standard_webhooks_and_spenza_signatures_by_both_secret
 }
 
 async fn subscription_with_provider(app: &TestApp, target: &str, provider: Value) -> Value {
+    let body = json!({ "name": "verified", "target_url": target, "provider": provider });
     let response = app
-        .api
-        .post(format!("{}/api/v1/subscriptions", app.address))
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "name": "verified", "target_url": target, "provider": provider }))
-        .send()
-        .await
-        .unwrap();
+        .send_json(Method::POST, "/api/v1/subscriptions", &body)
+        .await;
     assert_eq!(response.status(), 201);
     response.json().await.unwrap()
 }

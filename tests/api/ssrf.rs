@@ -1,6 +1,7 @@
 //! The SSRF guard, end to end: internal targets are refused, also behind a name. Other address
 //! classes are tested on the classifier itself (src/delivery/ssrf.rs), never by connecting.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Script, Sink, spawn_app_with, wait_until};
@@ -23,14 +24,10 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
         "http://169.254.169.254/latest/meta-data",
         "http://10.0.0.1/",
     ] {
+        let body = json!({ "name": "internal", "target_url": literal });
         let response = app
-            .api
-            .post(format!("{}/api/v1/subscriptions", app.address))
-            .bearer_auth(&app.api_key)
-            .json(&json!({ "name": "internal", "target_url": literal }))
-            .send()
-            .await
-            .unwrap();
+            .send_json(Method::POST, "/api/v1/subscriptions", &body)
+            .await;
         assert_eq!(response.status(), 422, "{literal}");
         let problem: Value = response.json().await.unwrap();
         assert!(
@@ -61,12 +58,7 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
         std::time::Duration::from_secs(30),
         "a refused attempt",
         || async {
-            let attempts: Value = app
-                .get(&format!("/api/v1/events/{id}/attempts"))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let attempts: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
             match attempts["data"].get(0) {
                 Some(first) => Ok(first.clone()),
                 None => Err(attempts.to_string()),

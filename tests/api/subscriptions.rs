@@ -1,5 +1,6 @@
 //! The subscription API and the event log: shapes, validation, edits and pagination.
 
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Script, Sink, spawn_app};
@@ -25,24 +26,15 @@ async fn a_created_subscription_can_be_read_listed_edited_and_deleted() {
         "{ingest_url}"
     );
 
-    let fetched: Value = app
-        .get(&format!("/api/v1/subscriptions/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.get_json(&format!("/api/v1/subscriptions/{id}")).await;
     assert_eq!(fetched, created);
-    let listed: Value = app.get("/api/v1/subscriptions").await.json().await.unwrap();
+    let listed: Value = app.get_json("/api/v1/subscriptions").await;
     assert_eq!(listed["data"], json!([created]));
 
+    let edit = json!({ "name": "renamed", "target_url": "https://other.example.com/hook", "is_active": false });
     let edited: Value = app
-        .api
-        .patch(format!("{}/api/v1/subscriptions/{id}", app.address))
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "name": "renamed", "target_url": "https://other.example.com/hook", "is_active": false }))
-        .send()
+        .send_json(Method::PATCH, &format!("/api/v1/subscriptions/{id}"), &edit)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -77,16 +69,15 @@ async fn a_created_subscription_can_be_read_listed_edited_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_subscriptions_are_refused_with_every_failing_field() {
     let app = spawn_app().await;
-    let url = format!("{}/api/v1/subscriptions", app.address);
+    let path = "/api/v1/subscriptions";
 
     let invalid = app
-        .api
-        .post(&url)
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "name": "", "target_url": "ftp://example.com" }))
-        .send()
-        .await
-        .unwrap();
+        .send_json(
+            Method::POST,
+            path,
+            &json!({ "name": "", "target_url": "ftp://example.com" }),
+        )
+        .await;
     assert_eq!(invalid.status(), 422);
     assert_eq!(
         invalid.headers()["content-type"],
@@ -103,7 +94,7 @@ async fn invalid_subscriptions_are_refused_with_every_failing_field() {
 
     let malformed = app
         .api
-        .post(&url)
+        .post(format!("{}{path}", app.address))
         .bearer_auth(&app.api_key)
         .header("content-type", "application/json")
         .body("{")
@@ -117,13 +108,12 @@ async fn invalid_subscriptions_are_refused_with_every_failing_field() {
     );
 
     let unknown_field = app
-        .api
-        .post(&url)
-        .bearer_auth(&app.api_key)
-        .json(&json!({ "name": "x", "target_url": "https://e.com", "colour": "red" }))
-        .send()
-        .await
-        .unwrap();
+        .send_json(
+            Method::POST,
+            path,
+            &json!({ "name": "x", "target_url": "https://e.com", "colour": "red" }),
+        )
+        .await;
     assert_eq!(unknown_field.status(), 400);
     app.shutdown().await;
 }
@@ -155,7 +145,7 @@ async fn the_event_log_pages_newest_first_and_filters_by_status() {
     let mut seen = Vec::new();
     let mut path = format!("/api/v1/subscriptions/{id}/events?limit=2");
     loop {
-        let page: Value = app.get(&path).await.json().await.unwrap();
+        let page: Value = app.get_json(&path).await;
         seen.extend(
             page["data"]
                 .as_array()
@@ -174,20 +164,14 @@ async fn the_event_log_pages_newest_first_and_filters_by_status() {
     assert_eq!(seen, newest_first);
 
     let completed: Value = app
-        .get(&format!(
+        .get_json(&format!(
             "/api/v1/subscriptions/{id}/events?status=completed"
         ))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(completed["data"].as_array().unwrap().len(), 5);
     let failed: Value = app
-        .get(&format!("/api/v1/subscriptions/{id}/events?status=failed"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/v1/subscriptions/{id}/events?status=failed"))
+        .await;
     assert_eq!(failed["data"], json!([]));
     assert_eq!(
         app.get(&format!("/api/v1/subscriptions/{id}/events?limit=0"))
@@ -208,7 +192,7 @@ async fn the_event_log_pages_newest_first_and_filters_by_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_report_the_dependencies() {
     let app = spawn_app().await;
-    let health: Value = app.get("/healthz").await.json().await.unwrap();
+    let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);

@@ -77,12 +77,7 @@ async fn no_route_shows_or_changes_another_users_data() {
     assert_eq!(theirs["data"], json!([]));
 
     // The owner's data is untouched.
-    let still: Value = app
-        .get(&format!("/api/v1/subscriptions/{sub}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let still: Value = app.get_json(&format!("/api/v1/subscriptions/{sub}")).await;
     assert_eq!(still["name"], "test subscription");
     assert_eq!(app.event(&event).await["status"], "completed");
     sink.stop().await;

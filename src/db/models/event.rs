@@ -346,6 +346,14 @@ pub struct DueEvent {
     pub target_url: String,
 }
 
+/// Makes events matching the conditions that follow due again with a fresh retry budget.
+const REPLAY: &str = "UPDATE events SET status = 'pending', retry_count = 0, \
+     next_attempt_at = now(), completed_at = NULL \
+     FROM subscriptions WHERE subscriptions.id = events.subscription_id";
+/// What a due event's envelope needs, from an `UPDATE events ... FROM subscriptions`.
+const RETURNING_DUE: &str =
+    " RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url";
+
 /// The reaper's claim: up to `batch` events of active subscriptions still to deliver whose due
 /// time passed more than `grace` ago, skipping rows another replica has locked. Claiming pushes
 /// their due time one grace period on, so a publish that fails again is retried later.
@@ -355,7 +363,7 @@ pub async fn claim_overdue(
     batch: i64,
 ) -> QueryResult<Vec<DueEvent>> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
-    diesel::sql_query(
+    diesel::sql_query(format!(
         "UPDATE events SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0) \
          FROM subscriptions \
          WHERE subscriptions.id = events.subscription_id AND events.id IN ( \
@@ -364,8 +372,8 @@ pub async fn claim_overdue(
                AND e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0) \
              ORDER BY e.next_attempt_at LIMIT $2 \
              FOR UPDATE OF e SKIP LOCKED) \
-         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
-    )
+         {RETURNING_DUE}"
+    ))
     .bind::<BigInt, _>(grace_ms)
     .bind::<BigInt, _>(batch)
     .load(conn)
@@ -379,14 +387,10 @@ pub async fn replay_for_user(
     user: UserId,
     id: EventId,
 ) -> QueryResult<Option<DueEvent>> {
-    diesel::sql_query(
-        "UPDATE events SET status = 'pending', retry_count = 0, next_attempt_at = now(), \
-             completed_at = NULL \
-         FROM subscriptions \
-         WHERE subscriptions.id = events.subscription_id AND subscriptions.user_id = $1 \
-           AND events.id = $2 AND events.status IN ('completed', 'failed') \
-         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
-    )
+    diesel::sql_query(format!(
+        "{REPLAY} AND subscriptions.user_id = $1 AND events.id = $2 \
+         AND events.status IN ('completed', 'failed'){RETURNING_DUE}"
+    ))
     .bind::<SqlUuid, _>(user)
     .bind::<SqlUuid, _>(id)
     .get_result(conn)
@@ -409,16 +413,11 @@ pub async fn replay_subscription(
     subscription: SubscriptionId,
     filter: ReplayFilter,
 ) -> QueryResult<Vec<DueEvent>> {
-    diesel::sql_query(
-        "UPDATE events SET status = 'pending', retry_count = 0, next_attempt_at = now(), \
-             completed_at = NULL \
-         FROM subscriptions \
-         WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
-           AND events.status = $2 \
-           AND ($3::timestamptz IS NULL OR events.received_at >= $3) \
-           AND ($4::timestamptz IS NULL OR events.received_at < $4) \
-         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
-    )
+    diesel::sql_query(format!(
+        "{REPLAY} AND events.subscription_id = $1 AND events.status = $2 \
+         AND ($3::timestamptz IS NULL OR events.received_at >= $3) \
+         AND ($4::timestamptz IS NULL OR events.received_at < $4){RETURNING_DUE}"
+    ))
     .bind::<SqlUuid, _>(subscription)
     .bind::<Text, _>(filter.status)
     .bind::<Nullable<Timestamptz>, _>(filter.since)
@@ -432,13 +431,11 @@ pub async fn release_held(
     conn: &mut AsyncPgConnection,
     subscription: SubscriptionId,
 ) -> QueryResult<Vec<DueEvent>> {
-    diesel::sql_query(
-        "UPDATE events SET next_attempt_at = now() \
-         FROM subscriptions \
+    diesel::sql_query(format!(
+        "UPDATE events SET next_attempt_at = now() FROM subscriptions \
          WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
-           AND events.status IN ('pending', 'retrying') \
-         RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url",
-    )
+         AND events.status IN ('pending', 'retrying'){RETURNING_DUE}"
+    ))
     .bind::<SqlUuid, _>(subscription)
     .load(conn)
     .await
