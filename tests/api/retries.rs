@@ -128,6 +128,49 @@ async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_repl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_replay_takes_only_events_received_in_its_time_range() {
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub = subscription["id"].as_str().unwrap().to_owned();
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let older = ingest(&app, &ingest_url, r#"{"n":1}"#).await;
+    let older_at = app.wait_for_status(&older, "failed").await["received_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let newer = ingest(&app, &ingest_url, r#"{"n":2}"#).await;
+    let newer_at = app.wait_for_status(&newer, "failed").await["received_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let parse = |at: &str| at.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!(parse(&older_at) < parse(&newer_at));
+
+    sink.set_script(Script::Ok);
+    let range = json!({ "status": "failed", "since": older_at, "until": newer_at });
+    let replayed: Value = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{sub}/replay"),
+            &range,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    assert_eq!(
+        replayed["replayed"], 1,
+        "since is inclusive, until exclusive"
+    );
+    app.wait_for_status(&older, "completed").await;
+    assert_eq!(app.event(&newer).await["status"], "failed");
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_refuses_events_still_in_flight_and_other_users_events() {
     let app = spawn_app_with(|s| s.retry_schedule = "1h".parse().unwrap()).await;
     let sink = Sink::start(Script::Always(500)).await;

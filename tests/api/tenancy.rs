@@ -44,6 +44,17 @@ async fn no_route_shows_or_changes_another_users_data() {
             format!("/api/v1/events/{event}/attempts"),
             None,
         ),
+        (Method::POST, format!("/api/v1/events/{event}/replay"), None),
+        (
+            Method::POST,
+            format!("/api/v1/subscriptions/{sub}/replay"),
+            Some(json!({ "status": "completed" })),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/subscriptions/{sub}/rotate-secret"),
+            None,
+        ),
     ];
     for (method, path, body) in &routes {
         let mut request = app
@@ -64,22 +75,35 @@ async fn no_route_shows_or_changes_another_users_data() {
             "application/problem+json"
         );
     }
-    let theirs: Value = app
-        .api
-        .get(format!("{}/api/v1/subscriptions", app.address))
-        .bearer_auth(&intruder)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(theirs["data"], json!([]));
+    for listing in ["/api/v1/subscriptions", "/api/v1/events"] {
+        let theirs: Value = app
+            .api
+            .get(format!("{}{listing}", app.address))
+            .bearer_auth(&intruder)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            theirs["data"],
+            json!([]),
+            "{listing} lists another user's data"
+        );
+    }
 
     // The owner's data is untouched.
     let still: Value = app.get_json(&format!("/api/v1/subscriptions/{sub}")).await;
     assert_eq!(still["name"], "test subscription");
-    assert_eq!(app.event(&event).await["status"], "completed");
+    assert_eq!(still["signing_secret"], subscription["signing_secret"]);
+    let event = app.event(&event).await;
+    assert_eq!(
+        (event["status"].as_str(), event["attempts"].as_i64()),
+        (Some("completed"), Some(1))
+    );
+    let owned: Value = app.get_json("/api/v1/events").await;
+    assert_eq!(owned["data"].as_array().unwrap().len(), 1);
     sink.stop().await;
     app.shutdown().await;
 }
