@@ -69,8 +69,9 @@ CREATE TABLE events (
     UNIQUE (subscription_id, idempotency_key)
 );
 CREATE INDEX events_subscription_id ON events (subscription_id, id DESC);
--- The graveyard and other per-status listings.
-CREATE INDEX events_status ON events (status, id DESC);
+-- The graveyard, across a user's subscriptions. Partial: an index over every status would take
+-- an entry for each event and for each delivery's update of it; this one only for the failed.
+CREATE INDEX events_failed ON events (id DESC) WHERE status = 'failed';
 -- What the reaper scans: events still to deliver, by when they are due.
 CREATE INDEX events_due ON events (next_attempt_at) WHERE status IN ('pending', 'retrying');
 CREATE INDEX events_payload ON events USING gin (payload jsonb_path_ops);
