@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use deadpool::Runtime;
 use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
@@ -18,8 +18,6 @@ use crate::config::DatabaseSettings;
 
 /// A connection pool.
 pub type DbPool = Pool<AsyncPgConnection>;
-/// A connection checked out of the pool.
-pub type DbConn = Object<AsyncPgConnection>;
 
 /// Builds a pool of at most `size` connections, opened lazily.
 ///

@@ -18,10 +18,10 @@ use crate::db::{Database, DbError};
 use crate::domain::EventStatus;
 use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
 
-pub use attempt::{Attempt, HttpClient};
+pub use attempt::HttpClient;
 pub use reaper::{Reaper, publish_due};
 pub use schedule::{RetrySchedule, compact as compact_delay};
-pub use ssrf::{TargetPolicy, forbidden_class};
+pub use ssrf::TargetPolicy;
 
 /// What the outcome of a delivery could not be made durable by.
 #[derive(Debug, thiserror::Error)]
