@@ -4,10 +4,10 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::{Server, ServerHandle, Service};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use slog::{Logger, info};
+use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -170,7 +170,24 @@ impl Application {
                 secret_rotation_overlap,
                 log: http_log.clone(),
             });
-            let app = App::new().app_data(state).configure(health::routes);
+            let errors_log = http_log.clone();
+            let app = App::new()
+                .app_data(state)
+                // Server errors answer clients with a short problem; the cause goes to the log.
+                .wrap_fn(move |request, service| {
+                    let log = errors_log.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        if let Some(error) = response.response().error()
+                            && response.status().is_server_error()
+                        {
+                            warn!(log, "request failed"; "path" => response.request().path(), "error" => ?error);
+                        }
+                        Ok(response)
+                    }
+                })
+                .configure(health::routes);
             if serves_http {
                 app.configure(ingest::routes)
                     .configure(api::routes)
@@ -226,23 +243,30 @@ impl Application {
         let handle: ServerHandle = server.handle();
         let mut server = tokio::spawn(server);
         let reaper = tokio::spawn(reaper.run(shutdown.clone()));
-        tokio::select! {
-            () = shutdown.cancelled() => {}
-            result = &mut server => {
-                result.context("the HTTP server task failed")?.context("the HTTP server failed")?;
-            }
-        }
+        // A failed server still gets the orderly stop below; its error is returned after it.
+        let served = tokio::select! {
+            () = shutdown.cancelled() => Ok(()),
+            result = &mut server => result
+                .context("the HTTP server task failed")
+                .and_then(|served| served.context("the HTTP server failed")),
+        };
         info!(log, "shutting down");
         shutdown.cancel();
+        // Consumption stops while HTTP requests drain, so the two waits overlap.
+        let mut delivery = delivery;
+        if let Some(delivery) = delivery.as_mut() {
+            delivery.consumer.begin_stop();
+        }
         handle.stop(true).await;
-        reaper.await?;
+        if let Err(error) = reaper.await {
+            warn!(log, "the reaper task failed"; "error" => %error);
+        }
         if let Some(Delivery {
-            mut consumer,
+            consumer,
             dispatcher,
             tasks,
         }) = delivery
         {
-            consumer.begin_stop();
             let _ = dispatcher.await;
             tasks.close();
             if tokio::time::timeout(settings.shutdown_timeout, tasks.wait())
@@ -254,12 +278,16 @@ impl Application {
                     "deliveries still in flight at the deadline are left for redelivery"
                 );
             }
-            tokio::task::spawn_blocking(move || consumer.join()).await?;
+            tokio::task::spawn_blocking(move || consumer.join())
+                .await
+                .context("stopping the consumer")?;
         }
-        tokio::task::spawn_blocking(move || publisher_thread.stop()).await?;
+        tokio::task::spawn_blocking(move || publisher_thread.stop())
+            .await
+            .context("stopping the publisher")?;
         db.close();
         info!(log, "stopped");
-        Ok(())
+        served
     }
 }
 

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -225,17 +226,22 @@ pub async fn edit(
     let (updated, held) = state
         .db
         .run(async |conn| {
-            let Some(updated) = subscription::update_for_user(conn, user.0, id, &changes).await?
-            else {
-                return Ok(None);
-            };
-            // Deliver what was held while it was disabled.
-            let held = if reenabled {
-                event::release_held(conn, id).await?
-            } else {
-                Vec::new()
-            };
-            Ok(Some((updated, held)))
+            // One transaction: re-enabled and released together, or neither.
+            conn.transaction(async |conn| {
+                let Some(updated) =
+                    subscription::update_for_user(conn, user.0, id, &changes).await?
+                else {
+                    return Ok(None);
+                };
+                // Deliver what was held while it was disabled.
+                let held = if reenabled {
+                    event::release_held(conn, id).await?
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((updated, held)))
+            })
+            .await
         })
         .await?
         .ok_or(ApiError::NotFound("subscription"))?;

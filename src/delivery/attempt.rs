@@ -64,6 +64,8 @@ impl HttpClient {
     pub fn new(timeout: Duration, policy: Arc<TargetPolicy>) -> reqwest::Result<Self> {
         let client = reqwest::Client::builder()
             .dns_resolver(GuardedResolver::new(policy.clone()))
+            // A proxy would resolve target names itself, past the guard.
+            .no_proxy()
             .user_agent(concat!("Spenza/", env!("CARGO_PKG_VERSION")))
             .redirect(Policy::none())
             .timeout(timeout)

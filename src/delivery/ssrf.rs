@@ -30,6 +30,7 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         _ if ip.is_broadcast() => Some("broadcast"),
         (240..=255, _, _) => Some("reserved (240.0.0.0/4)"),
         (192, 0, 0) => Some("IETF protocol assignments (192.0.0.0/24)"),
+        (192, 88, 99) => Some("6to4 relay anycast (192.88.99.0/24)"),
         (198, 18..=19, _) => Some("benchmarking (198.18.0.0/15)"),
         (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => Some("documentation"),
         _ => None,
@@ -49,6 +50,7 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ if ip.is_loopback() => Some("loopback"),
         [0, 0, 0, 0, 0, 0, high, low] => forbidden_v4(embedded(high, low)),
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => forbidden_v4(embedded(high, low)),
+        [0x64, 0xff9b, 1, ..] => Some("local-use NAT64 (64:ff9b:1::/48)"),
         [0x2002, high, low, ..] => forbidden_v4(embedded(high, low)),
         [first, ..] if first & 0xfe00 == 0xfc00 => Some("unique local (fc00::/7)"),
         [first, ..] if first & 0xffc0 == 0xfe80 => Some("link-local (fe80::/10)"),
@@ -175,6 +177,7 @@ mod tests {
             "192.0.2.1",
             "198.51.100.7",
             "203.0.113.9",
+            "192.88.99.1",
         ] {
             assert!(refused(ip), "{ip} should be refused");
         }
@@ -214,6 +217,7 @@ mod tests {
             "64:ff9b::7f00:1",
             "2002:a00:1::1",
             "2002:7f00:1::",
+            "64:ff9b:1::a00:1",
         ] {
             assert!(refused(ip), "{ip} should be refused");
         }

@@ -28,10 +28,16 @@ pub enum PublishError {
     /// No queue is bound for the message (the topology is missing).
     #[error("the broker returned the message as unroutable")]
     Unroutable,
+    /// The broker did not confirm in time.
+    #[error("the broker did not confirm the message in time")]
+    Unconfirmed,
     /// The publisher has shut down.
     #[error("the publisher is closed")]
     Closed,
 }
+
+/// Longest wait for a confirm before a publish counts as failed.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a message is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +121,16 @@ impl Publisher {
         ))
     }
 
-    /// Publishes one delivery; resolves once the broker has confirmed it.
+    /// Publishes one delivery; resolves once the broker has confirmed it, or fails after
+    /// [`CONFIRM_TIMEOUT`] (a broker under a resource alarm keeps the connection but confirms
+    /// nothing, and a delivery must not hold its slot for that long).
     pub async fn publish(&self, envelope: &Envelope, route: Route) -> Result<(), PublishError> {
         let (reply, confirmed) = oneshot::channel();
         self.submit(envelope, route, Some(reply)).await?;
-        confirmed.await.map_err(|_| PublishError::Closed)?
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
+            Ok(answer) => answer.map_err(|_| PublishError::Closed)?,
+            Err(_) => Err(PublishError::Unconfirmed),
+        }
     }
 
     /// Publishes one delivery without waiting for its confirm: for an event that is already

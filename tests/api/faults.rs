@@ -7,13 +7,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use spenza::config::QueueKind;
-use spenza::delivery::RetrySchedule;
-use spenza::queue::Topology;
 
 use crate::helpers::{
-    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key,
-    spawn_app_with, wait_until,
+    FaultProxy, RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app_with,
+    wait_until,
 };
 
 /// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
@@ -229,23 +226,78 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     drop(resources);
 }
 
+async fn event_status(relay: &RelayProcess, key: &str, id: &str) -> Result<String, String> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/events/{id}", relay.address))
+        .bearer_auth(key)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let event: Value = response.json().await.map_err(|e| e.to_string())?;
+    Ok(event["status"].as_str().unwrap_or_default().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_retry_schedule_starts_against_queues_of_the_old_one() {
-    let resources = TestResources::new("1s,2s,3s").await;
-    let declare = |schedule: &str| {
-        let schedule: RetrySchedule = schedule.parse().unwrap();
-        let topology = Topology::new(&resources.prefix, QueueKind::Quorum, schedule.delays());
-        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
-        let channel = connection.open_channel(None).unwrap();
-        let declared = topology.declare(&channel).map_err(|e| e.to_string());
-        let _ = connection.close();
-        declared
-    };
-    assert_eq!(declare("1s,2s"), Ok(()));
-    assert_eq!(
-        declare("1s,3s"),
-        Ok(()),
-        "the new schedule declares beside the old queues"
-    );
+async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_deliver() {
+    let resources = TestResources::new("5s,1s,2s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::FailFirst(1, 500)).await;
+    // A long grace: what arrives below comes from the old wait queue, not from the reaper.
+    let mut old = RelayProcess::start(
+        &resources,
+        &[
+            ("SPENZA_RETRY_SCHEDULE", "5s"),
+            ("SPENZA_REAPER_GRACE", "60s"),
+        ],
+    )
+    .await;
+    let ingest_url = subscribe(&old, &key, &sink.url).await;
+    let response = reqwest::Client::new()
+        .post(&ingest_url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(
+        Duration::from_secs(30),
+        "the first attempt to fail",
+        || async {
+            match event_status(&old, &key, &id).await? {
+                status if status == "retrying" => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    assert!(old.signal("TERM").await.success());
+
+    // The new schedule has no 5 s level: its process declares its own wait queues beside the
+    // old one, starts, and the retry waiting in the old queue still comes back to be delivered.
+    let new = RelayProcess::start(
+        &resources,
+        &[
+            ("SPENZA_RETRY_SCHEDULE", "1s,2s"),
+            ("SPENZA_REAPER_GRACE", "60s"),
+        ],
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the retry from the old wait queue",
+        || async {
+            match event_status(&new, &key, &id).await? {
+                status if status == "completed" => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    assert_eq!(sink.received().len(), 2);
+    drop(new);
+    sink.stop().await;
     drop(resources);
 }

@@ -341,3 +341,45 @@ async fn a_success_resets_the_breaker_count() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_delivers_held_events_of_a_subscription_enabled_behind_the_apis_back() {
+    let app = spawn_app_with(|s| s.reaper_interval = Duration::from_millis(200)).await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub = subscription["id"].as_str().unwrap().to_owned();
+    let disable = json!({ "is_active": false });
+    let path = format!("/api/v1/subscriptions/{sub}");
+    assert_eq!(
+        app.send_json(Method::PATCH, &path, &disable).await.status(),
+        200
+    );
+    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+    wait_until(Duration::from_secs(10), "the event to be held", || async {
+        let event = app.event(&id).await;
+        if event["next_attempt_at"].is_null() {
+            Ok(())
+        } else {
+            Err(event.to_string())
+        }
+    })
+    .await;
+
+    // Re-enabled without the API's release (as if that step had failed): the reaper still
+    // finds the held event.
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use spenza::db::schema::subscriptions;
+        diesel::update(subscriptions::table)
+            .set(subscriptions::is_active.eq(true))
+            .execute(&mut app.db().await)
+            .await
+            .unwrap();
+    }
+
+    app.wait_for_status(&id, "completed").await;
+    assert_eq!(sink.received().len(), 1);
+    sink.stop().await;
+    app.shutdown().await;
+}

@@ -58,8 +58,8 @@ pub struct NewEvent<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
-/// What ingest learns from the accept statement.
-#[derive(Debug, Clone, Queryable)]
+/// What ingest learns from the accept statement. No `Debug`: it holds the provider's secret.
+#[derive(Clone, Queryable)]
 pub struct Accepted {
     pub subscription_id: SubscriptionId,
     pub target_url: String,
@@ -184,7 +184,8 @@ pub struct EventPage {
 
 /// What a delivery worker needs: the event's bytes and its subscription as they are now, so an
 /// edited URL or a disabled subscription takes effect for deliveries already queued.
-#[derive(Debug, Clone, Queryable)]
+/// No `Debug`: it holds the signing secrets.
+#[derive(Clone, Queryable)]
 pub struct DeliveryJob {
     pub status: EventStatus,
     pub body: Vec<u8>,
@@ -355,7 +356,8 @@ const RETURNING_DUE: &str =
     " RETURNING events.id, events.subscription_id, events.retry_count, subscriptions.target_url";
 
 /// The reaper's claim: up to `batch` events of active subscriptions still to deliver whose due
-/// time passed more than `grace` ago, skipping rows another replica has locked. Claiming pushes
+/// time passed more than `grace` ago, or that were held (no due time) while their subscription
+/// was disabled, skipping rows another replica has locked. Claiming pushes
 /// their due time one grace period on, so a publish that fails again is retried later.
 pub async fn claim_overdue(
     conn: &mut AsyncPgConnection,
@@ -369,7 +371,8 @@ pub async fn claim_overdue(
          WHERE subscriptions.id = events.subscription_id AND events.id IN ( \
              SELECT e.id FROM events e JOIN subscriptions s ON s.id = e.subscription_id \
              WHERE e.status IN ('pending', 'retrying') AND s.is_active \
-               AND e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0) \
+               AND (e.next_attempt_at IS NULL \
+                    OR e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0)) \
              ORDER BY e.next_attempt_at LIMIT $2 \
              FOR UPDATE OF e SKIP LOCKED) \
          {RETURNING_DUE}"
@@ -427,6 +430,8 @@ pub async fn replay_subscription(
 }
 
 /// Makes every event a disabled subscription held back due now, for when it is re-enabled.
+/// Events that were never held (a retry waiting in its wait queue, a message still queued) keep
+/// their course.
 pub async fn release_held(
     conn: &mut AsyncPgConnection,
     subscription: SubscriptionId,
@@ -434,7 +439,8 @@ pub async fn release_held(
     diesel::sql_query(format!(
         "UPDATE events SET next_attempt_at = now() FROM subscriptions \
          WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
-         AND events.status IN ('pending', 'retrying'){RETURNING_DUE}"
+         AND events.status IN ('pending', 'retrying') AND events.next_attempt_at IS NULL\
+         {RETURNING_DUE}"
     ))
     .bind::<SqlUuid, _>(subscription)
     .load(conn)

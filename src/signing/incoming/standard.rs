@@ -79,8 +79,9 @@ impl Validator for Standard {
     }
 
     fn idempotency_key(&self, headers: &HeaderMap, _body: &[u8]) -> Option<String> {
-        // The message id stays the same across a message's retries, by the specification.
-        header_key(headers, WEBHOOK.id).or_else(|| header_key(headers, SVIX.id))
+        // The message id stays the same across a message's retries, by the specification. It is
+        // read from the set of headers whose signature was checked, so it is signed too.
+        header_key(headers, names(headers).id)
     }
 }
 
