@@ -95,6 +95,52 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_once_it_i
     app.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_in_flight_when_the_broker_connection_drops_still_complete() {
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let proxy = FaultProxy::start(broker).await;
+    let proxied = proxy.address;
+    let app = spawn_app_with(|s| {
+        let mut url = url::Url::parse(&s.amqp_url).unwrap();
+        url.set_port(Some(proxied.port())).unwrap();
+        s.amqp_url = url.to_string();
+        // Nothing here needs the reaper: every message was published before the cut.
+        s.reaper_grace = Duration::from_secs(30);
+    })
+    .await;
+    let sink = Sink::start(Script::Slow(Duration::from_millis(1500))).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let mut accepted = HashSet::new();
+    for n in 0..5 {
+        let response = app
+            .ingest(&ingest_url, "application/json", format!(r#"{{"n":{n}}}"#))
+            .await;
+        let body: Value = response.json().await.unwrap();
+        accepted.insert(body["event_id"].as_str().unwrap().to_owned());
+    }
+
+    // Cut while the slow endpoint holds every delivery: their acks belong to a connection that
+    // is gone, and the broker hands the messages out again on the next one.
+    sink.wait_for_requests(5).await;
+    proxy.cut();
+    proxy.mend();
+
+    for id in &accepted {
+        app.wait_for_status(id, "completed").await;
+    }
+    // Requeued messages whose first delivery was still in flight are delivered again, once:
+    // at-least-once allows it, and it is bounded by what was in flight.
+    let duplicates = all_delivered(&sink, &accepted).await;
+    assert!(
+        duplicates <= accepted.len(),
+        "{duplicates} duplicates for {} events in flight",
+        accepted.len()
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
 async fn subscribe(relay: &RelayProcess, key: &str, target: &str) -> String {
     let subscription: Value = reqwest::Client::new()
         .post(format!("{}/api/v1/subscriptions", relay.address))
