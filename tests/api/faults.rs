@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     FaultProxy, RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app_with,
-    wait_until,
+    through, wait_until,
 };
 
 /// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
@@ -41,11 +41,8 @@ async fn all_delivered(sink: &Sink, accepted: &HashSet<String>) -> usize {
 async fn events_accepted_while_the_broker_is_unreachable_are_delivered_once_it_is_back() {
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = FaultProxy::start(broker).await;
-    let proxied = proxy.address;
     let app = spawn_app_with(|s| {
-        let mut url = url::Url::parse(&s.amqp_url).unwrap();
-        url.set_port(Some(proxied.port())).unwrap();
-        s.amqp_url = url.to_string();
+        s.amqp_url = through(&proxy, &s.amqp_url);
         s.reaper_interval = Duration::from_millis(200);
         s.reaper_grace = Duration::from_secs(1);
     })
@@ -99,11 +96,8 @@ async fn events_accepted_while_the_broker_is_unreachable_are_delivered_once_it_i
 async fn deliveries_in_flight_when_the_broker_connection_drops_still_complete() {
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = FaultProxy::start(broker).await;
-    let proxied = proxy.address;
     let app = spawn_app_with(|s| {
-        let mut url = url::Url::parse(&s.amqp_url).unwrap();
-        url.set_port(Some(proxied.port())).unwrap();
-        s.amqp_url = url.to_string();
+        s.amqp_url = through(&proxy, &s.amqp_url);
         // Nothing here needs the reaper: every message was published before the cut.
         s.reaper_grace = Duration::from_secs(30);
     })

@@ -596,6 +596,14 @@ fn status_response(status: u16) -> HttpResponse {
         .body(format!("scripted {status}"))
 }
 
+/// `url` with its port replaced by `proxy`'s, to reach its server through the proxy.
+pub fn through(proxy: &FaultProxy, url: &str) -> String {
+    let mut url = url::Url::parse(url).expect("a URL");
+    url.set_port(Some(proxy.address.port()))
+        .expect("a URL with a port");
+    url.to_string()
+}
+
 /// A TCP proxy on loopback in front of a real server: `cut` drops every connection and refuses
 /// new ones, `mend` lets them through again.
 pub struct FaultProxy {

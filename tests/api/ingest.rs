@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{FaultProxy, Script, Sink, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{FaultProxy, Script, Sink, spawn_app, spawn_app_with, through, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingested_event_is_delivered_byte_for_byte_and_completed() {
@@ -152,11 +152,8 @@ async fn bodies_over_the_limit_get_413_and_nothing_is_stored() {
 async fn ingest_returns_503_when_the_database_is_unreachable_and_stores_nothing() {
     let postgres: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = FaultProxy::start(postgres).await;
-    let proxied = proxy.address;
     let app = spawn_app_with(|settings| {
-        let mut url = url::Url::parse(&settings.database.url).unwrap();
-        url.set_port(Some(proxied.port())).unwrap();
-        settings.database.url = url.to_string();
+        settings.database.url = through(&proxy, &settings.database.url);
         settings.database.timeout = Duration::from_secs(2);
     })
     .await;
