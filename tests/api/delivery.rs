@@ -23,16 +23,8 @@ async fn first_attempt(app: &crate::helpers::TestApp, id: &str) -> Value {
 
 async fn ingest_one(app: &crate::helpers::TestApp, target: &str) -> String {
     let subscription = app.create_subscription(target).await;
-    let response = app
-        .ingest(
-            subscription["ingest_url"].as_str().unwrap(),
-            "application/json",
-            r#"{"n":1}"#,
-        )
-        .await;
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
-    accepted["event_id"].as_str().unwrap().to_owned()
+    app.accept(subscription["ingest_url"].as_str().unwrap(), r#"{"n":1}"#)
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

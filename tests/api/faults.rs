@@ -266,15 +266,28 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     drop(resources);
 }
 
-async fn event_status(relay: &RelayProcess, key: &str, id: &str) -> Result<String, String> {
-    let response = reqwest::Client::new()
-        .get(format!("{}/api/v1/events/{id}", relay.address))
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let event: Value = response.json().await.map_err(|e| e.to_string())?;
-    Ok(event["status"].as_str().unwrap_or_default().to_owned())
+/// Waits until the relay process reports the event in `status`.
+async fn wait_for_status(relay: &RelayProcess, key: &str, id: &str, status: &str) {
+    let client = reqwest::Client::new();
+    wait_until(
+        Duration::from_secs(30),
+        &format!("event {id} to be {status}"),
+        || async {
+            let response = client
+                .get(format!("{}/api/v1/events/{id}", relay.address))
+                .bearer_auth(key)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let event: Value = response.json().await.map_err(|e| e.to_string())?;
+            if event["status"] == status {
+                Ok(())
+            } else {
+                Err(event.to_string())
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,17 +315,7 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
         .as_str()
         .unwrap()
         .to_owned();
-    wait_until(
-        Duration::from_secs(30),
-        "the first attempt to fail",
-        || async {
-            match event_status(&old, &key, &id).await? {
-                status if status == "retrying" => Ok(()),
-                status => Err(status),
-            }
-        },
-    )
-    .await;
+    wait_for_status(&old, &key, &id, "retrying").await;
     assert!(old.signal("TERM").await.success());
 
     // The new schedule has no 5 s level: its process declares its own wait queues beside the
@@ -325,17 +328,7 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
         ],
     )
     .await;
-    wait_until(
-        Duration::from_secs(30),
-        "the retry from the old wait queue",
-        || async {
-            match event_status(&new, &key, &id).await? {
-                status if status == "completed" => Ok(()),
-                status => Err(status),
-            }
-        },
-    )
-    .await;
+    wait_for_status(&new, &key, &id, "completed").await;
     assert_eq!(sink.received().len(), 2);
     drop(new);
     sink.stop().await;

@@ -254,6 +254,19 @@ impl TestApp {
             .expect("ingest answered")
     }
 
+    /// POSTs a JSON body to an ingest URL, asserts it was accepted, and returns the event id.
+    pub async fn accept(&self, ingest_url: &str, body: &str) -> String {
+        let response = self
+            .ingest(ingest_url, "application/json", body.to_owned())
+            .await;
+        assert_eq!(response.status(), 202, "ingest of {body}");
+        let accepted: Value = response.json().await.unwrap();
+        accepted["event_id"]
+            .as_str()
+            .expect("an event id")
+            .to_owned()
+    }
+
     /// GETs an API path with the owner's key.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.api

@@ -7,15 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Script, Sink, TestApp, spawn_app_with, wait_until};
 
-async fn ingest(app: &TestApp, ingest_url: &str, body: &str) -> String {
-    let response = app
-        .ingest(ingest_url, "application/json", body.to_owned())
-        .await;
-    assert_eq!(response.status(), 202);
-    let accepted: Value = response.json().await.unwrap();
-    accepted["event_id"].as_str().unwrap().to_owned()
-}
-
 async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {
     let body: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
     body["data"].as_array().unwrap().clone()
@@ -26,12 +17,9 @@ async fn an_endpoint_failing_twice_gets_the_event_on_the_third_attempt() {
     let app = spawn_app_with(|s| s.retry_schedule = "200ms,400ms,800ms".parse().unwrap()).await;
     let sink = Sink::start(Script::FailFirst(2, 500)).await;
     let subscription = app.create_subscription(&sink.url).await;
-    let id = ingest(
-        &app,
-        subscription["ingest_url"].as_str().unwrap(),
-        r#"{"n":1}"#,
-    )
-    .await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), r#"{"n":1}"#)
+        .await;
 
     let event = app.wait_for_status(&id, "completed").await;
 
@@ -65,8 +53,8 @@ async fn an_endpoint_that_always_fails_sends_the_event_to_the_graveyard_and_repl
     let subscription = app.create_subscription(&sink.url).await;
     let sub = subscription["id"].as_str().unwrap().to_owned();
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
-    let first = ingest(&app, &ingest_url, r#"{"n":1}"#).await;
-    let second = ingest(&app, &ingest_url, r#"{"n":2}"#).await;
+    let first = app.accept(&ingest_url, r#"{"n":1}"#).await;
+    let second = app.accept(&ingest_url, r#"{"n":2}"#).await;
 
     for id in [&first, &second] {
         let event = app.wait_for_status(id, "failed").await;
@@ -134,12 +122,12 @@ async fn bulk_replay_takes_only_events_received_in_its_time_range() {
     let subscription = app.create_subscription(&sink.url).await;
     let sub = subscription["id"].as_str().unwrap().to_owned();
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
-    let older = ingest(&app, &ingest_url, r#"{"n":1}"#).await;
+    let older = app.accept(&ingest_url, r#"{"n":1}"#).await;
     let older_at = app.wait_for_status(&older, "failed").await["received_at"]
         .as_str()
         .unwrap()
         .to_owned();
-    let newer = ingest(&app, &ingest_url, r#"{"n":2}"#).await;
+    let newer = app.accept(&ingest_url, r#"{"n":2}"#).await;
     let newer_at = app.wait_for_status(&newer, "failed").await["received_at"]
         .as_str()
         .unwrap()
@@ -175,7 +163,9 @@ async fn replay_refuses_events_still_in_flight_and_other_users_events() {
     let app = spawn_app_with(|s| s.retry_schedule = "1h".parse().unwrap()).await;
     let sink = Sink::start(Script::Always(500)).await;
     let subscription = app.create_subscription(&sink.url).await;
-    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
     app.wait_for_status(&id, "retrying").await;
 
     assert_eq!(
@@ -216,7 +206,9 @@ async fn retry_after_picks_the_first_level_at_least_that_long() {
     let app = spawn_app_with(|s| s.retry_schedule = "100ms,30m,2h".parse().unwrap()).await;
     let sink = Sink::start(Script::RetryAfter(429, 600)).await;
     let subscription = app.create_subscription(&sink.url).await;
-    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
 
     let event = app.wait_for_status(&id, "retrying").await;
 
@@ -247,7 +239,7 @@ async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
     let sub = subscription["id"].as_str().unwrap().to_owned();
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
     for n in 0..3 {
-        let id = ingest(&app, &ingest_url, &format!(r#"{{"n":{n}}}"#)).await;
+        let id = app.accept(&ingest_url, &format!(r#"{{"n":{n}}}"#)).await;
         app.wait_for_status(&id, "failed").await;
     }
 
@@ -264,7 +256,7 @@ async fn the_breaker_holds_events_until_the_subscription_is_re_enabled() {
     sink.set_script(Script::Ok);
     let mut held = Vec::new();
     for n in 0..5 {
-        held.push(ingest(&app, &ingest_url, &format!(r#"{{"held":{n}}}"#)).await);
+        held.push(app.accept(&ingest_url, &format!(r#"{{"held":{n}}}"#)).await);
     }
     // Held, not delivered: accepted and stored; once a worker has taken each one it is pending
     // with no due time, and the sink has seen nothing new.
@@ -323,12 +315,12 @@ async fn a_success_resets_the_breaker_count() {
     let sink = Sink::start(Script::FailFirst(1, 500)).await;
     let subscription = app.create_subscription(&sink.url).await;
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
-    let failed = ingest(&app, &ingest_url, "{}").await;
+    let failed = app.accept(&ingest_url, "{}").await;
     app.wait_for_status(&failed, "failed").await;
-    let delivered = ingest(&app, &ingest_url, "{}").await;
+    let delivered = app.accept(&ingest_url, "{}").await;
     app.wait_for_status(&delivered, "completed").await;
     sink.set_script(Script::Always(500));
-    let failed_again = ingest(&app, &ingest_url, "{}").await;
+    let failed_again = app.accept(&ingest_url, "{}").await;
     app.wait_for_status(&failed_again, "failed").await;
 
     let sub: Value = app
@@ -354,7 +346,9 @@ async fn the_reaper_delivers_held_events_of_a_subscription_enabled_behind_the_ap
         app.send_json(Method::PATCH, &path, &disable).await.status(),
         200
     );
-    let id = ingest(&app, subscription["ingest_url"].as_str().unwrap(), "{}").await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
     wait_until(Duration::from_secs(10), "the event to be held", || async {
         let event = app.event(&id).await;
         if event["next_attempt_at"].is_null() {

@@ -43,17 +43,9 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
     let subscription = app
         .create_subscription(&format!("http://localhost:{port}/hook"))
         .await;
-    let accepted: Value = app
-        .ingest(
-            subscription["ingest_url"].as_str().unwrap(),
-            "application/json",
-            "{}",
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = accepted["event_id"].as_str().unwrap();
+    let id = &app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
     let attempt = wait_until(
         std::time::Duration::from_secs(30),
         "a refused attempt",

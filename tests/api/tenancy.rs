@@ -11,17 +11,9 @@ async fn no_route_shows_or_changes_another_users_data() {
     let sink = Sink::start(Script::Ok).await;
     let subscription = app.create_subscription(&sink.url).await;
     let sub = subscription["id"].as_str().unwrap().to_owned();
-    let accepted: Value = app
-        .ingest(
-            subscription["ingest_url"].as_str().unwrap(),
-            "application/json",
-            "{}",
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let event = accepted["event_id"].as_str().unwrap().to_owned();
+    let event = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
     app.wait_for_status(&event, "completed").await;
     let intruder = app.another_user("intruder@example.com").await;
 
