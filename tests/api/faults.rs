@@ -8,9 +8,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use spenza::config::QueueKind;
+use spenza::queue::Topology;
+
 use crate::helpers::{
-    FaultProxy, RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app_with,
-    through, wait_until,
+    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key,
+    spawn_app_with, through, wait_until,
 };
 
 /// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
@@ -131,6 +134,47 @@ async fn deliveries_in_flight_when_the_broker_connection_drops_still_complete() 
         "{duplicates} duplicates for {} events in flight",
         accepted.len()
     );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_broker_returns_as_unroutable_are_delivered_once_routing_is_back() {
+    let app = spawn_app_with(|s| {
+        s.reaper_interval = Duration::from_millis(200);
+        s.reaper_grace = Duration::from_secs(1);
+    })
+    .await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let topology = Topology::new(app.prefix(), QueueKind::Quorum, Vec::new());
+    let rebind = |bound: bool| {
+        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+        let channel = connection.open_channel(None).unwrap();
+        let (queue, exchange, key) = (
+            topology.deliver_queue(),
+            topology.deliver_exchange(),
+            topology.deliver_routing_key(),
+        );
+        let changed = if bound {
+            channel.queue_bind(queue, exchange, key, amiquip::FieldTable::new())
+        } else {
+            channel.queue_unbind(queue, exchange, key, amiquip::FieldTable::new())
+        };
+        changed.unwrap();
+        connection.close().unwrap();
+    };
+
+    // With no queue bound, the broker returns every publish: nothing reaches a consumer, the
+    // event stays due in PostgreSQL, and the reaper delivers it once routing is back.
+    rebind(false);
+    let id = app.accept(&ingest_url, r#"{"routed":false}"#).await;
+    assert_eq!(app.event(&id).await["status"], "pending");
+    rebind(true);
+
+    app.wait_for_status(&id, "completed").await;
+    assert_eq!(sink.unique_ids().len(), 1);
     sink.stop().await;
     app.shutdown().await;
 }

@@ -221,6 +221,11 @@ impl TestApp {
         create_user_with_key(&resources.database_settings(), email).await
     }
 
+    /// The app's queue name prefix.
+    pub fn prefix(&self) -> &str {
+        &self.resources.as_ref().expect("running").prefix
+    }
+
     /// A direct connection to the app's database, for assertions.
     pub async fn db(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.database_url)

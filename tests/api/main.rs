@@ -7,6 +7,7 @@ mod faults;
 mod helpers;
 mod ingest;
 mod load;
+mod queue;
 mod retries;
 mod signatures;
 mod ssrf;

@@ -303,3 +303,54 @@ async fn concurrent_duplicates_store_and_deliver_one_event() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_webhooks_and_svix_signatures_are_checked_and_their_ids_dedupe() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let subscription = subscription_with_provider(
+        &app,
+        &sink.url,
+        json!({ "kind": "standard", "secret": secret }),
+    )
+    .await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap();
+    let key = STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let body = r#"{"type":"user.created"}"#;
+    let now = chrono::Utc::now().timestamp();
+    let signature = |id: &str| {
+        format!(
+            "v1,{}",
+            STANDARD.encode(hmac_sha256(&key, format!("{id}.{now}.{body}").as_bytes()))
+        )
+    };
+    let post = |prefix: &str, id: &str, signature: String| {
+        app.api
+            .post(ingest_url)
+            .header(format!("{prefix}-id"), id)
+            .header(format!("{prefix}-timestamp"), now.to_string())
+            .header(format!("{prefix}-signature"), signature)
+            .body(body)
+            .send()
+    };
+
+    let (status, first) =
+        accepted_id(post("webhook", "msg_1", signature("msg_1")).await.unwrap()).await;
+    assert_eq!(status, 202);
+    let (status, svix) =
+        accepted_id(post("svix", "msg_2", signature("msg_2")).await.unwrap()).await;
+    assert_eq!(status, 202, "the same scheme under svix-* names");
+    let forged = post("webhook", "msg_3", signature("msg_1")).await.unwrap();
+    assert_eq!(forged.status(), 401, "a signature over another id");
+    let (again, same) = accepted_id(post("svix", "msg_2", signature("msg_2")).await.unwrap()).await;
+    assert_eq!((again, same.as_str()), (200, svix.as_str()));
+
+    app.wait_for_status(&first, "completed").await;
+    app.wait_for_status(&svix, "completed").await;
+    assert_eq!(sink.received().len(), 2);
+    sink.stop().await;
+    app.shutdown().await;
+}
