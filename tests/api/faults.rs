@@ -179,6 +179,19 @@ async fn events_the_broker_returns_as_unroutable_are_delivered_once_routing_is_b
     app.shutdown().await;
 }
 
+/// Posts an event straight to a relay process's ingest URL; returns its id once accepted.
+async fn accept(ingest_url: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(ingest_url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["event_id"].as_str().expect("an event id").to_owned()
+}
+
 async fn subscribe(relay: &RelayProcess, key: &str, target: &str) -> String {
     let subscription: Value = reqwest::Client::new()
         .post(format!("{}/api/v1/subscriptions", relay.address))
@@ -275,14 +288,7 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
     let ingest_url = subscribe(&relay, &key, &sink.url).await;
 
-    let response = reqwest::Client::new()
-        .post(&ingest_url)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let event: Value = response.json().await.unwrap();
+    let id = accept(&ingest_url).await;
     sink.wait_for_requests(1).await;
     let status = relay.signal("TERM").await;
 
@@ -290,11 +296,7 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     // The slow delivery finished and was recorded before the relay exited.
     let restarted = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
     let found: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/events/{}",
-            restarted.address,
-            event["event_id"].as_str().unwrap()
-        ))
+        .get(format!("{}/api/v1/events/{id}", restarted.address))
         .bearer_auth(&key)
         .send()
         .await
@@ -349,16 +351,7 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
     )
     .await;
     let ingest_url = subscribe(&old, &key, &sink.url).await;
-    let response = reqwest::Client::new()
-        .post(&ingest_url)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    let id = response.json::<Value>().await.unwrap()["event_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = accept(&ingest_url).await;
     wait_for_status(&old, &key, &id, "retrying").await;
     assert!(old.signal("TERM").await.success());
 
