@@ -17,7 +17,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
 use spenza::config::{DEFAULT_RETRY_SCHEDULE, DatabaseSettings, QueueKind};
-use spenza::delivery::RetrySchedule;
+use spenza::domain::RetrySchedule;
 use spenza::queue::Topology;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
-use crate::delivery::RetrySchedule;
+use crate::domain::RetrySchedule;
 
 /// The first attempt, then retries after 30 s, 5 min, 30 min, 2 h and 8 h.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "30s,5m,30m,2h,8h";

@@ -15,4 +15,5 @@ pub mod queue;
 pub mod shutdown;
 pub mod signing;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

@@ -15,27 +15,8 @@ use crate::config::{Role, Settings};
 use crate::db::{self, Database};
 use crate::delivery::{Deliverer, HttpClient, Reaper, TargetPolicy};
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
+use crate::state::AppState;
 use crate::{api, dashboard, health, ingest};
-
-/// What HTTP handlers share.
-pub struct AppState {
-    pub db: Database,
-    pub publisher: Publisher,
-    pub max_body_bytes: usize,
-    pub public_base: String,
-    /// How long a rotated-out signing secret keeps signing.
-    pub secret_rotation_overlap: std::time::Duration,
-    /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
-    pub target_policy: Arc<TargetPolicy>,
-    pub log: Logger,
-}
-
-impl AppState {
-    /// The URL providers post to for a subscription with this token.
-    pub fn ingest_url(&self, token: &str) -> String {
-        format!("{}/ingest/{}", self.public_base, token)
-    }
-}
 
 /// How a process divides its connection budget between its HTTP workers and delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use super::ApiError;
 use crate::db::models::api_key;
 use crate::domain::{ApiKey, UserId};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The user whose key authenticated this request.
 #[derive(Debug, Clone, Copy)]

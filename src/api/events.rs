@@ -14,7 +14,7 @@ use crate::db::models::event::{self, Event, EventPage, EventSummary};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// One event, body included.
 #[derive(Debug, Serialize)]

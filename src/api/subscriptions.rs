@@ -15,7 +15,7 @@ use crate::delivery::publish_due;
 use crate::domain::{EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl};
 use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A subscription to create.
 #[derive(Debug, Deserialize, Validate)]

@@ -3,7 +3,6 @@
 
 mod attempt;
 mod reaper;
-mod schedule;
 mod ssrf;
 
 use std::sync::Arc;
@@ -15,12 +14,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::db::models::event::{self, AttemptRecord};
 use crate::db::{Database, DbError};
-use crate::domain::EventStatus;
+use crate::domain::{EventStatus, RetrySchedule};
 use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
 
 pub use attempt::HttpClient;
 pub use reaper::{Reaper, publish_due};
-pub use schedule::{RetrySchedule, compact as compact_delay};
 pub use ssrf::TargetPolicy;
 
 /// What the outcome of a delivery could not be made durable by.

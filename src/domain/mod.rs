@@ -4,6 +4,7 @@ mod email;
 mod event_status;
 mod ids;
 mod password;
+mod retry_schedule;
 mod secrets;
 mod target_url;
 
@@ -11,5 +12,6 @@ pub use email::EmailAddress;
 pub use event_status::EventStatus;
 pub use ids::{ApiKeyId, EventId, SubscriptionId, UserId};
 pub use password::Password;
+pub use retry_schedule::{RetrySchedule, compact as compact_delay};
 pub use secrets::{ApiKey, IngestToken, SigningSecret, random_bytes};
 pub use target_url::TargetUrl;

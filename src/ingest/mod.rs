@@ -14,7 +14,7 @@ use crate::domain::{EventId, IngestToken};
 use crate::problem::Problem;
 use crate::queue::Envelope;
 use crate::signing::incoming::{ProviderConfig, Rejection};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// What a provider is told when its event is not accepted. Nothing is stored in any of them.
 #[derive(Debug, thiserror::Error)]

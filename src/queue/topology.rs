@@ -7,7 +7,7 @@ use amiquip::{
 use std::time::Duration;
 
 use crate::config::QueueKind;
-use crate::delivery::compact_delay;
+use crate::domain::compact_delay;
 
 /// The names this deployment uses on the broker.
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
 use spenza::config::{Cli, Command, DEFAULT_RETRY_SCHEDULE, QueueKind, Settings};
-use spenza::delivery::RetrySchedule;
+use spenza::domain::RetrySchedule;
 use spenza::queue::Topology;
 use spenza::startup::Application;
 use tokio::net::TcpStream;

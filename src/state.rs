@@ -1,0 +1,29 @@
+//! What every HTTP handler shares: the state each actix worker holds.
+
+use std::sync::Arc;
+
+use slog::Logger;
+
+use crate::db::Database;
+use crate::delivery::TargetPolicy;
+use crate::queue::Publisher;
+
+/// What HTTP handlers share.
+pub struct AppState {
+    pub db: Database,
+    pub publisher: Publisher,
+    pub max_body_bytes: usize,
+    pub public_base: String,
+    /// How long a rotated-out signing secret keeps signing.
+    pub secret_rotation_overlap: std::time::Duration,
+    /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
+    pub target_policy: Arc<TargetPolicy>,
+    pub log: Logger,
+}
+
+impl AppState {
+    /// The URL providers post to for a subscription with this token.
+    pub fn ingest_url(&self, token: &str) -> String {
+        format!("{}/ingest/{}", self.public_base, token)
+    }
+}
