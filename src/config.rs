@@ -90,6 +90,17 @@ impl Role {
     }
 }
 
+/// Who may create an account from the sign-up page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignupPolicy {
+    /// Only while no user exists, so a fresh install can be claimed from the browser.
+    First,
+    /// Anyone who reaches the page.
+    Open,
+    /// Nobody: an operator creates users with `spenza users create`.
+    Closed,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -218,6 +229,15 @@ pub struct Settings {
         default_value_t = 256
     )]
     pub publish_window: usize,
+    /// Who may sign up from the dashboard: `first` (only while no user exists), `open` or `closed`.
+    #[arg(long, env = "SPENZA_SIGNUP", value_enum, default_value_t = SignupPolicy::First)]
+    pub signup: SignupPolicy,
+    /// A dashboard session unused for this long ends.
+    #[arg(long = "session-idle", env = "SPENZA_SESSION_IDLE", default_value = "12h", value_parser = humantime::parse_duration)]
+    pub session_idle: Duration,
+    /// A dashboard session ends this long after log-in, however much it is used.
+    #[arg(long = "session-lifetime", env = "SPENZA_SESSION_LIFETIME", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub session_lifetime: Duration,
     /// Which parts of the relay this process runs.
     #[arg(long, env = "SPENZA_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,
@@ -236,6 +256,13 @@ impl Settings {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
             None => format!("http://{bound}"),
         }
+    }
+
+    /// Whether the relay is reached over https, so cookies must say `Secure`.
+    pub fn serves_https(&self) -> bool {
+        self.public_url
+            .as_ref()
+            .is_some_and(|url| url.scheme() == "https")
     }
 }
 
@@ -261,6 +288,13 @@ mod tests {
         assert_eq!(settings.delivery_timeout, Duration::from_secs(10));
         assert_eq!(settings.retry_schedule.to_string(), "30s,5m,30m,2h,8h");
         assert_eq!(settings.breaker_threshold, 100);
+        assert_eq!(settings.signup, SignupPolicy::First);
+        assert_eq!(settings.session_idle, Duration::from_secs(12 * 3600));
+        assert_eq!(
+            settings.session_lifetime,
+            Duration::from_secs(7 * 24 * 3600)
+        );
+        assert!(!settings.serves_https());
         let bound: SocketAddr = "127.0.0.1:41234".parse().unwrap();
         assert_eq!(settings.public_base(bound), "http://127.0.0.1:41234");
     }
@@ -270,6 +304,7 @@ mod tests {
         let settings = serve_settings(&["--public-url", "https://relay.example.com/"]);
         let bound: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(settings.public_base(bound), "https://relay.example.com");
+        assert!(settings.serves_https());
     }
 
     #[test]

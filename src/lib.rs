@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod dashboard;
 pub mod db;
@@ -12,6 +13,7 @@ pub mod health;
 pub mod ingest;
 pub mod problem;
 pub mod queue;
+pub mod service;
 pub mod shutdown;
 pub mod signing;
 pub mod startup;

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, ResponseError};
 
 use crate::db::DbError;
 use crate::problem::{FieldError, Problem};
+use crate::service::ServiceError;
 
 /// Every way an API call can fail, each with its status code.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,18 @@ impl From<DbError> for ApiError {
         match error {
             DbError::Unavailable(reason) => ApiError::Unavailable(reason),
             DbError::Query(error) => ApiError::Unexpected(error.into()),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound(what) => ApiError::NotFound(what),
+            ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Invalid(errors) => ApiError::Invalid(errors),
+            ServiceError::Database(error) => error.into(),
+            ServiceError::Unexpected(error) => ApiError::Unexpected(error),
         }
     }
 }

@@ -12,8 +12,8 @@ use super::{ApiError, ApiUser};
 use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
 use crate::db::models::event::{self, Event, EventPage, EventSummary};
 use crate::db::models::subscription;
-use crate::delivery::publish_due;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::service;
 use crate::state::AppState;
 
 /// One event, body included.
@@ -244,30 +244,6 @@ pub async fn replay(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = EventId(id.into_inner());
-    let outcome = state
-        .db
-        .run(async |conn| {
-            if let Some(due) = event::replay_for_user(conn, user.0, id).await? {
-                return Ok(Some(Ok(due)));
-            }
-            Ok(event::find_for_user(conn, user.0, id).await?.map(Err))
-        })
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
-    match outcome {
-        Ok(due) => {
-            publish_due(&state.publisher, std::slice::from_ref(&due)).await;
-            let replayed = state
-                .db
-                .run(async |conn| event::find_for_user(conn, user.0, id).await)
-                .await?
-                .ok_or(ApiError::NotFound("event"))?;
-            Ok(HttpResponse::Accepted().json(EventOut::from(replayed)))
-        }
-        Err(busy) => Err(ApiError::Conflict(format!(
-            "the event is {}: only completed or failed events can be replayed",
-            busy.status
-        ))),
-    }
+    let replayed = service::events::replay(&state, user.0, EventId(id.into_inner())).await?;
+    Ok(HttpResponse::Accepted().json(EventOut::from(replayed)))
 }

@@ -9,6 +9,7 @@ diesel::table! {
         key_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        last_used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -44,12 +45,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures (id) {
+        id -> Int8,
+        email -> Text,
+        failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
         token_hash -> Bytea,
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
+        last_seen_at -> Timestamptz,
     }
 }
 
@@ -91,6 +101,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     delivery_attempts,
     events,
+    login_failures,
     sessions,
     subscriptions,
     users,

@@ -65,6 +65,15 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// The smallest id an event received at `at` or later can have: a bound for index scans by
+    /// time.
+    pub fn first_at(at: chrono::DateTime<chrono::Utc>) -> Self {
+        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        EventId(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
+    }
+}
+
 impl Default for EventId {
     fn default() -> Self {
         Self::new()
@@ -80,5 +89,13 @@ mod tests {
         let first = EventId::new();
         let second = EventId::new();
         assert!(first < second);
+    }
+
+    #[test]
+    fn first_at_bounds_the_ids_of_later_events_only() {
+        let now = chrono::Utc::now();
+        let bound = EventId::first_at(now - chrono::TimeDelta::seconds(1));
+        assert!(bound < EventId::new());
+        assert!(EventId::first_at(now + chrono::TimeDelta::seconds(1)) > EventId::new());
     }
 }

@@ -90,7 +90,7 @@ async fn migrate_applies_the_schema_to_an_empty_database_and_is_idempotent() {
     );
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 1 migration(s)"
+        "applied 2 migration(s)"
     );
     let second = spenza(url, &["migrate"]);
     assert_eq!(

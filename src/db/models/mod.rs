@@ -4,5 +4,7 @@
 pub mod api_key;
 pub mod delivery_attempt;
 pub mod event;
+pub mod login_failure;
+pub mod session;
 pub mod subscription;
 pub mod user;

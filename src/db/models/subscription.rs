@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::subscriptions;
-use crate::domain::{SubscriptionId, UserId};
+use crate::domain::{EventId, SubscriptionId, UserId};
 
 /// A subscription as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -152,4 +153,54 @@ pub async fn rotate_secret(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// How a subscription has done over a recent window.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct SubscriptionStats {
+    #[diesel(sql_type = SqlUuid)]
+    pub subscription_id: SubscriptionId,
+    /// Events received in the window.
+    #[diesel(sql_type = BigInt)]
+    pub events: i64,
+    /// Delivery attempts made in the window, and how many of them the endpoint took (2xx).
+    #[diesel(sql_type = BigInt)]
+    pub attempts: i64,
+    #[diesel(sql_type = BigInt)]
+    pub successes: i64,
+    /// When the latest of those attempts started.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Each of a user's subscriptions' events received since `since`, and the attempts made since
+/// then. Both walk the `(subscription_id, id)` index from an id bound rather than scanning by
+/// time (event ids are v7 uuids, ordered by arrival); attempts are looked for on events received
+/// up to a day earlier than `since`, which covers the default retry schedule (its last retry
+/// comes about 11 hours after an event arrives) but not a replay of an older event.
+pub async fn stats_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<SubscriptionStats>> {
+    diesel::sql_query(
+        "SELECT s.id AS subscription_id, \
+             (SELECT count(*) FROM events e WHERE e.subscription_id = s.id AND e.id >= $2) \
+                 AS events, \
+             a.attempts, a.successes, a.last_attempt_at \
+         FROM subscriptions s \
+         CROSS JOIN LATERAL ( \
+             SELECT count(*) AS attempts, \
+                 count(*) FILTER (WHERE d.status_code BETWEEN 200 AND 299) AS successes, \
+                 max(d.started_at) AS last_attempt_at \
+             FROM events e JOIN delivery_attempts d ON d.event_id = e.id \
+             WHERE e.subscription_id = s.id AND e.id >= $3 AND d.started_at >= $4) a \
+         WHERE s.user_id = $1",
+    )
+    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(EventId::first_at(since))
+    .bind::<SqlUuid, _>(EventId::first_at(since - chrono::TimeDelta::days(1)))
+    .bind::<Timestamptz, _>(since)
+    .load(conn)
+    .await
 }

@@ -37,6 +37,33 @@ pub async fn insert(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> QueryRe
         .await
 }
 
+/// Whether any user exists: a fresh install has none.
+pub async fn any_exist(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(users::table.select(users::id)))
+        .get_result(conn)
+        .await
+}
+
+/// Inserts a user only while no user exists, so that of two people claiming a fresh install at
+/// once only one succeeds; `None` when someone was first. The advisory lock serialises the check
+/// and the insert (two transactions could each see an empty table otherwise).
+pub async fn insert_first(
+    conn: &mut AsyncPgConnection,
+    user: &NewUser<'_>,
+) -> QueryResult<Option<User>> {
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('spenza.first_user'))")
+            .execute(conn)
+            .await?;
+        if any_exist(conn).await? {
+            return Ok(None);
+        }
+        insert(conn, user).await.map(Some)
+    })
+    .await
+}
+
 /// Finds a user by email, whatever its case.
 pub async fn find_by_email(
     conn: &mut AsyncPgConnection,

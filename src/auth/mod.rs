@@ -1,0 +1,10 @@
+//! Who is signed in: accounts (sign-up, log-in and its throttle) and dashboard sessions with
+//! their CSRF tokens. API keys are the JSON API's own (`api::ApiUser`).
+
+mod accounts;
+mod session;
+
+pub use accounts::{AccountError, create_user, log_in, sign_up, signup_open};
+pub use session::{
+    SessionPolicy, SessionToken, SignedIn, end_session, resume_session, start_session,
+};

@@ -1,0 +1,85 @@
+//! `sessions`: dashboard log-ins. Only a hash of each session's token is stored.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Bytea, Interval, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::db::schema::sessions;
+use crate::domain::UserId;
+
+/// The user a live session belongs to.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct SessionOwner {
+    #[diesel(sql_type = SqlUuid)]
+    pub user_id: UserId,
+    #[diesel(sql_type = Text)]
+    pub email: String,
+}
+
+/// Stores a new session for `user` ending at `expires_at` at the latest, and drops the user's
+/// sessions that have ended (absolutely or for idleness), so the table does not grow forever.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+    idle: Duration,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "DELETE FROM sessions WHERE user_id = $1 \
+         AND (expires_at <= now() OR last_seen_at <= now() - $2)",
+    )
+    .bind::<SqlUuid, _>(user)
+    .bind::<Interval, _>(pg_interval(idle))
+    .execute(conn)
+    .await?;
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(Uuid::new_v4()),
+            sessions::user_id.eq(user),
+            sessions::token_hash.eq(token_hash),
+            sessions::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// The owner of the session with this token hash, if it has neither expired nor been idle for
+/// `idle`; using it resets its idle clock.
+pub async fn touch(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    idle: Duration,
+) -> QueryResult<Option<SessionOwner>> {
+    diesel::sql_query(
+        "UPDATE sessions SET last_seen_at = now() FROM users \
+         WHERE users.id = sessions.user_id AND sessions.token_hash = $1 \
+         AND sessions.expires_at > now() AND sessions.last_seen_at > now() - $2 \
+         RETURNING users.id AS user_id, users.email",
+    )
+    .bind::<Bytea, _>(token_hash)
+    .bind::<Interval, _>(pg_interval(idle))
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Ends the session with this token hash.
+pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// A duration as a PostgreSQL interval, to whole microseconds.
+pub fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
+    diesel::data_types::PgInterval::from_microseconds(
+        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
+    )
+}

@@ -1,0 +1,55 @@
+//! What a user can do, whichever door they come through. The JSON API and the dashboard both call
+//! these functions, which hold the rules: validation, the SSRF check on target URLs, re-enabling
+//! with the release of held events, replaying only what is final. Handlers translate requests
+//! and render answers; neither holds a rule or a query.
+
+pub mod api_keys;
+pub mod events;
+pub mod subscriptions;
+
+use crate::db::DbError;
+use crate::problem::FieldError;
+
+/// Why an action was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Missing, or somebody else's: the two are indistinguishable on purpose.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The object is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The input failed validation, field by field.
+    #[error("the input is invalid")]
+    Invalid(Vec<FieldError>),
+    /// PostgreSQL failed or did not answer in time.
+    #[error(transparent)]
+    Database(#[from] DbError),
+    /// A bug or an unforeseen failure.
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl ServiceError {
+    /// An invalid input, blamed on one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        ServiceError::Invalid(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+}
+
+impl From<garde::Report> for ServiceError {
+    fn from(report: garde::Report) -> Self {
+        ServiceError::Invalid(
+            report
+                .iter()
+                .map(|(path, error)| FieldError {
+                    field: path.to_string(),
+                    message: error.to_string(),
+                })
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,385 @@
+//! Subscriptions: create, read, edit (pause and resume included), rotate the signing secret,
+//! replay in bulk, send a test event, delete.
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use garde::Validate;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::ServiceError;
+use crate::db::models::event::{self, NewEvent, ReplayFilter};
+use crate::db::models::subscription::{
+    self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
+};
+use crate::delivery::publish_due;
+use crate::domain::{
+    EventId, EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl, UserId,
+};
+use crate::queue::Envelope;
+use crate::signing::incoming::ProviderConfig;
+use crate::state::AppState;
+
+/// A subscription to create.
+#[derive(Debug, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionIn {
+    #[garde(length(chars, min = 1, max = 200))]
+    pub name: String,
+    #[garde(custom(valid_target_url))]
+    pub target_url: String,
+    /// The provider whose signatures ingest checks; absent or null for none.
+    #[serde(default)]
+    #[garde(custom(valid_provider))]
+    pub provider: Option<ProviderConfig>,
+}
+
+/// An edit: every field is optional.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionPatch {
+    #[garde(length(chars, min = 1, max = 200))]
+    pub name: Option<String>,
+    #[garde(custom(valid_optional_target_url))]
+    pub target_url: Option<String>,
+    #[garde(skip)]
+    pub is_active: Option<bool>,
+    /// Absent: unchanged; null: check no signature; an object: the new provider.
+    #[serde(default, deserialize_with = "present")]
+    #[garde(custom(valid_changed_provider))]
+    pub provider: Option<Option<ProviderConfig>>,
+}
+
+/// Which events a bulk replay takes: one status (default `failed`), received in a time range.
+#[derive(Debug, Default, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayIn {
+    #[garde(custom(final_status))]
+    pub status: Option<EventStatus>,
+    #[garde(skip)]
+    pub since: Option<DateTime<Utc>>,
+    #[garde(skip)]
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Where a subscription stands, as its owner is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionState {
+    /// Delivering.
+    Active,
+    /// Stopped by its owner; events are stored and held.
+    Paused,
+    /// Stopped by the circuit breaker, for this reason; events are stored and held.
+    Disabled(String),
+}
+
+impl SubscriptionState {
+    /// The state of a stored subscription: the breaker gives a reason when it disables one,
+    /// its owner does not.
+    pub fn of(subscription: &Subscription) -> Self {
+        match (subscription.is_active, &subscription.disabled_reason) {
+            (true, _) => SubscriptionState::Active,
+            (false, None) => SubscriptionState::Paused,
+            (false, Some(reason)) => SubscriptionState::Disabled(reason.clone()),
+        }
+    }
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn valid_provider(value: &Option<ProviderConfig>, _: &()) -> garde::Result {
+    match value {
+        Some(provider) => provider.check().map_err(garde::Error::new),
+        None => Ok(()),
+    }
+}
+
+fn valid_changed_provider(value: &Option<Option<ProviderConfig>>, context: &()) -> garde::Result {
+    value
+        .as_ref()
+        .map_or(Ok(()), |provider| valid_provider(provider, context))
+}
+
+fn valid_target_url(value: &str, _: &()) -> garde::Result {
+    TargetUrl::parse(value)
+        .map(drop)
+        .map_err(|e| garde::Error::new(e.to_string()))
+}
+
+fn valid_optional_target_url(value: &Option<String>, context: &()) -> garde::Result {
+    value
+        .as_deref()
+        .map_or(Ok(()), |url| valid_target_url(url, context))
+}
+
+fn final_status(value: &Option<EventStatus>, _: &()) -> garde::Result {
+    match value {
+        Some(status) if !status.is_final() => Err(garde::Error::new(
+            "only completed or failed events can be replayed",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn stored(provider: &ProviderConfig) -> Result<serde_json::Value, ServiceError> {
+    serde_json::to_value(provider).map_err(|e| ServiceError::Unexpected(e.into()))
+}
+
+/// A target URL deliveries may go to: well formed, and not an IP literal the SSRF guard refuses
+/// (names are checked each time they resolve).
+fn deliverable(state: &AppState, raw: &str) -> Result<TargetUrl, ServiceError> {
+    let url =
+        TargetUrl::parse(raw).map_err(|e| ServiceError::invalid("target_url", e.to_string()))?;
+    match state.target_policy.refusal_for_literal(url.url()) {
+        Some(refusal) => Err(ServiceError::invalid("target_url", refusal)),
+        None => Ok(url),
+    }
+}
+
+/// Creates a subscription for `user` with a fresh ingest token and signing secret.
+pub async fn create(
+    state: &AppState,
+    user: UserId,
+    input: SubscriptionIn,
+) -> Result<Subscription, ServiceError> {
+    input.validate()?;
+    let target_url = deliverable(state, &input.target_url)?;
+    let token = IngestToken::generate();
+    let secret = SigningSecret::generate();
+    let new = NewSubscription {
+        id: SubscriptionId(Uuid::new_v4()),
+        user_id: user,
+        name: input.name.trim(),
+        target_url: target_url.as_str(),
+        ingest_token: token.as_str(),
+        signing_secret: secret.expose(),
+        provider: input.provider.as_ref().map(stored).transpose()?,
+    };
+    Ok(state
+        .db
+        .run(async |conn| subscription::insert(conn, &new).await)
+        .await?)
+}
+
+/// A user's subscriptions, oldest first.
+pub async fn list(state: &AppState, user: UserId) -> Result<Vec<Subscription>, ServiceError> {
+    Ok(state
+        .db
+        .run(async |conn| subscription::list_for_user(conn, user).await)
+        .await?)
+}
+
+/// A user's subscriptions, each with how it did over the last 24 hours.
+pub async fn list_with_stats(
+    state: &AppState,
+    user: UserId,
+) -> Result<Vec<(Subscription, Option<SubscriptionStats>)>, ServiceError> {
+    let since = Utc::now() - chrono::TimeDelta::hours(24);
+    let (subscriptions, mut stats) = state
+        .db
+        .run(async |conn| {
+            Ok((
+                subscription::list_for_user(conn, user).await?,
+                subscription::stats_for_user(conn, user, since).await?,
+            ))
+        })
+        .await?;
+    Ok(subscriptions
+        .into_iter()
+        .map(|s| {
+            let found = stats.iter().position(|st| st.subscription_id == s.id);
+            (s, found.map(|at| stats.swap_remove(at)))
+        })
+        .collect())
+}
+
+/// One of a user's subscriptions.
+pub async fn get(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    state
+        .db
+        .run(async |conn| subscription::find_for_user(conn, user, id).await)
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
+}
+
+/// Applies an edit. Re-enabling (`is_active: true`) clears why it was disabled, gives the
+/// endpoint a fresh failure count, and delivers every event held while it was stopped.
+pub async fn edit(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+    patch: SubscriptionPatch,
+) -> Result<Subscription, ServiceError> {
+    patch.validate()?;
+    let target_url = patch
+        .target_url
+        .as_deref()
+        .map(|url| deliverable(state, url))
+        .transpose()?;
+    let reenabled = patch.is_active == Some(true);
+    let changes = SubscriptionChanges {
+        name: patch.name.as_deref().map(str::trim),
+        target_url: target_url.as_ref().map(TargetUrl::as_str),
+        is_active: patch.is_active,
+        disabled_reason: reenabled.then_some(None),
+        consecutive_failures: reenabled.then_some(0),
+        provider: patch
+            .provider
+            .as_ref()
+            .map(|provider| provider.as_ref().map(stored).transpose())
+            .transpose()?,
+    };
+    let (updated, held) = state
+        .db
+        .run(async |conn| {
+            // One transaction: re-enabled and released together, or neither.
+            conn.transaction(async |conn| {
+                let Some(updated) = subscription::update_for_user(conn, user, id, &changes).await?
+                else {
+                    return Ok(None);
+                };
+                let held = if reenabled {
+                    event::release_held(conn, id).await?
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((updated, held)))
+            })
+            .await
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    publish_due(&state.publisher, &held).await;
+    Ok(updated)
+}
+
+/// Pauses (`false`) or resumes (`true`) deliveries; resuming delivers what was held.
+pub async fn set_active(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+    active: bool,
+) -> Result<Subscription, ServiceError> {
+    let patch = SubscriptionPatch {
+        is_active: Some(active),
+        ..SubscriptionPatch::default()
+    };
+    edit(state, user, id, patch).await
+}
+
+/// A new signing secret; the previous one keeps signing deliveries beside it for the
+/// configured overlap, so receivers can switch without refusing any.
+pub async fn rotate_secret(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    let secret = SigningSecret::generate();
+    let previous_until = Utc::now() + state.secret_rotation_overlap;
+    state
+        .db
+        .run(async |conn| {
+            subscription::rotate_secret(conn, user, id, secret.expose(), previous_until).await
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
+}
+
+/// Delivers again every event of the subscription with the status (default `failed`) received
+/// in `[since, until)`; answers how many.
+pub async fn replay(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+    input: ReplayIn,
+) -> Result<usize, ServiceError> {
+    input.validate()?;
+    let filter = ReplayFilter {
+        status: input.status.unwrap_or(EventStatus::Failed),
+        since: input.since,
+        until: input.until,
+    };
+    let due = state
+        .db
+        .run(async |conn| {
+            if subscription::find_for_user(conn, user, id).await?.is_none() {
+                return Ok(None);
+            }
+            event::replay_subscription(conn, id, filter).await.map(Some)
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    publish_due(&state.publisher, &due).await;
+    Ok(due.len())
+}
+
+/// Stores a small JSON event for the subscription, as if its provider had sent it, and hands it
+/// to delivery; answers its id. No provider signature is asked for: its owner sends it.
+pub async fn send_test_event(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<EventId, ServiceError> {
+    let found = get(state, user, id).await?;
+    let token = IngestToken::parse(&found.ingest_token).ok_or_else(|| {
+        ServiceError::Unexpected(anyhow::anyhow!("a stored ingest token is malformed"))
+    })?;
+    let event_id = EventId::new();
+    let payload = json!({
+        "type": "spenza.test",
+        "message": "A test event sent from the Spenza dashboard.",
+        "sent_at": Utc::now(),
+    });
+    let body = payload.to_string();
+    let new = NewEvent {
+        id: event_id,
+        body: body.as_bytes(),
+        payload: Some(payload),
+        content_type: Some("application/json"),
+        headers: json!({}),
+        idempotency_key: None,
+    };
+    let accepted = state
+        .db
+        .run(async |conn| event::accept(conn, &token, true, new).await)
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    let envelope = Envelope {
+        event_id,
+        subscription_id: accepted.subscription_id,
+        target_url: accepted.target_url,
+        retry_count: 0,
+    };
+    // A failed publish loses nothing: the event is due in PostgreSQL and the reaper sends it.
+    let _ = state.publisher.publish_detached(&envelope).await;
+    Ok(event_id)
+}
+
+/// Deletes one of a user's subscriptions and, with it, its events.
+pub async fn delete(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<(), ServiceError> {
+    let deleted = state
+        .db
+        .run(async |conn| subscription::delete_for_user(conn, user, id).await)
+        .await?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("subscription"))
+    }
+}
