@@ -1,6 +1,7 @@
-//! The server-rendered dashboard (askama). For now: the landing page and its stylesheet.
+//! The server-rendered dashboard (askama). For now: the landing page and its static files.
 
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+pub mod assets;
+
 use actix_web::{HttpResponse, web};
 use askama::Template;
 
@@ -8,7 +9,7 @@ use askama::Template;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/", web::get().to(index))
-        .route("/static/spenza.css", web::get().to(stylesheet));
+        .configure(assets::routes);
 }
 
 #[derive(Template)]
@@ -26,11 +27,4 @@ async fn index() -> actix_web::Result<HttpResponse> {
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(page))
-}
-
-async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "text/css; charset=utf-8"))
-        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
-        .body(include_str!("../../static/spenza.css"))
 }

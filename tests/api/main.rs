@@ -1,6 +1,7 @@
 //! Integration tests: the real application against real PostgreSQL and RabbitMQ, delivering to
 //! real HTTP endpoints on loopback.
 
+mod assets;
 mod cli;
 mod delivery;
 mod faults;

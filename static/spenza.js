@@ -1,0 +1,1 @@
+// Spenza dashboard behaviour.
