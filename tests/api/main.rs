@@ -1,7 +1,9 @@
 //! Integration tests: the real application against real PostgreSQL and RabbitMQ, delivering to
 //! real HTTP endpoints on loopback.
 
+mod browser;
 mod cli;
+mod dashboard_browser;
 mod delivery;
 mod faults;
 mod helpers;
