@@ -2,7 +2,9 @@
 //! real HTTP endpoints on loopback.
 
 mod assets;
+mod browser;
 mod cli;
+mod dashboard_browser;
 mod delivery;
 mod faults;
 mod helpers;
