@@ -11,6 +11,7 @@ use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Database};
 use crate::delivery::{Deliverer, HttpClient, Reaper, TargetPolicy};
@@ -137,6 +138,12 @@ impl Application {
         let max_body_bytes = settings.max_body_bytes;
         let secret_rotation_overlap = settings.secret_rotation_overlap;
         let public_base = settings.public_base(address);
+        let signup = settings.signup;
+        let sessions = SessionPolicy {
+            idle: settings.session_idle,
+            lifetime: settings.session_lifetime,
+            secure_cookie: settings.serves_https(),
+        };
         let http_log = log.clone();
         let serves_http = settings.role.serves_http();
         let server = HttpServer::new(move || {
@@ -149,6 +156,8 @@ impl Application {
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
+                signup,
+                sessions,
                 log: http_log.clone(),
             });
             let errors_log = http_log.clone();

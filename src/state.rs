@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use slog::Logger;
 
+use crate::auth::SessionPolicy;
+use crate::config::SignupPolicy;
 use crate::db::Database;
 use crate::delivery::TargetPolicy;
 use crate::queue::Publisher;
@@ -18,6 +20,10 @@ pub struct AppState {
     pub secret_rotation_overlap: std::time::Duration,
     /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
     pub target_policy: Arc<TargetPolicy>,
+    /// Who may sign up from the dashboard.
+    pub signup: SignupPolicy,
+    /// How long dashboard sessions last and how their cookie is set.
+    pub sessions: SessionPolicy,
     pub log: Logger,
 }
 

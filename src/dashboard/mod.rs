@@ -1,30 +1,102 @@
-//! The server-rendered dashboard (askama). For now: the landing page and its static files.
+//! The server-rendered dashboard: askama pages that work as plain forms and links, made smoother
+//! by htmx. Every page and action sits behind a session (but log-in and sign-up), every
+//! state-changing request behind its CSRF token, and every page behind a strict
+//! Content-Security-Policy.
 
+mod accounts;
+mod api_keys;
 pub mod assets;
+mod csrf;
+mod error;
+mod events;
+mod session;
+mod subscriptions;
+mod view;
 
-use actix_web::{HttpResponse, web};
-use askama::Template;
+use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::web;
 
-/// Mounts the dashboard pages and its static files.
+pub use csrf::CSRF_HEADER;
+pub use error::DashboardError;
+pub use session::SESSION_COOKIE;
+
+/// Headers on every dashboard answer: scripts and styles only from the relay itself (no inline
+/// handlers anywhere), no framing by other sites, no referrer to other sites.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
+             base-uri 'self'; form-action 'self'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Content-Type-Options", "nosniff"))
+}
+
+/// Mounts the dashboard. Register it after the API and ingest: its scope takes every other path.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/", web::get().to(index))
-        .configure(assets::routes);
-}
-
-#[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage {
-    version: &'static str,
-}
-
-async fn index() -> actix_web::Result<HttpResponse> {
-    let page = IndexPage {
-        version: env!("CARGO_PKG_VERSION"),
-    }
-    .render()
-    .map_err(actix_web::error::ErrorInternalServerError)?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page))
+    config.configure(assets::routes).service(
+        web::scope("")
+            .wrap(from_fn(csrf::protect))
+            .wrap(security_headers())
+            .app_data(
+                web::PathConfig::default().error_handler(|_, _| DashboardError::NotFound.into()),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(|error, _| {
+                        DashboardError::BadRequest(format!("the form could not be read: {error}"))
+                            .into()
+                    }),
+            )
+            .route("/", web::get().to(accounts::home))
+            .route("/signup", web::get().to(accounts::signup_page))
+            .route("/signup", web::post().to(accounts::signup))
+            .route("/login", web::get().to(accounts::login_page))
+            .route("/login", web::post().to(accounts::login))
+            .route("/logout", web::post().to(accounts::logout))
+            .route("/subscriptions", web::get().to(subscriptions::list))
+            .route("/subscriptions", web::post().to(subscriptions::create))
+            .route("/subscriptions/new", web::get().to(subscriptions::new))
+            .route("/subscriptions/{id}", web::get().to(subscriptions::show))
+            .route(
+                "/subscriptions/{id}/edit",
+                web::get().to(subscriptions::edit_page),
+            )
+            .route(
+                "/subscriptions/{id}/edit",
+                web::post().to(subscriptions::edit),
+            )
+            .route(
+                "/subscriptions/{id}/pause",
+                web::post().to(subscriptions::pause),
+            )
+            .route(
+                "/subscriptions/{id}/resume",
+                web::post().to(subscriptions::resume),
+            )
+            .route(
+                "/subscriptions/{id}/rotate-secret",
+                web::post().to(subscriptions::rotate_secret),
+            )
+            .route(
+                "/subscriptions/{id}/test-event",
+                web::post().to(subscriptions::send_test_event),
+            )
+            .route(
+                "/subscriptions/{id}/delete",
+                web::get().to(subscriptions::confirm_delete),
+            )
+            .route(
+                "/subscriptions/{id}/delete",
+                web::post().to(subscriptions::delete),
+            )
+            .route("/events", web::get().to(events::list))
+            .route("/api-keys", web::get().to(api_keys::list))
+            .route("/api-keys", web::post().to(api_keys::create))
+            .route("/api-keys/{id}/revoke", web::post().to(api_keys::revoke))
+            .default_service(web::to(error::not_found)),
+    );
 }

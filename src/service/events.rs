@@ -1,9 +1,9 @@
-//! Events: replaying one.
+//! Events: listing and replaying.
 
 use super::ServiceError;
-use crate::db::models::event::{self, Event};
+use crate::db::models::event::{self, Event, EventPage, EventSummary};
 use crate::delivery::publish_due;
-use crate::domain::{EventId, UserId};
+use crate::domain::{EventId, SubscriptionId, UserId};
 use crate::state::AppState;
 
 /// Delivers a completed or failed event again: the same bytes and `webhook-id`, a fresh retry
@@ -34,4 +34,18 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
             busy.status
         ))),
     }
+}
+
+/// A page of a user's events, newest first: of one subscription, or of all of them. Asking for
+/// another user's subscription finds nothing.
+pub async fn list(
+    state: &AppState,
+    user: UserId,
+    subscription: Option<SubscriptionId>,
+    page: EventPage,
+) -> Result<Vec<EventSummary>, ServiceError> {
+    Ok(state
+        .db
+        .run(async |conn| event::list_for_user(conn, user, subscription, page).await)
+        .await?)
 }

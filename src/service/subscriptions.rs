@@ -17,6 +17,7 @@ use crate::delivery::publish_due;
 use crate::domain::{
     EventId, EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl, UserId,
 };
+use crate::problem::FieldError;
 use crate::queue::Envelope;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -25,7 +26,7 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionIn {
-    #[garde(length(chars, min = 1, max = 200))]
+    #[garde(custom(valid_name))]
     pub name: String,
     #[garde(custom(valid_target_url))]
     pub target_url: String,
@@ -39,7 +40,7 @@ pub struct SubscriptionIn {
 #[derive(Debug, Default, Deserialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
-    #[garde(length(chars, min = 1, max = 200))]
+    #[garde(custom(valid_optional_name))]
     pub name: Option<String>,
     #[garde(custom(valid_optional_target_url))]
     pub target_url: Option<String>,
@@ -108,6 +109,20 @@ fn valid_changed_provider(value: &Option<Option<ProviderConfig>>, context: &()) 
         .map_or(Ok(()), |provider| valid_provider(provider, context))
 }
 
+fn valid_name(value: &String, _: &()) -> garde::Result {
+    match value.trim().chars().count() {
+        0 => Err(garde::Error::new("a name is required")),
+        1..=200 => Ok(()),
+        _ => Err(garde::Error::new("a name may have at most 200 characters")),
+    }
+}
+
+fn valid_optional_name(value: &Option<String>, context: &()) -> garde::Result {
+    value
+        .as_ref()
+        .map_or(Ok(()), |name| valid_name(name, context))
+}
+
 fn valid_target_url(value: &str, _: &()) -> garde::Result {
     TargetUrl::parse(value)
         .map(drop)
@@ -133,15 +148,43 @@ fn stored(provider: &ProviderConfig) -> Result<serde_json::Value, ServiceError> 
     serde_json::to_value(provider).map_err(|e| ServiceError::Unexpected(e.into()))
 }
 
-/// A target URL deliveries may go to: well formed, and not an IP literal the SSRF guard refuses
-/// (names are checked each time they resolve).
-fn deliverable(state: &AppState, raw: &str) -> Result<TargetUrl, ServiceError> {
-    let url =
-        TargetUrl::parse(raw).map_err(|e| ServiceError::invalid("target_url", e.to_string()))?;
-    match state.target_policy.refusal_for_literal(url.url()) {
-        Some(refusal) => Err(ServiceError::invalid("target_url", refusal)),
-        None => Ok(url),
+/// Every problem with an input at once: garde's, and the SSRF guard's refusal of a target URL
+/// that is an internal IP literal (names are checked each time they resolve); the parsed target
+/// URL when there is none.
+fn checked(
+    state: &AppState,
+    validated: Result<(), garde::Report>,
+    target_url: Option<&str>,
+) -> Result<Option<TargetUrl>, ServiceError> {
+    let mut errors = match validated {
+        Ok(()) => Vec::new(),
+        Err(report) => match ServiceError::from(report) {
+            ServiceError::Invalid(fields) => fields,
+            other => return Err(other),
+        },
+    };
+    // A malformed URL is garde's to report; a well-formed one may still be refused.
+    let url = target_url.and_then(|raw| TargetUrl::parse(raw).ok());
+    if let Some(refusal) = url
+        .as_ref()
+        .and_then(|url| state.target_policy.refusal_for_literal(url.url()))
+    {
+        errors.push(FieldError {
+            field: "target_url".to_owned(),
+            message: refusal,
+        });
     }
+    if errors.is_empty() {
+        Ok(url)
+    } else {
+        Err(ServiceError::Invalid(errors))
+    }
+}
+
+/// Checks a subscription to create without creating it: every field's problem at once.
+pub fn check_new(state: &AppState, input: &SubscriptionIn) -> Result<TargetUrl, ServiceError> {
+    checked(state, input.validate(), Some(&input.target_url))?
+        .ok_or_else(|| ServiceError::invalid("target_url", "a target URL is required"))
 }
 
 /// Creates a subscription for `user` with a fresh ingest token and signing secret.
@@ -150,8 +193,7 @@ pub async fn create(
     user: UserId,
     input: SubscriptionIn,
 ) -> Result<Subscription, ServiceError> {
-    input.validate()?;
-    let target_url = deliverable(state, &input.target_url)?;
+    let target_url = check_new(state, &input)?;
     let token = IngestToken::generate();
     let secret = SigningSecret::generate();
     let new = NewSubscription {
@@ -222,12 +264,7 @@ pub async fn edit(
     id: SubscriptionId,
     patch: SubscriptionPatch,
 ) -> Result<Subscription, ServiceError> {
-    patch.validate()?;
-    let target_url = patch
-        .target_url
-        .as_deref()
-        .map(|url| deliverable(state, url))
-        .transpose()?;
+    let target_url = checked(state, patch.validate(), patch.target_url.as_deref())?;
     let reenabled = patch.is_active == Some(true);
     let changes = SubscriptionChanges {
         name: patch.name.as_deref().map(str::trim),

@@ -73,12 +73,12 @@ async fn a_file_not_in_the_binary_is_404() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_landing_page_loads_its_stylesheet_by_versioned_path_and_nothing_from_outside() {
+async fn pages_load_their_files_by_versioned_path_and_nothing_from_outside() {
     let app = spawn_app().await;
 
     let response = app
         .api
-        .get(format!("{}/", app.address))
+        .get(format!("{}/login", app.address))
         .send()
         .await
         .unwrap();
@@ -90,6 +90,13 @@ async fn the_landing_page_loads_its_stylesheet_by_versioned_path_and_nothing_fro
         page.contains(&format!("href=\"{stylesheet}\"")),
         "the page links {stylesheet}:\n{page}"
     );
+    for script in ["vendor/htmx.min.js", "spenza.js"] {
+        let path = asset_path(script);
+        assert!(
+            page.contains(&format!("src=\"{path}\"")),
+            "the page loads {path}:\n{page}"
+        );
+    }
     for url in linked_urls(&page) {
         assert!(
             !url.starts_with("http://") && !url.starts_with("https://") && !url.starts_with("//"),

@@ -20,26 +20,23 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 }
 
 #[tokio::test]
-async fn landing_page_renders_in_a_browser_and_links_to_readiness() {
+async fn the_root_sends_a_visitor_to_log_in() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
 
     browser.goto(&format!("{}/", app.address)).await;
     browser.wait_for("h1").await;
-    let heading = browser.text("h1").await;
-    assert!(heading.contains("Spenza"), "the heading reads {heading:?}");
+    assert_eq!(browser.text("h1").await, "Log in");
+    assert_eq!(browser.current_url().await.path(), "/login");
     assert_eq!(browser.attr("html", "lang").await.as_deref(), Some("en"));
-    browser.screenshot(screenshot_path("landing.png")).await;
-
-    browser.click("a[href='/readyz']").await;
-    assert_eq!(browser.current_url().await.path(), "/readyz");
+    browser.screenshot(screenshot_path("login.png")).await;
 
     browser.close().await;
     app.shutdown().await;
 }
 
 #[tokio::test]
-async fn landing_page_reads_on_a_phone_without_javascript() {
+async fn the_log_in_page_reads_on_a_phone_without_javascript() {
     let app = spawn_app().await;
     let browser = Browser::start_with(BrowserOptions {
         javascript: false,
@@ -48,9 +45,8 @@ async fn landing_page_reads_on_a_phone_without_javascript() {
     .await;
 
     browser.goto(&format!("{}/", app.address)).await;
-    let heading = browser.text("h1").await;
-    assert!(heading.contains("Spenza"), "the heading reads {heading:?}");
-    let path = screenshot_path("landing-phone.png");
+    assert_eq!(browser.text("h1").await, "Log in");
+    let path = screenshot_path("login-phone.png");
     browser.screenshot(&path).await;
     let (width, _) = png_size(&std::fs::read(&path).unwrap());
     assert_eq!(

@@ -171,8 +171,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts the app after `adjust` has changed its settings.
+/// Starts the app after `adjust` has changed its settings, with a user and their API key.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut app = spawn_fresh_app_with(adjust).await;
+    let resources = app.resources.as_ref().expect("running");
+    app.api_key = create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+    app
+}
+
+/// The address of the user `spawn_app` creates; their password is [`PASSWORD`].
+pub const OWNER_EMAIL: &str = "owner@example.com";
+/// The password of every user the helpers create.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Starts the app after `adjust` has changed its settings, as a fresh install: no user yet.
+pub async fn spawn_fresh_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let mut resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
     let database_url = resources.database.url.clone();
     let mut settings = test_settings(&database_url, &resources.prefix);
@@ -184,7 +197,6 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let address = format!("http://127.0.0.1:{}", application.port());
     let shutdown = application.shutdown_token();
     let server = tokio::spawn(application.run_until_stopped());
-    let api_key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     TestApp {
         address,
         database_url,
@@ -192,7 +204,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
-        api_key,
+        api_key: String::new(),
         resources: Some(resources),
         shutdown,
         server: Some(server),
@@ -204,7 +216,7 @@ pub async fn create_user_with_key(
     database: &spenza::config::DatabaseSettings,
     email: &str,
 ) -> String {
-    spenza::admin::create_user(database, email, "correct horse battery staple")
+    spenza::admin::create_user(database, email, PASSWORD)
         .await
         .expect("user created");
     spenza::admin::create_api_key(database, email, "test")
@@ -681,5 +693,143 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.acceptor.abort();
         self.cut();
+    }
+}
+
+/// A person using the dashboard over plain HTTP (no JavaScript): a session cookie, and forms
+/// posted with the CSRF token the pages carry.
+pub struct Dashboard {
+    pub address: String,
+    /// The value of the session cookie.
+    pub session: String,
+    client: reqwest::Client,
+}
+
+/// The value of the `name` cookie a response sets, if it sets one.
+pub fn set_cookie<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+}
+
+/// The CSRF token a page carries in its forms.
+pub fn csrf_token_in(page: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page
+        .find(marker)
+        .expect("the page has a form with a CSRF token")
+        + marker.len();
+    page[start..]
+        .split('"')
+        .next()
+        .expect("a closing quote")
+        .to_owned()
+}
+
+impl TestApp {
+    /// Logs in through the log-in form; panics unless it succeeds.
+    pub async fn dashboard_login(&self, email: &str, password: &str) -> Dashboard {
+        let response = self
+            .api
+            .post(format!("{}/login", self.address))
+            .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .expect("the relay answered");
+        assert_eq!(response.status(), 303, "logging in as {email}");
+        let cookie = set_cookie(&response, "spenza_session").expect("a session cookie");
+        let session = cookie["spenza_session=".len()..]
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        Dashboard {
+            address: self.address.clone(),
+            session,
+            client: self.api.clone(),
+        }
+    }
+
+    /// The owner `spawn_app` created, logged in to the dashboard.
+    pub async fn owner_dashboard(&self) -> Dashboard {
+        self.dashboard_login(OWNER_EMAIL, PASSWORD).await
+    }
+}
+
+impl Dashboard {
+    fn cookie(&self) -> String {
+        format!("spenza_session={}", self.session)
+    }
+
+    /// GETs a dashboard path with the session.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("cookie", self.cookie())
+            .send()
+            .await
+            .expect("the relay answered")
+    }
+
+    /// GETs a page that must answer 200, and returns its HTML.
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.unwrap()
+    }
+
+    /// This session's CSRF token, as its pages carry it.
+    pub async fn csrf_token(&self) -> String {
+        csrf_token_in(&self.page("/subscriptions/new").await)
+    }
+
+    /// Posts a form with this session's CSRF token added.
+    pub async fn post(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf_token().await;
+        let mut fields = fields.to_vec();
+        fields.push(("csrf_token", &token));
+        self.post_exactly(path, &fields).await
+    }
+
+    /// Posts exactly these fields, without adding a CSRF token.
+    pub async fn post_exactly(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("cookie", self.cookie())
+            .form(fields)
+            .send()
+            .await
+            .expect("the relay answered")
+    }
+
+    /// Creates a subscription through the form; returns its id.
+    pub async fn create_subscription(&self, name: &str, target_url: &str) -> String {
+        let response = self
+            .post(
+                "/subscriptions",
+                &[
+                    ("name", name),
+                    ("target_url", target_url),
+                    ("provider_kind", "none"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 303, "creating {name}");
+        let location = response.headers()["location"].to_str().unwrap();
+        location
+            .strip_prefix("/subscriptions/")
+            .expect("redirected to the new subscription")
+            .to_owned()
+    }
+
+    /// The ingest URL a subscription's page shows in `[data-ingest-url]`.
+    pub async fn ingest_url(&self, subscription: &str) -> String {
+        let page = self.page(&format!("/subscriptions/{subscription}")).await;
+        let marker = "data-ingest-url=\"";
+        let start = page.find(marker).expect("the page shows the ingest URL") + marker.len();
+        page[start..].split('"').next().unwrap().to_owned()
     }
 }

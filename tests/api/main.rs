@@ -4,6 +4,7 @@
 mod assets;
 mod browser;
 mod cli;
+mod dashboard;
 mod dashboard_browser;
 mod delivery;
 mod faults;

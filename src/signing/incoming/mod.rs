@@ -202,7 +202,9 @@ impl ProviderConfig {
         }
     }
 
-    fn secret(&self) -> &str {
+    /// The provider's secret, so that an edit that leaves it blank keeps it. Never show it:
+    /// provider secrets are write-only.
+    pub fn secret(&self) -> &str {
         match self {
             ProviderConfig::Stripe { secret }
             | ProviderConfig::Github { secret }

@@ -1,0 +1,592 @@
+//! Subscription pages: the list, create, the subscription's own page, edit, pause and resume,
+//! rotate the signing secret, send a test event, delete.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::error::DashboardError;
+use super::events::EventLine;
+use super::session::Session;
+use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
+use crate::db::models::event::EventPage;
+use crate::db::models::subscription::{Subscription, SubscriptionStats};
+use crate::domain::SubscriptionId;
+use crate::problem::FieldError;
+use crate::service::subscriptions::{self, SubscriptionIn, SubscriptionPatch, SubscriptionState};
+use crate::service::{self, ServiceError};
+use crate::signing::incoming::ProviderConfig;
+use crate::state::AppState;
+
+/// The providers a subscription can check, as the form offers them.
+const PROVIDERS: [(&str, &str); 7] = [
+    ("none", "None: accept unsigned requests"),
+    ("stripe", "Stripe"),
+    ("github", "GitHub"),
+    ("shopify", "Shopify"),
+    ("slack", "Slack"),
+    ("standard", "Standard Webhooks / Svix"),
+    ("hmac", "Other: an HMAC header"),
+];
+
+/// How many of a subscription's latest events its page lists.
+const RECENT_EVENTS: i64 = 10;
+
+/// A subscription's state as a badge: text and colour, so it reads without colour too.
+pub struct StateBadge {
+    pub label: &'static str,
+    pub class: &'static str,
+    pub reason: Option<String>,
+}
+
+impl StateBadge {
+    fn of(subscription: &Subscription) -> Self {
+        match SubscriptionState::of(subscription) {
+            SubscriptionState::Active => StateBadge {
+                label: "Active",
+                class: "badge badge-ok",
+                reason: None,
+            },
+            SubscriptionState::Paused => StateBadge {
+                label: "Paused",
+                class: "badge badge-muted",
+                reason: None,
+            },
+            SubscriptionState::Disabled(reason) => StateBadge {
+                label: "Disabled",
+                class: "badge badge-bad",
+                reason: Some(reason),
+            },
+        }
+    }
+}
+
+/// One line of the subscriptions list.
+pub struct SubscriptionRow {
+    pub id: SubscriptionId,
+    pub name: String,
+    pub target_url: String,
+    pub state: StateBadge,
+    pub events_24h: i64,
+    /// Successful attempts out of all in the last 24 h, e.g. "98.5%"; `None` without attempts.
+    pub success_rate: Option<String>,
+    pub success_class: &'static str,
+    pub last_delivery: Option<Moment>,
+}
+
+impl SubscriptionRow {
+    fn new(subscription: Subscription, stats: Option<SubscriptionStats>) -> Self {
+        let now = Utc::now();
+        let (events_24h, attempts, successes, last) = stats.map_or((0, 0, 0, None), |s| {
+            (s.events, s.attempts, s.successes, s.last_attempt_at)
+        });
+        let rate = (attempts > 0).then(|| successes as f64 * 100.0 / attempts as f64);
+        SubscriptionRow {
+            id: subscription.id,
+            state: StateBadge::of(&subscription),
+            name: subscription.name,
+            target_url: subscription.target_url,
+            events_24h,
+            success_rate: rate.map(|rate| format!("{:.1}%", (rate * 10.0).floor() / 10.0)),
+            success_class: match rate {
+                Some(rate) if rate >= 99.0 => "rate rate-ok",
+                Some(rate) if rate >= 90.0 => "rate rate-warn",
+                Some(_) => "rate rate-bad",
+                None => "rate",
+            },
+            last_delivery: last.map(|at| Moment::of(at, now)),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "subscriptions/list.html")]
+struct ListPage {
+    layout: Layout,
+    rows: Vec<SubscriptionRow>,
+}
+
+/// The values of the subscription form, as typed (the provider's secret never comes back).
+#[derive(Debug, Default, Deserialize)]
+pub struct SubscriptionForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    target_url: String,
+    #[serde(default)]
+    provider_kind: String,
+    #[serde(default)]
+    provider_secret: String,
+    #[serde(default)]
+    provider_header: String,
+    #[serde(default)]
+    provider_algorithm: String,
+    #[serde(default)]
+    provider_encoding: String,
+    #[serde(default)]
+    provider_prefix: String,
+}
+
+#[derive(Template)]
+#[template(path = "subscriptions/form.html")]
+struct FormPage {
+    layout: Layout,
+    /// `None` when creating.
+    editing: Option<SubscriptionId>,
+    form: SubscriptionForm,
+    errors: FormErrors,
+    /// Whether the subscription already has a provider secret that a blank field keeps.
+    has_secret: bool,
+}
+
+impl FormPage {
+    fn providers(&self) -> &'static [(&'static str, &'static str)] {
+        &PROVIDERS
+    }
+
+    fn action(&self) -> String {
+        match self.editing {
+            Some(id) => format!("/subscriptions/{id}/edit"),
+            None => "/subscriptions".to_owned(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "subscriptions/show.html")]
+struct ShowPage {
+    layout: Layout,
+    id: SubscriptionId,
+    name: String,
+    target_url: String,
+    ingest_url: String,
+    state: StateBadge,
+    is_active: bool,
+    signing_secret: String,
+    previous_secret_until: Option<Moment>,
+    provider: Option<String>,
+    created: Moment,
+    curl: String,
+    events: Vec<EventLine>,
+}
+
+#[derive(Template)]
+#[template(path = "subscriptions/delete.html")]
+struct DeletePage {
+    layout: Layout,
+    id: SubscriptionId,
+    name: String,
+}
+
+pages!(ListPage, FormPage, ShowPage, DeletePage);
+
+impl SubscriptionForm {
+    /// The form for an existing subscription: its values, but never its provider's secret.
+    fn of(subscription: &Subscription) -> Self {
+        let provider = stored_provider(subscription);
+        let hmac = |pick: fn(&serde_json::Value) -> Option<&str>| {
+            provider
+                .as_ref()
+                .map(ProviderConfig::public_view)
+                .as_ref()
+                .and_then(pick)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        SubscriptionForm {
+            name: subscription.name.clone(),
+            target_url: subscription.target_url.clone(),
+            provider_kind: provider
+                .as_ref()
+                .map_or("none", ProviderConfig::kind)
+                .to_owned(),
+            provider_secret: String::new(),
+            provider_header: hmac(|v| v["header"].as_str()),
+            provider_algorithm: hmac(|v| v["algorithm"].as_str()),
+            provider_encoding: hmac(|v| v["encoding"].as_str()),
+            provider_prefix: hmac(|v| v["prefix"].as_str()),
+        }
+    }
+
+    /// The provider the form describes. A blank secret keeps `current`'s secret when the kind
+    /// is unchanged (secrets are write-only, so an edit form never holds it).
+    fn provider(
+        &self,
+        current: Option<&ProviderConfig>,
+    ) -> Result<Option<ProviderConfig>, ServiceError> {
+        let kind = match self.provider_kind.trim() {
+            "" | "none" => return Ok(None),
+            kind => kind,
+        };
+        let secret = match (self.provider_secret.trim(), current) {
+            ("", Some(current)) if current.kind() == kind => current.secret().to_owned(),
+            ("", _) => {
+                return Err(ServiceError::invalid(
+                    "provider_secret",
+                    "enter the secret the provider signs with",
+                ));
+            }
+            (secret, _) => secret.to_owned(),
+        };
+        let config = if kind == "hmac" {
+            let prefix = self.provider_prefix.trim();
+            json!({
+                "kind": kind,
+                "secret": secret,
+                "header": self.provider_header.trim(),
+                "algorithm": self.provider_algorithm,
+                "encoding": self.provider_encoding,
+                "prefix": (!prefix.is_empty()).then_some(prefix),
+            })
+        } else {
+            json!({ "kind": kind, "secret": secret })
+        };
+        serde_json::from_value(config).map(Some).map_err(|_| {
+            ServiceError::invalid(
+                "provider_kind",
+                "choose a provider, and its options, from the lists",
+            )
+        })
+    }
+}
+
+fn stored_provider(subscription: &Subscription) -> Option<ProviderConfig> {
+    subscription
+        .provider
+        .clone()
+        .and_then(|stored| serde_json::from_value(stored).ok())
+}
+
+/// `error` and, when both are invalid inputs, `more`'s fields with it.
+fn with_problems_of(error: ServiceError, more: Option<ServiceError>) -> ServiceError {
+    match (error, more) {
+        (ServiceError::Invalid(mut fields), Some(ServiceError::Invalid(others))) => {
+            fields.extend(others);
+            ServiceError::Invalid(fields)
+        }
+        (error, _) => error,
+    }
+}
+
+fn field_errors(error: ServiceError) -> Result<FormErrors, DashboardError> {
+    match error {
+        ServiceError::Invalid(fields) => Ok(FormErrors::new(
+            fields
+                .into_iter()
+                // The service names the provider as one field; the form shows it by the secret.
+                .map(|f| FieldError {
+                    field: if f.field == "provider" {
+                        "provider_secret".to_owned()
+                    } else {
+                        f.field
+                    },
+                    message: f.message,
+                })
+                .collect(),
+        )),
+        other => Err(other.into()),
+    }
+}
+
+/// `GET /subscriptions`
+pub async fn list(
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashboardError> {
+    let rows = subscriptions::list_with_stats(&state, session.user_id())
+        .await?
+        .into_iter()
+        .map(|(subscription, stats)| SubscriptionRow::new(subscription, stats))
+        .collect();
+    render(&ListPage {
+        layout: session.layout(Nav::Subscriptions),
+        rows,
+    })
+}
+
+/// `GET /subscriptions/new`
+pub async fn new(session: Session) -> Result<HttpResponse, DashboardError> {
+    render(&FormPage {
+        layout: session.layout(Nav::Subscriptions),
+        editing: None,
+        form: SubscriptionForm {
+            provider_kind: "none".to_owned(),
+            ..SubscriptionForm::default()
+        },
+        errors: FormErrors::default(),
+        has_secret: false,
+    })
+}
+
+/// `POST /subscriptions`
+pub async fn create(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: web::Form<SubscriptionForm>,
+) -> Result<HttpResponse, DashboardError> {
+    let form = form.into_inner();
+    let input = |provider| SubscriptionIn {
+        name: form.name.clone(),
+        target_url: form.target_url.trim().to_owned(),
+        provider,
+    };
+    let created = match form.provider(None) {
+        Ok(provider) => subscriptions::create(&state, session.user_id(), input(provider)).await,
+        // Show the other fields' problems beside the provider's.
+        Err(error) => Err(with_problems_of(
+            error,
+            subscriptions::check_new(&state, &input(None)).err(),
+        )),
+    };
+    match created {
+        Ok(created) => Ok(redirect(
+            &request,
+            &format!("/subscriptions/{}", created.id),
+            Some(Flash::success(
+                "Subscription created. Point your provider at its ingest URL.",
+            )),
+        )),
+        Err(error) => render_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &FormPage {
+                layout: session.layout(Nav::Subscriptions),
+                editing: None,
+                errors: field_errors(error)?,
+                form: SubscriptionForm {
+                    provider_secret: String::new(),
+                    ..form
+                },
+                has_secret: false,
+            },
+        ),
+    }
+}
+
+/// `GET /subscriptions/{id}`
+pub async fn show(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    let page = EventPage {
+        status: None,
+        before: None,
+        limit: RECENT_EVENTS,
+    };
+    let events = service::events::list(&state, session.user_id(), Some(id), page).await?;
+    let ingest_url = state.ingest_url(&subscription.ingest_token);
+    let now = Utc::now();
+    render(&ShowPage {
+        layout: session.layout(Nav::Subscriptions),
+        id,
+        state: StateBadge::of(&subscription),
+        is_active: subscription.is_active,
+        curl: format!(
+            "curl -X POST '{ingest_url}' -H 'Content-Type: application/json' \
+             -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
+        ),
+        ingest_url,
+        provider: stored_provider(&subscription).map(|p| {
+            PROVIDERS
+                .iter()
+                .find(|(kind, _)| *kind == p.kind())
+                .map_or(p.kind(), |(_, label)| label)
+                .to_owned()
+        }),
+        previous_secret_until: subscription
+            .previous_signing_secret
+            .as_ref()
+            .and(subscription.previous_secret_expires_at)
+            .filter(|until| *until > now)
+            .map(|until| Moment::of(until, now)),
+        created: Moment::of(subscription.created_at, now),
+        name: subscription.name,
+        target_url: subscription.target_url,
+        signing_secret: subscription.signing_secret,
+        events: events.into_iter().map(|e| EventLine::new(e, now)).collect(),
+    })
+}
+
+/// `GET /subscriptions/{id}/edit`
+pub async fn edit_page(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    render(&FormPage {
+        layout: session.layout(Nav::Subscriptions),
+        editing: Some(id),
+        form: SubscriptionForm::of(&subscription),
+        errors: FormErrors::default(),
+        has_secret: subscription.provider.is_some(),
+    })
+}
+
+/// `POST /subscriptions/{id}/edit`
+pub async fn edit(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    form: web::Form<SubscriptionForm>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let current = subscriptions::get(&state, session.user_id(), id).await?;
+    let form = form.into_inner();
+    let current_provider = stored_provider(&current);
+    let updated = match form.provider(current_provider.as_ref()) {
+        Ok(provider) => {
+            let patch = SubscriptionPatch {
+                name: Some(form.name.clone()),
+                target_url: Some(form.target_url.trim().to_owned()),
+                is_active: None,
+                provider: (provider != current_provider).then_some(provider),
+            };
+            subscriptions::edit(&state, session.user_id(), id, patch).await
+        }
+        Err(error) => {
+            let others = SubscriptionIn {
+                name: form.name.clone(),
+                target_url: form.target_url.trim().to_owned(),
+                provider: None,
+            };
+            Err(with_problems_of(
+                error,
+                subscriptions::check_new(&state, &others).err(),
+            ))
+        }
+    };
+    match updated {
+        Ok(_) => Ok(redirect(
+            &request,
+            &format!("/subscriptions/{id}"),
+            Some(Flash::success("Changes saved.")),
+        )),
+        Err(error) => render_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &FormPage {
+                layout: session.layout(Nav::Subscriptions),
+                editing: Some(id),
+                errors: field_errors(error)?,
+                form: SubscriptionForm {
+                    provider_secret: String::new(),
+                    ..form
+                },
+                has_secret: current_provider.is_some(),
+            },
+        ),
+    }
+}
+
+/// `POST /subscriptions/{id}/pause`
+pub async fn pause(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    subscriptions::set_active(&state, session.user_id(), id, false).await?;
+    Ok(redirect(
+        &request,
+        &format!("/subscriptions/{id}"),
+        Some(Flash::success(
+            "Paused. Events are still accepted and held until you resume.",
+        )),
+    ))
+}
+
+/// `POST /subscriptions/{id}/resume`: delivers everything held while it was stopped.
+pub async fn resume(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    subscriptions::set_active(&state, session.user_id(), id, true).await?;
+    Ok(redirect(
+        &request,
+        &format!("/subscriptions/{id}"),
+        Some(Flash::success("Resumed. Held events are on their way.")),
+    ))
+}
+
+/// `POST /subscriptions/{id}/rotate-secret`
+pub async fn rotate_secret(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    subscriptions::rotate_secret(&state, session.user_id(), id).await?;
+    let overlap = humantime::format_duration(state.secret_rotation_overlap);
+    Ok(redirect(
+        &request,
+        &format!("/subscriptions/{id}"),
+        Some(Flash::success(format!(
+            "New signing secret. The previous one keeps signing deliveries for {overlap}."
+        ))),
+    ))
+}
+
+/// `POST /subscriptions/{id}/test-event`
+pub async fn send_test_event(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let event = subscriptions::send_test_event(&state, session.user_id(), id).await?;
+    Ok(redirect(
+        &request,
+        &format!("/subscriptions/{id}"),
+        Some(Flash::success(format!("Test event {event} sent."))),
+    ))
+}
+
+/// `GET /subscriptions/{id}/delete`: asks before deleting.
+pub async fn confirm_delete(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    render(&DeletePage {
+        layout: session.layout(Nav::Subscriptions),
+        id,
+        name: subscription.name,
+    })
+}
+
+/// `POST /subscriptions/{id}/delete`
+pub async fn delete(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    subscriptions::delete(&state, session.user_id(), id).await?;
+    Ok(redirect(
+        &request,
+        "/subscriptions",
+        Some(Flash::success(format!(
+            "Deleted {} and its events.",
+            subscription.name
+        ))),
+    ))
+}
