@@ -16,7 +16,6 @@ use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, rende
 use crate::db::models::event::EventPage;
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::SubscriptionId;
-use crate::problem::FieldError;
 use crate::service::subscriptions::{self, SubscriptionIn, SubscriptionPatch, SubscriptionState};
 use crate::service::{self, ServiceError};
 use crate::signing::incoming::ProviderConfig;
@@ -238,8 +237,8 @@ impl SubscriptionForm {
                 "kind": kind,
                 "secret": secret,
                 "header": self.provider_header.trim(),
-                "algorithm": self.provider_algorithm,
-                "encoding": self.provider_encoding,
+                "algorithm": or_default(&self.provider_algorithm, "sha256"),
+                "encoding": or_default(&self.provider_encoding, "hex"),
                 "prefix": (!prefix.is_empty()).then_some(prefix),
             })
         } else {
@@ -252,6 +251,11 @@ impl SubscriptionForm {
             )
         })
     }
+}
+
+/// A select's value, or what it shows first when the form left it out.
+fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
+    if value.is_empty() { default } else { value }
 }
 
 fn stored_provider(subscription: &Subscription) -> Option<ProviderConfig> {
@@ -274,20 +278,7 @@ fn with_problems_of(error: ServiceError, more: Option<ServiceError>) -> ServiceE
 
 fn field_errors(error: ServiceError) -> Result<FormErrors, DashboardError> {
     match error {
-        ServiceError::Invalid(fields) => Ok(FormErrors::new(
-            fields
-                .into_iter()
-                // The service names the provider as one field; the form shows it by the secret.
-                .map(|f| FieldError {
-                    field: if f.field == "provider" {
-                        "provider_secret".to_owned()
-                    } else {
-                        f.field
-                    },
-                    message: f.message,
-                })
-                .collect(),
-        )),
+        ServiceError::Invalid(fields) => Ok(FormErrors::new(fields)),
         other => Err(other.into()),
     }
 }

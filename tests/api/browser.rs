@@ -204,6 +204,19 @@ impl Browser {
             .unwrap_or_else(|error| panic!("could not click `{css}`: {error}"));
     }
 
+    /// Types `value` into the form field named `name`, replacing what it held.
+    pub async fn fill(&self, name: &str, value: &str) {
+        let field = self.wait_for(&format!("[name='{name}']")).await;
+        field
+            .clear()
+            .await
+            .unwrap_or_else(|error| panic!("could not clear `{name}`: {error}"));
+        field
+            .send_keys(value)
+            .await
+            .unwrap_or_else(|error| panic!("could not type into `{name}`: {error}"));
+    }
+
     /// The rendered text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
         self.wait_for(css)

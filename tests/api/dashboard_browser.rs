@@ -1,9 +1,10 @@
-//! The dashboard as a person sees it: the real app in headless Chromium.
+//! The dashboard as a person uses it: the real app in headless Chromium, once with JavaScript
+//! (htmx boosting every link and form) and once without (plain forms and links).
 
 use std::path::PathBuf;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
-use crate::helpers::spawn_app;
+use crate::helpers::{PASSWORD, Script, Sink, spawn_app, spawn_fresh_app_with};
 
 /// Where a test leaves its screenshots, to look at after a run.
 fn screenshot_path(name: &str) -> PathBuf {
@@ -19,42 +20,177 @@ fn png_size(png: &[u8]) -> (u32, u32) {
     (number(16), number(20))
 }
 
-#[tokio::test]
+/// A new user's first session, start to finish: claim the install, create a subscription
+/// through the form, post events to its ingest URL, pause and resume it, create and revoke an
+/// API key, log out. Screenshots are named after `run`.
+async fn first_session(options: BrowserOptions, run: &str) {
+    let app = spawn_fresh_app_with(|_| {}).await;
+    let sink = Sink::start(Script::Ok).await;
+    let browser = Browser::start_with(options).await;
+    let shot = |page: &str| screenshot_path(&format!("{run}-{page}.png"));
+    let http = reqwest::Client::new();
+
+    // A fresh install sends its first visitor to sign up.
+    browser.goto(&format!("{}/", app.address)).await;
+    browser.wait_for("form[action='/signup']").await;
+    assert_eq!(browser.current_url().await.path(), "/signup");
+    browser.fill("email", "ada@example.com").await;
+    browser.fill("password", PASSWORD).await;
+    browser
+        .click("form[action='/signup'] button[type='submit']")
+        .await;
+    browser.wait_for("nav.mainnav").await;
+    assert_eq!(browser.text("h1").await, "Subscriptions");
+    assert!(browser.text(".flash").await.contains("Welcome"));
+    browser.screenshot(shot("subscriptions-empty")).await;
+
+    // A subscription through the form.
+    browser.click("main a[href='/subscriptions/new']").await;
+    browser.wait_for("form[action='/subscriptions']").await;
+    browser.fill("name", "payments").await;
+    browser.fill("target_url", &sink.url).await;
+    browser.screenshot(shot("subscription-new")).await;
+    browser
+        .click("form[action='/subscriptions'] button[type='submit']")
+        .await;
+    let ingest_url = browser
+        .attr("[data-ingest-url]", "data-ingest-url")
+        .await
+        .expect("the ingest URL");
+    assert!(ingest_url.starts_with(&format!("{}/ingest/", app.address)));
+    let page_url = browser.current_url().await;
+    assert!(
+        page_url.path().starts_with("/subscriptions/"),
+        "the subscription's own page is in the address bar: {page_url}"
+    );
+
+    // The provider posts an event; it reaches the endpoint.
+    let post = |body: &'static str| {
+        let (http, ingest_url) = (&http, &ingest_url);
+        async move {
+            let response = http
+                .post(ingest_url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202, "ingest of {body}");
+        }
+    };
+    post(r#"{"type": "invoice.paid"}"#).await;
+    sink.wait_for_requests(1).await;
+    browser.goto(page_url.as_str()).await;
+    browser.wait_for("tr[data-event-id]").await;
+    browser.screenshot(shot("subscription")).await;
+
+    // Paused, it holds events; resumed, it delivers them.
+    browser.click("button[data-action='pause']").await;
+    browser.wait_for("button[data-action='resume']").await;
+    assert_eq!(browser.text("h1 .badge").await, "Paused");
+    post(r#"{"type": "invoice.held"}"#).await;
+    browser.screenshot(shot("subscription-paused")).await;
+    browser.click("button[data-action='resume']").await;
+    browser.wait_for("button[data-action='pause']").await;
+    assert_eq!(browser.text("h1 .badge").await, "Active");
+    let received = sink.wait_for_requests(2).await;
+    assert!(String::from_utf8_lossy(&received[1].body).contains("invoice.held"));
+
+    browser.click("nav.mainnav a[href='/subscriptions']").await;
+    browser.wait_for("tr[data-subscription-id]").await;
+    browser.screenshot(shot("subscriptions")).await;
+
+    // An API key: shown once, works, revoked.
+    browser.click("nav.mainnav a[href='/api-keys']").await;
+    browser.wait_for("form[action='/api-keys']").await;
+    browser.fill("name", "laptop").await;
+    browser
+        .click("form[action='/api-keys'] button[type='submit']")
+        .await;
+    let key = browser
+        .attr("[data-new-api-key]", "data-new-api-key")
+        .await
+        .expect("the new key");
+    browser.screenshot(shot("api-keys")).await;
+    let list = |key: String| {
+        let http = &http;
+        let url = format!("{}/api/v1/subscriptions", app.address);
+        async move {
+            http.get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(list(key.clone()).await, 200);
+    browser.click("button[data-action='revoke']").await;
+    browser.wait_for(".flash").await;
+    assert!(browser.text(".flash").await.contains("revoked"));
+    assert_eq!(list(key).await, 401);
+
+    // Log out: the session is over.
+    browser.click(".who button[type='submit']").await;
+    browser.wait_for("form[action='/login']").await;
+    browser
+        .goto(&format!("{}/subscriptions", app.address))
+        .await;
+    browser.wait_for("form[action='/login']").await;
+    assert_eq!(browser.current_url().await.path(), "/login");
+
+    browser.close().await;
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_manages_a_subscription_in_a_browser() {
+    first_session(BrowserOptions::default(), "desktop").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_without_javascript() {
+    first_session(
+        BrowserOptions {
+            javascript: false,
+            screen: Screen::Desktop,
+        },
+        "nojs",
+    )
+    .await;
+}
+
+// Chromium's phone emulation taps rather than clicks, and a tap waits forever for the page's
+// scripts when JavaScript is off: the phone run keeps JavaScript on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_works_on_a_phone() {
+    first_session(
+        BrowserOptions {
+            javascript: true,
+            screen: Screen::Phone,
+        },
+        "phone",
+    )
+    .await;
+    let png = std::fs::read(screenshot_path("phone-subscription.png")).unwrap();
+    assert_eq!(
+        png_size(&png).0,
+        Screen::Phone.size().0,
+        "laid out at phone width"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_root_sends_a_visitor_to_log_in() {
     let app = spawn_app().await;
     let browser = Browser::start().await;
-
     browser.goto(&format!("{}/", app.address)).await;
-    browser.wait_for("h1").await;
+    browser.wait_for("form[action='/login']").await;
     assert_eq!(browser.text("h1").await, "Log in");
     assert_eq!(browser.current_url().await.path(), "/login");
     assert_eq!(browser.attr("html", "lang").await.as_deref(), Some("en"));
     browser.screenshot(screenshot_path("login.png")).await;
-
-    browser.close().await;
-    app.shutdown().await;
-}
-
-#[tokio::test]
-async fn the_log_in_page_reads_on_a_phone_without_javascript() {
-    let app = spawn_app().await;
-    let browser = Browser::start_with(BrowserOptions {
-        javascript: false,
-        screen: Screen::Phone,
-    })
-    .await;
-
-    browser.goto(&format!("{}/", app.address)).await;
-    assert_eq!(browser.text("h1").await, "Log in");
-    let path = screenshot_path("login-phone.png");
-    browser.screenshot(&path).await;
-    let (width, _) = png_size(&std::fs::read(&path).unwrap());
-    assert_eq!(
-        width,
-        Screen::Phone.size().0,
-        "the page is laid out at phone width"
-    );
-
     browser.close().await;
     app.shutdown().await;
 }
