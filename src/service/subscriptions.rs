@@ -109,7 +109,7 @@ fn valid_changed_provider(value: &Option<Option<ProviderConfig>>, context: &()) 
         .map_or(Ok(()), |provider| valid_provider(provider, context))
 }
 
-fn valid_name(value: &String, _: &()) -> garde::Result {
+fn valid_name(value: &str, _: &()) -> garde::Result {
     match value.trim().chars().count() {
         0 => Err(garde::Error::new("a name is required")),
         1..=200 => Ok(()),
