@@ -482,7 +482,9 @@ async fn the_subscriptions_page_starts_empty_and_tells_what_to_do() {
 async fn the_create_form_shows_each_problem_beside_its_field_and_keeps_what_was_typed() {
     let app = spawn_app().await;
     let dashboard = app.owner_dashboard().await;
-    let cases: [(&[(&str, &str)], &[&str], &str); 4] = [
+    // The fields posted, the fields that must show an error, a value that must be kept.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 4] = [
         (
             &[
                 ("name", ""),
