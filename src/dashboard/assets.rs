@@ -81,13 +81,27 @@ pub fn asset_path(name: &str) -> String {
     format!("/static/{name}?v={}", &fingerprinted.sha256[..12])
 }
 
-/// Mounts `GET /static/{path}`.
+/// Mounts `GET` and `HEAD /static/{path}`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/static/{path:.*}", web::get().to(serve));
+    config
+        .route("/static/{path:.*}", web::get().to(serve))
+        .route("/static/{path:.*}", web::head().to(serve));
 }
 
-/// Answers with the file, or `304` if the client already holds it; the `?v=` query is ignored.
-async fn serve(request: HttpRequest, path: web::Path<String>) -> HttpResponse {
+/// `?v=` of an asset's URL.
+#[derive(Debug, serde::Deserialize)]
+pub struct Version {
+    v: Option<String>,
+}
+
+/// Answers with the file, or `304` if the client already holds it. Only a URL whose `?v=` names
+/// this very content may be cached for good: during a rolling deploy an older replica can be
+/// asked for a newer version, and must not have its file kept for a year under that URL.
+async fn serve(
+    request: HttpRequest,
+    path: web::Path<String>,
+    version: web::Query<Version>,
+) -> HttpResponse {
     let Some(fingerprinted) = FINGERPRINTED.get(path.as_str()) else {
         return HttpResponse::NotFound().finish();
     };
@@ -104,7 +118,14 @@ async fn serve(request: HttpRequest, path: web::Path<String>) -> HttpResponse {
     };
     response
         .insert_header(header::ETag(fingerprinted.etag.clone()))
-        .insert_header((header::CACHE_CONTROL, CACHE_FOREVER))
+        .insert_header((
+            header::CACHE_CONTROL,
+            if version.v.as_deref() == Some(&fingerprinted.sha256[..12]) {
+                CACHE_FOREVER
+            } else {
+                "no-cache"
+            },
+        ))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"));
     if held {
         response.finish()

@@ -1,8 +1,12 @@
 //! CSRF protection for every state-changing dashboard request, in one place so that no action
-//! can forget it. A request that presents a session cookie must also present that session's
-//! CSRF token: in the `X-CSRF-Token` header (htmx sends it from the page's `hx-headers`) or as
-//! the `csrf_token` field of a form. Without a session cookie there is nothing to forge: the
-//! action's handler finds no session and sends the browser to log in.
+//! can forget it, in two layers:
+//! - a request the browser says comes from another site (`Sec-Fetch-Site`, else `Origin`) is
+//!   refused, log-in and sign-up included (another site must not log a visitor in to an account
+//!   of its choosing);
+//! - a request that presents a session cookie must also present that session's CSRF token: in
+//!   the `X-CSRF-Token` header (htmx sends it from the page's `hx-headers`) or as the
+//!   `csrf_token` field of a form. Without a session cookie there is nothing to forge: the
+//!   action's handler finds no session and sends the browser to log in.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -14,24 +18,32 @@ use actix_web::{Error, ResponseError, web};
 use super::error::DashboardError;
 use super::session::presented_token;
 
-/// Pages that start a session rather than act within one.
+/// Pages that start a session rather than act within one: no session token to check.
 const EXEMPT: [&str; 2] = ["/login", "/signup"];
 
 /// The header htmx requests carry the token in.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
-/// Refuses, with 403 and before any handler runs, a state-changing request whose session's
-/// CSRF token is missing or wrong.
+/// Refuses, with 403 and before any handler runs, a state-changing request from another site,
+/// or one whose session's CSRF token is missing or wrong.
 pub async fn protect(
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let safe = matches!(
+    if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    ) {
+        return next
+            .call(request)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    if from_another_site(&request) {
+        return Ok(request.into_response(DashboardError::Forbidden.error_response()));
+    }
     let token = presented_token(request.request());
-    let Some(token) = token.filter(|_| !safe && !EXEMPT.contains(&request.path())) else {
+    let Some(token) = token.filter(|_| !EXEMPT.contains(&request.path())) else {
         return next
             .call(request)
             .await
@@ -62,6 +74,32 @@ pub async fn protect(
     } else {
         Ok(request.into_response(DashboardError::Forbidden.error_response()))
     }
+}
+
+/// Whether the browser says the request comes from another site. Current browsers send
+/// `Sec-Fetch-Site`; every browser sends `Origin` with a POST. A request with neither is not a
+/// form another site made a browser send (and still needs the session's token).
+fn from_another_site(request: &ServiceRequest) -> bool {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = header("origin") else {
+        return false;
+    };
+    let authority = url::Url::parse(origin).ok().and_then(|url| {
+        let host = url.host_str()?.to_owned();
+        Some(match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+    });
+    authority.as_deref() != header("host")
 }
 
 fn is_form(request: &ServiceRequest) -> bool {

@@ -21,7 +21,8 @@ pub use error::DashboardError;
 pub use session::SESSION_COOKIE;
 
 /// Headers on every dashboard answer: scripts and styles only from the relay itself (no inline
-/// handlers anywhere), no framing by other sites, no referrer to other sites.
+/// handlers anywhere), no framing by other sites, no copies in caches, no referrer to other
+/// sites.
 fn security_headers() -> DefaultHeaders {
     DefaultHeaders::new()
         .add((
@@ -30,6 +31,8 @@ fn security_headers() -> DefaultHeaders {
              base-uri 'self'; form-action 'self'",
         ))
         .add(("X-Frame-Options", "DENY"))
+        // Pages show secrets and carry the session's CSRF token: nothing keeps a copy.
+        .add(("Cache-Control", "no-store"))
         .add(("Referrer-Policy", "same-origin"))
         .add(("X-Content-Type-Options", "nosniff"))
 }

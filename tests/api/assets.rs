@@ -46,6 +46,19 @@ async fn static_files_are_served_with_their_type_an_etag_and_a_long_cache_lifeti
         assert_eq!(again.status(), 304, "{name} with If-None-Match");
         assert_eq!(again.headers()["etag"], etag.as_str(), "{name}");
         assert!(again.bytes().await.unwrap().is_empty(), "{name}: 304 body");
+
+        // Another version's URL (an older replica asked for a newer file) is not kept for good.
+        for other in [
+            format!("{}/static/{name}", app.address),
+            format!("{}/static/{name}?v=000000000000", app.address),
+        ] {
+            let response = app.api.get(&other).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{other}");
+            assert_eq!(response.headers()["cache-control"], "no-cache", "{other}");
+        }
+        let head = app.api.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {name}");
+        assert_eq!(head.headers()["etag"], etag.as_str(), "HEAD {name}");
     }
 
     app.shutdown().await;

@@ -826,3 +826,42 @@ async fn errors_are_pages_and_the_json_api_needs_no_csrf_token() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_site_cannot_post_to_the_dashboard_not_even_a_log_in() {
+    let app = spawn_app().await;
+    let own_origin = app.address.clone();
+    let attempts = [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ];
+    for (header, value) in attempts {
+        let response = app
+            .api
+            .post(format!("{}/login", app.address))
+            .header(header, value)
+            .form(&[("email", OWNER_EMAIL), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{header}: {value}");
+        assert!(set_cookie(&response, "spenza_session").is_none());
+    }
+    for (header, value) in [
+        ("origin", own_origin.as_str()),
+        ("sec-fetch-site", "same-origin"),
+    ] {
+        let response = app
+            .api
+            .post(format!("{}/login", app.address))
+            .header(header, value)
+            .form(&[("email", OWNER_EMAIL), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{header}: {value}");
+    }
+    app.shutdown().await;
+}
