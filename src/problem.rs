@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use serde::Serialize;
 
 /// One field that failed validation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -5,8 +5,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::Utc;
-use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::error::DashboardError;
@@ -16,9 +14,9 @@ use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, rende
 use crate::db::models::event::EventPage;
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::SubscriptionId;
-use crate::service::subscriptions::{self, SubscriptionIn, SubscriptionPatch, SubscriptionState};
+use crate::service::SubscriptionForm;
+use crate::service::subscriptions::{self, SubscriptionState, stored_provider};
 use crate::service::{self, ServiceError};
-use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
 /// The providers a subscription can check, as the form offers them.
@@ -109,27 +107,6 @@ struct ListPage {
     rows: Vec<SubscriptionRow>,
 }
 
-/// The values of the subscription form, as typed (the provider's secret never comes back).
-#[derive(Debug, Default, Deserialize)]
-pub struct SubscriptionForm {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    target_url: String,
-    #[serde(default)]
-    provider_kind: String,
-    #[serde(default)]
-    provider_secret: String,
-    #[serde(default)]
-    provider_header: String,
-    #[serde(default)]
-    provider_algorithm: String,
-    #[serde(default)]
-    provider_encoding: String,
-    #[serde(default)]
-    provider_prefix: String,
-}
-
 #[derive(Template)]
 #[template(path = "subscriptions/form.html")]
 struct FormPage {
@@ -183,99 +160,6 @@ struct DeletePage {
 
 pages!(ListPage, FormPage, ShowPage, DeletePage);
 
-impl SubscriptionForm {
-    /// The form for an existing subscription: its values, but never its provider's secret.
-    fn of(subscription: &Subscription) -> Self {
-        let provider = stored_provider(subscription);
-        let hmac = |pick: fn(&serde_json::Value) -> Option<&str>| {
-            provider
-                .as_ref()
-                .map(ProviderConfig::public_view)
-                .as_ref()
-                .and_then(pick)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        SubscriptionForm {
-            name: subscription.name.clone(),
-            target_url: subscription.target_url.clone(),
-            provider_kind: provider
-                .as_ref()
-                .map_or("none", ProviderConfig::kind)
-                .to_owned(),
-            provider_secret: String::new(),
-            provider_header: hmac(|v| v["header"].as_str()),
-            provider_algorithm: hmac(|v| v["algorithm"].as_str()),
-            provider_encoding: hmac(|v| v["encoding"].as_str()),
-            provider_prefix: hmac(|v| v["prefix"].as_str()),
-        }
-    }
-
-    /// The provider the form describes. A blank secret keeps `current`'s secret when the kind
-    /// is unchanged (secrets are write-only, so an edit form never holds it).
-    fn provider(
-        &self,
-        current: Option<&ProviderConfig>,
-    ) -> Result<Option<ProviderConfig>, ServiceError> {
-        let kind = match self.provider_kind.trim() {
-            "" | "none" => return Ok(None),
-            kind => kind,
-        };
-        let secret = match (self.provider_secret.trim(), current) {
-            ("", Some(current)) if current.kind() == kind => current.secret().to_owned(),
-            ("", _) => {
-                return Err(ServiceError::invalid(
-                    "provider_secret",
-                    "enter the secret the provider signs with",
-                ));
-            }
-            (secret, _) => secret.to_owned(),
-        };
-        let config = if kind == "hmac" {
-            let prefix = self.provider_prefix.trim();
-            json!({
-                "kind": kind,
-                "secret": secret,
-                "header": self.provider_header.trim(),
-                "algorithm": or_default(&self.provider_algorithm, "sha256"),
-                "encoding": or_default(&self.provider_encoding, "hex"),
-                "prefix": (!prefix.is_empty()).then_some(prefix),
-            })
-        } else {
-            json!({ "kind": kind, "secret": secret })
-        };
-        serde_json::from_value(config).map(Some).map_err(|_| {
-            ServiceError::invalid(
-                "provider_kind",
-                "choose a provider, and its options, from the lists",
-            )
-        })
-    }
-}
-
-/// A select's value, or what it shows first when the form left it out.
-fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
-    if value.is_empty() { default } else { value }
-}
-
-fn stored_provider(subscription: &Subscription) -> Option<ProviderConfig> {
-    subscription
-        .provider
-        .clone()
-        .and_then(|stored| serde_json::from_value(stored).ok())
-}
-
-/// `error` and, when both are invalid inputs, `more`'s fields with it.
-fn with_problems_of(error: ServiceError, more: Option<ServiceError>) -> ServiceError {
-    match (error, more) {
-        (ServiceError::Invalid(mut fields), Some(ServiceError::Invalid(others))) => {
-            fields.extend(others);
-            ServiceError::Invalid(fields)
-        }
-        (error, _) => error,
-    }
-}
-
 fn field_errors(error: ServiceError) -> Result<FormErrors, DashboardError> {
     match error {
         ServiceError::Invalid(fields) => Ok(FormErrors::new(fields)),
@@ -304,10 +188,7 @@ pub async fn new(session: Session) -> Result<HttpResponse, DashboardError> {
     render(&FormPage {
         layout: session.layout(Nav::Subscriptions),
         editing: None,
-        form: SubscriptionForm {
-            provider_kind: "none".to_owned(),
-            ..SubscriptionForm::default()
-        },
+        form: SubscriptionForm::default(),
         errors: FormErrors::default(),
         has_secret: false,
     })
@@ -321,20 +202,7 @@ pub async fn create(
     form: web::Form<SubscriptionForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
-    let input = |provider| SubscriptionIn {
-        name: form.name.clone(),
-        target_url: form.target_url.trim().to_owned(),
-        provider,
-    };
-    let created = match form.provider(None) {
-        Ok(provider) => subscriptions::create(&state, session.user_id(), input(provider)).await,
-        // Show the other fields' problems beside the provider's.
-        Err(error) => Err(with_problems_of(
-            error,
-            subscriptions::check_new(&state, &input(None)).err(),
-        )),
-    };
-    match created {
+    match subscriptions::create_from_form(&state, session.user_id(), &form).await {
         Ok(created) => Ok(redirect(
             &request,
             &format!("/subscriptions/{}", created.id),
@@ -348,10 +216,7 @@ pub async fn create(
                 layout: session.layout(Nav::Subscriptions),
                 editing: None,
                 errors: field_errors(error)?,
-                form: SubscriptionForm {
-                    provider_secret: String::new(),
-                    ..form
-                },
+                form: form.without_secret(),
                 has_secret: false,
             },
         ),
@@ -431,50 +296,30 @@ pub async fn edit(
     form: web::Form<SubscriptionForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let current = subscriptions::get(&state, session.user_id(), id).await?;
     let form = form.into_inner();
-    let current_provider = stored_provider(&current);
-    let updated = match form.provider(current_provider.as_ref()) {
-        Ok(provider) => {
-            let patch = SubscriptionPatch {
-                name: Some(form.name.clone()),
-                target_url: Some(form.target_url.trim().to_owned()),
-                is_active: None,
-                provider: (provider != current_provider).then_some(provider),
-            };
-            subscriptions::edit(&state, session.user_id(), id, patch).await
-        }
-        Err(error) => {
-            let others = SubscriptionIn {
-                name: form.name.clone(),
-                target_url: form.target_url.trim().to_owned(),
-                provider: None,
-            };
-            Err(with_problems_of(
-                error,
-                subscriptions::check_new(&state, &others).err(),
-            ))
-        }
-    };
-    match updated {
+    match subscriptions::edit_from_form(&state, session.user_id(), id, &form).await {
         Ok(_) => Ok(redirect(
             &request,
             &format!("/subscriptions/{id}"),
             Some(Flash::success("Changes saved.")),
         )),
-        Err(error) => render_with(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &FormPage {
-                layout: session.layout(Nav::Subscriptions),
-                editing: Some(id),
-                errors: field_errors(error)?,
-                form: SubscriptionForm {
-                    provider_secret: String::new(),
-                    ..form
+        Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
+        Err(error) => {
+            let has_secret = subscriptions::get(&state, session.user_id(), id)
+                .await?
+                .provider
+                .is_some();
+            render_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &FormPage {
+                    layout: session.layout(Nav::Subscriptions),
+                    editing: Some(id),
+                    errors: field_errors(error)?,
+                    form: form.without_secret(),
+                    has_secret,
                 },
-                has_secret: current_provider.is_some(),
-            },
-        ),
+            )
+        }
     }
 }
 

@@ -5,7 +5,10 @@
 
 pub mod api_keys;
 pub mod events;
+mod subscription_form;
 pub mod subscriptions;
+
+pub use subscription_form::SubscriptionForm;
 
 use crate::db::DbError;
 use crate::problem::FieldError;

@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::subscription_form::SubscriptionForm;
 use crate::db::models::event::{self, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
@@ -185,6 +186,44 @@ fn checked(
 pub fn check_new(state: &AppState, input: &SubscriptionIn) -> Result<TargetUrl, ServiceError> {
     checked(state, input.validate(), Some(&input.target_url))?
         .ok_or_else(|| ServiceError::invalid("target_url", "a target URL is required"))
+}
+
+/// The provider a stored subscription checks, if any.
+pub fn stored_provider(subscription: &Subscription) -> Option<ProviderConfig> {
+    subscription
+        .provider
+        .clone()
+        .and_then(|stored| serde_json::from_value(stored).ok())
+}
+
+/// Creates a subscription from the dashboard's form.
+pub async fn create_from_form(
+    state: &AppState,
+    user: UserId,
+    form: &SubscriptionForm,
+) -> Result<Subscription, ServiceError> {
+    let input = form.input(None, |others| check_new(state, others).map(drop))?;
+    create(state, user, input).await
+}
+
+/// Edits a subscription from the dashboard's form: a blank provider secret keeps the stored one.
+pub async fn edit_from_form(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+    form: &SubscriptionForm,
+) -> Result<Subscription, ServiceError> {
+    let current = stored_provider(&get(state, user, id).await?);
+    let input = form.input(current.as_ref(), |others| {
+        check_new(state, others).map(drop)
+    })?;
+    let patch = SubscriptionPatch {
+        name: Some(input.name),
+        target_url: Some(input.target_url),
+        is_active: None,
+        provider: (input.provider != current).then_some(input.provider),
+    };
+    edit(state, user, id, patch).await
 }
 
 /// Creates a subscription for `user` with a fresh ingest token and signing secret.
