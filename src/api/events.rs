@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{ApiError, ApiUser};
-use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
-use crate::db::models::event::{self, Event, EventPage, EventSummary};
-use crate::db::models::subscription;
+use crate::db::models::delivery_attempt::DeliveryAttempt;
+use crate::db::models::event::{Event, EventPage, EventSummary};
 use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::service;
 use crate::state::AppState;
@@ -145,12 +144,7 @@ pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = EventId(id.into_inner());
-    let found = state
-        .db
-        .run(async |conn| event::find_for_user(conn, user.0, id).await)
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
+    let found = service::events::get(&state, user.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(EventOut::from(found)))
 }
 
@@ -160,12 +154,7 @@ pub async fn attempts(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = EventId(id.into_inner());
-    let attempts = state
-        .db
-        .run(async |conn| delivery_attempt::list_for_event(conn, user.0, id).await)
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
+    let attempts = service::events::attempts(&state, user.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(AttemptList {
         data: attempts.into_iter().map(AttemptOut::from).collect(),
     }))
@@ -202,22 +191,8 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     query.validate()?;
     let page = query.page();
-    let subscription_id = SubscriptionId(id.into_inner());
-    let events = state
-        .db
-        .run(async |conn| {
-            if subscription::find_for_user(conn, user.0, subscription_id)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            event::list_for_user(conn, user.0, Some(subscription_id), page)
-                .await
-                .map(Some)
-        })
-        .await?
-        .ok_or(ApiError::NotFound("subscription"))?;
+    let subscription = Some(SubscriptionId(id.into_inner()));
+    let events = service::events::list(&state, user.0, subscription, page).await?;
     Ok(HttpResponse::Ok().json(EventList::new(events, page)))
 }
 
@@ -230,10 +205,7 @@ pub async fn list_all(
 ) -> Result<HttpResponse, ApiError> {
     query.validate()?;
     let page = query.page();
-    let events = state
-        .db
-        .run(async |conn| event::list_for_user(conn, user.0, None, page).await)
-        .await?;
+    let events = service::events::list(&state, user.0, None, page).await?;
     Ok(HttpResponse::Ok().json(EventList::new(events, page)))
 }
 

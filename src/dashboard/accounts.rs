@@ -46,16 +46,16 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-/// The log-in form.
-#[derive(Debug, Deserialize)]
+/// The log-in form. No `Debug`: it holds a password.
+#[derive(Deserialize)]
 pub struct LoginForm {
     email: String,
     password: String,
     next: Option<String>,
 }
 
-/// The sign-up form.
-#[derive(Debug, Deserialize)]
+/// The sign-up form. No `Debug`: it holds a password.
+#[derive(Deserialize)]
 pub struct SignupForm {
     email: String,
     password: String,
@@ -120,7 +120,6 @@ pub async fn login_page(
 /// password; 429 while the address is throttled.
 pub async fn login(
     request: HttpRequest,
-    visitor: Visitor,
     state: web::Data<AppState>,
     form: web::Form<LoginForm>,
 ) -> Result<HttpResponse, DashboardError> {
@@ -145,7 +144,7 @@ pub async fn login(
             Err(other) => return Err(account_failure(other)),
         };
     let page = LoginPage {
-        layout: visitor.layout(),
+        layout: Layout::default(),
         email: form.email,
         next,
         error: Some(error),
@@ -185,7 +184,6 @@ pub async fn signup_page(
 /// `POST /signup`: creates the account and signs it in.
 pub async fn signup(
     request: HttpRequest,
-    visitor: Visitor,
     state: web::Data<AppState>,
     form: web::Form<SignupForm>,
 ) -> Result<HttpResponse, DashboardError> {
@@ -211,7 +209,7 @@ pub async fn signup(
     render_with(
         status,
         &SignupPage {
-            layout: visitor.layout(),
+            layout: Layout::default(),
             open,
             email: form.email,
             errors,
@@ -232,7 +230,7 @@ pub async fn logout(
         "/login",
         Some(Flash::success("You are logged out.")),
     )
-    .cookie(session_removal(state.sessions))
+    .cookie(session_removal())
     .finish())
 }
 

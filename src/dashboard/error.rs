@@ -116,18 +116,46 @@ impl ResponseError for DashboardError {
         let page = ErrorPage {
             status: status.as_u16(),
             title: status.canonical_reason().unwrap_or("Error"),
-            message: self.to_string(),
+            message: sentence(&self.to_string()),
         };
+        let mut response = HttpResponse::build(status);
+        // A failed htmx action leaves the address bar where it was: the action's URL is no page.
+        response.insert_header(("HX-Push-Url", "false"));
         match page.render() {
-            Ok(html) => HttpResponse::build(status)
+            Ok(html) => response
                 .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
                 .body(html),
-            Err(_) => HttpResponse::build(status).body(self.to_string()),
+            Err(_) => response.body(page.message),
         }
     }
+}
+
+/// A message as a sentence: a capital first letter and a full stop.
+fn sentence(message: &str) -> String {
+    let mut chars = message.chars();
+    let first = chars.next().map(|c| c.to_uppercase().to_string());
+    let mut sentence = first.unwrap_or_default() + chars.as_str();
+    if !sentence.ends_with('.') {
+        sentence.push('.');
+    }
+    sentence
 }
 
 /// The answer to a path no page has.
 pub async fn not_found() -> Result<HttpResponse, DashboardError> {
     Err(DashboardError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_as_sentences_without_losing_their_capitals() {
+        assert_eq!(
+            sentence("the relay cannot reach PostgreSQL"),
+            "The relay cannot reach PostgreSQL."
+        );
+        assert_eq!(sentence("Done."), "Done.");
+    }
 }

@@ -37,8 +37,8 @@ pub fn session_cookie(token: &SessionToken, policy: SessionPolicy) -> Cookie<'st
 }
 
 /// The cookie that removes the session cookie from the browser.
-pub fn session_removal(policy: SessionPolicy) -> Cookie<'static> {
-    let mut cookie = session_cookie(&SessionToken::generate(), policy);
+pub fn session_removal() -> Cookie<'static> {
+    let mut cookie = Cookie::build(SESSION_COOKIE, "").path("/").finish();
     cookie.make_removal();
     cookie
 }

@@ -1,7 +1,9 @@
 //! Events: listing and replaying.
 
 use super::ServiceError;
+use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
 use crate::db::models::event::{self, Event, EventPage, EventSummary};
+use crate::db::models::subscription;
 use crate::delivery::publish_due;
 use crate::domain::{EventId, SubscriptionId, UserId};
 use crate::state::AppState;
@@ -36,16 +38,48 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
     }
 }
 
-/// A page of a user's events, newest first: of one subscription, or of all of them. Asking for
-/// another user's subscription finds nothing.
+/// One of a user's events, body included.
+pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<Event, ServiceError> {
+    state
+        .db
+        .run(async |conn| event::find_for_user(conn, user, id).await)
+        .await?
+        .ok_or(ServiceError::NotFound("event"))
+}
+
+/// The delivery attempts made for one of a user's events, first first.
+pub async fn attempts(
+    state: &AppState,
+    user: UserId,
+    id: EventId,
+) -> Result<Vec<DeliveryAttempt>, ServiceError> {
+    state
+        .db
+        .run(async |conn| delivery_attempt::list_for_event(conn, user, id).await)
+        .await?
+        .ok_or(ServiceError::NotFound("event"))
+}
+
+/// A page of a user's events, newest first: of one of their subscriptions (another user's is
+/// not found), or of all of them.
 pub async fn list(
     state: &AppState,
     user: UserId,
     subscription: Option<SubscriptionId>,
     page: EventPage,
 ) -> Result<Vec<EventSummary>, ServiceError> {
-    Ok(state
+    state
         .db
-        .run(async |conn| event::list_for_user(conn, user, subscription, page).await)
-        .await?)
+        .run(async |conn| {
+            if let Some(id) = subscription
+                && subscription::find_for_user(conn, user, id).await?.is_none()
+            {
+                return Ok(None);
+            }
+            event::list_for_user(conn, user, subscription, page)
+                .await
+                .map(Some)
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
 }

@@ -22,14 +22,14 @@ pub struct Recent {
 
 /// Records an attempt for `email` as failed before its password is checked, and answers how many
 /// attempts the window holds with it. Counting after recording means that concurrent guesses
-/// each see every other: none slips past the limit. Older rows of the address are dropped.
+/// each see every other: none slips past the limit. Rows older than the window, of any address,
+/// are dropped, so addresses tried once do not stay forever.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     email: &str,
     window: Duration,
 ) -> QueryResult<(i64, Recent)> {
-    diesel::sql_query("DELETE FROM login_failures WHERE email = $1 AND failed_at <= now() - $2")
-        .bind::<Text, _>(email)
+    diesel::sql_query("DELETE FROM login_failures WHERE failed_at <= now() - $1")
         .bind::<Interval, _>(pg_interval(window))
         .execute(conn)
         .await?;

@@ -20,8 +20,8 @@ pub struct SessionOwner {
     pub email: String,
 }
 
-/// Stores a new session for `user` ending at `expires_at` at the latest, and drops the user's
-/// sessions that have ended (absolutely or for idleness), so the table does not grow forever.
+/// Stores a new session for `user` ending at `expires_at` at the latest, and drops every
+/// session that has ended (absolutely or for idleness), so the table does not grow forever.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -30,10 +30,8 @@ pub async fn insert(
     idle: Duration,
 ) -> QueryResult<()> {
     diesel::sql_query(
-        "DELETE FROM sessions WHERE user_id = $1 \
-         AND (expires_at <= now() OR last_seen_at <= now() - $2)",
+        "DELETE FROM sessions WHERE expires_at <= now() OR last_seen_at <= now() - $1",
     )
-    .bind::<SqlUuid, _>(user)
     .bind::<Interval, _>(pg_interval(idle))
     .execute(conn)
     .await?;
@@ -50,17 +48,23 @@ pub async fn insert(
 }
 
 /// The owner of the session with this token hash, if it has neither expired nor been idle for
-/// `idle`; using it resets its idle clock.
+/// `idle`. Using it resets its idle clock, written at most once a minute so that browsing is
+/// not a write per page (the idle limit is kept to within that minute).
 pub async fn touch(
     conn: &mut AsyncPgConnection,
     token_hash: &[u8],
     idle: Duration,
 ) -> QueryResult<Option<SessionOwner>> {
     diesel::sql_query(
-        "UPDATE sessions SET last_seen_at = now() FROM users \
-         WHERE users.id = sessions.user_id AND sessions.token_hash = $1 \
-         AND sessions.expires_at > now() AND sessions.last_seen_at > now() - $2 \
-         RETURNING users.id AS user_id, users.email",
+        "WITH live AS ( \
+             SELECT sessions.id, sessions.last_seen_at, users.id AS user_id, users.email \
+             FROM sessions JOIN users ON users.id = sessions.user_id \
+             WHERE sessions.token_hash = $1 AND sessions.expires_at > now() \
+             AND sessions.last_seen_at > now() - $2), \
+         touched AS ( \
+             UPDATE sessions SET last_seen_at = now() FROM live \
+             WHERE sessions.id = live.id AND live.last_seen_at < now() - interval '1 minute') \
+         SELECT user_id, email FROM live",
     )
     .bind::<Bytea, _>(token_hash)
     .bind::<Interval, _>(pg_interval(idle))
