@@ -201,8 +201,8 @@ async fn health_and_readiness_report_the_dependencies() {
         ready,
         json!({ "status": "ready", "database": "up", "broker": "up" })
     );
-    let page = app.get("/").await;
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("Spenza webhook relay"));
+    let root = app.get("/").await;
+    assert_eq!(root.status(), 303, "the dashboard's root sends a visitor on");
+    assert_eq!(root.headers()["location"], "/login");
     app.shutdown().await;
 }
