@@ -56,15 +56,7 @@ impl From<ServiceError> for ApiError {
 
 impl From<garde::Report> for ApiError {
     fn from(report: garde::Report) -> Self {
-        ApiError::Invalid(
-            report
-                .iter()
-                .map(|(path, error)| FieldError {
-                    field: path.to_string(),
-                    message: error.to_string(),
-                })
-                .collect(),
-        )
+        ServiceError::from(report).into()
     }
 }
 

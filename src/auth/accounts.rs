@@ -68,12 +68,25 @@ fn parse_credentials(
     }
 }
 
-/// argon2id is deliberately slow: hash off the async workers.
-async fn hash(password: Password) -> Result<String, AccountError> {
-    tokio::task::spawn_blocking(move || password.hash())
+/// A new account's address, and its password's hash. argon2id is deliberately slow: it hashes
+/// off the async workers.
+async fn new_credentials(
+    email: &str,
+    password: &str,
+) -> Result<(EmailAddress, String), AccountError> {
+    let (email, password) = parse_credentials(email, password)?;
+    let hash = tokio::task::spawn_blocking(move || password.hash())
         .await
-        .context("hashing a password")
-        .map_err(AccountError::Unexpected)
+        .context("hashing a password")?;
+    Ok((email, hash))
+}
+
+fn new_user<'a>(email: &'a EmailAddress, password_hash: &'a str) -> user::NewUser<'a> {
+    user::NewUser {
+        id: UserId(Uuid::new_v4()),
+        email: email.as_str(),
+        password_hash,
+    }
 }
 
 /// Whether the sign-up page may create an account now.
@@ -96,13 +109,8 @@ pub async fn sign_up(
         SignupPolicy::Closed => Err(AccountError::SignupClosed),
         SignupPolicy::Open => create_user(db, email, password).await,
         SignupPolicy::First => {
-            let (email, password) = parse_credentials(email, password)?;
-            let password_hash = hash(password).await?;
-            let new = user::NewUser {
-                id: UserId(Uuid::new_v4()),
-                email: email.as_str(),
-                password_hash: &password_hash,
-            };
+            let (email, password_hash) = new_credentials(email, password).await?;
+            let new = new_user(&email, &password_hash);
             db.run(async |conn| user::insert_first(conn, &new).await)
                 .await?
                 .map(|created| created.id)
@@ -118,13 +126,8 @@ pub async fn create_user(
     email: &str,
     password: &str,
 ) -> Result<UserId, AccountError> {
-    let (email, password) = parse_credentials(email, password)?;
-    let password_hash = hash(password).await?;
-    let new = user::NewUser {
-        id: UserId(Uuid::new_v4()),
-        email: email.as_str(),
-        password_hash: &password_hash,
-    };
+    let (email, password_hash) = new_credentials(email, password).await?;
+    let new = new_user(&email, &password_hash);
     match db.run(async |conn| user::insert(conn, &new).await).await {
         Ok(created) => Ok(created.id),
         Err(DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::models::session;
 use crate::db::{Database, DbError};
-use crate::domain::{UserId, random_bytes};
+use crate::domain::{UserId, is_token_shaped, random_token};
 
 /// How long sessions last and how their cookie is set.
 #[derive(Debug, Clone, Copy)]
@@ -29,20 +29,14 @@ pub struct SessionPolicy {
 pub struct SessionToken(String);
 
 impl SessionToken {
-    const LEN: usize = 43;
-
     /// A fresh token.
     pub fn generate() -> Self {
-        SessionToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+        SessionToken(random_token())
     }
 
     /// Accepts only strings shaped like a token, so junk never reaches the database.
     pub fn parse(raw: &str) -> Option<Self> {
-        let shaped = raw.len() == Self::LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        shaped.then(|| SessionToken(raw.to_owned()))
+        is_token_shaped(raw).then(|| SessionToken(raw.to_owned()))
     }
 
     /// The cookie value.

@@ -167,6 +167,15 @@ fn field_errors(error: ServiceError) -> Result<FormErrors, DashboardError> {
     }
 }
 
+/// After an action on a subscription: back to its page, saying what was done.
+fn back_to(request: &HttpRequest, id: SubscriptionId, done: impl Into<String>) -> HttpResponse {
+    redirect(
+        request,
+        &format!("/subscriptions/{id}"),
+        Some(Flash::success(done)),
+    )
+}
+
 /// `GET /subscriptions`
 pub async fn list(
     session: Session,
@@ -298,11 +307,7 @@ pub async fn edit(
     let id = SubscriptionId(id.into_inner());
     let form = form.into_inner();
     match subscriptions::edit_from_form(&state, session.user_id(), id, &form).await {
-        Ok(_) => Ok(redirect(
-            &request,
-            &format!("/subscriptions/{id}"),
-            Some(Flash::success("Changes saved.")),
-        )),
+        Ok(_) => Ok(back_to(&request, id, "Changes saved.")),
         Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
         Err(error) => {
             let has_secret = subscriptions::get(&state, session.user_id(), id)
@@ -332,12 +337,10 @@ pub async fn pause(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     subscriptions::set_active(&state, session.user_id(), id, false).await?;
-    Ok(redirect(
+    Ok(back_to(
         &request,
-        &format!("/subscriptions/{id}"),
-        Some(Flash::success(
-            "Paused. Events are still accepted and held until you resume.",
-        )),
+        id,
+        "Paused. Events are still accepted and held until you resume.",
     ))
 }
 
@@ -350,10 +353,10 @@ pub async fn resume(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     subscriptions::set_active(&state, session.user_id(), id, true).await?;
-    Ok(redirect(
+    Ok(back_to(
         &request,
-        &format!("/subscriptions/{id}"),
-        Some(Flash::success("Resumed. Held events are on their way.")),
+        id,
+        "Resumed. Held events are on their way.",
     ))
 }
 
@@ -367,12 +370,10 @@ pub async fn rotate_secret(
     let id = SubscriptionId(id.into_inner());
     subscriptions::rotate_secret(&state, session.user_id(), id).await?;
     let overlap = humantime::format_duration(state.secret_rotation_overlap);
-    Ok(redirect(
+    Ok(back_to(
         &request,
-        &format!("/subscriptions/{id}"),
-        Some(Flash::success(format!(
-            "New signing secret. The previous one keeps signing deliveries for {overlap}."
-        ))),
+        id,
+        format!("New signing secret. The previous one keeps signing deliveries for {overlap}."),
     ))
 }
 
@@ -385,11 +386,7 @@ pub async fn send_test_event(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     let event = subscriptions::send_test_event(&state, session.user_id(), id).await?;
-    Ok(redirect(
-        &request,
-        &format!("/subscriptions/{id}"),
-        Some(Flash::success(format!("Test event {event} sent."))),
-    ))
+    Ok(back_to(&request, id, format!("Test event {event} sent.")))
 }
 
 /// `GET /subscriptions/{id}/delete`: asks before deleting.

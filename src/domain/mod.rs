@@ -13,5 +13,7 @@ pub use event_status::EventStatus;
 pub use ids::{ApiKeyId, EventId, SubscriptionId, UserId};
 pub use password::Password;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
-pub use secrets::{ApiKey, IngestToken, SigningSecret, random_bytes};
+pub use secrets::{
+    ApiKey, IngestToken, SigningSecret, is_token_shaped, random_bytes, random_token,
+};
 pub use target_url::TargetUrl;

@@ -13,25 +13,32 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     bytes
 }
 
+/// A fresh 256-bit token, as URLs and cookies carry it: 43 characters of base64url.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// Whether `raw` has the shape of a [`random_token`], so junk never reaches the database.
+pub fn is_token_shaped(raw: &str) -> bool {
+    raw.len() == 43
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The secret part of a subscription's ingest URL: 32 random bytes, base64url.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IngestToken(String);
 
 impl IngestToken {
-    const LEN: usize = 43;
-
     /// A fresh token.
     pub fn generate() -> Self {
-        IngestToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+        IngestToken(random_token())
     }
 
     /// Accepts only strings shaped like a token, so junk never reaches the database.
     pub fn parse(raw: &str) -> Option<Self> {
-        let shaped = raw.len() == Self::LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        shaped.then(|| IngestToken(raw.to_owned()))
+        is_token_shaped(raw).then(|| IngestToken(raw.to_owned()))
     }
 
     /// The token as it appears in the URL.

@@ -202,7 +202,11 @@ async fn health_and_readiness_report_the_dependencies() {
         json!({ "status": "ready", "database": "up", "broker": "up" })
     );
     let root = app.get("/").await;
-    assert_eq!(root.status(), 303, "the dashboard's root sends a visitor on");
+    assert_eq!(
+        root.status(),
+        303,
+        "the dashboard's root sends a visitor on"
+    );
     assert_eq!(root.headers()["location"], "/login");
     app.shutdown().await;
 }
