@@ -106,6 +106,15 @@ pub struct EventQuery {
     pub limit: Option<i64>,
     #[garde(skip)]
     pub before: Option<EventId>,
+    /// Only events received at or after this time (RFC 3339).
+    #[garde(skip)]
+    pub since: Option<DateTime<Utc>>,
+    /// Only events received before this time (RFC 3339).
+    #[garde(skip)]
+    pub until: Option<DateTime<Utc>>,
+    /// A JSON document the payload must contain, e.g. `{"type":"invoice.paid"}`.
+    #[garde(skip)]
+    pub payload: Option<String>,
 }
 
 /// One attempt as the API shows it.
@@ -161,17 +170,21 @@ pub async fn attempts(
 }
 
 impl EventQuery {
-    fn page(&self) -> EventPage {
-        EventPage {
+    fn page(&self) -> Result<EventPage, ApiError> {
+        self.validate()?;
+        Ok(EventPage {
             status: self.status,
             before: self.before,
+            since: self.since,
+            until: self.until,
+            payload: service::events::payload_filter(self.payload.as_deref().unwrap_or(""))?,
             limit: self.limit.unwrap_or(50),
-        }
+        })
     }
 }
 
 impl EventList {
-    fn new(events: Vec<EventSummary>, page: EventPage) -> Self {
+    fn new(events: Vec<EventSummary>, page: &EventPage) -> Self {
         let next_before = (events.len() as i64 == page.limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();
@@ -182,31 +195,29 @@ impl EventList {
     }
 }
 
-/// `GET /api/v1/subscriptions/{id}/events?status=&limit=&before=`
+/// `GET /api/v1/subscriptions/{id}/events?status=&since=&until=&payload=&limit=&before=`
 pub async fn list(
     user: ApiUser,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    query.validate()?;
-    let page = query.page();
+    let page = query.page()?;
     let subscription = Some(SubscriptionId(id.into_inner()));
-    let events = service::events::list(&state, user.0, subscription, page).await?;
-    Ok(HttpResponse::Ok().json(EventList::new(events, page)))
+    let events = service::events::list(&state, user.0, subscription, &page).await?;
+    Ok(HttpResponse::Ok().json(EventList::new(events, &page)))
 }
 
-/// `GET /api/v1/events?status=&limit=&before=`: across all of the user's subscriptions;
+/// `GET /api/v1/events?status=&since=&until=&payload=&limit=&before=`: across all of the user's subscriptions;
 /// `status=failed` is the graveyard.
 pub async fn list_all(
     user: ApiUser,
     state: web::Data<AppState>,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    query.validate()?;
-    let page = query.page();
-    let events = service::events::list(&state, user.0, None, page).await?;
-    Ok(HttpResponse::Ok().json(EventList::new(events, page)))
+    let page = query.page()?;
+    let events = service::events::list(&state, user.0, None, &page).await?;
+    Ok(HttpResponse::Ok().json(EventList::new(events, &page)))
 }
 
 /// `POST /api/v1/events/{id}/replay`: delivers a completed or failed event again, same bytes

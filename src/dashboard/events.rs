@@ -1,69 +1,473 @@
-//! `GET /events`: the latest events across the user's subscriptions. The live log with filters
-//! and event detail is built on this page's place in the navigation.
+//! The event log (across subscriptions at `/events`, of one on its page) with its filters and
+//! keyset pages, an event's own page, and replay.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
 
 use super::error::DashboardError;
 use super::session::Session;
-use super::view::{Layout, Moment, Nav, pages, render};
-use crate::db::models::event::{EventPage, EventSummary};
-use crate::service;
+use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
+use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
+use crate::db::models::event::{Event, EventPage, EventSummary};
+use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::problem::FieldError;
+use crate::service::{self, ServiceError};
 use crate::state::AppState;
 
-/// How many events the page lists.
-const SHOWN: i64 = 50;
+/// How many events a page of the log shows.
+const PAGE: i64 = 50;
+/// How much of a binary body the event page shows.
+const BINARY_PREVIEW: usize = 256;
 
-/// One event as the list shows it.
+/// One event as the log shows it. The row carries `data-event-id` and `data-status`.
 pub struct EventLine {
     pub id: String,
+    /// The event's subscription (id, name), in a log across subscriptions.
+    pub subscription: Option<(SubscriptionId, String)>,
     pub status: &'static str,
     pub attempts: i32,
     pub received: Moment,
-    pub last_error: Option<String>,
+    /// How the latest attempt ended: `HTTP 200`, or the error.
+    pub last_response: Option<String>,
+    /// From arrival to delivery, for a completed event.
+    pub delivery_time: Option<String>,
 }
 
 impl EventLine {
-    /// An event of a list, its time described from `now`.
-    pub fn new(event: EventSummary, now: DateTime<Utc>) -> Self {
+    /// An event of the log, its time described from `now`.
+    pub fn new(event: EventSummary, last: Option<LastAttempt>, now: DateTime<Utc>) -> Self {
         EventLine {
             id: event.id.to_string(),
+            subscription: None,
             status: event.status.as_str(),
             attempts: event.attempts,
             received: Moment::of(event.received_at, now),
-            last_error: event.last_error,
+            last_response: last
+                .map(|last| outcome(last.status_code, last.error.as_deref()))
+                .or(event.last_error),
+            delivery_time: event
+                .completed_at
+                .map(|done| duration(done - event.received_at)),
         }
     }
+}
+
+fn outcome(status_code: Option<i32>, error: Option<&str>) -> String {
+    match (status_code, error) {
+        (Some(code), _) => format!("HTTP {code}"),
+        (None, Some(error)) => error.to_owned(),
+        (None, None) => "no answer".to_owned(),
+    }
+}
+
+fn duration(span: TimeDelta) -> String {
+    match span.num_milliseconds() {
+        ms if ms < 1000 => format!("{} ms", ms.max(0)),
+        ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        ms if ms < 3_600_000 => format!("{} min", ms / 60_000),
+        ms => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}
+
+/// The log's filters, as its form sends them (`GET`, so a filtered log is a link).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    pub status: String,
+    /// `datetime-local` values, read as UTC.
+    #[serde(default)]
+    pub since: String,
+    #[serde(default)]
+    pub until: String,
+    #[serde(default)]
+    pub payload: String,
+    #[serde(default)]
+    pub before: String,
+}
+
+/// A page of the log, ready to render.
+pub struct EventLog {
+    pub lines: Vec<EventLine>,
+    pub query: LogQuery,
+    pub errors: FormErrors,
+    /// Where the log's filter form goes: the page it is on.
+    pub path: String,
+    /// The next (older) page, when there may be one.
+    pub older: Option<String>,
+    /// Whether any filter is set, to tell "nothing yet" from "nothing matches".
+    pub filtered: bool,
+    /// Whether the log spans every subscription (each row then names its own).
+    pub across: bool,
+}
+
+impl EventLog {
+    /// The statuses the filter offers.
+    pub fn statuses(&self) -> [&'static str; 4] {
+        ["pending", "retrying", "completed", "failed"]
+    }
+}
+
+fn parse_time(field: &str, raw: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M")
+                .or_else(|_| NaiveDateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S"))
+                .map(|at| at.and_utc())
+        })
+        .map(Some)
+        .map_err(|_| FieldError {
+            field: field.to_owned(),
+            message: "write a date and time, such as 2026-11-28T09:30 (UTC)".to_owned(),
+        })
+}
+
+/// A filter that was read, or none, its problem noted.
+fn kept<T>(errors: &mut Vec<FieldError>, parsed: Result<Option<T>, FieldError>) -> Option<T> {
+    parsed.unwrap_or_else(|error| {
+        errors.push(error);
+        None
+    })
+}
+
+impl LogQuery {
+    /// The page of events it asks for, and the problems of the fields that could not be read
+    /// (those filters are left out, the others apply).
+    fn page(&self) -> (EventPage, Vec<FieldError>) {
+        let mut errors = Vec::new();
+        let status = kept(
+            &mut errors,
+            match self.status.trim() {
+                "" => Ok(None),
+                status => status
+                    .parse::<EventStatus>()
+                    .map(Some)
+                    .map_err(|_| FieldError {
+                        field: "status".to_owned(),
+                        message: "choose a status from the list".to_owned(),
+                    }),
+            },
+        );
+        let since = kept(&mut errors, parse_time("since", &self.since));
+        let until = kept(&mut errors, parse_time("until", &self.until));
+        let payload = kept(
+            &mut errors,
+            match service::events::payload_filter(&self.payload) {
+                Ok(payload) => Ok(payload),
+                Err(ServiceError::Invalid(mut fields)) if !fields.is_empty() => {
+                    Err(fields.remove(0))
+                }
+                Err(_) => Ok(None),
+            },
+        );
+        let page = EventPage {
+            status,
+            before: Uuid::parse_str(self.before.trim()).ok().map(EventId),
+            since,
+            until,
+            payload,
+            limit: PAGE,
+        };
+        (page, errors)
+    }
+
+    fn filtered(&self) -> bool {
+        [&self.status, &self.since, &self.until, &self.payload]
+            .iter()
+            .any(|value| !value.trim().is_empty())
+    }
+
+    /// The link to the page after `last`, with the same filters.
+    fn older_than(&self, path: &str, last: &str) -> String {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("status", &self.status)
+            .append_pair("since", &self.since)
+            .append_pair("until", &self.until)
+            .append_pair("payload", &self.payload)
+            .append_pair("before", last)
+            .finish();
+        format!("{path}?{query}")
+    }
+}
+
+/// A page of the log of `subscription` (or of all the user's), as `query` asks.
+pub async fn load_log(
+    state: &AppState,
+    session: &Session,
+    subscription: Option<SubscriptionId>,
+    query: LogQuery,
+    path: String,
+) -> Result<EventLog, DashboardError> {
+    let (page, errors) = query.page();
+    let found = service::events::log(state, session.user_id(), subscription, &page, true).await?;
+    let older = (found.len() as i64 == PAGE)
+        .then(|| found.last().map(|(event, _)| event.id.to_string()))
+        .flatten()
+        .map(|last| query.older_than(&path, &last));
+    // Across subscriptions, each row names its own.
+    let names: Vec<(SubscriptionId, String)> = match subscription {
+        Some(_) => Vec::new(),
+        None => service::subscriptions::list(state, session.user_id())
+            .await?
+            .into_iter()
+            .map(|s| (s.id, s.name))
+            .collect(),
+    };
+    let now = Utc::now();
+    Ok(EventLog {
+        across: subscription.is_none(),
+        lines: found
+            .into_iter()
+            .map(|(event, last)| {
+                let subscription = names
+                    .iter()
+                    .find(|(id, _)| *id == event.subscription_id)
+                    .cloned();
+                EventLine {
+                    subscription,
+                    ..EventLine::new(event, last, now)
+                }
+            })
+            .collect(),
+        filtered: query.filtered() || page.before.is_some(),
+        query,
+        errors: FormErrors::new(errors),
+        path,
+        older,
+    })
 }
 
 #[derive(Template)]
 #[template(path = "events.html")]
 struct EventsPage {
     layout: Layout,
-    events: Vec<EventLine>,
+    log: EventLog,
 }
 
-pages!(EventsPage);
+/// An event's body as its page shows it.
+pub struct BodyView {
+    /// `json`, `text` or `binary`.
+    pub kind: &'static str,
+    /// Pretty-printed JSON, the text, or a hex preview of the first bytes.
+    pub shown: String,
+    pub size: usize,
+    /// Whether `shown` is only the start of a longer binary body.
+    pub cut: bool,
+}
 
-/// `GET /events`
+impl BodyView {
+    fn of(event: &Event) -> Self {
+        let size = event.body.len();
+        if let Some(document) = &event.payload {
+            let pretty = serde_json::to_string_pretty(document).unwrap_or_default();
+            return BodyView {
+                kind: "json",
+                shown: pretty,
+                size,
+                cut: false,
+            };
+        }
+        match std::str::from_utf8(&event.body) {
+            Ok(text) => BodyView {
+                kind: "text",
+                shown: text.to_owned(),
+                size,
+                cut: false,
+            },
+            Err(_) => BodyView {
+                kind: "binary",
+                shown: event.body[..size.min(BINARY_PREVIEW)]
+                    .chunks(16)
+                    .map(|line| {
+                        line.iter()
+                            .map(|byte| format!("{byte:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                size,
+                cut: size > BINARY_PREVIEW,
+            },
+        }
+    }
+}
+
+/// One attempt as the event's page lists it.
+pub struct AttemptLine {
+    pub number: i32,
+    pub started: Moment,
+    pub duration: String,
+    pub outcome: String,
+    pub succeeded: bool,
+    pub response_body: Option<String>,
+}
+
+impl AttemptLine {
+    fn new(attempt: DeliveryAttempt, now: DateTime<Utc>) -> Self {
+        AttemptLine {
+            number: attempt.attempt,
+            started: Moment::of(attempt.started_at, now),
+            duration: duration(TimeDelta::milliseconds(attempt.duration_ms.into())),
+            outcome: outcome(attempt.status_code, attempt.error.as_deref()),
+            succeeded: attempt
+                .status_code
+                .is_some_and(|code| (200..300).contains(&code)),
+            response_body: attempt.response_body.filter(|body| !body.is_empty()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventDetailPage {
+    layout: Layout,
+    id: EventId,
+    subscription_id: SubscriptionId,
+    subscription_name: String,
+    status: &'static str,
+    replayable: bool,
+    received: Moment,
+    completed: Option<Moment>,
+    next_attempt: Option<Moment>,
+    last_error: Option<String>,
+    content_type: Option<String>,
+    headers: Vec<(String, String)>,
+    body: BodyView,
+    attempts: Vec<AttemptLine>,
+}
+
+pages!(EventsPage, EventDetailPage);
+
+/// `GET /events`: the log across the user's subscriptions; `?status=failed` is the graveyard.
 pub async fn list(
     session: Session,
     state: web::Data<AppState>,
+    query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, DashboardError> {
-    let page = EventPage {
-        status: None,
-        before: None,
-        limit: SHOWN,
-    };
-    let now = Utc::now();
-    let events = service::events::list(&state, session.user_id(), None, page)
-        .await?
-        .into_iter()
-        .map(|event| EventLine::new(event, now))
-        .collect();
+    let log = load_log(&state, &session, None, query.into_inner(), "/events".into()).await?;
     render(&EventsPage {
         layout: session.layout(Nav::Events),
-        events,
+        log,
     })
+}
+
+/// `GET /events/{id}`
+pub async fn show(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = EventId(id.into_inner());
+    let event = service::events::get(&state, session.user_id(), id).await?;
+    let attempts = service::events::attempts(&state, session.user_id(), id).await?;
+    let subscription =
+        service::subscriptions::get(&state, session.user_id(), event.subscription_id).await?;
+    let now = Utc::now();
+    render(&EventDetailPage {
+        layout: session.layout(Nav::Events),
+        id,
+        subscription_id: event.subscription_id,
+        subscription_name: subscription.name,
+        status: event.status.as_str(),
+        replayable: event.status.is_final(),
+        received: Moment::of(event.received_at, now),
+        completed: event.completed_at.map(|at| Moment::of(at, now)),
+        next_attempt: event
+            .next_attempt_at
+            .filter(|_| !event.status.is_final())
+            .map(|at| Moment::of(at, now)),
+        last_error: event.last_error.clone(),
+        content_type: event.content_type.clone(),
+        headers: event
+            .headers
+            .as_object()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|(name, value)| {
+                        (name.clone(), value.as_str().unwrap_or_default().to_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        body: BodyView::of(&event),
+        attempts: attempts
+            .into_iter()
+            .map(|attempt| AttemptLine::new(attempt, now))
+            .collect(),
+    })
+}
+
+/// `POST /events/{id}/replay`: delivers a completed or failed event again (409 while it is
+/// still being delivered).
+pub async fn replay(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = EventId(id.into_inner());
+    service::events::replay(&state, session.user_id(), id).await?;
+    Ok(redirect(
+        &request,
+        &format!("/events/{id}"),
+        Some(Flash::success(
+            "Replayed: the same bytes and webhook-id are on their way, with a fresh retry budget.",
+        )),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_that_cannot_be_read_are_reported_and_left_out() {
+        let query = LogQuery {
+            status: "failed".into(),
+            since: "2026-11-28T09:30".into(),
+            until: "yesterday".into(),
+            payload: "{not json".into(),
+            before: String::new(),
+        };
+        let (page, errors) = query.page();
+        assert_eq!(page.status, Some(EventStatus::Failed));
+        assert_eq!(
+            page.since.unwrap().to_rfc3339(),
+            "2026-11-28T09:30:00+00:00"
+        );
+        assert_eq!(page.until, None);
+        assert_eq!(page.payload, None);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["until", "payload"]);
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration(TimeDelta::milliseconds(42)), "42 ms");
+        assert_eq!(duration(TimeDelta::milliseconds(1500)), "1.5 s");
+        assert_eq!(duration(TimeDelta::minutes(5)), "5 min");
+        assert_eq!(duration(TimeDelta::minutes(90)), "1.5 h");
+    }
+
+    #[test]
+    fn the_older_link_keeps_the_filters() {
+        let query = LogQuery {
+            status: "failed".into(),
+            payload: r#"{"a":1}"#.into(),
+            ..LogQuery::default()
+        };
+        let link = query.older_than("/events", "x");
+        assert!(link.starts_with("/events?status=failed&"));
+        assert!(link.contains("payload=%7B%22a%22%3A1%7D"));
+        assert!(link.ends_with("before=x"));
+    }
 }

@@ -97,6 +97,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::post().to(subscriptions::delete),
             )
             .route("/events", web::get().to(events::list))
+            .route("/events/{id}", web::get().to(events::show))
+            .route("/events/{id}/replay", web::post().to(events::replay))
             .route("/api-keys", web::get().to(api_keys::list))
             .route("/api-keys", web::post().to(api_keys::create))
             .route("/api-keys/{id}/revoke", web::post().to(api_keys::revoke))

@@ -8,15 +8,14 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::error::DashboardError;
-use super::events::EventLine;
+use super::events::{EventLog, LogQuery, load_log};
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
-use crate::db::models::event::EventPage;
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::SubscriptionId;
+use crate::service::ServiceError;
 use crate::service::SubscriptionForm;
 use crate::service::subscriptions::{self, SubscriptionState, stored_provider};
-use crate::service::{self, ServiceError};
 use crate::state::AppState;
 
 /// The providers a subscription can check, as the form offers them.
@@ -29,9 +28,6 @@ const PROVIDERS: [(&str, &str); 7] = [
     ("standard", "Standard Webhooks / Svix"),
     ("hmac", "Other: an HMAC header"),
 ];
-
-/// How many of a subscription's latest events its page lists.
-const RECENT_EVENTS: i64 = 10;
 
 /// A subscription's state as a badge: text and colour, so it reads without colour too.
 pub struct StateBadge {
@@ -147,7 +143,7 @@ struct ShowPage {
     provider: Option<String>,
     created: Moment,
     curl: String,
-    events: Vec<EventLine>,
+    log: EventLog,
 }
 
 #[derive(Template)]
@@ -237,15 +233,12 @@ pub async fn show(
     session: Session,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
+    query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     let subscription = subscriptions::get(&state, session.user_id(), id).await?;
-    let page = EventPage {
-        status: None,
-        before: None,
-        limit: RECENT_EVENTS,
-    };
-    let events = service::events::list(&state, session.user_id(), Some(id), page).await?;
+    let path = format!("/subscriptions/{id}");
+    let log = load_log(&state, &session, Some(id), query.into_inner(), path).await?;
     let ingest_url = state.ingest_url(&subscription.ingest_token);
     let now = Utc::now();
     render(&ShowPage {
@@ -275,7 +268,7 @@ pub async fn show(
         name: subscription.name,
         target_url: subscription.target_url,
         signing_secret: subscription.signing_secret,
-        events: events.into_iter().map(|e| EventLine::new(e, now)).collect(),
+        log,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Events: listing and replaying.
 
 use super::ServiceError;
-use crate::db::models::delivery_attempt::{self, DeliveryAttempt};
+use crate::db::models::delivery_attempt::{self, DeliveryAttempt, LastAttempt};
 use crate::db::models::event::{self, Event, EventPage, EventSummary};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
@@ -38,6 +38,28 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
     }
 }
 
+/// The payload filter of the event log, as typed: a JSON object or array the payload must
+/// contain (`{"type": "invoice.paid"}`); blank for none.
+pub fn payload_filter(raw: &str) -> Result<Option<serde_json::Value>, ServiceError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(document @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            Ok(Some(document))
+        }
+        Ok(_) => Err(ServiceError::invalid(
+            "payload",
+            "write a JSON object the payload contains, such as {\"type\": \"invoice.paid\"}",
+        )),
+        Err(error) => Err(ServiceError::invalid(
+            "payload",
+            format!("not JSON ({error}): write an object such as {{\"type\": \"invoice.paid\"}}"),
+        )),
+    }
+}
+
 /// One of a user's events, body included.
 pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<Event, ServiceError> {
     state
@@ -66,8 +88,23 @@ pub async fn list(
     state: &AppState,
     user: UserId,
     subscription: Option<SubscriptionId>,
-    page: EventPage,
+    page: &EventPage,
 ) -> Result<Vec<EventSummary>, ServiceError> {
+    Ok(log(state, user, subscription, page, false)
+        .await?
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect())
+}
+
+/// [`list`], each event with how its latest attempt ended (when `with_last_attempt`).
+pub async fn log(
+    state: &AppState,
+    user: UserId,
+    subscription: Option<SubscriptionId>,
+    page: &EventPage,
+    with_last_attempt: bool,
+) -> Result<Vec<(EventSummary, Option<LastAttempt>)>, ServiceError> {
     state
         .db
         .run(async |conn| {
@@ -76,10 +113,46 @@ pub async fn list(
             {
                 return Ok(None);
             }
-            event::list_for_user(conn, user, subscription, page)
-                .await
-                .map(Some)
+            let events = event::list_for_user(conn, user, subscription, page).await?;
+            let mut last = if with_last_attempt {
+                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+                delivery_attempt::latest_of(conn, &ids).await?
+            } else {
+                Vec::new()
+            };
+            Ok(Some(
+                events
+                    .into_iter()
+                    .map(|event| {
+                        let found = last.iter().position(|a| a.event_id == event.id);
+                        (event, found.map(|at| last.swap_remove(at)))
+                    })
+                    .collect(),
+            ))
         })
         .await?
         .ok_or(ServiceError::NotFound("subscription"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_payload_filter_is_a_json_object_or_array_or_nothing() {
+        assert_eq!(payload_filter("  ").unwrap(), None);
+        assert_eq!(
+            payload_filter(r#"{"type": "invoice.paid"}"#).unwrap(),
+            Some(serde_json::json!({"type": "invoice.paid"}))
+        );
+        assert!(payload_filter("[1]").unwrap().is_some());
+        assert!(matches!(
+            payload_filter("42"),
+            Err(ServiceError::Invalid(_))
+        ));
+        assert!(matches!(
+            payload_filter("{type:"),
+            Err(ServiceError::Invalid(_))
+        ));
+    }
 }

@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod dashboard_browser;
+mod dashboard_events;
 mod delivery;
 mod faults;
 mod helpers;

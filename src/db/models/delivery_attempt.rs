@@ -44,3 +44,32 @@ pub async fn list_for_event(
         .await
         .map(Some)
 }
+
+/// How an event's latest attempt ended.
+#[derive(Debug, Clone, Queryable)]
+pub struct LastAttempt {
+    pub event_id: EventId,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// The latest attempt of each of these events that has one (looked up by primary key).
+pub async fn latest_of(
+    conn: &mut AsyncPgConnection,
+    events: &[EventId],
+) -> QueryResult<Vec<LastAttempt>> {
+    delivery_attempts::table
+        .filter(delivery_attempts::event_id.eq_any(events))
+        .distinct_on(delivery_attempts::event_id)
+        .order((
+            delivery_attempts::event_id,
+            delivery_attempts::attempt.desc(),
+        ))
+        .select((
+            delivery_attempts::event_id,
+            delivery_attempts::status_code,
+            delivery_attempts::error,
+        ))
+        .load(conn)
+        .await
+}

@@ -174,11 +174,17 @@ pub async fn find_for_user(
 }
 
 /// Which page of a subscription's events to list, newest first.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct EventPage {
     pub status: Option<EventStatus>,
     /// Only events older than this one (keyset pagination: ids sort by arrival).
     pub before: Option<EventId>,
+    /// Only events received at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events received before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events whose JSON payload contains this document (`@>`, answered by the GIN index).
+    pub payload: Option<serde_json::Value>,
     pub limit: i64,
 }
 
@@ -448,12 +454,13 @@ pub async fn release_held(
 }
 
 /// A page of a user's events, newest first: of one subscription, or of all of them (the
-/// graveyard is `status: failed`).
+/// graveyard is `status: failed`). The time range bounds ids (v7 uuids carry their arrival
+/// time), so it walks the same indexes as the pages do.
 pub async fn list_for_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
     subscription: Option<SubscriptionId>,
-    page: EventPage,
+    page: &EventPage,
 ) -> QueryResult<Vec<EventSummary>> {
     let mut query = events::table
         .inner_join(subscriptions::table)
@@ -470,6 +477,15 @@ pub async fn list_for_user(
     }
     if let Some(before) = page.before {
         query = query.filter(events::id.lt(before));
+    }
+    if let Some(since) = page.since {
+        query = query.filter(events::id.ge(EventId::first_at(since)));
+    }
+    if let Some(until) = page.until {
+        query = query.filter(events::id.lt(EventId::first_at(until)));
+    }
+    if let Some(payload) = &page.payload {
+        query = query.filter(events::payload.contains(payload.clone()));
     }
     query.load(conn).await
 }
