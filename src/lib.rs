@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod domain;
 pub mod health;
 pub mod ingest;
+pub mod live;
 pub mod problem;
 pub mod queue;
 pub mod service;

@@ -15,6 +15,7 @@ use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Database};
 use crate::delivery::{Deliverer, HttpClient, Reaper, TargetPolicy};
+use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::state::AppState;
 use crate::{api, dashboard, health, ingest};
@@ -48,6 +49,7 @@ pub struct Application {
     server: Server,
     db: Database,
     publisher_thread: PublisherThread,
+    live_thread: LiveThread,
     delivery: Option<Delivery>,
     reaper: Reaper,
     shutdown: CancellationToken,
@@ -89,6 +91,12 @@ impl Application {
         )
         .context("starting the publisher thread")?;
 
+        let (live, live_thread) = LiveThread::start(
+            &settings.amqp_url,
+            topology.clone(),
+            log.new(slog::o!("component" => "live")),
+        )
+        .context("starting the live updates thread")?;
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.clone()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
@@ -107,6 +115,7 @@ impl Application {
                 publisher.clone(),
                 settings.retry_schedule.clone(),
                 settings.breaker_threshold,
+                live.clone(),
                 log.new(slog::o!("component" => "delivery")),
             ));
             let tasks = TaskTracker::new();
@@ -156,6 +165,7 @@ impl Application {
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
+                live: live.clone(),
                 signup,
                 sessions,
                 log: http_log.clone(),
@@ -196,6 +206,7 @@ impl Application {
             server: server.run(),
             db,
             publisher_thread,
+            live_thread,
             delivery,
             reaper,
             shutdown: CancellationToken::new(),
@@ -223,6 +234,7 @@ impl Application {
             server,
             db,
             publisher_thread,
+            live_thread,
             delivery,
             reaper,
             shutdown,
@@ -275,6 +287,9 @@ impl Application {
         tokio::task::spawn_blocking(move || publisher_thread.stop())
             .await
             .context("stopping the publisher")?;
+        tokio::task::spawn_blocking(move || live_thread.stop())
+            .await
+            .context("stopping the live updates")?;
         db.close();
         info!(log, "stopped");
         served

@@ -8,6 +8,7 @@ use crate::auth::SessionPolicy;
 use crate::config::SignupPolicy;
 use crate::db::Database;
 use crate::delivery::TargetPolicy;
+use crate::live::Live;
 use crate::queue::Publisher;
 
 /// What HTTP handlers share.
@@ -20,6 +21,8 @@ pub struct AppState {
     pub secret_rotation_overlap: std::time::Duration,
     /// Where deliveries may go; subscriptions to refused IP literals are refused up front.
     pub target_policy: Arc<TargetPolicy>,
+    /// Live updates for dashboard pages, on every replica.
+    pub live: Live,
     /// Who may sign up from the dashboard.
     pub signup: SignupPolicy,
     /// How long dashboard sessions last and how their cookie is set.

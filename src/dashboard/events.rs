@@ -12,7 +12,7 @@ use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
 use crate::db::models::event::{Event, EventPage, EventSummary};
-use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
 use crate::problem::FieldError;
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
@@ -101,6 +101,8 @@ pub struct EventLog {
     pub filtered: bool,
     /// Whether the log spans every subscription (each row then names its own).
     pub across: bool,
+    /// The WebSocket that keeps this page current.
+    pub live_url: String,
 }
 
 impl EventLog {
@@ -197,6 +199,27 @@ impl LogQuery {
     }
 }
 
+/// The WebSocket URL of a page of the log. New rows are added live only where they belong at the
+/// top of the page: not on an older page, nor under a time or payload filter the live feed does
+/// not apply; rows already shown are kept current everywhere.
+fn live_url(subscription: Option<SubscriptionId>, page: &EventPage) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(subscription) = subscription {
+        query.append_pair("subscription", &subscription.to_string());
+    }
+    if let Some(status) = page.status {
+        query.append_pair("status", status.as_str());
+    }
+    if page.before.is_some()
+        || page.since.is_some()
+        || page.until.is_some()
+        || page.payload.is_some()
+    {
+        query.append_pair("new", "false");
+    }
+    format!("/ws?{}", query.finish())
+}
+
 /// A page of the log of `subscription` (or of all the user's), as `query` asks.
 pub async fn load_log(
     state: &AppState,
@@ -223,6 +246,7 @@ pub async fn load_log(
     let now = Utc::now();
     Ok(EventLog {
         across: subscription.is_none(),
+        live_url: live_url(subscription, &page),
         lines: found
             .into_iter()
             .map(|(event, last)| {
@@ -325,54 +349,34 @@ impl AttemptLine {
     }
 }
 
-#[derive(Template)]
-#[template(path = "event.html")]
-struct EventDetailPage {
-    layout: Layout,
+/// Everything an event's page shows.
+pub struct EventDetail {
+    pub id: EventId,
+    pub subscription_id: SubscriptionId,
+    pub subscription_name: String,
+    pub status: &'static str,
+    pub replayable: bool,
+    pub received: Moment,
+    pub completed: Option<Moment>,
+    pub next_attempt: Option<Moment>,
+    pub last_error: Option<String>,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyView,
+    pub attempts: Vec<AttemptLine>,
+}
+
+/// One of the user's events as its page shows it, attempts included.
+pub async fn event_detail(
+    state: &AppState,
+    user: UserId,
     id: EventId,
-    subscription_id: SubscriptionId,
-    subscription_name: String,
-    status: &'static str,
-    replayable: bool,
-    received: Moment,
-    completed: Option<Moment>,
-    next_attempt: Option<Moment>,
-    last_error: Option<String>,
-    content_type: Option<String>,
-    headers: Vec<(String, String)>,
-    body: BodyView,
-    attempts: Vec<AttemptLine>,
-}
-
-pages!(EventsPage, EventDetailPage);
-
-/// `GET /events`: the log across the user's subscriptions; `?status=failed` is the graveyard.
-pub async fn list(
-    session: Session,
-    state: web::Data<AppState>,
-    query: web::Query<LogQuery>,
-) -> Result<HttpResponse, DashboardError> {
-    let log = load_log(&state, &session, None, query.into_inner(), "/events".into()).await?;
-    render(&EventsPage {
-        layout: session.layout(Nav::Events),
-        log,
-    })
-}
-
-/// `GET /events/{id}`
-pub async fn show(
-    session: Session,
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-) -> Result<HttpResponse, DashboardError> {
-    let id = EventId(id.into_inner());
-    let event = service::events::get(&state, session.user_id(), id).await?;
-    let attempts = service::events::attempts(&state, session.user_id(), id).await?;
-    let subscription =
-        service::subscriptions::get(&state, session.user_id(), event.subscription_id).await?;
+) -> Result<EventDetail, DashboardError> {
+    let event = service::events::get(state, user, id).await?;
+    let attempts = service::events::attempts(state, user, id).await?;
+    let subscription = service::subscriptions::get(state, user, event.subscription_id).await?;
     let now = Utc::now();
-    render(&EventDetailPage {
-        layout: session.layout(Nav::Events),
+    Ok(EventDetail {
         id,
         subscription_id: event.subscription_id,
         subscription_name: subscription.name,
@@ -403,6 +407,41 @@ pub async fn show(
             .into_iter()
             .map(|attempt| AttemptLine::new(attempt, now))
             .collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventDetailPage {
+    layout: Layout,
+    detail: EventDetail,
+}
+
+pages!(EventsPage, EventDetailPage);
+
+/// `GET /events`: the log across the user's subscriptions; `?status=failed` is the graveyard.
+pub async fn list(
+    session: Session,
+    state: web::Data<AppState>,
+    query: web::Query<LogQuery>,
+) -> Result<HttpResponse, DashboardError> {
+    let log = load_log(&state, &session, None, query.into_inner(), "/events".into()).await?;
+    render(&EventsPage {
+        layout: session.layout(Nav::Events),
+        log,
+    })
+}
+
+/// `GET /events/{id}`
+pub async fn show(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let detail = event_detail(&state, session.user_id(), EventId(id.into_inner())).await?;
+    render(&EventDetailPage {
+        layout: session.layout(Nav::Events),
+        detail,
     })
 }
 

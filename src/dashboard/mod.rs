@@ -9,6 +9,7 @@ pub mod assets;
 mod csrf;
 mod error;
 mod events;
+mod live;
 mod session;
 mod subscriptions;
 mod view;
@@ -96,6 +97,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/subscriptions/{id}/delete",
                 web::post().to(subscriptions::delete),
             )
+            .route("/ws", web::get().to(live::connect))
             .route("/events", web::get().to(events::list))
             .route("/events/{id}", web::get().to(events::show))
             .route("/events/{id}/replay", web::post().to(events::replay))

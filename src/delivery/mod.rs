@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::db::models::event::{self, AttemptRecord};
 use crate::db::{Database, DbError};
 use crate::domain::{EventStatus, RetrySchedule};
+use crate::live::{Live, Notice};
 use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
 
 pub use attempt::HttpClient;
@@ -37,6 +38,7 @@ pub struct Deliverer {
     publisher: Publisher,
     schedule: RetrySchedule,
     breaker_threshold: i32,
+    live: Live,
     log: Logger,
 }
 
@@ -48,6 +50,7 @@ impl Deliverer {
         publisher: Publisher,
         schedule: RetrySchedule,
         breaker_threshold: u32,
+        live: Live,
         log: Logger,
     ) -> Self {
         Deliverer {
@@ -56,6 +59,7 @@ impl Deliverer {
             publisher,
             schedule,
             breaker_threshold: i32::try_from(breaker_threshold).unwrap_or(i32::MAX),
+            live,
             log,
         }
     }
@@ -134,6 +138,11 @@ impl Deliverer {
         self.db
             .run(async |conn| event::record_attempt(conn, id, &record).await)
             .await?;
+        self.live.notify(Notice {
+            event: id,
+            subscription: envelope.subscription_id,
+            new: false,
+        });
         if let Some(delay) = retry {
             let next = Envelope {
                 retry_count,

@@ -11,6 +11,7 @@ use slog::debug;
 use crate::db::DbError;
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
+use crate::live::Notice;
 use crate::problem::Problem;
 use crate::queue::Envelope;
 use crate::signing::incoming::{ProviderConfig, Rejection};
@@ -122,6 +123,11 @@ pub async fn ingest(
     };
     match (accepted.stored, key) {
         (Some(stored), _) => {
+            state.live.notify(Notice {
+                event: stored,
+                subscription: accepted.subscription_id,
+                new: true,
+            });
             let envelope = Envelope {
                 event_id: stored,
                 subscription_id: accepted.subscription_id,

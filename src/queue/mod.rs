@@ -1,7 +1,7 @@
 //! RabbitMQ: the envelope on the wire, the topology, and the threads that own amiquip's blocking
 //! connections (bridged to tokio with channels).
 
-mod connect;
+pub(crate) mod connect;
 mod consumer;
 mod envelope;
 mod publisher;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// How long a broker thread waits before reconnecting, growing from `MIN` to `MAX`.
 #[derive(Debug)]
-struct Backoff {
+pub(crate) struct Backoff {
     next: Duration,
 }
 
@@ -24,18 +24,18 @@ impl Backoff {
     const MIN: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(5);
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Backoff { next: Self::MIN }
     }
 
     /// The wait before the next try; each call doubles the one after.
-    fn step(&mut self) -> Duration {
+    pub(crate) fn step(&mut self) -> Duration {
         let wait = self.next;
         self.next = (self.next * 2).min(Self::MAX);
         wait
     }
 
-    fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.next = Self::MIN;
     }
 }

@@ -40,6 +40,11 @@ impl Topology {
         format!("{}.deliver", self.prefix)
     }
 
+    /// The fanout exchange live dashboard updates travel on between replicas.
+    pub fn live_exchange(&self) -> String {
+        format!("{}.live", self.prefix)
+    }
+
     /// The queue delivery workers consume.
     pub fn deliver_queue(&self) -> String {
         format!("{}.deliver", self.prefix)
@@ -113,7 +118,8 @@ impl Topology {
         Ok(())
     }
 
-    /// Deletes everything this topology declares (tests use it to leave the broker clean).
+    /// Deletes everything this topology declares, and the live exchange (tests use it to leave
+    /// the broker clean).
     pub fn delete(&self, channel: &Channel) -> amiquip::Result<()> {
         for delay in &self.retry_delays {
             channel.queue_delete(
@@ -122,6 +128,7 @@ impl Topology {
             )?;
         }
         channel.queue_delete(self.deliver_queue(), amiquip::QueueDeleteOptions::default())?;
+        channel.exchange_delete(self.live_exchange(), false)?;
         channel.exchange_delete(self.deliver_exchange(), false)
     }
 }

@@ -24,7 +24,9 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
         .ok_or(ServiceError::NotFound("event"))?;
     match outcome {
         Ok(due) => {
-            publish_due(&state.publisher, std::slice::from_ref(&due)).await;
+            let due = std::slice::from_ref(&due);
+            publish_due(&state.publisher, due).await;
+            super::subscriptions::notify_replayed(state, due);
             state
                 .db
                 .run(async |conn| event::find_for_user(conn, user, id).await)
@@ -97,6 +99,37 @@ pub async fn list(
         .collect())
 }
 
+/// These of a user's events (others' are left out), newest first, each with how its latest
+/// attempt ended.
+pub async fn lines(
+    state: &AppState,
+    user: UserId,
+    ids: &[EventId],
+) -> Result<Vec<(EventSummary, Option<LastAttempt>)>, ServiceError> {
+    Ok(state
+        .db
+        .run(async |conn| {
+            let events = event::summaries_for_user(conn, user, ids).await?;
+            with_last_attempts(conn, events).await
+        })
+        .await?)
+}
+
+async fn with_last_attempts(
+    conn: &mut diesel_async::AsyncPgConnection,
+    events: Vec<EventSummary>,
+) -> diesel::QueryResult<Vec<(EventSummary, Option<LastAttempt>)>> {
+    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    let mut last = delivery_attempt::latest_of(conn, &ids).await?;
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let found = last.iter().position(|a| a.event_id == event.id);
+            (event, found.map(|at| last.swap_remove(at)))
+        })
+        .collect())
+}
+
 /// [`list`], each event with how its latest attempt ended (when `with_last_attempt`).
 pub async fn log(
     state: &AppState,
@@ -114,21 +147,11 @@ pub async fn log(
                 return Ok(None);
             }
             let events = event::list_for_user(conn, user, subscription, page).await?;
-            let mut last = if with_last_attempt {
-                let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-                delivery_attempt::latest_of(conn, &ids).await?
+            if with_last_attempt {
+                with_last_attempts(conn, events).await.map(Some)
             } else {
-                Vec::new()
-            };
-            Ok(Some(
-                events
-                    .into_iter()
-                    .map(|event| {
-                        let found = last.iter().position(|a| a.event_id == event.id);
-                        (event, found.map(|at| last.swap_remove(at)))
-                    })
-                    .collect(),
-            ))
+                Ok(Some(events.into_iter().map(|e| (e, None)).collect()))
+            }
         })
         .await?
         .ok_or(ServiceError::NotFound("subscription"))

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
-use crate::db::models::event::{self, NewEvent, ReplayFilter};
+use crate::db::models::event::{self, DueEvent, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
 };
@@ -18,6 +18,7 @@ use crate::delivery::publish_due;
 use crate::domain::{
     EventId, EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl, UserId,
 };
+use crate::live::Notice;
 use crate::problem::FieldError;
 use crate::queue::Envelope;
 use crate::signing::incoming::ProviderConfig;
@@ -398,7 +399,19 @@ pub async fn replay(
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
     publish_due(&state.publisher, &due).await;
+    notify_replayed(state, &due);
     Ok(due.len())
+}
+
+/// Tells pages that these events are to be delivered again.
+pub(super) fn notify_replayed(state: &AppState, due: &[DueEvent]) {
+    for event in due {
+        state.live.notify(Notice {
+            event: event.id,
+            subscription: event.subscription_id,
+            new: false,
+        });
+    }
 }
 
 /// Stores a small JSON event for the subscription, as if its provider had sent it, and hands it
@@ -432,6 +445,11 @@ pub async fn send_test_event(
         .run(async |conn| event::accept(conn, &token, true, new).await)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
+    state.live.notify(Notice {
+        event: event_id,
+        subscription: accepted.subscription_id,
+        new: true,
+    });
     let envelope = Envelope {
         event_id,
         subscription_id: accepted.subscription_id,

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
-use crate::helpers::{PASSWORD, Script, Sink, spawn_app, spawn_fresh_app_with};
+use crate::helpers::{
+    OWNER_EMAIL, PASSWORD, Script, Sink, spawn_app, spawn_app_with, spawn_fresh_app_with,
+};
 
 /// Where a test leaves its screenshots, to look at after a run.
 fn screenshot_path(name: &str) -> PathBuf {
@@ -192,5 +194,71 @@ async fn the_root_sends_a_visitor_to_log_in() {
     assert_eq!(browser.attr("html", "lang").await.as_deref(), Some("en"));
     browser.screenshot(screenshot_path("login.png")).await;
     browser.close().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(503)).await;
+    let dashboard = app.owner_dashboard().await;
+    let id = dashboard.create_subscription("live", &sink.url).await;
+    let ingest_url = dashboard.ingest_url(&id).await;
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/login", app.address)).await;
+    browser.fill("email", OWNER_EMAIL).await;
+    browser.fill("password", PASSWORD).await;
+    browser
+        .click("form[action='/login'] button[type='submit']")
+        .await;
+    browser.wait_for("nav.mainnav").await;
+
+    // The log of the subscription is open; an event is posted from outside.
+    browser
+        .goto(&format!("{}/subscriptions/{id}", app.address))
+        .await;
+    browser.wait_for("[data-ingest-url]").await;
+    let event = app.accept(&ingest_url, r#"{"type": "live"}"#).await;
+    // No retries here: its one attempt fails, and the row turns failed in place.
+    browser
+        .wait_for(&format!(
+            "tr[data-event-id='{event}'][data-status='failed']"
+        ))
+        .await;
+    browser.screenshot(screenshot_path("live-failed.png")).await;
+
+    // The graveyard lists it; its page offers Replay.
+    browser.click("nav.mainnav a[href='/events']").await;
+    browser.click("a[href='/events?status=failed']").await;
+    browser
+        .click(&format!(
+            "tr[data-event-id='{event}'] a[href='/events/{event}']"
+        ))
+        .await;
+    browser.wait_for("button[data-action='replay']").await;
+    assert_eq!(
+        browser
+            .attr("#event-state .badge", "data-status")
+            .await
+            .as_deref(),
+        Some("failed")
+    );
+
+    // The endpoint is fixed; the replay's new attempt shows up on the open page.
+    sink.set_script(Script::Ok);
+    browser.click("button[data-action='replay']").await;
+    browser
+        .wait_for("#event-attempts li[data-attempt='2']")
+        .await;
+    browser
+        .wait_for("#event-state .badge[data-status='completed']")
+        .await;
+    browser
+        .screenshot(screenshot_path("live-replayed.png"))
+        .await;
+    assert_eq!(sink.received().len(), 2);
+
+    browser.close().await;
+    sink.stop().await;
     app.shutdown().await;
 }

@@ -741,16 +741,8 @@ impl TestApp {
             .expect("the relay answered");
         assert_eq!(response.status(), 303, "logging in as {email}");
         let cookie = set_cookie(&response, "spenza_session").expect("a session cookie");
-        let session = cookie["spenza_session=".len()..]
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        Dashboard {
-            address: self.address.clone(),
-            session,
-            client: self.api.clone(),
-        }
+        let session = cookie["spenza_session=".len()..].split(';').next().unwrap();
+        Dashboard::new(&self.address, session, self.api.clone())
     }
 
     /// The owner `spawn_app` created, logged in to the dashboard.
@@ -760,6 +752,15 @@ impl TestApp {
 }
 
 impl Dashboard {
+    /// A session of `address`'s dashboard, from its cookie's value.
+    pub fn new(address: &str, session: &str, client: reqwest::Client) -> Dashboard {
+        Dashboard {
+            address: address.to_owned(),
+            session: session.to_owned(),
+            client,
+        }
+    }
+
     fn cookie(&self) -> String {
         format!("spenza_session={}", self.session)
     }

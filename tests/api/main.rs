@@ -11,6 +11,7 @@ mod delivery;
 mod faults;
 mod helpers;
 mod ingest;
+mod live;
 mod load;
 mod queue;
 mod retries;

@@ -173,6 +173,22 @@ pub async fn find_for_user(
         .optional()
 }
 
+/// These of a user's events (others' are left out), newest first.
+pub async fn summaries_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    ids: &[EventId],
+) -> QueryResult<Vec<EventSummary>> {
+    events::table
+        .inner_join(subscriptions::table)
+        .filter(subscriptions::user_id.eq(user))
+        .filter(events::id.eq_any(ids))
+        .order(events::id.desc())
+        .select(EventSummary::as_select())
+        .load(conn)
+        .await
+}
+
 /// Which page of a subscription's events to list, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct EventPage {

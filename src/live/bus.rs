@@ -1,0 +1,204 @@
+//! The thread that owns the live bus's AMQP connection: publishes each tick's notices as one
+//! transient message (no confirms: a lost update costs a page a refresh, not an event), and
+//! broadcasts what the fanout delivers to this process's exclusive queue.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use amiquip::{
+    AmqpProperties, Channel, ConsumerMessage, ConsumerOptions, ExchangeDeclareOptions,
+    ExchangeType, FieldTable, Publish, QueueDeclareOptions,
+};
+use crossbeam_channel::{Receiver, Sender, select};
+use slog::{Logger, info, warn};
+use tokio::sync::broadcast;
+
+use super::{INCOMING, Live, Notice, OUTGOING};
+use crate::queue::{Backoff, Topology, connect};
+
+/// How long notices gather before they are published together.
+const TICK: Duration = Duration::from_millis(100);
+/// The most notices one message carries.
+const MAX_BATCH: usize = 512;
+
+/// Starts and stops the live bus's thread.
+pub struct LiveThread {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LiveThread {
+    /// Connects this process to the live exchange of `topology`'s prefix.
+    pub fn start(url: &str, topology: Topology, log: Logger) -> std::io::Result<(Live, Self)> {
+        let (outgoing_tx, outgoing_rx) = crossbeam_channel::bounded(OUTGOING);
+        let (incoming, _) = broadcast::channel(INCOMING);
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let worker = Worker {
+            url: url.to_owned(),
+            exchange: topology.live_exchange(),
+            outgoing: outgoing_rx,
+            incoming: incoming.clone(),
+            stop: stop_rx,
+            log,
+        };
+        let thread = std::thread::Builder::new()
+            .name("spenza-live".into())
+            .spawn(move || worker.run())?;
+        Ok((
+            Live {
+                outgoing: outgoing_tx,
+                incoming,
+            },
+            LiveThread {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Stops the thread and closes its connection.
+    pub fn stop(mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for LiveThread {
+    fn drop(&mut self) {
+        self.stop.take();
+    }
+}
+
+struct Worker {
+    url: String,
+    exchange: String,
+    outgoing: Receiver<Notice>,
+    incoming: broadcast::Sender<Arc<Vec<Notice>>>,
+    stop: Receiver<()>,
+    log: Logger,
+}
+
+enum Ended {
+    Stopped,
+    Lost(anyhow::Error),
+}
+
+impl Worker {
+    fn run(self) {
+        let mut backoff = Backoff::new();
+        loop {
+            match self.serve() {
+                Ended::Stopped => return,
+                Ended::Lost(error) => {
+                    warn!(self.log, "live updates lost the broker"; "error" => %error)
+                }
+            }
+            // Notices that arrive while the broker is away are dropped, not hoarded.
+            while self.outgoing.try_recv().is_ok() {}
+            if let Ok(()) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+                self.stop.recv_timeout(backoff.step())
+            {
+                return;
+            }
+        }
+    }
+
+    fn serve(&self) -> Ended {
+        let mut connection = match connect::open(&self.url) {
+            Ok(connection) => connection,
+            Err(error) => return Ended::Lost(error),
+        };
+        let ended = match connection.open_channel(None) {
+            Ok(channel) => self.relay(&channel),
+            Err(error) => Ended::Lost(error.into()),
+        };
+        let _ = connection.close();
+        ended
+    }
+
+    fn relay(&self, channel: &Channel) -> Ended {
+        let queue = match self.bind(channel) {
+            Ok(queue) => queue,
+            Err(error) => return Ended::Lost(error.into()),
+        };
+        let consumer = match queue.consume(ConsumerOptions {
+            no_ack: true,
+            exclusive: true,
+            ..ConsumerOptions::default()
+        }) {
+            Ok(consumer) => consumer,
+            Err(error) => return Ended::Lost(error.into()),
+        };
+        info!(self.log, "live updates connected to the broker");
+        let mut batch: Vec<Notice> = Vec::new();
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let timeout = deadline.map_or(crossbeam_channel::never(), crossbeam_channel::at);
+            select! {
+                recv(self.outgoing) -> notice => {
+                    let Ok(notice) = notice else { return Ended::Stopped };
+                    batch.push(notice);
+                    deadline.get_or_insert_with(|| Instant::now() + TICK);
+                    if batch.len() >= MAX_BATCH && let Err(error) = self.publish(channel, &mut batch) {
+                        return Ended::Lost(error);
+                    }
+                }
+                recv(timeout) -> _ => {
+                    deadline = None;
+                    if let Err(error) = self.publish(channel, &mut batch) {
+                        return Ended::Lost(error);
+                    }
+                }
+                recv(consumer.receiver()) -> message => match message {
+                    Ok(ConsumerMessage::Delivery(delivery)) => {
+                        if let Ok(notices) = serde_json::from_slice::<Vec<Notice>>(&delivery.body) {
+                            // No page open here: nobody subscribed, nothing to do.
+                            let _ = self.incoming.send(Arc::new(notices));
+                        }
+                    }
+                    Ok(other) => return Ended::Lost(anyhow::anyhow!("live consumer ended: {other:?}")),
+                    Err(_) => return Ended::Lost(anyhow::anyhow!("connection closed")),
+                },
+                recv(self.stop) -> _ => return Ended::Stopped,
+            }
+        }
+    }
+
+    /// Declares the fanout exchange and this process's own queue, bound to it.
+    fn bind<'a>(&self, channel: &'a Channel) -> amiquip::Result<amiquip::Queue<'a>> {
+        let exchange = channel.exchange_declare(
+            ExchangeType::Fanout,
+            self.exchange.clone(),
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+        )?;
+        let queue = channel.queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+        )?;
+        queue.bind(&exchange, "", FieldTable::default())?;
+        Ok(queue)
+    }
+
+    fn publish(&self, channel: &Channel, batch: &mut Vec<Notice>) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(batch)?;
+        batch.clear();
+        channel.basic_publish(
+            self.exchange.clone(),
+            Publish::with_properties(&body, "", AmqpProperties::default()),
+        )?;
+        Ok(())
+    }
+}

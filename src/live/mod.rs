@@ -1,0 +1,50 @@
+//! Live updates for dashboard pages, on every replica. Whatever changes an event (ingest, a
+//! delivery attempt, a replay) drops a [`Notice`] into this process's bus without waiting; the
+//! bus publishes what gathered in each tick as one transient message on the `<prefix>.live`
+//! fanout exchange, and every process hands what arrives on its own exclusive queue to its
+//! WebSocket connections. The delivery path never waits for a browser, nor for the broker.
+
+mod bus;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+pub use bus::LiveThread;
+
+use crate::domain::{EventId, SubscriptionId};
+
+/// Something happened to an event: it arrived, or its status or attempts changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub event: EventId,
+    pub subscription: SubscriptionId,
+    /// Whether the event is new (a row to add) rather than changed (a row to replace).
+    pub new: bool,
+}
+
+/// Notices waiting to be published, at most: beyond that a burst drops notices (pages catch up
+/// on their next change or load) rather than grow memory or slow the caller.
+const OUTGOING: usize = 8192;
+/// Batches a slow WebSocket connection may fall behind by before it skips ahead.
+const INCOMING: usize = 256;
+
+/// This process's end of the live bus: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct Live {
+    outgoing: crossbeam_channel::Sender<Notice>,
+    incoming: broadcast::Sender<Arc<Vec<Notice>>>,
+}
+
+impl Live {
+    /// Reports a change; dropped when the bus is this far behind.
+    pub fn notify(&self, notice: Notice) {
+        let _ = self.outgoing.try_send(notice);
+    }
+
+    /// Every batch of notices any replica publishes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<Notice>>> {
+        self.incoming.subscribe()
+    }
+}

@@ -1,0 +1,212 @@
+//! The live WebSocket from outside: who may connect, what each session sees, and updates that
+//! cross from one relay process to another.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::helpers::{
+    Dashboard, PASSWORD, RelayProcess, Script, Sink, TestResources, create_user_with_key,
+    spawn_app, wait_until,
+};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/ws?{query}` on `address` with these headers; the handshake's error if refused.
+async fn open(
+    address: &str,
+    query: &str,
+    headers: &[(&str, String)],
+) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
+    let url = format!("{}/ws?{query}", address.replacen("http://", "ws://", 1));
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        let name = tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+            .expect("a header name");
+        request
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(value).unwrap());
+    }
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(socket, _)| socket)
+}
+
+/// A signed-in page's WebSocket.
+async fn open_as(dashboard: &Dashboard, query: &str) -> Socket {
+    open(
+        &dashboard.address,
+        query,
+        &[
+            ("cookie", format!("spenza_session={}", dashboard.session)),
+            ("origin", dashboard.address.clone()),
+        ],
+    )
+    .await
+    .expect("the relay accepts its own page's WebSocket")
+}
+
+/// Reads messages until one contains `wanted`; fails after `timeout` with what it read.
+async fn read_until(socket: &mut Socket, wanted: &str, timeout: Duration) -> String {
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                let text = text.to_string();
+                if text.contains(wanted) {
+                    return Some(text);
+                }
+                seen.push(text);
+            }
+        }
+        None
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(Some(text)) => text,
+        _ => panic!("no message with {wanted} within {timeout:?}; read: {seen:?}"),
+    }
+}
+
+/// The status an update gives `event`'s row, if it has the row.
+fn status_in<'a>(message: &'a str, event: &str) -> Option<&'a str> {
+    let row = &message[message.find(&format!("id=\"event-{event}\""))?..];
+    let marker = "data-status=\"";
+    let start = row.find(marker)? + marker.len();
+    row[start..].split('"').next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_signed_in_page_of_the_relay_may_open_the_websocket() {
+    let app = spawn_app().await;
+    let dashboard = app.owner_dashboard().await;
+    let cookie = format!("spenza_session={}", dashboard.session);
+    let refused = [
+        vec![("origin", app.address.clone())],
+        vec![
+            ("cookie", cookie.clone()),
+            ("origin", "https://evil.example".into()),
+        ],
+        vec![("cookie", cookie.clone()), ("origin", "null".into())],
+        vec![("cookie", cookie.clone())],
+        vec![
+            (
+                "cookie",
+                "spenza_session=not-a-live-session-token-at-all-00000".into(),
+            ),
+            ("origin", app.address.clone()),
+        ],
+    ];
+    for headers in refused {
+        let opened = open(&app.address, "", &headers).await;
+        assert!(opened.is_err(), "opened with {headers:?}");
+    }
+    open_as(&dashboard, "").await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_sees_its_users_events_arrive_and_complete_and_never_another_users() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let owner = app.owner_dashboard().await;
+    let mine = owner.create_subscription("mine", &sink.url).await;
+    app.another_user("other@example.com").await;
+    let other = app.dashboard_login("other@example.com", PASSWORD).await;
+    let theirs = other.create_subscription("theirs", &sink.url).await;
+
+    let mut all = open_as(&owner, "").await;
+    let mut one = open_as(&owner, &format!("subscription={mine}")).await;
+    let foreign = app
+        .accept(&other.ingest_url(&theirs).await, r#"{"secret": "theirs"}"#)
+        .await;
+    let event = app
+        .accept(&owner.ingest_url(&mine).await, r#"{"n": 1}"#)
+        .await;
+
+    for socket in [&mut all, &mut one] {
+        let added = read_until(socket, &event, Duration::from_secs(10)).await;
+        assert!(
+            added.contains("hx-swap-oob=\"afterbegin:#event-rows\""),
+            "a new row on top: {added}"
+        );
+        // Delivered in the same tick, or replaced in place by a later message.
+        let mut latest = added;
+        while status_in(&latest, &event) != Some("completed") {
+            assert!(!latest.contains(&foreign), "{latest}");
+            latest = read_until(socket, &event, Duration::from_secs(10)).await;
+        }
+        assert!(!latest.contains(&foreign), "{latest}");
+    }
+    // The other user's own page sees theirs, and nothing of the owner's.
+    let mut theirs_page = open_as(&other, "").await;
+    let second = app.accept(&other.ingest_url(&theirs).await, "{}").await;
+    let seen = read_until(&mut theirs_page, &second, Duration::from_secs(10)).await;
+    assert!(!seen.contains(&event));
+    // And the owner's pages never got a row of theirs.
+    let owners_next = app.accept(&owner.ingest_url(&mine).await, "{}").await;
+    let seen = read_until(&mut all, &owners_next, Duration::from_secs(10)).await;
+    assert!(!seen.contains(&second) && !seen.contains(&foreign));
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another() {
+    let resources = TestResources::new("1s").await;
+    create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Ok).await;
+    let a = RelayProcess::start(&resources, &[("SPENZA_RETRY_SCHEDULE", "1s")]).await;
+    let b = RelayProcess::start(&resources, &[("SPENZA_RETRY_SCHEDULE", "1s")]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{}/login", a.address))
+        .form(&[("email", "owner@example.com"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let session = crate::helpers::set_cookie(&login, "spenza_session").unwrap()
+        ["spenza_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let on_a = Dashboard::new(&a.address, &session, client.clone());
+    let subscription = on_a.create_subscription("replicated", &sink.url).await;
+    let token = on_a
+        .ingest_url(&subscription)
+        .await
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut page_on_a = open_as(&on_a, &format!("subscription={subscription}")).await;
+    // The live queues are bound by now on both: wait until B's readiness says its broker is up.
+    wait_until(Duration::from_secs(10), "B ready", || async {
+        let ready = client.get(format!("{}/readyz", b.address)).send().await;
+        match ready {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let posted = client
+        .post(format!("{}/ingest/{token}", b.address))
+        .header("content-type", "application/json")
+        .body(r#"{"via": "b"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 202);
+    let event: serde_json::Value = posted.json().await.unwrap();
+    let event = event["event_id"].as_str().unwrap();
+    read_until(&mut page_on_a, event, Duration::from_secs(10)).await;
+    sink.stop().await;
+    drop((a, b));
+}
