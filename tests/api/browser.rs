@@ -195,13 +195,18 @@ impl Browser {
         }
     }
 
-    /// Clicks the element matching `css`, once it is there.
+    /// Clicks the element matching `css`, once it is there. An element htmx swapped out between
+    /// finding and clicking it is found again, a few times.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|error| panic!("could not click `{css}`: {error}"));
+        for _ in 0..3 {
+            match self.wait_for(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(error))
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
+                Err(error) => panic!("could not click `{css}`: {error}"),
+            }
+        }
+        panic!("`{css}` was replaced each time it was clicked");
     }
 
     /// Types `value` into the form field named `name`, replacing what it held.

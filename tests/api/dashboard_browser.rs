@@ -231,6 +231,9 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
     browser.click("nav.mainnav a[href='/events']").await;
     browser.click("a[href='/events?status=failed']").await;
     browser
+        .wait_for(".tabs a[aria-current='page'][href='/events?status=failed']")
+        .await;
+    browser
         .click(&format!(
             "tr[data-event-id='{event}'] a[href='/events/{event}']"
         ))
