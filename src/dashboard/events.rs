@@ -11,7 +11,7 @@ use super::error::DashboardError;
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
-use crate::db::models::event::{Event, EventPage, EventSummary};
+use crate::db::models::event::{Event, EventPage, EventSummary, GraveyardFilter};
 use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
 use crate::problem::FieldError;
 use crate::service::{self, ServiceError};
@@ -103,6 +103,8 @@ pub struct EventLog {
     pub across: bool,
     /// The WebSocket that keeps this page current.
     pub live_url: String,
+    /// Whether rows can be ticked for a bulk replay: the graveyard across subscriptions.
+    pub selectable: bool,
 }
 
 impl EventLog {
@@ -245,6 +247,7 @@ pub async fn load_log(
     };
     let now = Utc::now();
     Ok(EventLog {
+        selectable: subscription.is_none() && page.status == Some(EventStatus::Failed),
         across: subscription.is_none(),
         live_url: live_url(subscription, &page),
         lines: found
@@ -462,6 +465,72 @@ pub async fn replay(
             "Replayed: the same bytes and webhook-id are on their way, with a fresh retry budget.",
         )),
     ))
+}
+
+/// `POST /events/replay`: the graveyard's bulk action. Either the events ticked (`event`, once
+/// per event) or, with `all`, every failed event the page's filters take, replayed in the
+/// background in bounded batches.
+pub async fn replay_many(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: web::Bytes,
+) -> Result<HttpResponse, DashboardError> {
+    let fields: Vec<(String, String)> = url::form_urlencoded::parse(&form).into_owned().collect();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or("", |(_, value)| value.as_str())
+    };
+    let back = |flash: String| {
+        redirect(
+            &request,
+            "/events?status=failed",
+            Some(Flash::success(flash)),
+        )
+    };
+    if field("all") == "1" {
+        let query = LogQuery {
+            status: "failed".into(),
+            since: field("since").into(),
+            until: field("until").into(),
+            payload: field("payload").into(),
+            before: String::new(),
+        };
+        let (page, errors) = query.page();
+        if !errors.is_empty() {
+            return Err(DashboardError::BadRequest(
+                "the filters could not be read: filter the graveyard again, then replay".into(),
+            ));
+        }
+        let filter = GraveyardFilter {
+            subscription: None,
+            since: page.since,
+            until: page.until,
+            payload: page.payload,
+        };
+        let queued =
+            service::events::replay_graveyard(state.into_inner(), session.user_id(), filter)
+                .await?;
+        return Ok(back(format!(
+            "Replaying {queued} failed event{} in the background.",
+            if queued == 1 { "" } else { "s" }
+        )));
+    }
+    let ids: Vec<EventId> = fields
+        .iter()
+        .filter(|(key, _)| key == "event")
+        .filter_map(|(_, value)| Uuid::parse_str(value).ok().map(EventId))
+        .collect();
+    if ids.is_empty() {
+        return Ok(back("Tick the events to replay first.".into()));
+    }
+    let replayed = service::events::replay_selected(&state, session.user_id(), &ids).await?;
+    Ok(back(format!(
+        "Replayed {replayed} event{}.",
+        if replayed == 1 { "" } else { "s" }
+    )))
 }
 
 #[cfg(test)]

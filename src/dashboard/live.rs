@@ -58,6 +58,7 @@ pub struct Watched {
 struct LiveUpdate<'a> {
     layout: &'a Layout,
     across: bool,
+    selectable: bool,
     new_rows: Vec<EventLine>,
     changed_rows: Vec<EventLine>,
     held_back: usize,
@@ -277,6 +278,8 @@ impl Connection {
         let update = LiveUpdate {
             layout: &self.layout,
             across: self.watched.subscription.is_none(),
+            selectable: self.watched.subscription.is_none()
+                && self.watched.status == Some(EventStatus::Failed),
             new_rows: new_rows.into_iter().map(|(_, line)| line).collect(),
             changed_rows: changed_rows.into_iter().map(|(_, line)| line).collect(),
             held_back: pending.held_back,

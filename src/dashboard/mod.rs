@@ -99,6 +99,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             )
             .route("/ws", web::get().to(live::connect))
             .route("/events", web::get().to(events::list))
+            .route("/events/replay", web::post().to(events::replay_many))
             .route("/events/{id}", web::get().to(events::show))
             .route("/events/{id}/replay", web::post().to(events::replay))
             .route("/api-keys", web::get().to(api_keys::list))

@@ -2,7 +2,11 @@
 
 use super::ServiceError;
 use crate::db::models::delivery_attempt::{self, DeliveryAttempt, LastAttempt};
-use crate::db::models::event::{self, Event, EventPage, EventSummary};
+use std::sync::Arc;
+
+use slog::warn;
+
+use crate::db::models::event::{self, Event, EventPage, EventSummary, GraveyardFilter};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
 use crate::domain::{EventId, SubscriptionId, UserId};
@@ -38,6 +42,62 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
             busy.status
         ))),
     }
+}
+
+/// How many failed events one graveyard transaction replays: bounded, so that replaying the
+/// whole graveyard never holds many rows locked or floods the broker at once.
+const REPLAY_BATCH: i64 = 500;
+
+/// Replays those of `ids` that are the user's and final; answers how many.
+pub async fn replay_selected(
+    state: &AppState,
+    user: UserId,
+    ids: &[EventId],
+) -> Result<usize, ServiceError> {
+    let due = state
+        .db
+        .run(async |conn| event::replay_many_for_user(conn, user, ids).await)
+        .await?;
+    publish_due(&state.publisher, &due).await;
+    super::subscriptions::notify_replayed(state, &due);
+    Ok(due.len())
+}
+
+/// Replays every failed event of the user's the filter takes, in the background in batches of
+/// [`REPLAY_BATCH`]; answers how many there are now.
+pub async fn replay_graveyard(
+    state: Arc<AppState>,
+    user: UserId,
+    filter: GraveyardFilter,
+) -> Result<i64, ServiceError> {
+    let matching = state
+        .db
+        .run(async |conn| event::count_failed(conn, user, &filter).await)
+        .await?;
+    tokio::spawn(async move {
+        // Each batch leaves the graveyard, so the next one finds the rest; the count bounds the
+        // work to what was asked for even while new failures arrive.
+        let mut left = matching;
+        while left > 0 {
+            let batch = REPLAY_BATCH.min(left);
+            let due = match state
+                .db
+                .run(async |conn| event::replay_failed_batch(conn, user, &filter, batch).await)
+                .await
+            {
+                Ok(due) if !due.is_empty() => due,
+                Ok(_) => return,
+                Err(error) => {
+                    warn!(state.log, "a graveyard replay stopped"; "error" => %error, "left" => left);
+                    return;
+                }
+            };
+            left -= due.len() as i64;
+            publish_due(&state.publisher, &due).await;
+            super::subscriptions::notify_replayed(&state, &due);
+        }
+    });
+    Ok(matching)
 }
 
 /// The payload filter of the event log, as typed: a JSON object or array the payload must

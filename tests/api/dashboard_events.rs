@@ -227,3 +227,61 @@ async fn an_events_page_shows_its_body_headers_and_attempts_and_replays_it() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graveyard_replays_the_events_ticked_or_all_that_match() {
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(500)).await;
+    let dashboard = app.owner_dashboard().await;
+    let (_, events) = subscription_with_events(
+        &app,
+        &dashboard,
+        &sink,
+        &[
+            r#"{"type": "a"}"#,
+            r#"{"type": "b"}"#,
+            r#"{"type": "b"}"#,
+            r#"{"type": "c"}"#,
+        ],
+    )
+    .await;
+    for event in &events {
+        app.wait_for_status(event, "failed").await;
+    }
+    let graveyard = dashboard.page("/events?status=failed").await;
+    assert!(graveyard.contains("data-action=\"replay-all\""));
+    assert!(graveyard.contains(&format!("name=\"event\" value=\"{}\"", events[0])));
+    sink.set_script(Script::Ok);
+
+    // Ticked: only those, and only final ones of this user.
+    let ticked = dashboard
+        .post(
+            "/events/replay",
+            &[("all", "0"), ("event", &events[0]), ("event", "not-an-id")],
+        )
+        .await;
+    assert_eq!(ticked.status(), 303);
+    app.wait_for_status(&events[0], "completed").await;
+
+    // All that match the page's filter, in the background: both "b" events, not "c".
+    let all = dashboard
+        .post(
+            "/events/replay",
+            &[("all", "1"), ("payload", r#"{"type": "b"}"#)],
+        )
+        .await;
+    assert_eq!(all.status(), 303);
+    let flash = crate::helpers::set_cookie(&all, "spenza_flash").expect("a message");
+    assert!(!flash.is_empty());
+    app.wait_for_status(&events[1], "completed").await;
+    app.wait_for_status(&events[2], "completed").await;
+    assert_eq!(app.event(&events[3]).await["status"], "failed");
+    assert!(
+        dashboard
+            .page("/events?status=failed")
+            .await
+            .contains(&events[3])
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}

@@ -423,6 +423,93 @@ pub async fn replay_for_user(
     .optional()
 }
 
+/// Makes those of `ids` that are the user's and final (completed or failed) due again with a
+/// fresh retry budget; the rest are left alone.
+pub async fn replay_many_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    ids: &[EventId],
+) -> QueryResult<Vec<DueEvent>> {
+    let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
+    diesel::sql_query(format!(
+        "{REPLAY} AND subscriptions.user_id = $1 AND events.id = ANY($2) \
+         AND events.status IN ('completed', 'failed'){RETURNING_DUE}"
+    ))
+    .bind::<SqlUuid, _>(user)
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
+    .load(conn)
+    .await
+}
+
+/// Which of a user's failed events a graveyard action takes.
+#[derive(Debug, Clone, Default)]
+pub struct GraveyardFilter {
+    pub subscription: Option<SubscriptionId>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub payload: Option<serde_json::Value>,
+}
+
+/// The conditions of a graveyard filter on `events` joined to `subscriptions`, binds $1..$6.
+const IN_GRAVEYARD: &str = "subscriptions.user_id = $1 AND events.status = 'failed' \
+     AND ($2::uuid IS NULL OR events.subscription_id = $2) \
+     AND ($3::uuid IS NULL OR events.id >= $3) AND ($4::uuid IS NULL OR events.id < $4) \
+     AND ($5::jsonb IS NULL OR events.payload @> $5)";
+
+/// How many of the user's failed events the filter takes.
+pub async fn count_failed(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    filter: &GraveyardFilter,
+) -> QueryResult<i64> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let query = diesel::sql_query(format!(
+        "SELECT count(*) AS count FROM events JOIN subscriptions \
+         ON subscriptions.id = events.subscription_id WHERE {IN_GRAVEYARD}"
+    ));
+    bind_graveyard(query, user, filter)
+        .get_result::<Count>(conn)
+        .await
+        .map(|found| found.count)
+}
+
+/// Replays up to `batch` of the user's failed events the filter takes, oldest first, skipping
+/// rows another transaction holds; what it made due.
+pub async fn replay_failed_batch(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    filter: &GraveyardFilter,
+    batch: i64,
+) -> QueryResult<Vec<DueEvent>> {
+    let query = diesel::sql_query(format!(
+        "{REPLAY} AND events.id IN (SELECT events.id FROM events JOIN subscriptions \
+         ON subscriptions.id = events.subscription_id WHERE {IN_GRAVEYARD} \
+         ORDER BY events.id LIMIT $6 FOR UPDATE OF events SKIP LOCKED){RETURNING_DUE}"
+    ));
+    bind_graveyard(query, user, filter)
+        .bind::<BigInt, _>(batch)
+        .load(conn)
+        .await
+}
+
+fn bind_graveyard(
+    query: diesel::query_builder::SqlQuery,
+    user: UserId,
+    filter: &GraveyardFilter,
+) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
+    query
+        .into_boxed()
+        .bind::<SqlUuid, _>(user)
+        .bind::<Nullable<SqlUuid>, _>(filter.subscription)
+        .bind::<Nullable<SqlUuid>, _>(filter.since.map(EventId::first_at))
+        .bind::<Nullable<SqlUuid>, _>(filter.until.map(EventId::first_at))
+        .bind::<Nullable<Jsonb>, _>(filter.payload.clone())
+}
+
 /// Which of a subscription's events a bulk replay takes.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayFilter {
