@@ -6,6 +6,7 @@
 mod accounts;
 mod api_keys;
 pub mod assets;
+mod charts;
 mod csrf;
 mod error;
 mod events;

@@ -7,6 +7,7 @@ use askama::Template;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::charts::{Chart, subscription_charts};
 use super::error::DashboardError;
 use super::events::{EventLog, LogQuery, load_log};
 use super::session::Session;
@@ -143,6 +144,7 @@ struct ShowPage {
     provider: Option<String>,
     created: Moment,
     curl: String,
+    charts: Vec<Chart>,
     log: EventLog,
 }
 
@@ -239,6 +241,7 @@ pub async fn show(
     let subscription = subscriptions::get(&state, session.user_id(), id).await?;
     let path = format!("/subscriptions/{id}");
     let log = load_log(&state, &session, Some(id), query.into_inner(), path).await?;
+    let (hour, day) = subscriptions::activity(&state, session.user_id(), id).await?;
     let ingest_url = state.ingest_url(&subscription.ingest_token);
     let now = Utc::now();
     render(&ShowPage {
@@ -265,6 +268,7 @@ pub async fn show(
             .filter(|until| *until > now)
             .map(|until| Moment::of(until, now)),
         created: Moment::of(subscription.created_at, now),
+        charts: subscription_charts(now, &hour, &day),
         name: subscription.name,
         target_url: subscription.target_url,
         signing_secret: subscription.signing_secret,

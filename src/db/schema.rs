@@ -22,6 +22,7 @@ diesel::table! {
         status_code -> Nullable<Int4>,
         error -> Nullable<Text>,
         response_body -> Nullable<Text>,
+        subscription_id -> Uuid,
     }
 }
 

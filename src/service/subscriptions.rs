@@ -1,7 +1,7 @@
 //! Subscriptions: create, read, edit (pause and resume included), rotate the signing secret,
 //! replay in bulk, send a test event, delete.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use diesel_async::AsyncConnection;
 use garde::Validate;
 use serde::Deserialize;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
+use crate::db::models::delivery_attempt::{self, AttemptBucket};
 use crate::db::models::event::{self, DueEvent, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
@@ -459,6 +460,39 @@ pub async fn send_test_event(
     // A failed publish loses nothing: the event is due in PostgreSQL and the reaper sends it.
     let _ = state.publisher.publish_detached(&envelope).await;
     Ok(event_id)
+}
+
+/// A subscription's attempts over the last hour by minute, and over the last day by hour.
+pub async fn activity(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
+    const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let now = Utc::now();
+    // Buckets end at the next whole minute or hour, so the newest is the current one.
+    let hour_start = now
+        .duration_trunc(chrono::TimeDelta::minutes(1))
+        .unwrap_or(now)
+        - chrono::TimeDelta::minutes(59);
+    let day_start = now
+        .duration_trunc(chrono::TimeDelta::hours(1))
+        .unwrap_or(now)
+        - chrono::TimeDelta::hours(23);
+    Ok(state
+        .db
+        .run(async |conn| {
+            if subscription::find_for_user(conn, user, id).await?.is_none() {
+                return Ok(None);
+            }
+            let hour =
+                delivery_attempt::buckets_for_subscription(conn, id, hour_start, MINUTE).await?;
+            let day = delivery_attempt::buckets_for_subscription(conn, id, day_start, HOUR).await?;
+            Ok(Some((hour, day)))
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?)
 }
 
 /// Deletes one of a user's subscriptions and, with it, its events.

@@ -2,7 +2,11 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Dashboard, PASSWORD, Script, Sink, TestApp, spawn_app, spawn_app_with};
+use std::time::Duration;
+
+use crate::helpers::{
+    Dashboard, PASSWORD, Script, Sink, TestApp, spawn_app, spawn_app_with, wait_until,
+};
 
 /// The `data-event-id`s of a page's rows, in order.
 fn event_ids(page: &str) -> Vec<String> {
@@ -282,6 +286,51 @@ async fn the_graveyard_replays_the_events_ticked_or_all_that_match() {
             .await
             .contains(&events[3])
     );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriptions_page_charts_its_deliveries_and_latency_in_svg() {
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::FailFirst(1, 500)).await;
+    let dashboard = app.owner_dashboard().await;
+    let (id, events) = subscription_with_events(&app, &dashboard, &sink, &["{}", "{}", "{}"]).await;
+    for event in &events {
+        wait_until(Duration::from_secs(30), "a final status", || async {
+            let status = app.event(event).await["status"].clone();
+            if status == "completed" || status == "failed" {
+                Ok(())
+            } else {
+                Err(status.to_string())
+            }
+        })
+        .await;
+    }
+    let page = dashboard.page(&format!("/subscriptions/{id}")).await;
+    for chart in [
+        "deliveries-hour",
+        "deliveries-day",
+        "latency-hour",
+        "latency-day",
+    ] {
+        assert!(
+            page.contains(&format!("<svg data-chart=\"{chart}\"")),
+            "{chart}"
+        );
+        assert!(
+            page.contains(&format!("<desc id=\"{chart}-desc\">")),
+            "{chart}: a text alternative"
+        );
+    }
+    let text = unescape(&page);
+    assert!(
+        text.contains("Deliveries per minute, last hour: 3 delivery attempts, 2 of them delivered (2xx), 1 not."),
+        "{text}"
+    );
+    assert!(page.contains("class=\"seg-ok\""), "a bar for the delivered");
+    assert!(page.contains("class=\"seg-error\""), "and one for the 5xx");
+    assert!(page.contains("<polyline class=\"line-p95\""));
     sink.stop().await;
     app.shutdown().await;
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{delivery_attempts, events, subscriptions};
-use crate::domain::{EventId, UserId};
+use crate::domain::{EventId, SubscriptionId, UserId};
 
 /// One attempt as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -72,4 +72,53 @@ pub async fn latest_of(
         ))
         .load(conn)
         .await
+}
+
+/// One time bucket of a subscription's attempts: how they ended, and how long they took.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct AttemptBucket {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub bucket: DateTime<Utc>,
+    /// Answered 2xx.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub succeeded: i64,
+    /// Answered 3xx or 4xx: the endpoint refused.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub refused: i64,
+    /// Answered 5xx.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub server_error: i64,
+    /// No answer: timeout, connection error, the SSRF guard.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub no_answer: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub p50_ms: f64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub p95_ms: f64,
+}
+
+/// A subscription's attempts since `since`, in buckets of `width` starting there (buckets with
+/// no attempt are left out). One range of the `(subscription_id, started_at)` index.
+pub async fn buckets_for_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+    since: DateTime<Utc>,
+    width: std::time::Duration,
+) -> QueryResult<Vec<AttemptBucket>> {
+    diesel::sql_query(
+        "SELECT date_bin($3, started_at, $2) AS bucket, \
+             count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded, \
+             count(*) FILTER (WHERE status_code BETWEEN 300 AND 499) AS refused, \
+             count(*) FILTER (WHERE status_code >= 500) AS server_error, \
+             count(*) FILTER (WHERE status_code IS NULL) AS no_answer, \
+             percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+             percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms \
+         FROM delivery_attempts WHERE subscription_id = $1 AND started_at >= $2 \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(subscription)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Interval, _>(super::pg_interval(width))
+    .load(conn)
+    .await
 }

@@ -331,9 +331,9 @@ impl QueryFragment<Pg> for RecordAttempt<'_> {
              FROM updated, next \
              WHERE subscriptions.id = updated.subscription_id \
                  AND (next.status <> 'completed' OR subscriptions.consecutive_failures <> 0)) \
-             INSERT INTO delivery_attempts \
-                 (event_id, attempt, started_at, duration_ms, status_code, error, response_body) \
-             SELECT updated.id, updated.attempts, ",
+             INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
+                 duration_ms, status_code, error, response_body) \
+             SELECT updated.id, updated.subscription_id, updated.attempts, ",
         );
         out.push_bind_param::<Timestamptz, _>(&attempt.started_at)?;
         out.push_sql(", ");

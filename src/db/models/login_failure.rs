@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Interval, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::session::pg_interval;
+use super::pg_interval;
 use crate::db::schema::login_failures;
 
 /// Log-in attempts for one address within the window, counting the one just recorded.

@@ -8,3 +8,12 @@ pub mod login_failure;
 pub mod session;
 pub mod subscription;
 pub mod user;
+
+use std::time::Duration;
+
+/// A duration as a PostgreSQL interval, to whole microseconds.
+pub fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
+    diesel::data_types::PgInterval::from_microseconds(
+        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
+    )
+}

@@ -8,6 +8,7 @@ use diesel::sql_types::{Bytea, Interval, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use super::pg_interval;
 use crate::db::schema::sessions;
 use crate::domain::UserId;
 
@@ -79,11 +80,4 @@ pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryRes
         .execute(conn)
         .await
         .map(drop)
-}
-
-/// A duration as a PostgreSQL interval, to whole microseconds.
-pub fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
-    diesel::data_types::PgInterval::from_microseconds(
-        i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
-    )
 }

@@ -1,0 +1,2 @@
+DROP INDEX delivery_attempts_subscription_started;
+ALTER TABLE delivery_attempts DROP COLUMN subscription_id;
