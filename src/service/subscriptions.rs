@@ -480,7 +480,7 @@ pub async fn activity(
         .duration_trunc(chrono::TimeDelta::hours(1))
         .unwrap_or(now)
         - chrono::TimeDelta::hours(23);
-    Ok(state
+    state
         .db
         .run(async |conn| {
             if subscription::find_for_user(conn, user, id).await?.is_none() {
@@ -492,7 +492,7 @@ pub async fn activity(
             Ok(Some((hour, day)))
         })
         .await?
-        .ok_or(ServiceError::NotFound("subscription"))?)
+        .ok_or(ServiceError::NotFound("subscription"))
 }
 
 /// Deletes one of a user's subscriptions and, with it, its events.
