@@ -94,6 +94,7 @@ impl Application {
         let (live, live_thread) = LiveThread::start(
             &settings.amqp_url,
             topology.clone(),
+            settings.role.serves_http(),
             log.new(slog::o!("component" => "live")),
         )
         .context("starting the live updates thread")?;
@@ -138,6 +139,7 @@ impl Application {
             log: log.new(slog::o!("component" => "reaper")),
         };
 
+        let shutdown = CancellationToken::new();
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
@@ -154,6 +156,7 @@ impl Application {
             secure_cookie: settings.serves_https(),
         };
         let http_log = log.clone();
+        let http_shutdown = shutdown.clone();
         let serves_http = settings.role.serves_http();
         let server = HttpServer::new(move || {
             let pool = db::build_pool(&database, pools.per_http_worker)
@@ -166,6 +169,7 @@ impl Application {
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
                 live: live.clone(),
+                shutdown: http_shutdown.clone(),
                 signup,
                 sessions,
                 log: http_log.clone(),
@@ -209,7 +213,7 @@ impl Application {
             live_thread,
             delivery,
             reaper,
-            shutdown: CancellationToken::new(),
+            shutdown,
             settings,
             log,
         })

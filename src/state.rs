@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use slog::Logger;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::SessionPolicy;
 use crate::config::SignupPolicy;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub target_policy: Arc<TargetPolicy>,
     /// Live updates for dashboard pages, on every replica.
     pub live: Live,
+    /// Cancelled when the process stops: long-lived connections close on it.
+    pub shutdown: CancellationToken,
     /// Who may sign up from the dashboard.
     pub signup: SignupPolicy,
     /// How long dashboard sessions last and how their cookie is set.

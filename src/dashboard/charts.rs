@@ -5,6 +5,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::db::models::delivery_attempt::AttemptBucket;
+use crate::service::subscriptions::activity_windows;
 
 const WIDTH: f64 = 400.0;
 const HEIGHT: f64 = 150.0;
@@ -57,6 +58,29 @@ pub struct Line {
     pub class: &'static str,
     pub points: String,
     pub dots: Vec<(f64, f64)>,
+}
+
+impl Chart {
+    /// An empty chart of `window`: its frame, titles and time labels.
+    fn framed(name: &'static str, title: &str, description: String, window: &Window<'_>) -> Self {
+        Chart {
+            name,
+            title: title.to_owned(),
+            description,
+            width: WIDTH,
+            height: HEIGHT,
+            left: LEFT,
+            baseline: HEIGHT - BOTTOM,
+            top: TOP,
+            label_y: HEIGHT - 4.0,
+            bars: Vec::new(),
+            lines: Vec::new(),
+            top_label: String::new(),
+            first_label: (window.label)(window.start),
+            last_label: "now".to_owned(),
+            legend: Vec::new(),
+        }
+    }
 }
 
 /// Every bucket of a window, empty ones included.
@@ -162,34 +186,24 @@ fn deliveries(name: &'static str, title: &str, window: &Window<'_>) -> Chart {
     let (attempts, delivered) = window.buckets.iter().fold((0, 0), |(all, ok), bucket| {
         (all + total(bucket), ok + bucket.succeeded)
     });
+    let description = if attempts == 0 {
+        format!("{title}: no delivery attempts.")
+    } else {
+        format!(
+            "{title}: {attempts} delivery attempts, {delivered} of them delivered (2xx), {} not.",
+            attempts - delivered
+        )
+    };
     Chart {
-        name,
-        title: title.to_owned(),
-        description: if attempts == 0 {
-            format!("{title}: no delivery attempts.")
-        } else {
-            format!(
-                "{title}: {attempts} delivery attempts, {delivered} of them delivered (2xx), {} not.",
-                attempts - delivered
-            )
-        },
-        width: WIDTH,
-        height: HEIGHT,
-        left: LEFT,
-        baseline: HEIGHT - BOTTOM,
-        top: TOP,
-        label_y: HEIGHT - 4.0,
         bars,
-        lines: Vec::new(),
         top_label: format!("{top}"),
-        first_label: (window.label)(window.start),
-        last_label: "now".to_owned(),
         legend: vec![
             ("seg-ok", "2xx"),
             ("seg-refused", "3xx/4xx"),
             ("seg-error", "5xx"),
             ("seg-none", "no answer"),
         ],
+        ..Chart::framed(name, title, description, window)
     }
 }
 
@@ -222,29 +236,19 @@ fn latency(name: &'static str, title: &str, window: &Window<'_>) -> Chart {
         }
     };
     let worst = window.buckets.iter().map(|b| b.p95_ms).fold(0.0, f64::max);
+    let description = if window.buckets.is_empty() {
+        format!("{title}: no delivery attempts.")
+    } else {
+        format!("{title}: the slowest period's p95 was {worst:.0} ms.")
+    };
     Chart {
-        name,
-        title: title.to_owned(),
-        description: if window.buckets.is_empty() {
-            format!("{title}: no delivery attempts.")
-        } else {
-            format!("{title}: the slowest period's p95 was {worst:.0} ms.")
-        },
-        width: WIDTH,
-        height: HEIGHT,
-        left: LEFT,
-        baseline: HEIGHT - BOTTOM,
-        top: TOP,
-        label_y: HEIGHT - 4.0,
-        bars: Vec::new(),
         lines: vec![
             line("line-p50", |bucket| bucket.p50_ms),
             line("line-p95", |bucket| bucket.p95_ms),
         ],
         top_label: format!("{top} ms"),
-        first_label: (window.label)(window.start),
-        last_label: "now".to_owned(),
         legend: vec![("line-p50", "p50"), ("line-p95", "p95")],
+        ..Chart::framed(name, title, description, window)
     }
 }
 
@@ -254,10 +258,7 @@ pub fn subscription_charts(
     hour: &[AttemptBucket],
     day: &[AttemptBucket],
 ) -> Vec<Chart> {
-    use chrono::DurationRound;
-    let minute_start =
-        now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now) - TimeDelta::minutes(59);
-    let hour_start = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now) - TimeDelta::hours(23);
+    let (minute_start, hour_start) = activity_windows(now);
     let last_hour = Window {
         start: minute_start,
         step: TimeDelta::minutes(1),

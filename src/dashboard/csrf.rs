@@ -13,7 +13,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::middleware::Next;
-use actix_web::{Error, ResponseError, web};
+use actix_web::{Error, HttpRequest, ResponseError, web};
 
 use super::error::DashboardError;
 use super::session::presented_token;
@@ -80,18 +80,26 @@ pub async fn protect(
 /// `Sec-Fetch-Site`; every browser sends `Origin` with a POST. A request with neither is not a
 /// form another site made a browser send (and still needs the session's token).
 fn from_another_site(request: &ServiceRequest) -> bool {
+    match request
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => own_origin(request.request()) == Some(false),
+    }
+}
+
+/// Whether the `Origin` a browser sent names this very host (`null` and junk do not); `None`
+/// when it sent none.
+pub fn own_origin(request: &HttpRequest) -> Option<bool> {
     let header = |name: &str| {
         request
             .headers()
             .get(name)
             .and_then(|value| value.to_str().ok())
     };
-    if let Some(site) = header("sec-fetch-site") {
-        return !matches!(site, "same-origin" | "none");
-    }
-    let Some(origin) = header("origin") else {
-        return false;
-    };
+    let origin = header("origin")?;
     let authority = url::Url::parse(origin).ok().and_then(|url| {
         let host = url.host_str()?.to_owned();
         Some(match url.port() {
@@ -99,7 +107,7 @@ fn from_another_site(request: &ServiceRequest) -> bool {
             None => host,
         })
     });
-    authority.as_deref() != header("host")
+    Some(authority.is_some() && authority.as_deref() == header("host"))
 }
 
 fn is_form(request: &ServiceRequest) -> bool {

@@ -204,7 +204,11 @@ impl LogQuery {
 /// The WebSocket URL of a page of the log. New rows are added live only where they belong at the
 /// top of the page: not on an older page, nor under a time or payload filter the live feed does
 /// not apply; rows already shown are kept current everywhere.
-fn live_url(subscription: Option<SubscriptionId>, page: &EventPage) -> String {
+fn live_url(
+    subscription: Option<SubscriptionId>,
+    page: &EventPage,
+    newest: Option<EventId>,
+) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     if let Some(subscription) = subscription {
         query.append_pair("subscription", &subscription.to_string());
@@ -218,6 +222,10 @@ fn live_url(subscription: Option<SubscriptionId>, page: &EventPage) -> String {
         || page.payload.is_some()
     {
         query.append_pair("new", "false");
+    }
+    // Events up to the newest shown are on the page already, whenever their notice arrives.
+    if let Some(newest) = newest {
+        query.append_pair("after", &newest.to_string());
     }
     format!("/ws?{}", query.finish())
 }
@@ -249,7 +257,11 @@ pub async fn load_log(
     Ok(EventLog {
         selectable: subscription.is_none() && page.status == Some(EventStatus::Failed),
         across: subscription.is_none(),
-        live_url: live_url(subscription, &page),
+        live_url: live_url(
+            subscription,
+            &page,
+            found.first().map(|(event, _)| event.id),
+        ),
         lines: found
             .into_iter()
             .map(|(event, last)| {
@@ -279,6 +291,7 @@ struct EventsPage {
 }
 
 /// An event's body as its page shows it.
+#[derive(Default)]
 pub struct BodyView {
     /// `json`, `text` or `binary`.
     pub kind: &'static str,
@@ -369,11 +382,13 @@ pub struct EventDetail {
     pub attempts: Vec<AttemptLine>,
 }
 
-/// One of the user's events as its page shows it, attempts included.
+/// One of the user's events as its page shows it, attempts included; its body only when asked
+/// (a live update does not show it again).
 pub async fn event_detail(
     state: &AppState,
     user: UserId,
     id: EventId,
+    with_body: bool,
 ) -> Result<EventDetail, DashboardError> {
     let event = service::events::get(state, user, id).await?;
     let attempts = service::events::attempts(state, user, id).await?;
@@ -405,7 +420,11 @@ pub async fn event_detail(
                     .collect()
             })
             .unwrap_or_default(),
-        body: BodyView::of(&event),
+        body: if with_body {
+            BodyView::of(&event)
+        } else {
+            BodyView::default()
+        },
         attempts: attempts
             .into_iter()
             .map(|attempt| AttemptLine::new(attempt, now))
@@ -441,7 +460,7 @@ pub async fn show(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
-    let detail = event_detail(&state, session.user_id(), EventId(id.into_inner())).await?;
+    let detail = event_detail(&state, session.user_id(), EventId(id.into_inner()), true).await?;
     render(&EventDetailPage {
         layout: session.layout(Nav::Events),
         detail,

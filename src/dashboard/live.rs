@@ -6,6 +6,7 @@
 //! a browser that stops reading only ever holds up its own connection, which skips ahead.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,13 +15,17 @@ use askama::Template;
 use chrono::Utc;
 use serde::Deserialize;
 use slog::debug;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::time::MissedTickBehavior;
 
+use super::csrf::own_origin;
 use super::error::DashboardError;
 use super::events::{EventDetail, EventLine, event_detail};
 use super::session::Session;
 use super::view::Layout;
-use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
+use crate::auth;
+use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::live::Notice;
 use crate::service;
 use crate::state::AppState;
@@ -34,8 +39,8 @@ const MAX_CHANGED_ROWS: usize = 50;
 /// How often the server pings, and how long a silent browser is kept.
 const PING_EVERY: Duration = Duration::from_secs(10);
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
-/// Other users' subscriptions a connection remembers at most.
-const MAX_OTHERS: usize = 10_000;
+/// The longest a send to a browser may wait: one that does not read is closed.
+const SEND_LIMIT: Duration = Duration::from_secs(5);
 /// The longest message a browser may send (it sends none but pongs and closes).
 const MAX_FRAME: usize = 4 * 1024;
 
@@ -51,6 +56,43 @@ pub struct Watched {
     /// `false` where new rows do not belong at the top (an older page, a time or payload
     /// filter): rows shown are still kept current.
     new: Option<bool>,
+    /// The newest event the page was rendered with: older "new" notices are already on it.
+    after: Option<EventId>,
+}
+
+impl Watched {
+    /// The page the "show" marker reloads.
+    fn page(&self) -> String {
+        let base = match self.subscription {
+            Some(subscription) => format!("/subscriptions/{subscription}"),
+            None => "/events".to_owned(),
+        };
+        match self.status {
+            Some(status) => format!("{base}?status={status}"),
+            None => base,
+        }
+    }
+
+    /// Whether a notice belongs on the page, and whether as a new row.
+    fn shows(&self, notice: &Notice) -> Option<bool> {
+        if self.event.is_some_and(|event| event != notice.event)
+            || self
+                .subscription
+                .is_some_and(|subscription| subscription != notice.subscription)
+        {
+            return None;
+        }
+        if !notice.new {
+            return Some(false);
+        }
+        let adds_rows = self.event.is_none()
+            && self.new != Some(false)
+            && self
+                .status
+                .is_none_or(|status| status == EventStatus::Pending)
+            && self.after.is_none_or(|after| notice.event > after);
+        adds_rows.then_some(true)
+    }
 }
 
 #[derive(Template)]
@@ -62,27 +104,10 @@ struct LiveUpdate<'a> {
     new_rows: Vec<EventLine>,
     changed_rows: Vec<EventLine>,
     held_back: usize,
+    /// Updates were skipped: the marker asks for a reload.
+    lagged: bool,
     page: &'a str,
     detail: Option<EventDetail>,
-}
-
-/// Whether a request comes from a page of this relay: its `Origin` names this very host.
-fn same_origin(request: &HttpRequest) -> bool {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
-    let origin = header("origin").and_then(|origin| url::Url::parse(origin).ok());
-    let authority = origin.and_then(|url| {
-        let host = url.host_str()?.to_owned();
-        Some(match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        })
-    });
-    authority.is_some() && authority.as_deref() == header("host")
 }
 
 /// `GET /ws`
@@ -93,45 +118,33 @@ pub async fn connect(
     state: web::Data<AppState>,
     watched: web::Query<Watched>,
 ) -> Result<HttpResponse, DashboardError> {
-    if !same_origin(&request) {
+    if own_origin(&request) != Some(true) {
         return Err(DashboardError::Forbidden);
     }
     let (response, ws, stream) = actix_ws::handle(&request, body)
         .map_err(|error| DashboardError::BadRequest(error.to_string()))?;
-    let page = request
-        .headers()
-        .get("referer")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|referer| url::Url::parse(referer).ok())
-        .map_or_else(|| "/events".to_owned(), |url| url.path().to_owned());
     // Subscribed before the handshake is answered: nothing sent after it is missed.
     let notices = state.live.subscribe();
+    let watched = watched.into_inner();
     let connection = Connection {
         state: state.into_inner(),
-        user: session.user_id(),
         layout: session.layout(super::view::Nav::Events),
-        watched: watched.into_inner(),
-        page,
-        mine: HashSet::new(),
-        others: HashSet::new(),
+        page: watched.page(),
+        watched,
+        session,
     };
     actix_web::rt::spawn(connection.run(ws, stream.max_frame_size(MAX_FRAME), notices));
     Ok(response)
 }
 
 struct Connection {
-    state: std::sync::Arc<AppState>,
-    user: UserId,
+    state: Arc<AppState>,
+    session: Session,
     /// The session's layout context: its CSRF token goes into the forms a render replaces.
     layout: Layout,
     watched: Watched,
-    /// The page's path, where the "show" marker links to.
+    /// The page the "show" marker reloads.
     page: String,
-    /// The user's subscriptions, looked up again when a notice names one not seen yet.
-    mine: HashSet<SubscriptionId>,
-    /// Subscriptions seen not to be the user's (an owner never changes), so that other users'
-    /// traffic costs no query.
-    others: HashSet<SubscriptionId>,
 }
 
 /// What gathered since the last render.
@@ -141,40 +154,61 @@ struct Pending {
     changed: HashSet<EventId>,
     /// New events the marker counts instead of rows, since the page was loaded.
     held_back: usize,
+    lagged: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.new.is_empty() && self.changed.is_empty() && !self.lagged
+    }
 }
 
 impl Connection {
     async fn run(
-        mut self,
+        self,
         mut ws: actix_ws::Session,
         mut stream: actix_ws::MessageStream,
-        mut notices: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<Notice>>>,
+        mut notices: broadcast::Receiver<Arc<Vec<Notice>>>,
     ) {
         let mut render = tokio::time::interval(RENDER_EVERY);
+        render.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut heard = Instant::now();
         let mut pending = Pending::default();
+        let shutdown = self.state.shutdown.clone();
         let reason = loop {
             tokio::select! {
+                // The process is stopping: the page reconnects to a replica that is not.
+                () = shutdown.cancelled() => break Some(CloseCode::Restart),
                 batch = notices.recv() => match batch {
-                    Ok(batch) => self.take(&batch, &mut pending).await,
-                    // Fell behind: what was skipped shows on the page's next load.
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => break None,
+                    Ok(batch) => self.take(&batch, &mut pending),
+                    // Fell behind: the marker asks for a reload.
+                    Err(RecvError::Lagged(_)) => pending.lagged = true,
+                    Err(RecvError::Closed) => break Some(CloseCode::Restart),
                 },
                 _ = render.tick() => {
-                    if let Some(message) = self.render(&mut pending).await
-                        && ws.text(message).await.is_err()
-                    {
-                        return;
+                    if let Some(message) = self.render(&mut pending).await {
+                        // A browser that does not read is closed, never waited for long.
+                        match tokio::time::timeout(SEND_LIMIT, ws.text(message)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => return,
+                            Err(_) => break Some(CloseCode::Away),
+                        }
                     }
                 }
                 _ = ping.tick() => {
                     if heard.elapsed() > SILENCE_LIMIT {
-                        break Some(CloseReason::from(CloseCode::Away));
+                        break Some(CloseCode::Away);
                     }
-                    if ws.ping(b"").await.is_err() {
-                        return;
+                    // A session that ended (log-out, expiry) ends its pages' feed too.
+                    if !self.session_lives().await {
+                        break Some(CloseCode::Policy);
+                    }
+                    match tokio::time::timeout(SEND_LIMIT, ws.ping(b"")).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => break Some(CloseCode::Away),
                     }
                 }
                 message = stream.recv() => match message {
@@ -189,62 +223,42 @@ impl Connection {
                 },
             }
         };
-        let _ = ws.close(reason).await;
+        let _ = tokio::time::timeout(SEND_LIMIT, ws.close(reason.map(CloseReason::from))).await;
     }
 
-    /// Keeps the notices this page shows.
-    async fn take(&mut self, batch: &[Notice], pending: &mut Pending) {
+    async fn session_lives(&self) -> bool {
+        let token = self.session.user.token.clone();
+        // Only a definite "ended" closes: a database hiccup does not.
+        !matches!(
+            auth::resume_session(&self.state.db, token, self.state.sessions).await,
+            Ok(None)
+        )
+    }
+
+    /// Keeps the notices this page shows: only its own user's, and only what it displays.
+    fn take(&self, batch: &[Notice], pending: &mut Pending) {
         for notice in batch {
-            if !self.is_mine(notice.subscription).await {
+            if notice.user != self.session.user_id() {
                 continue;
             }
-            let watched = &self.watched;
-            if watched.event.is_some_and(|event| event != notice.event)
-                || watched
-                    .subscription
-                    .is_some_and(|subscription| subscription != notice.subscription)
-            {
-                continue;
-            }
-            let adds_rows = watched.event.is_none()
-                && watched.new != Some(false)
-                && watched
-                    .status
-                    .is_none_or(|status| status == EventStatus::Pending);
-            if notice.new && adds_rows {
-                pending.new.push(notice.event);
-            } else if !notice.new {
-                pending.changed.insert(notice.event);
+            match self.watched.shows(notice) {
+                Some(true) if !pending.new.contains(&notice.event) => {
+                    pending.new.push(notice.event)
+                }
+                Some(false) => {
+                    pending.changed.insert(notice.event);
+                }
+                _ => {}
             }
         }
-    }
-
-    async fn is_mine(&mut self, subscription: SubscriptionId) -> bool {
-        if self.mine.contains(&subscription) {
-            return true;
-        }
-        if self.others.contains(&subscription) {
-            return false;
-        }
-        // Not seen yet: one of the user's created since the page loaded, or someone else's.
-        if let Ok(found) = service::subscriptions::list(&self.state, self.user).await {
-            self.mine = found.into_iter().map(|s| s.id).collect();
-        }
-        let mine = self.mine.contains(&subscription);
-        if !mine {
-            if self.others.len() >= MAX_OTHERS {
-                self.others.clear();
-            }
-            self.others.insert(subscription);
-        }
-        mine
     }
 
     /// The message for what gathered, if anything did.
     async fn render(&self, pending: &mut Pending) -> Option<String> {
-        if pending.new.is_empty() && pending.changed.is_empty() {
+        if pending.is_empty() {
             return None;
         }
+        let user = self.session.user_id();
         let mut new = std::mem::take(&mut pending.new);
         if new.len() > MAX_NEW_ROWS || pending.held_back > 0 {
             // A burst: the page would scroll away under the reader. Count instead.
@@ -257,32 +271,53 @@ impl Connection {
             .take(MAX_CHANGED_ROWS)
             .collect();
         let detail = match self.watched.event {
-            Some(event) => event_detail(&self.state, self.user, event).await.ok(),
+            Some(event) => event_detail(&self.state, user, event, false).await.ok(),
             None => None,
         };
         let ids: Vec<EventId> = new.iter().chain(&changed).copied().collect();
-        let lines = match ids.is_empty() {
-            true => Vec::new(),
-            false => service::events::lines(&self.state, self.user, &ids)
+        let across = self.watched.subscription.is_none() && self.watched.event.is_none();
+        let lines = if ids.is_empty() {
+            Vec::new()
+        } else {
+            service::events::lines(&self.state, user, &ids)
                 .await
                 .unwrap_or_else(|error| {
                     debug!(self.state.log, "a live render found no rows"; "error" => %error);
                     Vec::new()
-                }),
+                })
+        };
+        // Across subscriptions, each row names its own.
+        let names = if across && !lines.is_empty() {
+            service::subscriptions::list(&self.state, user)
+                .await
+                .unwrap_or_default()
+        } else {
+            Vec::new()
         };
         let now = Utc::now();
-        let (new_rows, changed_rows) = lines
+        let (new_rows, changed_rows): (Vec<_>, Vec<_>) = lines
             .into_iter()
-            .map(|(event, last)| (new.contains(&event.id), EventLine::new(event, last, now)))
-            .partition::<Vec<_>, _>(|(is_new, _)| *is_new);
+            .map(|(event, last)| {
+                let is_new = new.contains(&event.id);
+                let subscription = names
+                    .iter()
+                    .find(|s| s.id == event.subscription_id)
+                    .map(|s| (s.id, s.name.clone()));
+                let line = EventLine {
+                    subscription,
+                    ..EventLine::new(event, last, now)
+                };
+                (is_new, line)
+            })
+            .partition(|(is_new, _)| *is_new);
         let update = LiveUpdate {
             layout: &self.layout,
-            across: self.watched.subscription.is_none(),
-            selectable: self.watched.subscription.is_none()
-                && self.watched.status == Some(EventStatus::Failed),
+            across,
+            selectable: across && self.watched.status == Some(EventStatus::Failed),
             new_rows: new_rows.into_iter().map(|(_, line)| line).collect(),
             changed_rows: changed_rows.into_iter().map(|(_, line)| line).collect(),
             held_back: pending.held_back,
+            lagged: std::mem::take(&mut pending.lagged),
             page: &self.page,
             detail,
         };

@@ -241,9 +241,9 @@ pub async fn show(
     let subscription = subscriptions::get(&state, session.user_id(), id).await?;
     let path = format!("/subscriptions/{id}");
     let log = load_log(&state, &session, Some(id), query.into_inner(), path).await?;
-    let (hour, day) = subscriptions::activity(&state, session.user_id(), id).await?;
-    let ingest_url = state.ingest_url(&subscription.ingest_token);
     let now = Utc::now();
+    let (hour, day) = subscriptions::activity(&state, session.user_id(), id, now).await?;
+    let ingest_url = state.ingest_url(&subscription.ingest_token);
     render(&ShowPage {
         layout: session.layout(Nav::Subscriptions),
         id,

@@ -22,7 +22,7 @@ diesel::table! {
         status_code -> Nullable<Int4>,
         error -> Nullable<Text>,
         response_body -> Nullable<Text>,
-        subscription_id -> Uuid,
+        subscription_id -> Nullable<Uuid>,
     }
 }
 

@@ -141,6 +141,7 @@ impl Deliverer {
         self.live.notify(Notice {
             event: id,
             subscription: envelope.subscription_id,
+            user: job.user_id,
             new: false,
         });
         if let Some(delay) = retry {

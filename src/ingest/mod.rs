@@ -126,6 +126,7 @@ pub async fn ingest(
             state.live.notify(Notice {
                 event: stored,
                 subscription: accepted.subscription_id,
+                user: accepted.user_id,
                 new: true,
             });
             let envelope = Envelope {

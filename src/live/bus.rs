@@ -29,14 +29,21 @@ pub struct LiveThread {
 }
 
 impl LiveThread {
-    /// Connects this process to the live exchange of `topology`'s prefix.
-    pub fn start(url: &str, topology: Topology, log: Logger) -> std::io::Result<(Live, Self)> {
+    /// Connects this process to the live exchange of `topology`'s prefix. A process that serves
+    /// no pages (`listen` false) only publishes.
+    pub fn start(
+        url: &str,
+        topology: Topology,
+        listen: bool,
+        log: Logger,
+    ) -> std::io::Result<(Live, Self)> {
         let (outgoing_tx, outgoing_rx) = crossbeam_channel::bounded(OUTGOING);
         let (incoming, _) = broadcast::channel(INCOMING);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let worker = Worker {
             url: url.to_owned(),
             exchange: topology.live_exchange(),
+            listen,
             outgoing: outgoing_rx,
             incoming: incoming.clone(),
             stop: stop_rx,
@@ -75,6 +82,7 @@ impl Drop for LiveThread {
 struct Worker {
     url: String,
     exchange: String,
+    listen: bool,
     outgoing: Receiver<Notice>,
     incoming: broadcast::Sender<Arc<Vec<Notice>>>,
     stop: Receiver<()>,
@@ -90,7 +98,7 @@ impl Worker {
     fn run(self) {
         let mut backoff = Backoff::new();
         loop {
-            match self.serve() {
+            match self.serve(&mut backoff) {
                 Ended::Stopped => return,
                 Ended::Lost(error) => {
                     warn!(self.log, "live updates lost the broker"; "error" => %error)
@@ -106,11 +114,12 @@ impl Worker {
         }
     }
 
-    fn serve(&self) -> Ended {
+    fn serve(&self, backoff: &mut Backoff) -> Ended {
         let mut connection = match connect::open(&self.url) {
             Ok(connection) => connection,
             Err(error) => return Ended::Lost(error),
         };
+        backoff.reset();
         let ended = match connection.open_channel(None) {
             Ok(channel) => self.relay(&channel),
             Err(error) => Ended::Lost(error.into()),
@@ -124,14 +133,22 @@ impl Worker {
             Ok(queue) => queue,
             Err(error) => return Ended::Lost(error.into()),
         };
-        let consumer = match queue.consume(ConsumerOptions {
-            no_ack: true,
-            exclusive: true,
-            ..ConsumerOptions::default()
+        let consumer = match queue.map(|queue| {
+            queue.consume(ConsumerOptions {
+                no_ack: true,
+                exclusive: true,
+                ..ConsumerOptions::default()
+            })
         }) {
-            Ok(consumer) => consumer,
-            Err(error) => return Ended::Lost(error.into()),
+            Some(Ok(consumer)) => Some(consumer),
+            Some(Err(error)) => return Ended::Lost(error.into()),
+            None => None,
         };
+        let incoming = consumer
+            .as_ref()
+            .map_or_else(crossbeam_channel::never, |consumer| {
+                consumer.receiver().clone()
+            });
         info!(self.log, "live updates connected to the broker");
         let mut batch: Vec<Notice> = Vec::new();
         let mut deadline: Option<Instant> = None;
@@ -152,7 +169,7 @@ impl Worker {
                         return Ended::Lost(error);
                     }
                 }
-                recv(consumer.receiver()) -> message => match message {
+                recv(incoming) -> message => match message {
                     Ok(ConsumerMessage::Delivery(delivery)) => {
                         if let Ok(notices) = serde_json::from_slice::<Vec<Notice>>(&delivery.body) {
                             // No page open here: nobody subscribed, nothing to do.
@@ -167,8 +184,8 @@ impl Worker {
         }
     }
 
-    /// Declares the fanout exchange and this process's own queue, bound to it.
-    fn bind<'a>(&self, channel: &'a Channel) -> amiquip::Result<amiquip::Queue<'a>> {
+    /// Declares the fanout exchange and, for a process that listens, its own queue, bound to it.
+    fn bind<'a>(&self, channel: &'a Channel) -> amiquip::Result<Option<amiquip::Queue<'a>>> {
         let exchange = channel.exchange_declare(
             ExchangeType::Fanout,
             self.exchange.clone(),
@@ -177,6 +194,9 @@ impl Worker {
                 ..ExchangeDeclareOptions::default()
             },
         )?;
+        if !self.listen {
+            return Ok(None);
+        }
         let queue = channel.queue_declare(
             "",
             QueueDeclareOptions {
@@ -186,7 +206,7 @@ impl Worker {
             },
         )?;
         queue.bind(&exchange, "", FieldTable::default())?;
-        Ok(queue)
+        Ok(Some(queue))
     }
 
     fn publish(&self, channel: &Channel, batch: &mut Vec<Notice>) -> anyhow::Result<()> {

@@ -13,13 +13,15 @@ use tokio::sync::broadcast;
 
 pub use bus::LiveThread;
 
-use crate::domain::{EventId, SubscriptionId};
+use crate::domain::{EventId, SubscriptionId, UserId};
 
 /// Something happened to an event: it arrived, or its status or attempts changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notice {
     pub event: EventId,
     pub subscription: SubscriptionId,
+    /// The subscription's owner: only their pages hear of it.
+    pub user: UserId,
     /// Whether the event is new (a row to add) rather than changed (a row to replace).
     pub new: bool,
 }

@@ -30,7 +30,7 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
         Ok(due) => {
             let due = std::slice::from_ref(&due);
             publish_due(&state.publisher, due).await;
-            super::subscriptions::notify_replayed(state, due);
+            super::subscriptions::notify_replayed(state, user, due);
             state
                 .db
                 .run(async |conn| event::find_for_user(conn, user, id).await)
@@ -48,7 +48,7 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
 /// whole graveyard never holds many rows locked or floods the broker at once.
 const REPLAY_BATCH: i64 = 500;
 
-/// Replays those of `ids` that are the user's and final; answers how many.
+/// Replays those of `ids` that are the user's and failed; answers how many.
 pub async fn replay_selected(
     state: &AppState,
     user: UserId,
@@ -56,10 +56,10 @@ pub async fn replay_selected(
 ) -> Result<usize, ServiceError> {
     let due = state
         .db
-        .run(async |conn| event::replay_many_for_user(conn, user, ids).await)
+        .run(async |conn| event::replay_failed_for_user(conn, user, ids).await)
         .await?;
     publish_due(&state.publisher, &due).await;
-    super::subscriptions::notify_replayed(state, &due);
+    super::subscriptions::notify_replayed(state, user, &due);
     Ok(due.len())
 }
 
@@ -94,7 +94,7 @@ pub async fn replay_graveyard(
             };
             left -= due.len() as i64;
             publish_due(&state.publisher, &due).await;
-            super::subscriptions::notify_replayed(&state, &due);
+            super::subscriptions::notify_replayed(&state, user, &due);
         }
     });
     Ok(matching)

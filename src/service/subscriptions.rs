@@ -400,16 +400,17 @@ pub async fn replay(
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
     publish_due(&state.publisher, &due).await;
-    notify_replayed(state, &due);
+    notify_replayed(state, user, &due);
     Ok(due.len())
 }
 
-/// Tells pages that these events are to be delivered again.
-pub(super) fn notify_replayed(state: &AppState, due: &[DueEvent]) {
+/// Tells `user`'s pages that these events of theirs are to be delivered again.
+pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueEvent]) {
     for event in due {
         state.live.notify(Notice {
             event: event.id,
             subscription: event.subscription_id,
+            user,
             new: false,
         });
     }
@@ -449,6 +450,7 @@ pub async fn send_test_event(
     state.live.notify(Notice {
         event: event_id,
         subscription: accepted.subscription_id,
+        user,
         new: true,
     });
     let envelope = Envelope {
@@ -462,24 +464,32 @@ pub async fn send_test_event(
     Ok(event_id)
 }
 
-/// A subscription's attempts over the last hour by minute, and over the last day by hour.
+/// Where the charts' windows start, seen at `now`: the last hour in minutes and the last day in
+/// hours, each ending with the bucket `now` is in.
+pub fn activity_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let minute = now
+        .duration_trunc(chrono::TimeDelta::minutes(1))
+        .unwrap_or(now);
+    let hour = now
+        .duration_trunc(chrono::TimeDelta::hours(1))
+        .unwrap_or(now);
+    (
+        minute - chrono::TimeDelta::minutes(59),
+        hour - chrono::TimeDelta::hours(23),
+    )
+}
+
+/// A subscription's attempts over the last hour by minute, and over the last day by hour, as
+/// seen at `now`.
 pub async fn activity(
     state: &AppState,
     user: UserId,
     id: SubscriptionId,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
     const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
     const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
-    let now = Utc::now();
-    // Buckets end at the next whole minute or hour, so the newest is the current one.
-    let hour_start = now
-        .duration_trunc(chrono::TimeDelta::minutes(1))
-        .unwrap_or(now)
-        - chrono::TimeDelta::minutes(59);
-    let day_start = now
-        .duration_trunc(chrono::TimeDelta::hours(1))
-        .unwrap_or(now)
-        - chrono::TimeDelta::hours(23);
+    let (hour_start, day_start) = activity_windows(now);
     state
         .db
         .run(async |conn| {

@@ -247,9 +247,17 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
         Some("failed")
     );
 
-    // The endpoint is fixed; the replay's new attempt shows up on the open page.
+    // The endpoint is fixed and the event replayed through the API: its new attempt shows up on
+    // the page, which stays where it is.
     sink.set_script(Script::Ok);
-    browser.click("button[data-action='replay']").await;
+    let replayed = app
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/events/{event}/replay"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(replayed.status(), 202);
     browser
         .wait_for("#event-attempts li[data-attempt='2']")
         .await;

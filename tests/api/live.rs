@@ -9,8 +9,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::helpers::{
-    Dashboard, PASSWORD, RelayProcess, Script, Sink, TestResources, create_user_with_key,
-    spawn_app, wait_until,
+    Dashboard, PASSWORD, RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app,
 };
 
 type Socket =
@@ -159,8 +158,11 @@ async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another()
     let resources = TestResources::new("1s").await;
     create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     let sink = Sink::start(Script::Ok).await;
-    let a = RelayProcess::start(&resources, &[("SPENZA_RETRY_SCHEDULE", "1s")]).await;
-    let b = RelayProcess::start(&resources, &[("SPENZA_RETRY_SCHEDULE", "1s")]).await;
+    // Neither delivers: the only notice of the event is B's, from its ingest, so the page on A
+    // can only hear of it across the broker.
+    let api_only = [("SPENZA_ROLE", "api")];
+    let a = RelayProcess::start(&resources, &api_only).await;
+    let b = RelayProcess::start(&resources, &api_only).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -187,15 +189,6 @@ async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another()
         .unwrap()
         .to_owned();
     let mut page_on_a = open_as(&on_a, &format!("subscription={subscription}")).await;
-    // The live queues are bound by now on both: wait until B's readiness says its broker is up.
-    wait_until(Duration::from_secs(10), "B ready", || async {
-        let ready = client.get(format!("{}/readyz", b.address)).send().await;
-        match ready {
-            Ok(r) if r.status() == 200 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
     let posted = client
         .post(format!("{}/ingest/{token}", b.address))
         .header("content-type", "application/json")
@@ -206,7 +199,47 @@ async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another()
     assert_eq!(posted.status(), 202);
     let event: serde_json::Value = posted.json().await.unwrap();
     let event = event["event_id"].as_str().unwrap();
-    read_until(&mut page_on_a, event, Duration::from_secs(10)).await;
+    let added = read_until(&mut page_on_a, event, Duration::from_secs(10)).await;
+    assert!(
+        added.contains("hx-swap-oob=\"afterbegin:#event-rows\""),
+        "a new row from B's ingest: {added}"
+    );
     sink.stop().await;
     drop((a, b));
+}
+
+/// Reads until the relay closes the socket; its close code, if it sent one.
+async fn closed(socket: &mut Socket, timeout: Duration) -> Option<u16> {
+    let read = async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(frame)) => return frame.map(|frame| u16::from(frame.code)),
+                Ok(_) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .expect("the relay closed the socket in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logged_out_session_loses_its_feed_and_a_stopping_relay_closes_for_a_reconnect() {
+    let app = spawn_app().await;
+    let leaving = app.owner_dashboard().await;
+    let staying = app.owner_dashboard().await;
+    let mut left = open_as(&leaving, "").await;
+    let mut stays = open_as(&staying, "").await;
+    assert_eq!(leaving.post("/logout", &[]).await.status(), 303);
+    // Checked with every ping (10 s): the logged-out page's feed ends with a policy close.
+    assert_eq!(closed(&mut left, Duration::from_secs(25)).await, Some(1008));
+    // Stopping the relay closes the others at once with 1012, which htmx reconnects after.
+    let stopping = tokio::spawn(app.shutdown());
+    assert_eq!(closed(&mut stays, Duration::from_secs(5)).await, Some(1012));
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("the relay stops without waiting for its pages")
+        .unwrap();
 }

@@ -62,6 +62,8 @@ pub struct NewEvent<'a> {
 #[derive(Clone, Queryable)]
 pub struct Accepted {
     pub subscription_id: SubscriptionId,
+    /// The subscription's owner, whose pages hear of the event.
+    pub user_id: UserId,
     pub target_url: String,
     /// The provider whose signature must be checked, as stored (secret included).
     pub provider: Option<serde_json::Value>,
@@ -87,13 +89,13 @@ impl QueryId for AcceptEvent<'_> {
 }
 
 impl Query for AcceptEvent<'_> {
-    type SqlType = (SqlUuid, Text, Nullable<Jsonb>, Nullable<SqlUuid>);
+    type SqlType = (SqlUuid, SqlUuid, Text, Nullable<Jsonb>, Nullable<SqlUuid>);
 }
 
 impl QueryFragment<Pg> for AcceptEvent<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "WITH subscription AS (SELECT id, target_url, provider FROM subscriptions \
+            "WITH subscription AS (SELECT id, user_id, target_url, provider FROM subscriptions \
              WHERE ingest_token = ",
         );
         out.push_bind_param::<Text, _>(&self.token)?;
@@ -116,7 +118,8 @@ impl QueryFragment<Pg> for AcceptEvent<'_> {
         out.push_bind_param::<diesel::sql_types::Bool, _>(&self.verified)?;
         out.push_sql(
             " ON CONFLICT (subscription_id, idempotency_key) DO NOTHING RETURNING id) \
-             SELECT subscription.id, subscription.target_url, subscription.provider, \
+             SELECT subscription.id, subscription.user_id, subscription.target_url, \
+                 subscription.provider, \
                  (SELECT id FROM inserted) \
              FROM subscription",
         );
@@ -210,6 +213,8 @@ pub struct EventPage {
 #[derive(Clone, Queryable)]
 pub struct DeliveryJob {
     pub status: EventStatus,
+    /// The subscription's owner, whose pages hear of the attempt.
+    pub user_id: UserId,
     pub body: Vec<u8>,
     pub content_type: Option<String>,
     pub target_url: String,
@@ -229,6 +234,7 @@ pub async fn load_for_delivery(
         .filter(events::id.eq(id))
         .select((
             events::status,
+            subscriptions::user_id,
             events::body,
             events::content_type,
             subscriptions::target_url,
@@ -423,9 +429,9 @@ pub async fn replay_for_user(
     .optional()
 }
 
-/// Makes those of `ids` that are the user's and final (completed or failed) due again with a
-/// fresh retry budget; the rest are left alone.
-pub async fn replay_many_for_user(
+/// Makes those of `ids` that are the user's and failed due again with a fresh retry budget; the
+/// rest are left alone (the graveyard replays what failed, never a delivered event by mistake).
+pub async fn replay_failed_for_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
     ids: &[EventId],
@@ -433,7 +439,7 @@ pub async fn replay_many_for_user(
     let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.0).collect();
     diesel::sql_query(format!(
         "{REPLAY} AND subscriptions.user_id = $1 AND events.id = ANY($2) \
-         AND events.status IN ('completed', 'failed'){RETURNING_DUE}"
+         AND events.status = 'failed'{RETURNING_DUE}"
     ))
     .bind::<SqlUuid, _>(user)
     .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
