@@ -88,9 +88,13 @@ async fn migrate_applies_the_schema_to_an_empty_database_and_is_idempotent() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+        .expect("the migrations folder")
+        .filter(|entry| entry.as_ref().is_ok_and(|entry| entry.path().is_dir()))
+        .count();
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
-        "applied 2 migration(s)"
+        format!("applied {migrations} migration(s)")
     );
     let second = spenza(url, &["migrate"]);
     assert_eq!(
