@@ -170,6 +170,8 @@ impl Application {
                 secret_rotation_overlap,
                 live: live.clone(),
                 shutdown: http_shutdown.clone(),
+                // Half the worker's connections at most, so ingest always finds one.
+                live_renders: tokio::sync::Semaphore::new((pools.per_http_worker / 2).max(1)),
                 signup,
                 sessions,
                 log: http_log.clone(),

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use slog::Logger;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::SessionPolicy;
@@ -26,6 +27,9 @@ pub struct AppState {
     pub live: Live,
     /// Cancelled when the process stops: long-lived connections close on it.
     pub shutdown: CancellationToken,
+    /// Live renders this worker runs at once: open pages share the pool with ingest, and must
+    /// never take all of it.
+    pub live_renders: Semaphore,
     /// Who may sign up from the dashboard.
     pub signup: SignupPolicy,
     /// How long dashboard sessions last and how their cookie is set.

@@ -259,6 +259,8 @@ impl Connection {
             return None;
         }
         let user = self.session.user_id();
+        // Waiting here only delays this page: what gathers meanwhile goes out in one message.
+        let _permit = self.state.live_renders.acquire().await.ok()?;
         let mut new = std::mem::take(&mut pending.new);
         if new.len() > MAX_NEW_ROWS || pending.held_back > 0 {
             // A burst: the page would scroll away under the reader. Count instead.
