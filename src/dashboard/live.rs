@@ -2,8 +2,10 @@
 //! page of this relay (its `Origin` must be the relay's own: no cross-site WebSocket hijacking),
 //! and sends, for that user's own subscriptions only, new rows and replaced rows as htmx
 //! out-of-band swaps, rendered by the same partials as the page. A connection renders at most
-//! a few times a second; under a burst, new rows give way to a "N new events: show" marker; and
-//! a browser that stops reading only ever holds up its own connection, which skips ahead.
+//! a few times a second; under a burst, new rows give way to a "N new events: show" marker; a
+//! browser that stops reading only ever holds up its own connection, which it then closes. A
+//! page's feed ends when its session does, and when the process stops (with 1012, so that
+//! htmx-ext-ws reconnects to a replica that is up).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use crate::live::Notice;
 use crate::service;
 use crate::state::AppState;
 
-/// How often a connection renders what gathered: at most this many updates a second.
+/// How often a connection renders what gathered: about three updates a second at most.
 const RENDER_EVERY: Duration = Duration::from_millis(300);
 /// New rows one render adds at most; beyond, the marker counts them.
 const MAX_NEW_ROWS: usize = 20;
