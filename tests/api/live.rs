@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use spenza::config::DEFAULT_RETRY_SCHEDULE;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -155,7 +156,8 @@ async fn a_page_sees_its_users_events_arrive_and_complete_and_never_another_user
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another() {
-    let resources = TestResources::new("1s").await;
+    // The processes run the default schedule: its wait queues are the ones to delete after.
+    let resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
     create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     let sink = Sink::start(Script::Ok).await;
     // Neither delivers: the only notice of the event is B's, from its ingest, so the page on A
