@@ -4,7 +4,8 @@
 //! in count and in time.
 //!
 //! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_SECONDS, BENCH_EVENTS,
-//! BENCH_CONCURRENCY; see `Plan::from_env`).
+//! BENCH_CONCURRENCY, and BENCH_LIVE=1 to keep the subscription's dashboard page open on the
+//! live WebSocket throughout; see `Plan::from_env`).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -31,6 +32,8 @@ struct Plan {
     seconds: u64,
     events: usize,
     concurrency: usize,
+    /// Whether a dashboard page follows the subscription live while the load runs.
+    live: bool,
 }
 
 impl Plan {
@@ -46,6 +49,7 @@ impl Plan {
             seconds: get("BENCH_SECONDS", 30),
             events: get("BENCH_EVENTS", 30_000) as usize,
             concurrency: get("BENCH_CONCURRENCY", 64) as usize,
+            live: get("BENCH_LIVE", 0) == 1,
         }
     }
 }
@@ -305,6 +309,65 @@ impl Relay {
     }
 }
 
+/// A dashboard page following a subscription live: what it has read so far.
+struct LivePage {
+    reader: tokio::task::JoinHandle<()>,
+    messages: std::sync::Arc<AtomicUsize>,
+    bytes: std::sync::Arc<AtomicUsize>,
+}
+
+/// Logs in as the benchmark's user and opens the subscription's page's WebSocket, reading every
+/// message as a browser would.
+async fn open_live_page(address: &str, subscription: &str) -> LivePage {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{address}/login"))
+        .form(&[
+            ("email", "bench@example.com"),
+            ("password", "benchmark password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let url = format!(
+        "{}/ws?subscription={subscription}",
+        address.replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    request
+        .headers_mut()
+        .insert("origin", address.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let messages = std::sync::Arc::new(AtomicUsize::new(0));
+    let bytes = std::sync::Arc::new(AtomicUsize::new(0));
+    let (seen, read) = (messages.clone(), bytes.clone());
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = socket.next().await {
+            seen.fetch_add(1, Ordering::Relaxed);
+            read.fetch_add(message.len(), Ordering::Relaxed);
+        }
+    });
+    LivePage {
+        reader,
+        messages,
+        bytes,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let plan = Plan::from_env();
@@ -354,6 +417,12 @@ async fn main() {
         .await
         .unwrap();
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let live_page = if plan.live {
+        let id = subscription["id"].as_str().unwrap();
+        Some(open_live_page(&address, id).await)
+    } else {
+        None
+    };
     println!(
         "relay pid {pid}; machine: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -426,6 +495,14 @@ async fn main() {
     );
     let duplicates = arrivals.requests.load(Ordering::Relaxed) - arrivals.at.lock().unwrap().len();
     println!("duplicate deliveries: {duplicates}");
+    if let Some(page) = live_page {
+        page.reader.abort();
+        println!(
+            "live page: {} messages, {:.1} KiB received",
+            page.messages.load(Ordering::Relaxed),
+            page.bytes.load(Ordering::Relaxed) as f64 / 1024.0
+        );
+    }
 
     sink_handle.stop(false).await;
     relay.stop().await;
