@@ -38,6 +38,8 @@ const RENDER_EVERY: Duration = Duration::from_millis(300);
 const MAX_NEW_ROWS: usize = 20;
 /// Rows one render replaces at most (a page shows 50).
 const MAX_CHANGED_ROWS: usize = 50;
+/// Rows added live that a connection keeps track of.
+const MAX_ADDED: usize = 1000;
 /// How often the server pings, and how long a silent browser is kept.
 const PING_EVERY: Duration = Duration::from_secs(10);
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
@@ -157,6 +159,9 @@ struct Pending {
     /// New events the marker counts instead of rows, since the page was loaded.
     held_back: usize,
     lagged: bool,
+    /// Rows this connection added to the page, whose changes it sends (up to [`MAX_ADDED`];
+    /// beyond, every change is sent, as the page is long).
+    added: HashSet<EventId>,
 }
 
 impl Pending {
@@ -237,7 +242,9 @@ impl Connection {
         )
     }
 
-    /// Keeps the notices this page shows: only its own user's, and only what it displays.
+    /// Keeps the notices this page shows: only its own user's, and only what it displays. A
+    /// change matters only to a row the page has: one it was rendered with, or one added since
+    /// (under load, most changes are of events held back behind the marker).
     fn take(&self, batch: &[Notice], pending: &mut Pending) {
         for notice in batch {
             if notice.user != self.session.user_id() {
@@ -247,12 +254,20 @@ impl Connection {
                 Some(true) if !pending.new.contains(&notice.event) => {
                     pending.new.push(notice.event)
                 }
-                Some(false) => {
+                Some(false) if self.has_row(notice.event, pending) => {
                     pending.changed.insert(notice.event);
                 }
                 _ => {}
             }
         }
+    }
+
+    fn has_row(&self, event: EventId, pending: &Pending) -> bool {
+        self.watched.event.is_some()
+            || self.watched.after.is_some_and(|newest| event <= newest)
+            || pending.added.contains(&event)
+            || pending.added.len() >= MAX_ADDED
+            || pending.new.contains(&event)
     }
 
     /// The message for what gathered, if anything did.
@@ -268,6 +283,9 @@ impl Connection {
             // A burst: the page would scroll away under the reader. Count instead.
             pending.held_back += new.len();
             new.clear();
+        }
+        if pending.added.len() < MAX_ADDED {
+            pending.added.extend(new.iter().copied());
         }
         let changed: Vec<EventId> = std::mem::take(&mut pending.changed)
             .into_iter()
