@@ -267,7 +267,6 @@ impl Connection {
             || self.watched.after.is_some_and(|newest| event <= newest)
             || pending.added.contains(&event)
             || pending.added.len() >= MAX_ADDED
-            || pending.new.contains(&event)
     }
 
     /// The message for what gathered, if anything did.
