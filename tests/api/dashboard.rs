@@ -809,9 +809,19 @@ async fn errors_are_pages_and_the_json_api_needs_no_csrf_token() {
             "{path}"
         );
     }
-    // A bearer key, no cookie, no token: the API is not behind the dashboard's CSRF check.
+    // A browser that holds a session cookie calls the API with a bearer key and no CSRF token:
+    // the API is not behind the dashboard's CSRF check.
     let sink = Sink::start(Script::Ok).await;
-    app.create_subscription(&sink.url).await;
+    let created = app
+        .api
+        .post(format!("{}/api/v1/subscriptions", app.address))
+        .bearer_auth(&app.api_key)
+        .header("cookie", format!("spenza_session={}", dashboard.session))
+        .json(&serde_json::json!({ "name": "test subscription", "target_url": sink.url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     // Pages carry the security headers.
     let page = dashboard.get("/subscriptions").await;
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
