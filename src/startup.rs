@@ -148,6 +148,7 @@ impl Application {
         db::build_pool(&database, pools.per_http_worker)?;
         let max_body_bytes = settings.max_body_bytes;
         let secret_rotation_overlap = settings.secret_rotation_overlap;
+        let delivery_timeout = settings.delivery_timeout;
         let public_base = settings.public_base(address);
         let signup = settings.signup;
         let sessions = SessionPolicy {
@@ -168,6 +169,7 @@ impl Application {
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
+                delivery_timeout,
                 live: live.clone(),
                 shutdown: http_shutdown.clone(),
                 // Half the worker's connections at most, so ingest always finds one.

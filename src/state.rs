@@ -19,6 +19,8 @@ pub struct AppState {
     pub publisher: Publisher,
     pub max_body_bytes: usize,
     pub public_base: String,
+    /// The longest a delivery attempt takes.
+    pub delivery_timeout: std::time::Duration,
     /// How long a rotated-out signing secret keeps signing.
     pub secret_rotation_overlap: std::time::Duration,
     /// Where deliveries may go; subscriptions to refused IP literals are refused up front.

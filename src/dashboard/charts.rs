@@ -186,13 +186,20 @@ fn deliveries(name: &'static str, title: &str, window: &Window<'_>) -> Chart {
     let (attempts, delivered) = window.buckets.iter().fold((0, 0), |(all, ok), bucket| {
         (all + total(bucket), ok + bucket.succeeded)
     });
-    let description = if attempts == 0 {
-        format!("{title}: no delivery attempts.")
-    } else {
-        format!(
+    let description = match attempts {
+        0 => format!("{title}: no delivery attempts."),
+        1 => format!(
+            "{title}: 1 delivery attempt, {}.",
+            if delivered == 1 {
+                "delivered (2xx)"
+            } else {
+                "not delivered"
+            }
+        ),
+        _ => format!(
             "{title}: {attempts} delivery attempts, {delivered} of them delivered (2xx), {} not.",
             attempts - delivered
-        )
+        ),
     };
     Chart {
         bars,

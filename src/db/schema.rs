@@ -14,6 +14,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    attempt_hours (subscription_id, hour) {
+        subscription_id -> Uuid,
+        hour -> Timestamptz,
+        succeeded -> Int8,
+        refused -> Int8,
+        server_error -> Int8,
+        no_answer -> Int8,
+        p50_ms -> Float8,
+        p95_ms -> Float8,
+    }
+}
+
+diesel::table! {
     delivery_attempts (event_id, attempt) {
         event_id -> Uuid,
         attempt -> Int4,
@@ -93,6 +106,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> users (user_id));
+diesel::joinable!(attempt_hours -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> events (event_id));
 diesel::joinable!(events -> subscriptions (subscription_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -100,6 +114,7 @@ diesel::joinable!(subscriptions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
+    attempt_hours,
     delivery_attempts,
     events,
     login_failures,

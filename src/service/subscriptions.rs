@@ -480,7 +480,8 @@ pub fn activity_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 }
 
 /// A subscription's attempts over the last hour by minute, and over the last day by hour, as
-/// seen at `now`.
+/// seen at `now`. An hour is settled (its count kept, never redone) once it ended longer ago than
+/// a delivery can take, plus a minute.
 pub async fn activity(
     state: &AppState,
     user: UserId,
@@ -488,8 +489,13 @@ pub async fn activity(
     now: DateTime<Utc>,
 ) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
     const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
-    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
     let (hour_start, day_start) = activity_windows(now);
+    let unsettled = chrono::TimeDelta::from_std(state.delivery_timeout + MINUTE)
+        .unwrap_or(chrono::TimeDelta::MAX);
+    let settled = now
+        .checked_sub_signed(unsettled)
+        .and_then(|at| at.duration_trunc(chrono::TimeDelta::hours(1)).ok())
+        .map_or(day_start, |at| at.max(day_start));
     state
         .db
         .run(async |conn| {
@@ -498,7 +504,8 @@ pub async fn activity(
             }
             let hour =
                 delivery_attempt::buckets_for_subscription(conn, id, hour_start, MINUTE).await?;
-            let day = delivery_attempt::buckets_for_subscription(conn, id, day_start, HOUR).await?;
+            let day =
+                delivery_attempt::hourly_for_subscription(conn, id, day_start, settled).await?;
             Ok(Some((hour, day)))
         })
         .await?

@@ -334,3 +334,58 @@ async fn a_subscriptions_page_charts_its_deliveries_and_latency_in_svg() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_days_chart_counts_a_settled_hour_once_and_the_last_hour_as_it_happens() {
+    use diesel::sql_types::Uuid;
+    use diesel_async::RunQueryDsl;
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    // Through the API: no page of the subscription has been shown (no hour counted) yet.
+    let created = app.create_subscription(&sink.url).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let ingest_url = created["ingest_url"].as_str().unwrap().to_owned();
+    let first = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&first, "completed").await;
+    let event = uuid::Uuid::parse_str(&first).unwrap();
+    let subscription = uuid::Uuid::parse_str(&id).unwrap();
+    let dashboard = app.owner_dashboard().await;
+    let day = async || {
+        let text = unescape(&dashboard.page(&format!("/subscriptions/{id}")).await);
+        let start = text
+            .find("Deliveries per hour, last 24 hours: ")
+            .expect("the day's chart says what it shows");
+        text[start..].split('.').next().unwrap().to_owned()
+    };
+    // Five attempts three hours ago, an hour long settled.
+    let mut conn = app.db().await;
+    diesel::sql_query(
+        "INSERT INTO delivery_attempts \
+             (event_id, attempt, started_at, duration_ms, status_code, subscription_id) \
+         SELECT $1, n, now() - interval '3 hours', 40, 200, $2 FROM generate_series(10, 14) AS n",
+    )
+    .bind::<Uuid, _>(event)
+    .bind::<Uuid, _>(subscription)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let counted =
+        "Deliveries per hour, last 24 hours: 6 delivery attempts, 6 of them delivered (2xx), 0 not";
+    assert_eq!(day().await, counted);
+    // Once counted, the hour is read from its count: the attempts are no longer looked at.
+    diesel::sql_query("DELETE FROM delivery_attempts WHERE event_id = $1 AND attempt >= 10")
+        .bind::<Uuid, _>(event)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(day().await, counted);
+    // The last hour is counted as it happens.
+    let another = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&another, "completed").await;
+    assert_eq!(
+        day().await,
+        "Deliveries per hour, last 24 hours: 7 delivery attempts, 7 of them delivered (2xx), 0 not"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::{delivery_attempts, events, subscriptions};
+use crate::db::schema::{attempt_hours, delivery_attempts, events, subscriptions};
 use crate::domain::{EventId, SubscriptionId, UserId};
 
 /// One attempt as stored.
@@ -97,6 +97,18 @@ pub struct AttemptBucket {
     pub p95_ms: f64,
 }
 
+/// The columns of an [`AttemptBucket`] after its time, over the rows grouped.
+macro_rules! bucket_columns {
+    () => {
+        "count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded, \
+         count(*) FILTER (WHERE status_code BETWEEN 300 AND 499) AS refused, \
+         count(*) FILTER (WHERE status_code >= 500) AS server_error, \
+         count(*) FILTER (WHERE status_code IS NULL) AS no_answer, \
+         coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms), 0) AS p50_ms, \
+         coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms), 0) AS p95_ms"
+    };
+}
+
 /// A subscription's attempts since `since`, in buckets of `width` starting there (buckets with
 /// no attempt are left out). One range of the `(subscription_id, started_at)` index.
 pub async fn buckets_for_subscription(
@@ -105,20 +117,83 @@ pub async fn buckets_for_subscription(
     since: DateTime<Utc>,
     width: std::time::Duration,
 ) -> QueryResult<Vec<AttemptBucket>> {
-    diesel::sql_query(
-        "SELECT date_bin($3, started_at, $2) AS bucket, \
-             count(*) FILTER (WHERE status_code BETWEEN 200 AND 299) AS succeeded, \
-             count(*) FILTER (WHERE status_code BETWEEN 300 AND 499) AS refused, \
-             count(*) FILTER (WHERE status_code >= 500) AS server_error, \
-             count(*) FILTER (WHERE status_code IS NULL) AS no_answer, \
-             percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
-             percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms \
-         FROM delivery_attempts WHERE subscription_id = $1 AND started_at >= $2 \
-         GROUP BY 1 ORDER BY 1",
-    )
+    diesel::sql_query(concat!(
+        "SELECT date_bin($3, started_at, $2) AS bucket, ",
+        bucket_columns!(),
+        " FROM delivery_attempts WHERE subscription_id = $1 AND started_at >= $2 \
+         GROUP BY 1 ORDER BY 1"
+    ))
     .bind::<diesel::sql_types::Uuid, _>(subscription)
     .bind::<diesel::sql_types::Timestamptz, _>(since)
     .bind::<diesel::sql_types::Interval, _>(super::pg_interval(width))
+    .load(conn)
+    .await
+}
+
+/// A subscription's attempts per hour since `since` (on the hour; hours with no attempt left
+/// out). The hours before `settled` (on the hour, at or after `since`) have ended long enough
+/// ago that no attempt can still be added to them: each is counted once, into `attempt_hours`,
+/// and read from there. Only the hours since `settled` are counted from the attempts, so a
+/// day's chart reads about an hour of attempts however busy the day was.
+pub async fn hourly_for_subscription(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+    since: DateTime<Utc>,
+    settled: DateTime<Utc>,
+) -> QueryResult<Vec<AttemptBucket>> {
+    let kept: Vec<DateTime<Utc>> = attempt_hours::table
+        .filter(attempt_hours::subscription_id.eq(subscription))
+        .filter(attempt_hours::hour.ge(since))
+        .select(attempt_hours::hour)
+        .load(conn)
+        .await?;
+    let missing: Vec<DateTime<Utc>> = (0..)
+        .map(|hours| since + chrono::TimeDelta::hours(hours))
+        .take_while(|hour| *hour < settled)
+        .filter(|hour| !kept.contains(hour))
+        .collect();
+    if !missing.is_empty() {
+        // Each hour one range of the index. Two pages counting the same hour at once count
+        // the same attempts: either's row will do.
+        diesel::sql_query(concat!(
+            "INSERT INTO attempt_hours \
+                 (subscription_id, hour, succeeded, refused, server_error, no_answer, \
+                  p50_ms, p95_ms) \
+             SELECT $1, missing.hour, counted.* FROM unnest($2) AS missing (hour) \
+             CROSS JOIN LATERAL (SELECT ",
+            bucket_columns!(),
+            " FROM delivery_attempts WHERE subscription_id = $1 \
+                  AND started_at >= missing.hour \
+                  AND started_at < missing.hour + interval '1 hour' \
+             ) AS counted \
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind::<diesel::sql_types::Uuid, _>(subscription)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Timestamptz>, _>(&missing)
+        .execute(conn)
+        .await?;
+        // And the hours the day has moved past go.
+        diesel::delete(
+            attempt_hours::table
+                .filter(attempt_hours::subscription_id.eq(subscription))
+                .filter(attempt_hours::hour.lt(since)),
+        )
+        .execute(conn)
+        .await?;
+    }
+    diesel::sql_query(concat!(
+        "SELECT hour AS bucket, succeeded, refused, server_error, no_answer, p50_ms, p95_ms \
+         FROM attempt_hours WHERE subscription_id = $1 AND hour >= $2 AND hour < $3 \
+             AND succeeded + refused + server_error + no_answer > 0 \
+         UNION ALL \
+         SELECT date_bin('1 hour', started_at, $3) AS bucket, ",
+        bucket_columns!(),
+        " FROM delivery_attempts WHERE subscription_id = $1 AND started_at >= $3 \
+         GROUP BY 1 ORDER BY 1"
+    ))
+    .bind::<diesel::sql_types::Uuid, _>(subscription)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Timestamptz, _>(settled)
     .load(conn)
     .await
 }
