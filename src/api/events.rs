@@ -175,6 +175,7 @@ impl EventQuery {
         Ok(EventPage {
             status: self.status,
             before: self.before,
+            after: None,
             since: self.since,
             until: self.until,
             payload: service::events::payload_filter(self.payload.as_deref().unwrap_or(""))?,

@@ -174,6 +174,7 @@ impl LogQuery {
         let page = EventPage {
             status,
             before: Uuid::parse_str(self.before.trim()).ok().map(EventId),
+            after: None,
             since,
             until,
             payload,

@@ -20,6 +20,7 @@ use slog::debug;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::MissedTickBehavior;
+use uuid::Uuid;
 
 use super::csrf::own_origin;
 use super::error::DashboardError;
@@ -27,6 +28,7 @@ use super::events::{EventDetail, EventLine, event_detail};
 use super::session::Session;
 use super::view::Layout;
 use crate::auth;
+use crate::db::models::event::EventPage;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::live::Notice;
 use crate::service;
@@ -48,7 +50,7 @@ const SEND_LIMIT: Duration = Duration::from_secs(5);
 /// The longest message a browser may send (it sends none but pongs and closes).
 const MAX_FRAME: usize = 4 * 1024;
 
-/// What the page is showing, from its `ws-connect` URL.
+/// What the page is showing, from its `ws-connect` URL (with what the page's script adds).
 #[derive(Debug, Default, Deserialize)]
 pub struct Watched {
     /// One subscription's log, or all of the user's.
@@ -60,8 +62,12 @@ pub struct Watched {
     /// `false` where new rows do not belong at the top (an older page, a time or payload
     /// filter): rows shown are still kept current.
     new: Option<bool>,
-    /// The newest event the page was rendered with: older "new" notices are already on it.
+    /// The newest event the page has: older "new" notices are already on it. Set by the page's
+    /// script on each (re)connection; new events since are sent at once.
     after: Option<EventId>,
+    /// Events the page shows in flight (rows, or the event of an event's page) when it
+    /// (re)connected, comma-separated: sent at once, as they are now.
+    rows: Option<String>,
 }
 
 impl Watched {
@@ -77,6 +83,15 @@ impl Watched {
         }
     }
 
+    /// Whether new events go on top of the page as rows.
+    fn adds_rows(&self) -> bool {
+        self.event.is_none()
+            && self.new != Some(false)
+            && self
+                .status
+                .is_none_or(|status| status == EventStatus::Pending)
+    }
+
     /// Whether a notice belongs on the page, and whether as a new row.
     fn shows(&self, notice: &Notice) -> Option<bool> {
         if self.event.is_some_and(|event| event != notice.event)
@@ -89,13 +104,7 @@ impl Watched {
         if !notice.new {
             return Some(false);
         }
-        let adds_rows = self.event.is_none()
-            && self.new != Some(false)
-            && self
-                .status
-                .is_none_or(|status| status == EventStatus::Pending)
-            && self.after.is_none_or(|after| notice.event > after);
-        adds_rows.then_some(true)
+        (self.adds_rows() && self.after.is_none_or(|after| notice.event > after)).then_some(true)
     }
 }
 
@@ -183,6 +192,7 @@ impl Connection {
         ping.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut heard = Instant::now();
         let mut pending = Pending::default();
+        self.catch_up(&mut pending).await;
         let shutdown = self.state.shutdown.clone();
         let reason = loop {
             tokio::select! {
@@ -231,6 +241,42 @@ impl Connection {
             }
         };
         let _ = tokio::time::timeout(SEND_LIMIT, ws.close(reason.map(CloseReason::from))).await;
+    }
+
+    /// What happened while the page was not connected (since it was rendered, or while a
+    /// restart kept it away): the new events it does not have, and the events it showed in
+    /// flight.
+    /// Notices of the same events that arrive meanwhile are not sent twice.
+    async fn catch_up(&self, pending: &mut Pending) {
+        let rows = self.watched.rows.as_deref().unwrap_or("");
+        pending.changed.extend(
+            rows.split(',')
+                .filter_map(|id| Uuid::parse_str(id.trim()).ok().map(EventId))
+                .take(MAX_CHANGED_ROWS),
+        );
+        if !self.watched.adds_rows() {
+            return;
+        }
+        let page = EventPage {
+            status: self.watched.status,
+            after: self.watched.after,
+            limit: i64::try_from(MAX_ADDED).unwrap_or(i64::MAX),
+            ..EventPage::default()
+        };
+        match service::events::list(
+            &self.state,
+            self.session.user_id(),
+            self.watched.subscription,
+            &page,
+        )
+        .await
+        {
+            Ok(missed) => pending.new.extend(missed.iter().map(|event| event.id)),
+            Err(error) => {
+                debug!(self.state.log, "a live page could not catch up"; "error" => %error);
+                pending.lagged = true;
+            }
+        }
     }
 
     async fn session_lives(&self) -> bool {

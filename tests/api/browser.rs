@@ -163,6 +163,14 @@ impl Browser {
             .unwrap_or_else(|error| panic!("could not open {url}: {error}"));
     }
 
+    /// Runs `script` (a function body: `return` gives its value) in the page.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.client()
+            .execute(script, Vec::new())
+            .await
+            .unwrap_or_else(|error| panic!("could not run `{script}`: {error}"))
+    }
+
     /// Waits for an element matching `css`; fails with the URL and the start of the page.
     pub async fn wait_for(&self, css: &str) -> Element {
         match self

@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
+use spenza::config::DEFAULT_RETRY_SCHEDULE;
+
 use crate::helpers::{
-    OWNER_EMAIL, PASSWORD, Script, Sink, spawn_app, spawn_app_with, spawn_fresh_app_with,
+    Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestResources,
+    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with,
 };
 
 /// Where a test leaves its screenshots, to look at after a run.
@@ -205,13 +208,7 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
     let id = dashboard.create_subscription("live", &sink.url).await;
     let ingest_url = dashboard.ingest_url(&id).await;
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/login", app.address)).await;
-    browser.fill("email", OWNER_EMAIL).await;
-    browser.fill("password", PASSWORD).await;
-    browser
-        .click("form[action='/login'] button[type='submit']")
-        .await;
-    browser.wait_for("nav.mainnav").await;
+    log_in(&browser, &app.address).await;
 
     // The log of the subscription is open; an event is posted from outside.
     browser
@@ -247,17 +244,10 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
         Some("failed")
     );
 
-    // The endpoint is fixed and the event replayed through the API: its new attempt shows up on
-    // the page, which stays where it is.
+    // The endpoint is fixed and the event replayed from its page, which shows the new attempt
+    // when it is made.
     sink.set_script(Script::Ok);
-    let replayed = app
-        .send_json(
-            reqwest::Method::POST,
-            &format!("/api/v1/events/{event}/replay"),
-            &serde_json::json!({}),
-        )
-        .await;
-    assert_eq!(replayed.status(), 202);
+    browser.click("button[data-action='replay']").await;
     browser
         .wait_for("#event-attempts li[data-attempt='2']")
         .await;
@@ -272,4 +262,75 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
     browser.close().await;
     sink.stop().await;
     app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
+    let resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
+    create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+    let sink = Sink::start(Script::Ok).await;
+    let relay = RelayProcess::start(&resources, &[]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let owner = Dashboard::log_in(&relay.address, client.clone(), OWNER_EMAIL, PASSWORD).await;
+    let id = owner.create_subscription("restarted", &sink.url).await;
+    let ingest_url = owner.ingest_url(&id).await;
+    let post = async || {
+        let posted = client.post(&ingest_url).body("{}").send().await.unwrap();
+        assert_eq!(posted.status(), 202);
+        let posted: serde_json::Value = posted.json().await.unwrap();
+        posted["event_id"].as_str().unwrap().to_owned()
+    };
+    let browser = Browser::start().await;
+    log_in(&browser, &relay.address).await;
+    browser
+        .goto(&format!("{}/subscriptions/{id}", relay.address))
+        .await;
+    browser.wait_for("[data-ingest-url]").await;
+    let before = post().await;
+    eprintln!("before {before}");
+    browser
+        .wait_for(&format!(
+            "tr[data-event-id='{before}'][data-status='completed']"
+        ))
+        .await;
+    // Marks this page: a reload would lose the mark.
+    browser.execute("window.spenzaStayed = true;").await;
+
+    // A rolling restart: the process stops (closing the page's socket with 1012) and a new one
+    // takes its port.
+    let port = relay.port();
+    let mut relay = relay;
+    assert!(relay.signal("TERM").await.success());
+    let relay = RelayProcess::start_on(&resources, &[], port).await;
+    let after = post().await;
+    browser
+        .wait_for(&format!(
+            "tr[data-event-id='{after}'][data-status='completed']"
+        ))
+        .await;
+    assert_eq!(
+        browser
+            .execute("return window.spenzaStayed === true;")
+            .await,
+        serde_json::Value::Bool(true),
+        "the page was reloaded"
+    );
+
+    browser.close().await;
+    sink.stop().await;
+    drop(relay);
+}
+
+/// Logs in as the owner through the form.
+async fn log_in(browser: &Browser, address: &str) {
+    browser.goto(&format!("{address}/login")).await;
+    browser.fill("email", OWNER_EMAIL).await;
+    browser.fill("password", PASSWORD).await;
+    browser
+        .click("form[action='/login'] button[type='submit']")
+        .await;
+    browser.wait_for("nav.mainnav").await;
 }

@@ -400,6 +400,15 @@ impl RelayProcess {
             .local_addr()
             .unwrap()
             .port();
+        RelayProcess::start_on(resources, settings, port).await
+    }
+
+    /// As [`RelayProcess::start`], on this port: a restart where the last process stopped.
+    pub async fn start_on(
+        resources: &TestResources,
+        settings: &[(&str, &str)],
+        port: u16,
+    ) -> RelayProcess {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spenza"));
         command
             .arg("serve")
@@ -429,6 +438,26 @@ impl RelayProcess {
         })
         .await;
         relay
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.address
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("an address with a port")
+    }
+
+    /// Its resident memory, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn resident_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("still running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("it runs");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line")
     }
 
     /// Sends `signal` (a `kill` name such as TERM or KILL) and waits for the process to exit.
@@ -732,17 +761,7 @@ pub fn csrf_token_in(page: &str) -> String {
 impl TestApp {
     /// Logs in through the log-in form; panics unless it succeeds.
     pub async fn dashboard_login(&self, email: &str, password: &str) -> Dashboard {
-        let response = self
-            .api
-            .post(format!("{}/login", self.address))
-            .form(&[("email", email), ("password", password)])
-            .send()
-            .await
-            .expect("the relay answered");
-        assert_eq!(response.status(), 303, "logging in as {email}");
-        let cookie = set_cookie(&response, "spenza_session").expect("a session cookie");
-        let session = cookie["spenza_session=".len()..].split(';').next().unwrap();
-        Dashboard::new(&self.address, session, self.api.clone())
+        Dashboard::log_in(&self.address, self.api.clone(), email, password).await
     }
 
     /// The owner `spawn_app` created, logged in to the dashboard.
@@ -752,8 +771,28 @@ impl TestApp {
 }
 
 impl Dashboard {
+    /// Logs in to `address`'s dashboard through its log-in form; panics unless it succeeds.
+    /// `client` must not follow redirects.
+    pub async fn log_in(
+        address: &str,
+        client: reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> Dashboard {
+        let response = client
+            .post(format!("{address}/login"))
+            .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .expect("the relay answered");
+        assert_eq!(response.status(), 303, "logging in as {email}");
+        let cookie = set_cookie(&response, "spenza_session").expect("a session cookie");
+        let session = cookie["spenza_session=".len()..].split(';').next().unwrap();
+        Dashboard::new(address, session, client)
+    }
+
     /// A session of `address`'s dashboard, from its cookie's value.
-    pub fn new(address: &str, session: &str, client: reqwest::Client) -> Dashboard {
+    fn new(address: &str, session: &str, client: reqwest::Client) -> Dashboard {
         Dashboard {
             address: address.to_owned(),
             session: session.to_owned(),

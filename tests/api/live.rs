@@ -169,19 +169,7 @@ async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let login = client
-        .post(format!("{}/login", a.address))
-        .form(&[("email", "owner@example.com"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    let session = crate::helpers::set_cookie(&login, "spenza_session").unwrap()
-        ["spenza_session=".len()..]
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let on_a = Dashboard::new(&a.address, &session, client.clone());
+    let on_a = Dashboard::log_in(&a.address, client.clone(), "owner@example.com", PASSWORD).await;
     let subscription = on_a.create_subscription("replicated", &sink.url).await;
     let token = on_a
         .ingest_url(&subscription)
@@ -244,4 +232,159 @@ async fn a_logged_out_session_loses_its_feed_and_a_stopping_relay_closes_for_a_r
         .await
         .expect("the relay stops without waiting for its pages")
         .unwrap();
+}
+
+/// A page's WebSocket over a socket with a small receive buffer, which the test never reads:
+/// a browser tab that hangs.
+async fn open_stalled(dashboard: &Dashboard) -> Socket {
+    let address = dashboard.address.trim_start_matches("http://");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(address.parse().expect("a socket address"))
+        .await
+        .expect("the relay listens");
+    let mut request = format!("ws://{address}/ws").into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "cookie",
+        HeaderValue::from_str(&format!("spenza_session={}", dashboard.session)).unwrap(),
+    );
+    headers.insert("origin", HeaderValue::from_str(&dashboard.address).unwrap());
+    let (socket, _) =
+        tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("the relay accepts its own page's WebSocket");
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_that_stop_reading_are_closed_and_hold_up_neither_others_nor_memory() {
+    const STALLED: usize = 16;
+    const LOAD: Duration = Duration::from_secs(45);
+    let resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
+    create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Ok).await;
+    let relay = RelayProcess::start(&resources, &[]).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let owner = Dashboard::log_in(
+        &relay.address,
+        client.clone(),
+        "owner@example.com",
+        PASSWORD,
+    )
+    .await;
+    let subscription = owner.create_subscription("busy", &sink.url).await;
+    let ingest_url = owner.ingest_url(&subscription).await;
+    let post = async |body: String| {
+        let posted = client
+            .post(&ingest_url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), 202);
+        posted.json::<serde_json::Value>().await.unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Warmed up: the relay has rendered and delivered before its memory is read.
+    let mut reading = open_as(&owner, "").await;
+    let first = post("{}".into()).await;
+    read_until(&mut reading, &first, Duration::from_secs(10)).await;
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        stalled.push(open_stalled(&owner).await);
+    }
+    let before = relay.resident_kib();
+
+    // A steady stream of events for longer than the relay waits for a silent browser, read by
+    // one page and ignored by the others.
+    let started = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(25));
+    let mut posted = 0;
+    let mut peak = before;
+    let mut last = first;
+    while started.elapsed() < LOAD {
+        tick.tick().await;
+        last = post(format!(r#"{{"n": {posted}}}"#)).await;
+        posted += 1;
+        peak = peak.max(relay.resident_kib());
+        // The page that reads keeps up: its messages are not held behind the stalled ones.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), reading.next()).await
+        {
+        }
+    }
+    let seen = read_until(&mut reading, &last, Duration::from_secs(5)).await;
+    assert!(seen.contains(&last));
+    eprintln!("posted {posted}; relay memory {before} KiB before, {peak} KiB at most");
+    assert!(
+        peak < before + 16 * 1024,
+        "{STALLED} stalled pages grew the relay from {before} KiB to {peak} KiB"
+    );
+
+    // Each stalled page was given up on: what reaches it once it reads again is bounded, and
+    // ends with the relay closing it.
+    for mut socket in stalled {
+        let mut bytes = 0;
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(message) = socket.next().await {
+                match message {
+                    Ok(Message::Close(_)) | Err(_) => return,
+                    Ok(message) => bytes += message.len(),
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "a stalled page is still open after {bytes} bytes"
+        );
+        assert!(bytes < 1 << 20, "a stalled page was sent {bytes} bytes");
+        eprintln!("a stalled page got {bytes} bytes before its close");
+    }
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_reconnects_gets_what_it_missed_at_once() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let owner = app.owner_dashboard().await;
+    let subscription = owner.create_subscription("missed", &sink.url).await;
+    let ingest_url = owner.ingest_url(&subscription).await;
+    // The page had `shown` (in flight, as far as it knew) when its socket dropped; `missed`
+    // arrived while it was away.
+    let shown = app.accept(&ingest_url, "{}").await;
+    let missed = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&missed, "completed").await;
+    app.wait_for_status(&shown, "completed").await;
+    let mut page = open_as(
+        &owner,
+        &format!("subscription={subscription}&after={shown}&rows={shown}"),
+    )
+    .await;
+    let caught_up = read_until(&mut page, &missed, Duration::from_secs(5)).await;
+    assert!(
+        caught_up.contains("hx-swap-oob=\"afterbegin:#event-rows\""),
+        "the missed event as a new row: {caught_up}"
+    );
+    assert_eq!(status_in(&caught_up, &missed), Some("completed"));
+    assert_eq!(
+        status_in(&caught_up, &shown),
+        Some("completed"),
+        "{caught_up}"
+    );
+    assert_eq!(
+        caught_up.matches(&format!("id=\"event-{shown}\"")).count(),
+        1,
+        "the row it had is replaced, not added: {caught_up}"
+    );
+    sink.stop().await;
+    app.shutdown().await;
 }

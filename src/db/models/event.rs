@@ -198,6 +198,8 @@ pub struct EventPage {
     pub status: Option<EventStatus>,
     /// Only events older than this one (keyset pagination: ids sort by arrival).
     pub before: Option<EventId>,
+    /// Only events newer than this one.
+    pub after: Option<EventId>,
     /// Only events received at or after this time.
     pub since: Option<DateTime<Utc>>,
     /// Only events received before this time.
@@ -586,6 +588,9 @@ pub async fn list_for_user(
     }
     if let Some(before) = page.before {
         query = query.filter(events::id.lt(before));
+    }
+    if let Some(after) = page.after {
+        query = query.filter(events::id.gt(after));
     }
     if let Some(since) = page.since {
         query = query.filter(events::id.ge(EventId::first_at(since)));
