@@ -388,3 +388,75 @@ async fn a_page_that_reconnects_gets_what_it_missed_at_once() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+/// The rows a live message adds on top of the log.
+fn new_rows_in(message: &str) -> usize {
+    message
+        .split("<tbody hx-swap-oob=\"afterbegin:#event-rows\">")
+        .nth(1)
+        .and_then(|rows| rows.split("</tbody>").next())
+        .map_or(0, |rows| rows.matches("data-event-id=").count())
+}
+
+/// The count of the "N new events: show" marker, if the message has it.
+fn marker_in(message: &str) -> Option<usize> {
+    let end = message.find(" new events: show")?;
+    message[..end]
+        .rsplit('>')
+        .next()
+        .and_then(|count| count.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_becomes_a_count_on_a_marker_rendered_a_few_times_a_second() {
+    const BURST: usize = 200;
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let owner = app.owner_dashboard().await;
+    let subscription = owner.create_subscription("burst", &sink.url).await;
+    let ingest_url = owner.ingest_url(&subscription).await;
+    let mut page = open_as(&owner, &format!("subscription={subscription}")).await;
+    let (poster, url) = (&app, &ingest_url);
+    let posting = futures_util::stream::iter(0..BURST)
+        .map(|n| async move { poster.accept(url, &format!(r#"{{"n": {n}}}"#)).await })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>();
+    let reading = async {
+        let mut rows = 0;
+        let mut renders = Vec::new();
+        let mut marker = 0;
+        while rows + marker < BURST {
+            let message = tokio::time::timeout(Duration::from_secs(20), page.next())
+                .await
+                .expect("the page hears of every event")
+                .expect("the socket stays open")
+                .unwrap();
+            let Message::Text(text) = message else {
+                continue;
+            };
+            renders.push(std::time::Instant::now());
+            let added = new_rows_in(&text);
+            assert!(added <= 20, "one render added {added} rows");
+            if let Some(count) = marker_in(&text) {
+                marker = count;
+            } else {
+                assert!(marker == 0, "rows after the marker: {text}");
+                rows += added;
+            }
+        }
+        (rows, marker, renders)
+    };
+    let (posted, (rows, marker, renders)) = tokio::join!(posting, reading);
+    assert_eq!(posted.len(), BURST);
+    assert!(marker > 0, "{BURST} events in a burst, all {rows} as rows");
+    assert_eq!(rows + marker, BURST);
+    for pair in renders.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(200),
+            "two renders {gap:?} apart"
+        );
+    }
+    sink.stop().await;
+    app.shutdown().await;
+}
