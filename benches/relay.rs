@@ -374,7 +374,7 @@ async fn main() {
     let (relay, address) = Relay::start().await;
     let pid = relay.child.id();
     let database = DatabaseSettings {
-        url: relay.database_url(),
+        url: relay.database_url().into(),
         pool_size: 1,
         timeout: Duration::from_secs(5),
     };

@@ -10,7 +10,7 @@ use crate::domain::{ApiKey, EmailAddress, UserId};
 use crate::service;
 
 async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Database> {
-    db::migrations::run(&settings.url).await?;
+    db::migrations::run(settings.url.expose()).await?;
     Ok(Database::new(
         db::build_pool(settings, 1)?,
         settings.timeout,

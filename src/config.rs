@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
-use crate::domain::RetrySchedule;
+use crate::domain::{RetrySchedule, SecretUrl};
 
 /// The first attempt, then retries after 30 s, 5 min, 30 min, 2 h and 8 h.
 pub const DEFAULT_RETRY_SCHEDULE: &str = "30s,5m,30m,2h,8h";
@@ -129,7 +129,7 @@ pub struct DatabaseSettings {
         default_value = "postgres://postgres@127.0.0.1:5432/spenza",
         hide_env_values = true
     )]
-    pub url: String,
+    pub url: SecretUrl,
     /// Largest number of pooled connections this process opens.
     #[arg(
         long = "database-pool-size",
@@ -154,7 +154,7 @@ pub struct Settings {
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_env_values = true
     )]
-    pub amqp_url: String,
+    pub amqp_url: SecretUrl,
     /// Prefix of every exchange and queue name, so several deployments can share a broker.
     #[arg(
         long = "amqp-prefix",
@@ -187,6 +187,16 @@ pub struct Settings {
         default_value_t = 128
     )]
     pub delivery_concurrency: u16,
+    /// Deliveries in flight at once for any one subscription in this process: a slow endpoint
+    /// never takes more of the delivery slots. A delivery over it waits a moment in the defer
+    /// queue (no attempt made, no retry used).
+    #[arg(
+        long = "subscription-concurrency",
+        env = "SPENZA_SUBSCRIPTION_CONCURRENCY",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub subscription_concurrency: u16,
     /// Delays before each retry of a failed delivery, comma-separated (one attempt plus one per
     /// delay). Each delay has its own wait queue, named after it.
     #[arg(
@@ -277,6 +287,23 @@ mod tests {
             Command::Serve(settings) => *settings,
             other => panic!("expected serve, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn settings_debug_masks_the_database_and_broker_passwords() {
+        let settings = serve_settings(&[
+            "--database-url",
+            "postgres://spenza:db-password@db.internal/spenza",
+            "--amqp-url",
+            "amqp://spenza:broker-password@mq.internal:5672/%2f",
+        ]);
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("db-password"), "{shown}");
+        assert!(!shown.contains("broker-password"), "{shown}");
+        assert!(
+            shown.contains("db.internal"),
+            "the rest of the URL is shown"
+        );
     }
 
     #[test]

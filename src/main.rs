@@ -25,7 +25,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.run_until_stopped().await
         }
         Command::Migrate(database) => {
-            let applied = db::migrations::run(&database.url).await?;
+            let applied = db::migrations::run(database.url.expose()).await?;
             println!("applied {applied} migration(s)");
             Ok(())
         }

@@ -14,11 +14,14 @@ use tokio_util::task::TaskTracker;
 use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Database};
-use crate::delivery::{Deliverer, HttpClient, Reaper, TargetPolicy};
+use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::state::AppState;
 use crate::{api, dashboard, health, ingest};
+
+/// How much longer a delivery holds its event than its attempt and record can take.
+const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a process divides its connection budget between its HTTP workers and delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +71,7 @@ impl Application {
     /// consumer and delivery pool) and binds the HTTP listener. Must run inside the main tokio
     /// runtime.
     pub async fn build(settings: Settings, log: Logger) -> anyhow::Result<Self> {
-        let applied = db::migrations::run(&settings.database.url).await?;
+        let applied = db::migrations::run(settings.database.url.expose()).await?;
         info!(log, "database migrated"; "applied" => applied);
         let http_workers = settings.http_workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -84,7 +87,7 @@ impl Application {
             settings.retry_schedule.delays(),
         );
         let (publisher, publisher_thread) = Publisher::start(
-            &settings.amqp_url,
+            settings.amqp_url.expose(),
             topology.clone(),
             settings.publish_window,
             log.new(slog::o!("component" => "publisher")),
@@ -92,7 +95,7 @@ impl Application {
         .context("starting the publisher thread")?;
 
         let (live, live_thread) = LiveThread::start(
-            &settings.amqp_url,
+            settings.amqp_url.expose(),
             topology.clone(),
             settings.role.serves_http(),
             log.new(slog::o!("component" => "live")),
@@ -101,7 +104,7 @@ impl Application {
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.clone()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
-                &settings.amqp_url,
+                settings.amqp_url.expose(),
                 topology,
                 settings.delivery_concurrency,
                 settings.shutdown_timeout,
@@ -110,12 +113,19 @@ impl Application {
             .context("starting the consumer thread")?;
             let http = HttpClient::new(settings.delivery_timeout, target_policy.clone())
                 .context("building the HTTP client")?;
+            let policy = DeliveryPolicy {
+                schedule: settings.retry_schedule.clone(),
+                breaker_threshold: settings.breaker_threshold,
+                // An attempt, its record (which waits for a connection at most this long), and
+                // room to spare: a lease never runs out under a delivery still at work.
+                lease: settings.delivery_timeout + settings.database.timeout * 2 + LEASE_MARGIN,
+                per_subscription: usize::from(settings.subscription_concurrency),
+            };
             let deliverer = Arc::new(Deliverer::new(
                 db.clone(),
                 http,
                 publisher.clone(),
-                settings.retry_schedule.clone(),
-                settings.breaker_threshold,
+                policy,
                 live.clone(),
                 log.new(slog::o!("component" => "delivery")),
             ));
@@ -190,7 +200,12 @@ impl Application {
                         if let Some(error) = response.response().error()
                             && response.status().is_server_error()
                         {
-                            warn!(log, "request failed"; "path" => response.request().path(), "error" => ?error);
+                            // The route's pattern, never the path: an ingest path holds its
+                            // subscription's token.
+                            let route = response.request().match_pattern();
+                            warn!(log, "request failed";
+                                "route" => route.as_deref().unwrap_or("(no route)"),
+                                "error" => ?error);
                         }
                         Ok(response)
                     }

@@ -30,8 +30,10 @@ pub fn build_pool(settings: &DatabaseSettings, size: usize) -> anyhow::Result<Db
     // A broken connection is noticed by its driver task; a test query on every checkout would
     // add a round trip to each ingest for nothing.
     config.recycling_method = RecyclingMethod::Fast;
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(&settings.url, config);
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+        settings.url.expose(),
+        config,
+    );
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)

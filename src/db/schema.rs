@@ -55,6 +55,8 @@ diesel::table! {
         received_at -> Timestamptz,
         completed_at -> Nullable<Timestamptz>,
         last_error -> Nullable<Text>,
+        leased_until -> Nullable<Timestamptz>,
+        republishes -> Int4,
     }
 }
 

@@ -5,30 +5,35 @@ mod attempt;
 mod reaper;
 mod ssrf;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::Utc;
-use slog::{Logger, warn};
+use slog::{Logger, debug, warn};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::db::models::event::{self, AttemptRecord};
 use crate::db::{Database, DbError};
-use crate::domain::{EventStatus, RetrySchedule};
+use crate::domain::{EventStatus, RetrySchedule, SubscriptionId};
 use crate::live::{Live, Notice};
-use crate::queue::{Envelope, Job, PublishError, Publisher, Route};
+use crate::queue::{Envelope, Job, Publisher, Route};
 
 pub use attempt::HttpClient;
 pub use reaper::{Reaper, publish_due};
 pub use ssrf::TargetPolicy;
 
-/// What the outcome of a delivery could not be made durable by.
-#[derive(Debug, thiserror::Error)]
-enum NotRecorded {
-    #[error("recording the attempt: {0}")]
-    Database(#[from] DbError),
-    #[error("scheduling the retry: {0}")]
-    Publish(#[from] PublishError),
+/// How deliveries are made.
+#[derive(Debug, Clone)]
+pub struct DeliveryPolicy {
+    pub schedule: RetrySchedule,
+    /// Consecutive failures at which a subscription's circuit breaker opens.
+    pub breaker_threshold: u32,
+    /// How long a delivery holds its event: longer than an attempt can take.
+    pub lease: Duration,
+    /// Deliveries in flight at once for one subscription, in this process.
+    pub per_subscription: usize,
 }
 
 /// Makes deliveries; shared by every delivery task of a process.
@@ -38,18 +43,19 @@ pub struct Deliverer {
     publisher: Publisher,
     schedule: RetrySchedule,
     breaker_threshold: i32,
+    lease: Duration,
+    in_flight: InFlight,
     live: Live,
     log: Logger,
 }
 
 impl Deliverer {
-    /// A deliverer using one shared HTTP client, retrying on `schedule`.
+    /// A deliverer using one shared HTTP client.
     pub fn new(
         db: Database,
         http: HttpClient,
         publisher: Publisher,
-        schedule: RetrySchedule,
-        breaker_threshold: u32,
+        policy: DeliveryPolicy,
         live: Live,
         log: Logger,
     ) -> Self {
@@ -57,8 +63,10 @@ impl Deliverer {
             db,
             http,
             publisher,
-            schedule,
-            breaker_threshold: i32::try_from(breaker_threshold).unwrap_or(i32::MAX),
+            schedule: policy.schedule,
+            breaker_threshold: i32::try_from(policy.breaker_threshold).unwrap_or(i32::MAX),
+            lease: policy.lease,
+            in_flight: InFlight::new(policy.per_subscription),
             live,
             log,
         }
@@ -79,6 +87,19 @@ impl Deliverer {
     }
 
     async fn handle(&self, job: Job) {
+        let Some(_slot) = self.in_flight.take(job.envelope.subscription_id) else {
+            // Its subscription has its share of deliveries in flight (a slow endpoint): the job
+            // waits its turn in the defer queue, not in a delivery slot others need.
+            match self.publisher.publish(&job.envelope, Route::Defer).await {
+                Ok(()) => job.acker.ack(),
+                Err(error) => {
+                    warn!(self.log, "could not defer a delivery; left for the reaper";
+                        "event_id" => %job.envelope.event_id, "error" => %error);
+                    job.acker.reject();
+                }
+            }
+            return;
+        };
         match self.deliver(&job.envelope).await {
             Ok(()) => job.acker.ack(),
             Err(error) => {
@@ -91,20 +112,19 @@ impl Deliverer {
 
     /// One delivery attempt, recorded, and the retry scheduled if one is due. An error means
     /// the outcome is not durable yet; the event is still due in PostgreSQL.
-    async fn deliver(&self, envelope: &Envelope) -> Result<(), NotRecorded> {
-        let id = envelope.event_id;
+    async fn deliver(&self, envelope: &Envelope) -> Result<(), DbError> {
+        let (id, retry_count, lease) = (envelope.event_id, envelope.retry_count, self.lease);
         let Some(job) = self
             .db
-            .run(async |conn| event::load_for_delivery(conn, id).await)
+            .run(async |conn| event::claim_for_delivery(conn, id, retry_count, lease).await)
             .await?
         else {
-            // Deleted with its subscription: nothing left to deliver.
+            // Nothing to attempt: delivered or failed already, further along its chain, held by
+            // the delivery of another copy of this message, or deleted with its subscription.
+            debug!(self.log, "a delivery message with nothing to attempt; dropped";
+                "event_id" => %id, "retry_count" => retry_count);
             return Ok(());
         };
-        // Already delivered by a duplicate message.
-        if job.status.is_final() {
-            return Ok(());
-        }
         // Held while its subscription is disabled; re-enabling it publishes what was held.
         if !job.is_active {
             self.db
@@ -116,13 +136,12 @@ impl Deliverer {
         let retry = if attempt.succeeded() {
             None
         } else {
-            self.schedule
-                .next_delay(envelope.retry_count, attempt.retry_after)
+            self.schedule.next_delay(retry_count, attempt.retry_after)
         };
         let (status, retry_count) = match retry {
-            _ if attempt.succeeded() => (EventStatus::Completed, envelope.retry_count),
-            Some(_) => (EventStatus::Retrying, envelope.retry_count + 1),
-            None => (EventStatus::Failed, envelope.retry_count),
+            _ if attempt.succeeded() => (EventStatus::Completed, retry_count),
+            Some(_) => (EventStatus::Retrying, retry_count + 1),
+            None => (EventStatus::Failed, retry_count),
         };
         let record = AttemptRecord {
             started_at: attempt.started_at,
@@ -145,12 +164,103 @@ impl Deliverer {
             new: false,
         });
         if let Some(delay) = retry {
+            // The retry is due in PostgreSQL now: should this publish be lost, the reaper makes
+            // it. So the message is acked without waiting for the broker's confirm.
             let next = Envelope {
                 retry_count,
                 ..envelope.clone()
             };
-            self.publisher.publish(&next, Route::Retry(delay)).await?;
+            if let Err(error) = self
+                .publisher
+                .publish_detached(&next, Route::Retry(delay))
+                .await
+            {
+                warn!(self.log, "could not publish a retry; left for the reaper";
+                    "event_id" => %id, "error" => %error);
+            }
         }
         Ok(())
+    }
+}
+
+/// Deliveries in flight per subscription in this process, up to a limit each.
+struct InFlight {
+    limit: usize,
+    counts: Mutex<HashMap<SubscriptionId, usize>>,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Self {
+        InFlight {
+            limit: limit.max(1),
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A slot for one delivery of `subscription`'s, held until dropped; `None` at the limit.
+    fn take(&self, subscription: SubscriptionId) -> Option<Slot<'_>> {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = counts.entry(subscription).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            in_flight: self,
+            subscription,
+        })
+    }
+}
+
+/// One delivery's place in its subscription's share.
+struct Slot<'a> {
+    in_flight: &'a InFlight,
+    subscription: SubscriptionId,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut counts = self
+            .in_flight
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.subscription) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.subscription);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_takes_slots_up_to_its_limit_and_gets_them_back() {
+        let in_flight = InFlight::new(2);
+        let (busy, other) = (
+            SubscriptionId(uuid::Uuid::new_v4()),
+            SubscriptionId(uuid::Uuid::new_v4()),
+        );
+        let first = in_flight.take(busy).expect("a first slot");
+        let second = in_flight.take(busy).expect("a second slot");
+        assert!(in_flight.take(busy).is_none(), "a third is over the limit");
+        assert!(
+            in_flight.take(other).is_some(),
+            "another subscription has its own"
+        );
+        drop(first);
+        assert!(
+            in_flight.take(busy).is_some(),
+            "a slot comes back when dropped"
+        );
+        drop(second);
+        assert!(
+            in_flight.counts.lock().unwrap().is_empty(),
+            "idle ones are forgotten"
+        );
     }
 }

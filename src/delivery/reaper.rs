@@ -28,7 +28,7 @@ pub fn envelope_for(due: &DueEvent) -> Envelope {
 pub async fn publish_due(publisher: &Publisher, due: &[DueEvent]) {
     for event in due {
         if publisher
-            .publish_detached(&envelope_for(event))
+            .publish_detached(&envelope_for(event), Route::Deliver)
             .await
             .is_err()
         {
@@ -36,6 +36,9 @@ pub async fn publish_due(publisher: &Publisher, due: &[DueEvent]) {
         }
     }
 }
+
+/// How often the reaper looks for events the publisher missed while the broker was away.
+const MISSED_EVERY: Duration = Duration::from_secs(1);
 
 /// Periodically republishes overdue events.
 pub struct Reaper {
@@ -48,13 +51,22 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    /// Sweeps every `interval` until `shutdown` is cancelled.
+    /// Sweeps every `interval` until `shutdown` is cancelled; every second, publishes what the
+    /// publisher could not while the broker was away.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut missed_ticker = tokio::time::interval(MISSED_EVERY);
+        missed_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
+                _ = missed_ticker.tick() => {
+                    if self.publisher.is_connected() {
+                        self.publish_missed().await;
+                    }
+                    continue;
+                }
                 _ = ticker.tick() => {}
             }
             // Claiming while the broker is down would only push due times back.
@@ -75,6 +87,28 @@ impl Reaper {
         }
     }
 
+    /// Publishes the events whose publish failed while the broker was away, without waiting
+    /// for the grace period. Should that fail too, the grace sweep has them.
+    async fn publish_missed(&self) {
+        let missed = self.publisher.take_missed();
+        if missed.is_empty() {
+            return;
+        }
+        let grace = self.grace;
+        match self
+            .db
+            .run(async |conn| event::claim_missed(conn, &missed, grace).await)
+            .await
+        {
+            Ok(due) => {
+                let failed = self.publish(&due).await;
+                info!(self.log, "published events the broker missed";
+                    "claimed" => due.len(), "failed" => failed);
+            }
+            Err(error) => warn!(self.log, "claiming missed events failed"; "error" => %error),
+        }
+    }
+
     /// Claims one batch and publishes it; returns how many were claimed.
     async fn sweep(&self) -> Result<usize, DbError> {
         let (grace, batch) = (self.grace, i64::from(self.batch));
@@ -85,6 +119,13 @@ impl Reaper {
         if due.is_empty() {
             return Ok(0);
         }
+        let failed = self.publish(&due).await;
+        info!(self.log, "republished overdue events"; "claimed" => due.len(), "failed" => failed);
+        Ok(due.len())
+    }
+
+    /// Publishes these events, waiting for the broker's confirms; how many failed.
+    async fn publish(&self, due: &[DueEvent]) -> usize {
         let envelopes: Vec<Envelope> = due.iter().map(envelope_for).collect();
         let results = join_all(
             envelopes
@@ -92,8 +133,6 @@ impl Reaper {
                 .map(|envelope| self.publisher.publish(envelope, Route::Deliver)),
         )
         .await;
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        info!(self.log, "republished overdue events"; "claimed" => due.len(), "failed" => failed);
-        Ok(due.len())
+        results.iter().filter(|r| r.is_err()).count()
     }
 }

@@ -14,6 +14,6 @@ pub use ids::{ApiKeyId, EventId, SubscriptionId, UserId};
 pub use password::Password;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
 pub use secrets::{
-    ApiKey, IngestToken, SigningSecret, is_token_shaped, random_bytes, random_token,
+    ApiKey, IngestToken, SecretUrl, SigningSecret, is_token_shaped, random_bytes, random_token,
 };
 pub use target_url::TargetUrl;

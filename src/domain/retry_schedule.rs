@@ -60,23 +60,22 @@ impl RetrySchedule {
     }
 
     /// The delay before the next retry, after a failed attempt that followed `retries_so_far`
-    /// retries; `None` when retries are exhausted. A `Retry-After` from the endpoint picks the
-    /// first delay at least that long (the longest, if none is).
+    /// retries; `None` when retries are exhausted. A `Retry-After` from the endpoint is a lower
+    /// bound, never a shortcut: the wait is the scheduled one or, when the endpoint asked for
+    /// longer, the first delay at least that long (the longest, if none is).
     pub fn next_delay(
         &self,
         retries_so_far: u32,
         retry_after: Option<Duration>,
     ) -> Option<Duration> {
         let scheduled = *self.0.get(retries_so_far as usize)?;
-        Some(match retry_after {
-            Some(wanted) => self
-                .delays()
+        let asked = retry_after.and_then(|wanted| {
+            self.delays()
                 .into_iter()
                 .find(|delay| *delay >= wanted)
                 .or_else(|| self.0.iter().max().copied())
-                .unwrap_or(scheduled),
-            None => scheduled,
-        })
+        });
+        Some(asked.map_or(scheduled, |asked| asked.max(scheduled)))
     }
 }
 
@@ -115,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_picks_the_first_level_at_least_that_long() {
+    fn retry_after_lengthens_a_wait_to_a_level_at_least_that_long_and_never_shortens_one() {
         let parsed = schedule("30s,5m,30m");
         assert_eq!(
             parsed.next_delay(0, Some(Duration::from_secs(60))),
@@ -123,7 +122,12 @@ mod tests {
         );
         assert_eq!(
             parsed.next_delay(2, Some(Duration::from_secs(3))),
-            Some(Duration::from_secs(30))
+            Some(Duration::from_secs(1800)),
+            "the third wait stays 30 minutes"
+        );
+        assert_eq!(
+            parsed.next_delay(1, Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(300))
         );
         assert_eq!(
             parsed.next_delay(0, Some(Duration::from_secs(7200))),

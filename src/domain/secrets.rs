@@ -124,9 +124,65 @@ impl fmt::Debug for ApiKey {
     }
 }
 
+/// A connection URL that may carry a password (PostgreSQL's, RabbitMQ's): `Debug` shows it
+/// with the password masked, so settings can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL itself, to connect with.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        SecretUrl(url)
+    }
+}
+
+impl std::str::FromStr for SecretUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(url: &str) -> Result<Self, Self::Err> {
+        Ok(SecretUrl(url.to_owned()))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    let _ = url.set_password(Some("***"));
+                }
+                write!(f, "{:?}", url.as_str())
+            }
+            Err(_) => f.write_str("\"(not a URL)\""),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_urls_debug_masks_its_password() {
+        let url: SecretUrl = "amqp://guest:hunter2@127.0.0.1:5672/%2f".parse().unwrap();
+        assert_eq!(
+            format!("{url:?}"),
+            "\"amqp://guest:***@127.0.0.1:5672/%2f\""
+        );
+        let bare: SecretUrl = "postgres://postgres@127.0.0.1/spenza".parse().unwrap();
+        assert_eq!(
+            format!("{bare:?}"),
+            "\"postgres://postgres@127.0.0.1/spenza\""
+        );
+        let junk: SecretUrl = "postgres://u:p@[".parse().unwrap();
+        assert_eq!(format!("{junk:?}"), "\"(not a URL)\"");
+    }
 
     #[test]
     fn generated_ingest_tokens_parse_and_junk_does_not() {

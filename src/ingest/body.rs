@@ -58,6 +58,17 @@ const DROPPED: &[&str] = &[
     "upgrade",
     "te",
 ];
+/// Parts of a header name that mark a credential (`x-api-key`, `x-gitlab-token`,
+/// `x-auth-token`, `x-webhook-secret`...). The providers' signature headers the validators read
+/// (`stripe-signature`, `x-hub-signature-256`, `webhook-signature`...) contain none of them.
+const CREDENTIAL_MARKS: &[&str] = &["token", "secret", "password", "api-key", "apikey"];
+
+/// Whether a header (by lower-case name) is never kept with an event.
+fn dropped(name: &str) -> bool {
+    DROPPED.contains(&name)
+        || name.starts_with("proxy-")
+        || CREDENTIAL_MARKS.iter().any(|mark| name.contains(mark))
+}
 const MAX_HEADERS: usize = 64;
 const MAX_VALUE_LEN: usize = 2048;
 
@@ -70,7 +81,7 @@ pub fn selected_headers(headers: &HeaderMap) -> Value {
             break;
         }
         let name = name.as_str();
-        if DROPPED.contains(&name) || name.starts_with("proxy-") {
+        if dropped(name) {
             continue;
         }
         if let Ok(value) = value.to_str()
@@ -122,6 +133,12 @@ mod tests {
         for (name, value) in [
             ("authorization", "Bearer x"),
             ("cookie", "a=b"),
+            ("x-api-key", "k"),
+            ("x-gitlab-token", "t"),
+            ("x-auth-token", "t"),
+            ("x-webhook-secret", "s"),
+            ("x-password", "p"),
+            ("stripe-signature", "t=1,v1=ab"),
             ("x-github-event", "push"),
             ("user-agent", "GitHub-Hookshot"),
         ] {
@@ -132,7 +149,11 @@ mod tests {
         }
         assert_eq!(
             selected_headers(&headers),
-            serde_json::json!({"x-github-event": "push", "user-agent": "GitHub-Hookshot"})
+            serde_json::json!({
+                "stripe-signature": "t=1,v1=ab",
+                "x-github-event": "push",
+                "user-agent": "GitHub-Hookshot"
+            })
         );
     }
 }

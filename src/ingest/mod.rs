@@ -13,7 +13,7 @@ use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
 use crate::live::Notice;
 use crate::problem::Problem;
-use crate::queue::Envelope;
+use crate::queue::{Envelope, Route};
 use crate::signing::incoming::{ProviderConfig, Rejection};
 use crate::state::AppState;
 
@@ -138,7 +138,7 @@ pub async fn ingest(
             let publisher = state.publisher.clone();
             let log = state.log.clone();
             actix_web::rt::spawn(async move {
-                if let Err(error) = publisher.publish_detached(&envelope).await {
+                if let Err(error) = publisher.publish_detached(&envelope, Route::Deliver).await {
                     debug!(log, "event left for the reaper"; "event_id" => %envelope.event_id, "error" => %error);
                 }
             });

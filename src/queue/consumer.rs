@@ -20,40 +20,61 @@ pub struct Job {
     pub acker: Acker,
 }
 
-/// Settles one message. Dropping it without settling leaves the message unacked, so the broker
-/// redelivers it when this consumer's channel closes.
+/// Settles one message. Dropped without settling (its delivery task panicked, say), it puts
+/// the message back in the queue: the prefetch slot is freed, and the message is delivered
+/// again (where the claim of an event still leased drops it; the reaper takes the event once
+/// the lease has run out).
 #[derive(Debug)]
 pub struct Acker {
     outcomes: Sender<Outcome>,
     session: u64,
     tag: u64,
+    settled: bool,
 }
 
 #[derive(Debug)]
 struct Outcome {
     session: u64,
     tag: u64,
-    ack: bool,
+    settle: Settle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Ack,
+    /// Dropped from the queue.
+    Reject,
+    /// Back in the queue, for another delivery.
+    Requeue,
 }
 
 impl Acker {
     /// The outcome is recorded: remove the message from the queue.
-    pub fn ack(self) {
-        self.settle(true);
+    pub fn ack(mut self) {
+        self.settle(Settle::Ack);
     }
 
     /// The outcome could not be recorded: drop the message; the event is still due in
     /// PostgreSQL and the reaper publishes it again.
-    pub fn reject(self) {
-        self.settle(false);
+    pub fn reject(mut self) {
+        self.settle(Settle::Reject);
     }
 
-    fn settle(self, ack: bool) {
+    fn settle(&mut self, settle: Settle) {
+        self.settled = true;
         let _ = self.outcomes.send(Outcome {
             session: self.session,
             tag: self.tag,
-            ack,
+            settle,
         });
+    }
+}
+
+impl Drop for Acker {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.settle(Settle::Requeue);
+        }
     }
 }
 
@@ -246,6 +267,7 @@ impl Worker {
             outcomes: self.outcomes_tx.clone(),
             session,
             tag,
+            settled: false,
         };
         match &self.jobs {
             Some(jobs) if jobs.send(Job { envelope, acker }).is_ok() => {
@@ -269,9 +291,10 @@ fn settle(
     if outcome.session != session {
         return Ok(());
     }
-    match unacked.remove(&outcome.tag) {
-        Some(delivery) if outcome.ack => delivery.ack(channel),
-        Some(delivery) => delivery.reject(channel, false),
-        None => Ok(()),
+    match (unacked.remove(&outcome.tag), outcome.settle) {
+        (Some(delivery), Settle::Ack) => delivery.ack(channel),
+        (Some(delivery), Settle::Reject) => delivery.reject(channel, false),
+        (Some(delivery), Settle::Requeue) => delivery.reject(channel, true),
+        (None, _) => Ok(()),
     }
 }

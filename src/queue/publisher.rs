@@ -3,8 +3,8 @@
 //! resolves when the broker acks, nacks or returns its message.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use slog::{Logger, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Backoff, Envelope, Topology};
+use crate::domain::EventId;
 
 /// Why a message may not have reached its queue. In every case the event stays in PostgreSQL
 /// and the reaper publishes it again.
@@ -47,22 +48,54 @@ pub enum Route {
     /// To the wait queue of this retry delay, which dead-letters it to the delivery queue when
     /// the delay has passed.
     Retry(Duration),
+    /// To the defer queue: back in the delivery queue a moment later, no retry used.
+    Defer,
 }
 
 struct Request {
     route: Route,
+    event: EventId,
     body: Vec<u8>,
     /// Where the outcome goes; `None` for a detached publish.
     reply: Option<oneshot::Sender<Result<(), PublishError>>>,
+    /// Where a detached delivery that fails is remembered.
+    missed: Arc<Missed>,
     /// Held until the confirm arrives: this is what bounds the confirm window.
     _permit: OwnedSemaphorePermit,
 }
 
 impl Request {
     fn answer(self, result: Result<(), PublishError>) {
-        if let Some(reply) = self.reply {
-            let _ = reply.send(result);
+        match self.reply {
+            Some(reply) => {
+                let _ = reply.send(result);
+            }
+            None if result.is_err() && self.route == Route::Deliver => {
+                self.missed.remember(self.event);
+            }
+            None => {}
         }
+    }
+}
+
+/// Events whose detached delivery publish failed (the broker was away): once it is back, the
+/// reaper publishes them at once instead of after its grace period. Bounded: past
+/// [`Missed::MAX`], the rest wait for the grace period.
+#[derive(Default)]
+struct Missed(Mutex<Vec<EventId>>);
+
+impl Missed {
+    const MAX: usize = 10_000;
+
+    fn remember(&self, event: EventId) {
+        let mut missed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if missed.len() < Self::MAX {
+            missed.push(event);
+        }
+    }
+
+    fn take(&self) -> Vec<EventId> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -77,6 +110,7 @@ pub struct Publisher {
     requests: Sender<Request>,
     window: Arc<Semaphore>,
     connected: Arc<AtomicBool>,
+    missed: Arc<Missed>,
 }
 
 /// Owns the publisher thread; dropping `stop` asks it to finish.
@@ -111,6 +145,7 @@ impl Publisher {
             requests: requests_tx,
             window: Arc::new(Semaphore::new(window.max(1))),
             connected,
+            missed: Arc::default(),
         };
         Ok((
             publisher,
@@ -134,9 +169,14 @@ impl Publisher {
     }
 
     /// Publishes one delivery without waiting for its confirm: for an event that is already
-    /// durable, whose failed publish the reaper repairs. Waits only for room in the window.
-    pub async fn publish_detached(&self, envelope: &Envelope) -> Result<(), PublishError> {
-        self.submit(envelope, Route::Deliver, None).await
+    /// due in PostgreSQL, whose lost publish the reaper repairs. Waits only for room in the
+    /// window.
+    pub async fn publish_detached(
+        &self,
+        envelope: &Envelope,
+        route: Route,
+    ) -> Result<(), PublishError> {
+        self.submit(envelope, route, None).await
     }
 
     async fn submit(
@@ -146,6 +186,9 @@ impl Publisher {
         reply: Option<oneshot::Sender<Result<(), PublishError>>>,
     ) -> Result<(), PublishError> {
         if !self.is_connected() {
+            if reply.is_none() && route == Route::Deliver {
+                self.missed.remember(envelope.event_id);
+            }
             return Err(PublishError::Unavailable);
         }
         let permit = self
@@ -156,13 +199,21 @@ impl Publisher {
             .map_err(|_| PublishError::Closed)?;
         let request = Request {
             route,
+            event: envelope.event_id,
             body: envelope.to_bytes(),
             reply,
+            missed: self.missed.clone(),
             _permit: permit,
         };
         self.requests
             .send(request)
             .map_err(|_| PublishError::Closed)
+    }
+
+    /// The events whose detached delivery publish failed since the last call, to publish again
+    /// once the broker is back.
+    pub fn take_missed(&self) -> Vec<EventId> {
+        self.missed.take()
     }
 
     /// Whether the thread holds a live connection to the broker.
@@ -292,6 +343,7 @@ impl Session {
                     let (exchange, routing_key) = match request.route {
                         Route::Deliver => (deliver_exchange.as_str(), worker.topology.deliver_routing_key().to_owned()),
                         Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
+                        Route::Defer => ("", worker.topology.defer_queue()),
                     };
                     let publish = Publish {
                         body: &request.body,

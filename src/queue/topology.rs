@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::config::QueueKind;
 use crate::domain::compact_delay;
 
+/// How long a deferred delivery waits before it is back in the deliver queue.
+pub const DEFER_DELAY: Duration = Duration::from_secs(1);
+
 /// The names this deployment uses on the broker.
 #[derive(Debug, Clone)]
 pub struct Topology {
@@ -33,6 +36,12 @@ impl Topology {
     /// draining into the deliver exchange).
     pub fn retry_queue(&self, delay: Duration) -> String {
         format!("{}.retry.{}", self.prefix, compact_delay(delay))
+    }
+
+    /// The wait queue a delivery waits in while its subscription has its share of deliveries
+    /// in flight: [`DEFER_DELAY`] later, it is back in the deliver queue.
+    pub fn defer_queue(&self) -> String {
+        format!("{}.defer", self.prefix)
     }
 
     /// The direct exchange deliveries are published to.
@@ -85,7 +94,12 @@ impl Topology {
             self.deliver_routing_key(),
             FieldTable::new(),
         )?;
-        for delay in &self.retry_delays {
+        let waits = self
+            .retry_delays
+            .iter()
+            .map(|delay| (self.retry_queue(*delay), *delay))
+            .chain([(self.defer_queue(), DEFER_DELAY)]);
+        for (queue, delay) in waits {
             // Classic queues: a wait queue only holds messages until their TTL dead-letters them
             // back to the deliver exchange. Should one be lost, the event is still due in
             // PostgreSQL and the reaper publishes it again.
@@ -107,7 +121,7 @@ impl Topology {
                 AmqpValue::LongString(self.deliver_routing_key().into()),
             );
             channel.queue_declare(
-                self.retry_queue(*delay),
+                queue,
                 QueueDeclareOptions {
                     durable: true,
                     arguments,
@@ -127,6 +141,7 @@ impl Topology {
                 amiquip::QueueDeleteOptions::default(),
             )?;
         }
+        channel.queue_delete(self.defer_queue(), amiquip::QueueDeleteOptions::default())?;
         channel.queue_delete(self.deliver_queue(), amiquip::QueueDeleteOptions::default())?;
         channel.exchange_delete(self.live_exchange(), false)?;
         channel.exchange_delete(self.deliver_exchange(), false)

@@ -21,7 +21,7 @@ use crate::domain::{
 };
 use crate::live::Notice;
 use crate::problem::FieldError;
-use crate::queue::Envelope;
+use crate::queue::{Envelope, Route};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -460,7 +460,10 @@ pub async fn send_test_event(
         retry_count: 0,
     };
     // A failed publish loses nothing: the event is due in PostgreSQL and the reaper sends it.
-    let _ = state.publisher.publish_detached(&envelope).await;
+    let _ = state
+        .publisher
+        .publish_detached(&envelope, Route::Deliver)
+        .await;
     Ok(event_id)
 }
 

@@ -59,10 +59,10 @@ pub fn test_settings(database_url: &str, prefix: &str) -> Settings {
         unreachable!("serve parses as serve")
     };
     let mut settings = *settings;
-    settings.database.url = database_url.to_owned();
+    settings.database.url = database_url.to_owned().into();
     settings.database.pool_size = 8;
     settings.database.timeout = Duration::from_secs(3);
-    settings.amqp_url = amqp_url();
+    settings.amqp_url = amqp_url().into();
     settings.amqp_prefix = prefix.to_owned();
     settings.queue_kind = QueueKind::Quorum;
     settings.bind = "127.0.0.1:0".parse().unwrap();
@@ -409,6 +409,37 @@ impl RelayProcess {
         settings: &[(&str, &str)],
         port: u16,
     ) -> RelayProcess {
+        RelayProcess::launch(resources, settings, port, None).await
+    }
+
+    /// As [`RelayProcess::start`], writing its log (stdout and stderr) to `log`.
+    pub async fn start_logging(
+        resources: &TestResources,
+        settings: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> RelayProcess {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        RelayProcess::launch(resources, settings, port, Some(log)).await
+    }
+
+    async fn launch(
+        resources: &TestResources,
+        settings: &[(&str, &str)],
+        port: u16,
+        log: Option<&std::path::Path>,
+    ) -> RelayProcess {
+        let (stdout, stderr) = match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("the log file is created");
+                let copy = file.try_clone().expect("the log file opens twice");
+                (file.into(), copy.into())
+            }
+            None => (std::process::Stdio::null(), std::process::Stdio::null()),
+        };
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spenza"));
         command
             .arg("serve")
@@ -419,8 +450,8 @@ impl RelayProcess {
             .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
             .env("SPENZA_LOG_FORMAT", "json")
             .env("SPENZA_ALLOWED_TARGET_NETS", "127.0.0.0/8")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+            .stdout(stdout)
+            .stderr(stderr);
         for (name, value) in settings {
             command.env(name, value);
         }
@@ -499,11 +530,17 @@ pub enum Script {
     Redirect(String),
     /// Wait this long, then 200.
     Slow(Duration),
+    /// Wait this long, then this status.
+    SlowStatus(Duration, u16),
+    /// This status with `Retry-After` as an HTTP date this many seconds ahead, always.
+    RetryAt(u16, u64),
 }
 
 /// One request the sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: Instant,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub path: String,
@@ -617,6 +654,7 @@ async fn record(
         })
         .collect();
     let received = Received {
+        at: Instant::now(),
         headers,
         body: body.to_vec(),
         path: request.path().to_owned(),
@@ -646,6 +684,22 @@ async fn record(
         Script::Slow(delay) => {
             tokio::time::sleep(delay).await;
             HttpResponse::Ok().body("late")
+        }
+        Script::SlowStatus(delay, status) => {
+            tokio::time::sleep(delay).await;
+            status_response(status)
+        }
+        Script::RetryAt(status, seconds) => {
+            let at = chrono::Utc::now() + chrono::TimeDelta::seconds(seconds as i64);
+            let mut response = status_response(status);
+            response.headers_mut().insert(
+                actix_web::http::header::RETRY_AFTER,
+                actix_web::http::header::HeaderValue::from_str(
+                    &at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                )
+                .unwrap(),
+            );
+            response
         }
     }
 }

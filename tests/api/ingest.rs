@@ -153,7 +153,7 @@ async fn ingest_returns_503_when_the_database_is_unreachable_and_stores_nothing(
     let postgres: std::net::SocketAddr = "127.0.0.1:5432".parse().unwrap();
     let proxy = FaultProxy::start(postgres).await;
     let app = spawn_app_with(|settings| {
-        settings.database.url = through(&proxy, &settings.database.url);
+        settings.database.url = through(&proxy, settings.database.url.expose()).into();
         settings.database.timeout = Duration::from_secs(2);
     })
     .await;

@@ -4,6 +4,7 @@
 mod assets;
 mod browser;
 mod cli;
+mod correctness;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_events;
@@ -15,6 +16,7 @@ mod live;
 mod load;
 mod queue;
 mod retries;
+mod secrets;
 mod signatures;
 mod ssrf;
 mod subscriptions;

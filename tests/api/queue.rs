@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use spenza::config::QueueKind;
 use spenza::domain::{EventId, SubscriptionId};
-use spenza::queue::{Envelope, PublishError, Publisher, Route, Topology};
+use spenza::queue::{Consumer, Envelope, PublishError, Publisher, Route, Topology};
 
 use crate::helpers::{TestResources, amqp_url, wait_until};
 
@@ -63,5 +63,68 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
     tokio::task::spawn_blocking(move || thread.stop())
         .await
         .unwrap();
+    drop(resources);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
+    let resources = TestResources::new("").await;
+    let topology = Topology::new(&resources.prefix, QueueKind::Quorum, Vec::new());
+    let (publisher, thread) = Publisher::start(
+        &amqp_url(),
+        topology.clone(),
+        8,
+        spenza::telemetry::discard(),
+    )
+    .unwrap();
+    // One message in flight at most: the second delivery needs the first's slot back.
+    let (consumer, mut jobs) = Consumer::start(
+        &amqp_url(),
+        topology.clone(),
+        1,
+        Duration::from_secs(1),
+        spenza::telemetry::discard(),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the publisher to connect",
+        || async {
+            if publisher.is_connected() {
+                Ok(())
+            } else {
+                Err("not connected".into())
+            }
+        },
+    )
+    .await;
+    let envelope = Envelope {
+        event_id: EventId::new(),
+        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
+        target_url: "https://example.com/hook".into(),
+        retry_count: 0,
+    };
+    publisher.publish(&envelope, Route::Deliver).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), jobs.recv())
+        .await
+        .expect("the job is handed out")
+        .unwrap();
+    assert_eq!(first.envelope.event_id, envelope.event_id);
+    // As a delivery task that panicked would: gone without a word.
+    drop(first);
+    let again = tokio::time::timeout(Duration::from_secs(10), jobs.recv())
+        .await
+        .expect("the message is delivered again")
+        .unwrap();
+    assert_eq!(again.envelope.event_id, envelope.event_id);
+    again.acker.ack();
+
+    drop(publisher);
+    tokio::task::spawn_blocking(move || {
+        thread.stop();
+        consumer.join();
+    })
+    .await
+    .unwrap();
     drop(resources);
 }

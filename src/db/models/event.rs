@@ -214,7 +214,6 @@ pub struct EventPage {
 /// No `Debug`: it holds the signing secrets.
 #[derive(Clone, Queryable)]
 pub struct DeliveryJob {
-    pub status: EventStatus,
     /// The subscription's owner, whose pages hear of the attempt.
     pub user_id: UserId,
     pub body: Vec<u8>,
@@ -226,28 +225,76 @@ pub struct DeliveryJob {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-/// Loads what delivering `id` needs; `None` when the event is gone.
-pub async fn load_for_delivery(
+/// The delivery claim: takes an event for one attempt, only if it is still to deliver, its
+/// retry count is the one the message carries (a message of an earlier step of its chain is
+/// stale), and no other delivery holds it; then holds it for `lease`. One round trip, which
+/// also loads what the attempt needs. Hand-written (an `UPDATE ... FROM ... RETURNING` across
+/// two tables) with a static query id, so it is prepared once per connection.
+struct ClaimForDelivery {
+    id: EventId,
+    retry_count: i32,
+    lease_ms: i64,
+}
+
+impl QueryId for ClaimForDelivery {
+    type QueryId = ClaimForDelivery;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ClaimForDelivery {
+    type SqlType = (
+        SqlUuid,
+        Bytea,
+        Nullable<Text>,
+        Text,
+        diesel::sql_types::Bool,
+        Text,
+        Nullable<Text>,
+        Nullable<Timestamptz>,
+    );
+}
+
+impl QueryFragment<Pg> for ClaimForDelivery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("UPDATE events SET leased_until = now() + make_interval(secs => ");
+        out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
+        out.push_sql(
+            " / 1000.0), republishes = 0 FROM subscriptions \
+             WHERE subscriptions.id = events.subscription_id AND events.id = ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_sql(
+            " AND events.status IN ('pending', 'retrying') \
+             AND (events.leased_until IS NULL OR events.leased_until < now()) \
+             AND events.retry_count = ",
+        );
+        out.push_bind_param::<Integer, _>(&self.retry_count)?;
+        out.push_sql(
+            " RETURNING subscriptions.user_id, events.body, events.content_type, \
+             subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
+             subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at",
+        );
+        Ok(())
+    }
+}
+
+/// Claims `id` for one delivery attempt of the step `retry_count` of its chain, holding it for
+/// `lease`. `None` when there is nothing to attempt: the event is gone, delivered, failed,
+/// further along its chain, or held by another delivery (a duplicate message).
+pub async fn claim_for_delivery(
     conn: &mut AsyncPgConnection,
     id: EventId,
+    retry_count: u32,
+    lease: std::time::Duration,
 ) -> QueryResult<Option<DeliveryJob>> {
-    events::table
-        .inner_join(subscriptions::table)
-        .filter(events::id.eq(id))
-        .select((
-            events::status,
-            subscriptions::user_id,
-            events::body,
-            events::content_type,
-            subscriptions::target_url,
-            subscriptions::is_active,
-            subscriptions::signing_secret,
-            subscriptions::previous_signing_secret,
-            subscriptions::previous_secret_expires_at,
-        ))
-        .first(conn)
-        .await
-        .optional()
+    ClaimForDelivery {
+        id,
+        retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
+        lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+    }
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Holds an event of a disabled subscription: still to deliver, but due at no particular time
@@ -258,7 +305,10 @@ pub async fn hold(conn: &mut AsyncPgConnection, id: EventId) -> QueryResult<()> 
             .filter(events::id.eq(id))
             .filter(events::status.eq_any([EventStatus::Pending, EventStatus::Retrying])),
     )
-    .set(events::next_attempt_at.eq(None::<DateTime<Utc>>))
+    .set((
+        events::next_attempt_at.eq(None::<DateTime<Utc>>),
+        events::leased_until.eq(None::<DateTime<Utc>>),
+    ))
     .execute(conn)
     .await
     .map(drop)
@@ -317,7 +367,7 @@ impl QueryFragment<Pg> for RecordAttempt<'_> {
                      THEN coalesce(events.completed_at, now()) ELSE events.completed_at END, \
                  last_error = CASE WHEN events.status = 'completed' OR next.status = 'completed' \
                      THEN NULL ELSE next.error END, \
-                 retry_count = ",
+                 leased_until = NULL, retry_count = ",
         );
         out.push_bind_param::<Integer, _>(&attempt.retry_count)?;
         out.push_sql(", next_attempt_at = ");
@@ -387,8 +437,10 @@ const RETURNING_DUE: &str =
 
 /// The reaper's claim: up to `batch` events of active subscriptions still to deliver whose due
 /// time passed more than `grace` ago, or that were held (no due time) while their subscription
-/// was disabled, skipping rows another replica has locked. Claiming pushes
-/// their due time one grace period on, so a publish that fails again is retried later.
+/// was disabled, and that no delivery holds, skipping rows another replica has locked.
+/// Claiming pushes their due time on: one grace period, doubled for each republish since a
+/// delivery last claimed the event (up to 64), so an event still waiting in a long queue is
+/// not republished every grace period; the copies that are are dropped by the delivery claim.
 pub async fn claim_overdue(
     conn: &mut AsyncPgConnection,
     grace: std::time::Duration,
@@ -396,11 +448,14 @@ pub async fn claim_overdue(
 ) -> QueryResult<Vec<DueEvent>> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     diesel::sql_query(format!(
-        "UPDATE events SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0) \
+        "UPDATE events SET next_attempt_at = now() \
+             + make_interval(secs => $1 / 1000.0 * 2 ^ least(events.republishes, 6)), \
+             republishes = events.republishes + 1 \
          FROM subscriptions \
          WHERE subscriptions.id = events.subscription_id AND events.id IN ( \
              SELECT e.id FROM events e JOIN subscriptions s ON s.id = e.subscription_id \
              WHERE e.status IN ('pending', 'retrying') AND s.is_active \
+               AND (e.leased_until IS NULL OR e.leased_until < now()) \
                AND (e.next_attempt_at IS NULL \
                     OR e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0)) \
              ORDER BY e.next_attempt_at LIMIT $2 \
@@ -409,6 +464,31 @@ pub async fn claim_overdue(
     ))
     .bind::<BigInt, _>(grace_ms)
     .bind::<BigInt, _>(batch)
+    .load(conn)
+    .await
+}
+
+/// The reaper's claim of these events, whose publish failed while the broker was away, with no
+/// grace period: those still to deliver, of active subscriptions, that no delivery holds. Their
+/// due time moves on as in [`claim_overdue`].
+pub async fn claim_missed(
+    conn: &mut AsyncPgConnection,
+    ids: &[EventId],
+    grace: std::time::Duration,
+) -> QueryResult<Vec<DueEvent>> {
+    let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+    diesel::sql_query(format!(
+        "UPDATE events SET next_attempt_at = now() \
+             + make_interval(secs => $1 / 1000.0 * 2 ^ least(events.republishes, 6)), \
+             republishes = events.republishes + 1 \
+         FROM subscriptions \
+         WHERE subscriptions.id = events.subscription_id AND events.id = ANY($2) \
+           AND events.status IN ('pending', 'retrying') AND subscriptions.is_active \
+           AND (events.leased_until IS NULL OR events.leased_until < now()) \
+         {RETURNING_DUE}"
+    ))
+    .bind::<BigInt, _>(grace_ms)
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(ids)
     .load(conn)
     .await
 }

@@ -8,8 +8,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::db::schema::subscriptions;
 use crate::domain::{EventId, SubscriptionId, UserId};
 
-/// A subscription as stored.
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A subscription as stored. `Debug` leaves out its token and secrets.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]
 pub struct Subscription {
     pub id: SubscriptionId,
@@ -29,8 +29,8 @@ pub struct Subscription {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A subscription to create.
-#[derive(Debug, Insertable)]
+/// A subscription to create. No `Debug`: it holds the token and secrets.
+#[derive(Insertable)]
 #[diesel(table_name = subscriptions)]
 pub struct NewSubscription<'a> {
     pub id: SubscriptionId,
@@ -42,8 +42,9 @@ pub struct NewSubscription<'a> {
     pub provider: Option<serde_json::Value>,
 }
 
-/// The fields an edit may change; `None` leaves a field as it is.
-#[derive(Debug, Default, AsChangeset)]
+/// The fields an edit may change; `None` leaves a field as it is. No `Debug`: a provider holds
+/// its secret.
+#[derive(Default, AsChangeset)]
 #[diesel(table_name = subscriptions)]
 pub struct SubscriptionChanges<'a> {
     pub name: Option<&'a str>,
@@ -52,6 +53,29 @@ pub struct SubscriptionChanges<'a> {
     pub disabled_reason: Option<Option<&'a str>>,
     pub consecutive_failures: Option<i32>,
     pub provider: Option<Option<serde_json::Value>>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field("target_url", &self.target_url)
+            .field(
+                "provider",
+                &self
+                    .provider
+                    .as_ref()
+                    .and_then(|provider| provider.get("kind")),
+            )
+            .field("is_active", &self.is_active)
+            .field("disabled_reason", &self.disabled_reason)
+            .field("consecutive_failures", &self.consecutive_failures)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Stores a new subscription.
@@ -203,4 +227,37 @@ pub async fn stats_for_user(
     .bind::<Timestamptz, _>(since)
     .load(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_token_or_secret() {
+        let subscription = Subscription {
+            id: SubscriptionId(uuid::Uuid::new_v4()),
+            user_id: UserId(uuid::Uuid::new_v4()),
+            name: "shop".into(),
+            target_url: "https://example.com/hook".into(),
+            ingest_token: "ingest-token-value".into(),
+            signing_secret: "whsec_signing".into(),
+            previous_signing_secret: Some("whsec_previous".into()),
+            previous_secret_expires_at: None,
+            provider: Some(serde_json::json!({"kind": "stripe", "secret": "whsec_provider"})),
+            is_active: true,
+            disabled_reason: None,
+            consecutive_failures: 0,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        let shown = format!("{subscription:?}");
+        for secret in ["ingest-token-value", "whsec_"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(
+            shown.contains("stripe"),
+            "the provider's kind is shown: {shown}"
+        );
+    }
 }

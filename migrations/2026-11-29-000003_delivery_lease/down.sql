@@ -1,0 +1,2 @@
+ALTER TABLE events DROP COLUMN republishes;
+ALTER TABLE events DROP COLUMN leased_until;

@@ -1,0 +1,278 @@
+//! Delivery that stays correct under duplicates, slow endpoints and bad luck: one attempt chain
+//! per event, fairness across subscriptions, and `Retry-After` as a lower bound.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use spenza::config::QueueKind;
+use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
+use spenza::queue::{Envelope, Publisher, PublisherThread, Route, Topology};
+
+use crate::helpers::{Script, Sink, TestApp, amqp_url, spawn_app_with, wait_until};
+
+/// Messages ready in a queue of the broker (not those handed to a consumer).
+fn ready_in(queue: &str) -> u32 {
+    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).expect("the broker");
+    let channel = connection.open_channel(None).unwrap();
+    let depth = channel
+        .queue_declare_passive(queue)
+        .expect("the queue exists")
+        .declared_message_count()
+        .expect("a passive declare counts messages");
+    let _ = connection.close();
+    depth
+}
+
+/// A publisher of the test's own onto the app's queues, as a second replica would publish.
+async fn second_publisher(app: &TestApp, schedule: &str) -> (Publisher, PublisherThread, Topology) {
+    let schedule: RetrySchedule = schedule.parse().unwrap();
+    let topology = Topology::new(app.prefix(), QueueKind::Quorum, schedule.delays());
+    let (publisher, thread) = Publisher::start(
+        &amqp_url(),
+        topology.clone(),
+        8,
+        spenza::telemetry::discard(),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the publisher to connect",
+        || async {
+            if publisher.is_connected() {
+                Ok(())
+            } else {
+                Err("not connected".to_owned())
+            }
+        },
+    )
+    .await;
+    (publisher, thread, topology)
+}
+
+async fn stop(publisher: Publisher, thread: PublisherThread) {
+    drop(publisher);
+    tokio::task::spawn_blocking(move || thread.stop())
+        .await
+        .unwrap();
+}
+
+/// How many attempts each of these events has, from the database.
+async fn attempt_counts(app: &TestApp, events: &[String]) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for id in events {
+        counts.push(app.event(id).await["attempts"].as_i64().unwrap());
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_a_delivery_in_flight_make_one_attempt_and_schedule_one_retry() {
+    const SCHEDULE: &str = "1h";
+    let app = spawn_app_with(|s| s.retry_schedule = SCHEDULE.parse().unwrap()).await;
+    let sink = Sink::start(Script::SlowStatus(Duration::from_secs(2), 503)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
+    let (publisher, thread, topology) = second_publisher(&app, SCHEDULE).await;
+    // While the first attempt is at the endpoint, a second copy of its message arrives (as a
+    // reaper's republish or a redelivery would).
+    sink.wait_for_requests(1).await;
+    let copy = Envelope {
+        event_id: EventId(id.parse().unwrap()),
+        subscription_id: SubscriptionId(subscription["id"].as_str().unwrap().parse().unwrap()),
+        target_url: sink.url.clone(),
+        retry_count: 0,
+    };
+    publisher.publish(&copy, Route::Deliver).await.unwrap();
+    wait_until(Duration::from_secs(10), "the copy to be taken", || async {
+        match ready_in(&topology.deliver_queue()) {
+            0 => Ok(()),
+            ready => Err(format!("{ready} ready")),
+        }
+    })
+    .await;
+
+    let event = app.wait_for_status(&id, "retrying").await;
+    assert_eq!(event["attempts"], 1, "one attempt recorded");
+    assert_eq!(sink.received().len(), 1, "one request at the endpoint");
+    let retry_queue = topology.retry_queue(Duration::from_secs(3600));
+    wait_until(
+        Duration::from_secs(10),
+        "the retry to be queued",
+        || async {
+            match ready_in(&retry_queue) {
+                0 => Err("none yet".to_owned()),
+                queued => Ok(queued),
+            }
+        },
+    )
+    .await;
+    assert_eq!(ready_in(&retry_queue), 1, "one retry scheduled");
+    stop(publisher, thread).await;
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_longer_than_the_reapers_grace_attempts_each_event_once() {
+    const EVENTS: usize = 40;
+    const SCHEDULE: &str = "1h";
+    let app = spawn_app_with(|s| {
+        s.retry_schedule = SCHEDULE.parse().unwrap();
+        s.reaper_grace = Duration::from_secs(1);
+        s.reaper_interval = Duration::from_secs(1);
+        // One at a time: 40 events of 100 ms each queue for 4 s, four grace periods.
+        s.delivery_concurrency = 1;
+    })
+    .await;
+    let sink = Sink::start(Script::SlowStatus(Duration::from_millis(100), 503)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap();
+    let mut events = Vec::new();
+    for n in 0..EVENTS {
+        events.push(app.accept(ingest_url, &format!(r#"{{"n": {n}}}"#)).await);
+    }
+    for id in &events {
+        app.wait_for_status(id, "retrying").await;
+    }
+    // What the reaper republished meanwhile is drained, each copy dropped without an attempt.
+    let topology = Topology::new(
+        app.prefix(),
+        QueueKind::Quorum,
+        SCHEDULE.parse::<RetrySchedule>().unwrap().delays(),
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "the copies to be drained",
+        || async {
+            match ready_in(&topology.deliver_queue()) {
+                0 => Ok(()),
+                ready => Err(format!("{ready} ready")),
+            }
+        },
+    )
+    .await;
+    let again = app.wait_for_status(&events[EVENTS - 1], "retrying").await;
+    assert_eq!(again["attempts"], 1);
+
+    assert_eq!(attempt_counts(&app, &events).await, vec![1; EVENTS]);
+    assert_eq!(sink.received().len(), EVENTS, "one request per event");
+    assert_eq!(
+        ready_in(&topology.retry_queue(Duration::from_secs(3600))),
+        EVENTS as u32,
+        "one retry per event"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_does_not_delay_another_subscriptions_deliveries() {
+    const SLOW: usize = 300;
+    const FAST: usize = 100;
+    let app = spawn_app_with(|s| {
+        s.delivery_concurrency = 64;
+        s.subscription_concurrency = 48;
+        s.delivery_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let slow_sink = Sink::start(Script::Slow(Duration::from_secs(5))).await;
+    let fast_sink = Sink::start(Script::Ok).await;
+    let slow = app.create_subscription(&slow_sink.url).await;
+    let fast = app.create_subscription(&fast_sink.url).await;
+    let poster = &app;
+    let post = async |url: &str, count: usize| -> Vec<(String, Instant)> {
+        futures_util::stream::iter(0..count)
+            .map(|n| async move {
+                let id = poster.accept(url, &format!(r#"{{"n": {n}}}"#)).await;
+                (id, Instant::now())
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await
+    };
+    let slow_events = post(slow["ingest_url"].as_str().unwrap(), SLOW).await;
+    let fast_events = post(fast["ingest_url"].as_str().unwrap(), FAST).await;
+
+    let arrived = fast_sink.wait_for_requests(FAST).await;
+    for (id, accepted) in &fast_events {
+        let delivered = arrived
+            .iter()
+            .find(|request| request.header("webhook-id") == Some(id))
+            .expect("every fast event arrives");
+        let waited = delivered.at.saturating_duration_since(*accepted);
+        assert!(
+            waited <= Duration::from_secs(2),
+            "a fast event waited {waited:?} behind the slow endpoint"
+        );
+    }
+
+    // The slow one's are all delivered in the end, each with one attempt.
+    let ids: Vec<String> = slow_events.into_iter().map(|(id, _)| id).collect();
+    wait_until(
+        Duration::from_secs(120),
+        "the slow events to be delivered",
+        || async {
+            let completed = slow_sink.unique_ids().len();
+            if completed == SLOW {
+                Ok(())
+            } else {
+                Err(format!("{completed} delivered"))
+            }
+        },
+    )
+    .await;
+    for id in &ids {
+        app.wait_for_status(id, "completed").await;
+    }
+    assert_eq!(attempt_counts(&app, &ids).await, vec![1; SLOW]);
+    assert_eq!(slow_sink.received().len(), SLOW, "one request per event");
+    slow_sink.stop().await;
+    fast_sink.stop().await;
+    app.shutdown().await;
+}
+
+/// When each attempt of `id` started, in order.
+async fn attempt_times(app: &TestApp, id: &str) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let body: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attempt| attempt["started_at"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_lengthens_a_wait_but_never_shortens_the_schedule() {
+    let app = spawn_app_with(|s| s.retry_schedule = "2s,4s".parse().unwrap()).await;
+    // One endpoint asks for a second in seconds, the other as an HTTP date.
+    let seconds = Sink::start(Script::RetryAfter(503, 1)).await;
+    let date = Sink::start(Script::RetryAt(503, 1)).await;
+    let mut events = Vec::new();
+    for sink in [&seconds, &date] {
+        let subscription = app.create_subscription(&sink.url).await;
+        events.push(
+            app.accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+                .await,
+        );
+    }
+    for id in &events {
+        app.wait_for_status(id, "failed").await;
+        let times = attempt_times(&app, id).await;
+        assert_eq!(times.len(), 3, "an attempt and two retries");
+        let gaps: Vec<i64> = times
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]).num_milliseconds())
+            .collect();
+        assert!(
+            gaps[0] >= 2000 && gaps[1] >= 4000,
+            "the schedule's waits are kept: {gaps:?} ms"
+        );
+    }
+    seconds.stop().await;
+    date.stop().await;
+    app.shutdown().await;
+}
