@@ -12,7 +12,7 @@ use crate::service;
 async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Database> {
     db::migrations::run(settings.url.expose()).await?;
     Ok(Database::new(
-        db::build_pool(settings, 1)?,
+        db::build_pool(settings, 1, db::Commits::Durable)?,
         settings.timeout,
     ))
 }

@@ -1,8 +1,10 @@
-//! `/healthz` (the process is up) and `/readyz` (PostgreSQL and RabbitMQ are reachable).
+//! `/healthz` (the process is up) and `/readyz` (PostgreSQL and RabbitMQ are reachable, and a
+//! delivering process's consumer takes deliveries).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use crate::queue::ConsumerStatus;
 use crate::state::AppState;
 
 /// Mounts the probes.
@@ -26,12 +28,20 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .await
         .is_ok();
     let broker = state.publisher.is_connected();
+    // A process that delivers is ready only while it takes deliveries.
+    let consumer = state.consumer.as_ref().map(ConsumerStatus::is_consuming);
+    let ready = database && broker && consumer != Some(false);
     let body = json!({
-        "status": if database && broker { "ready" } else { "unavailable" },
+        "status": if ready { "ready" } else { "unavailable" },
         "database": if database { "up" } else { "down" },
         "broker": if broker { "up" } else { "down" },
+        "consumer": match consumer {
+            Some(true) => "up",
+            Some(false) => "down",
+            None => "off",
+        },
     });
-    if database && broker {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
-use crate::db::{self, Database};
+use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
@@ -23,26 +23,40 @@ use crate::{api, dashboard, health, ingest};
 /// How much longer a delivery holds its event than its attempt and record can take.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// How a process divides its connection budget between its HTTP workers and delivery.
+/// How a process divides its connection budget (`SPENZA_DATABASE_POOL_SIZE`, the most
+/// connections it opens in all) between its HTTP workers, each with a pool of its own, and
+/// the background (deliveries and the reaper).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PoolSizes {
+    /// HTTP workers to run: fewer than asked for when the budget cannot give each its minimum.
+    http_workers: usize,
     per_http_worker: usize,
-    delivery: usize,
+    background: usize,
 }
 
 impl PoolSizes {
-    /// Half the budget to HTTP (shared out among its workers), half to delivery; a role that
-    /// does only one of the two gets all of it there.
-    fn split(total: usize, http_workers: usize, role: Role) -> Self {
-        let http_share = match role {
-            Role::All => total / 2,
-            Role::Api => total,
-            Role::Worker => 0,
+    /// An `all` process gives HTTP half; an `api` process keeps two for its reaper; a `worker`
+    /// serves only the probes, from one HTTP worker with one connection. A worker that serves
+    /// ingest and the dashboard needs two connections (one stays free for ingest while a live
+    /// page renders).
+    fn split(total: usize, wanted_workers: usize, role: Role) -> anyhow::Result<Self> {
+        let (http_share, minimum, background) = match role {
+            Role::All => (total / 2, 2, total - total / 2),
+            Role::Api => (total.saturating_sub(2), 2, 2.min(total)),
+            Role::Worker => (1, 1, total.saturating_sub(1)),
         };
-        PoolSizes {
-            per_http_worker: (http_share / http_workers.max(1)).max(2),
-            delivery: (total - http_share).max(2),
-        }
+        let http_workers = wanted_workers.max(1).min(http_share / minimum);
+        anyhow::ensure!(
+            http_workers >= 1 && background >= 1,
+            "SPENZA_DATABASE_POOL_SIZE={total} is too small for the {role:?} role: it needs at \
+             least {}",
+            minimum + if role == Role::Worker { 1 } else { minimum }
+        );
+        Ok(PoolSizes {
+            http_workers,
+            per_http_worker: http_share / http_workers,
+            background,
+        })
     }
 }
 
@@ -76,9 +90,9 @@ impl Application {
         let http_workers = settings.http_workers.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
-        let pools = PoolSizes::split(settings.database.pool_size, http_workers, settings.role);
+        let pools = PoolSizes::split(settings.database.pool_size, http_workers, settings.role)?;
         let db = Database::new(
-            db::build_pool(&settings.database, pools.delivery)?,
+            db::build_pool(&settings.database, pools.background, Commits::Asynchronous)?,
             settings.database.timeout,
         );
         let topology = Topology::new(
@@ -140,8 +154,10 @@ impl Application {
             None
         };
 
+        let reaper_wake = Arc::new(tokio::sync::Notify::new());
         let reaper = Reaper {
             db: db.clone(),
+            wake: reaper_wake.clone(),
             publisher: publisher.clone(),
             interval: settings.reaper_interval,
             grace: settings.reaper_grace,
@@ -155,7 +171,7 @@ impl Application {
         let address = listener.local_addr()?;
         let database = settings.database.clone();
         // Validated here, so that building each worker's own pool below cannot fail.
-        db::build_pool(&database, pools.per_http_worker)?;
+        db::build_pool(&database, pools.per_http_worker, Commits::Durable)?;
         let max_body_bytes = settings.max_body_bytes;
         let secret_rotation_overlap = settings.secret_rotation_overlap;
         let delivery_timeout = settings.delivery_timeout;
@@ -166,21 +182,24 @@ impl Application {
             lifetime: settings.session_lifetime,
             secure_cookie: settings.serves_https(),
         };
+        let consumer = delivery.as_ref().map(|delivery| delivery.consumer.status());
         let http_log = log.clone();
         let http_shutdown = shutdown.clone();
         let serves_http = settings.role.serves_http();
         let server = HttpServer::new(move || {
-            let pool = db::build_pool(&database, pools.per_http_worker)
+            let pool = db::build_pool(&database, pools.per_http_worker, Commits::Durable)
                 .expect("pool settings were validated at start-up");
             let state = web::Data::new(AppState {
                 db: Database::new(pool, database.timeout),
                 publisher: publisher.clone(),
+                consumer: consumer.clone(),
                 max_body_bytes,
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
                 delivery_timeout,
                 live: live.clone(),
+                reaper: reaper_wake.clone(),
                 shutdown: http_shutdown.clone(),
                 // Half the worker's connections at most, so ingest always finds one.
                 live_renders: tokio::sync::Semaphore::new((pools.per_http_worker / 2).max(1)),
@@ -219,7 +238,7 @@ impl Application {
                 app
             }
         })
-        .workers(http_workers)
+        .workers(pools.http_workers)
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?;
@@ -324,34 +343,56 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_connection_budget_is_shared_between_http_workers_and_delivery() {
+    fn the_connection_budget_is_shared_between_http_workers_and_the_background() {
         assert_eq!(
-            PoolSizes::split(16, 2, Role::All),
+            PoolSizes::split(16, 2, Role::All).unwrap(),
             PoolSizes {
+                http_workers: 2,
                 per_http_worker: 4,
-                delivery: 8
+                background: 8
             }
         );
         assert_eq!(
-            PoolSizes::split(16, 4, Role::Api),
+            PoolSizes::split(16, 32, Role::All).unwrap(),
             PoolSizes {
-                per_http_worker: 4,
-                delivery: 2
-            }
-        );
-        assert_eq!(
-            PoolSizes::split(16, 2, Role::Worker),
-            PoolSizes {
+                http_workers: 4,
                 per_http_worker: 2,
-                delivery: 16
+                background: 8
+            },
+            "32 cores run as many HTTP workers as the budget gives two connections each"
+        );
+        assert_eq!(
+            PoolSizes::split(16, 4, Role::Api).unwrap(),
+            PoolSizes {
+                http_workers: 4,
+                per_http_worker: 3,
+                background: 2
             }
         );
         assert_eq!(
-            PoolSizes::split(2, 8, Role::All),
+            PoolSizes::split(16, 8, Role::Worker).unwrap(),
             PoolSizes {
-                per_http_worker: 2,
-                delivery: 2
+                http_workers: 1,
+                per_http_worker: 1,
+                background: 15
             }
         );
+        assert!(PoolSizes::split(3, 2, Role::All).is_err());
+        assert!(PoolSizes::split(1, 2, Role::Worker).is_err());
+    }
+
+    #[test]
+    fn no_split_opens_more_connections_than_the_budget() {
+        for role in [Role::All, Role::Api, Role::Worker] {
+            for total in 1..=64 {
+                for workers in 1..=64 {
+                    if let Ok(pools) = PoolSizes::split(total, workers, role) {
+                        let opened = pools.http_workers * pools.per_http_worker + pools.background;
+                        assert!(opened <= total, "{role:?} {total} {workers}: {pools:?}");
+                        assert!(pools.http_workers >= 1 && pools.background >= 1);
+                    }
+                }
+            }
+        }
     }
 }

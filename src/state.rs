@@ -11,12 +11,14 @@ use crate::config::SignupPolicy;
 use crate::db::Database;
 use crate::delivery::TargetPolicy;
 use crate::live::Live;
-use crate::queue::Publisher;
+use crate::queue::{ConsumerStatus, Publisher};
 
 /// What HTTP handlers share.
 pub struct AppState {
     pub db: Database,
     pub publisher: Publisher,
+    /// This process's consumer, when it delivers.
+    pub consumer: Option<ConsumerStatus>,
     pub max_body_bytes: usize,
     pub public_base: String,
     /// The longest a delivery attempt takes.
@@ -27,6 +29,8 @@ pub struct AppState {
     pub target_policy: Arc<TargetPolicy>,
     /// Live updates for dashboard pages, on every replica.
     pub live: Live,
+    /// Wakes this process's reaper: a re-enabled subscription's held events go out at once.
+    pub reaper: Arc<tokio::sync::Notify>,
     /// Cancelled when the process stops: long-lived connections close on it.
     pub shutdown: CancellationToken,
     /// Live renders this worker runs at once: open pages share the pool with ingest, and must

@@ -108,6 +108,7 @@ pub async fn rotate_secret(
 }
 
 /// `POST /api/v1/subscriptions/{id}/replay`: `{"status", "since", "until"}`, all optional.
+/// Answers at once with how many events are queued; they go out in the background.
 pub async fn replay(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -115,7 +116,8 @@ pub async fn replay(
     input: web::Json<ReplayIn>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SubscriptionId(id.into_inner());
-    let replayed = subscriptions::replay(&state, user.0, id, input.into_inner()).await?;
+    let replayed =
+        subscriptions::replay(state.into_inner(), user.0, id, input.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "replayed": replayed })))
 }
 

@@ -11,7 +11,7 @@ use super::error::DashboardError;
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
-use crate::db::models::event::{Event, EventPage, EventSummary, GraveyardFilter};
+use crate::db::models::event::{Event, EventPage, EventSummary, ReplayFilter};
 use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
 use crate::problem::FieldError;
 use crate::service::{self, ServiceError};
@@ -524,14 +524,15 @@ pub async fn replay_many(
                 "the filters could not be read: filter the graveyard again, then replay".into(),
             ));
         }
-        let filter = GraveyardFilter {
+        let filter = ReplayFilter {
+            status: EventStatus::Failed,
             subscription: None,
             since: page.since,
             until: page.until,
             payload: page.payload,
         };
         let queued =
-            service::events::replay_graveyard(state.into_inner(), session.user_id(), filter)
+            service::events::replay_in_background(state.into_inner(), session.user_id(), filter)
                 .await?;
         return Ok(back(format!(
             "Replaying {queued} failed event{} in the background.",

@@ -8,16 +8,29 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool::Runtime;
-use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::config::DatabaseSettings;
 
 /// A connection pool.
 pub type DbPool = Pool<AsyncPgConnection>;
+
+/// How a pool's commits reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// On disk before the commit returns: what a `202` and every user's action rest on.
+    Durable,
+    /// Returned before they are flushed (`synchronous_commit = off`): for delivery's
+    /// bookkeeping (claims, attempts, the reaper's pushes), which a PostgreSQL crash can roll
+    /// back by a fraction of a second. What that loses is shown as a delivery made again or a
+    /// republish, never as an event lost: the event itself was committed durably at ingest,
+    /// and a message is acked only after its outcome's commit.
+    Asynchronous,
+}
 
 /// Builds a pool of at most `size` connections, opened lazily.
 ///
@@ -25,11 +38,27 @@ pub type DbPool = Pool<AsyncPgConnection>;
 /// runtime: every actix worker (a single-threaded runtime of its own) builds its own pool, and
 /// the delivery pool lives on the main runtime. Queries then never hop threads, and no pool
 /// holds connections that die with another runtime at shutdown.
-pub fn build_pool(settings: &DatabaseSettings, size: usize) -> anyhow::Result<DbPool> {
+pub fn build_pool(
+    settings: &DatabaseSettings,
+    size: usize,
+    commits: Commits,
+) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
     // A broken connection is noticed by its driver task; a test query on every checkout would
     // add a round trip to each ingest for nothing.
     config.recycling_method = RecyclingMethod::Fast;
+    if commits == Commits::Asynchronous {
+        config.custom_setup = Box::new(|url| {
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                diesel::sql_query("SET synchronous_commit = off")
+                    .execute(&mut conn)
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+    }
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.expose(),
         config,

@@ -32,7 +32,7 @@ pub struct DeliveryPolicy {
     pub breaker_threshold: u32,
     /// How long a delivery holds its event: longer than an attempt can take.
     pub lease: Duration,
-    /// Deliveries in flight at once for one subscription, in this process.
+    /// Attempts at their endpoints at once for one subscription, in this process.
     pub per_subscription: usize,
 }
 
@@ -87,21 +87,15 @@ impl Deliverer {
     }
 
     async fn handle(&self, job: Job) {
-        let Some(_slot) = self.in_flight.take(job.envelope.subscription_id) else {
-            // Its subscription has its share of deliveries in flight (a slow endpoint): the job
-            // waits its turn in the defer queue, not in a delivery slot others need.
-            match self.publisher.publish(&job.envelope, Route::Defer).await {
-                Ok(()) => job.acker.ack(),
-                Err(error) => {
-                    warn!(self.log, "could not defer a delivery; left for the reaper";
-                        "event_id" => %job.envelope.event_id, "error" => %error);
-                    job.acker.reject();
-                }
-            }
-            return;
-        };
+        // Its subscription has its share of deliveries at their endpoint (a slow one): the job
+        // waits its turn in the defer queue, not in a delivery slot others need, and without
+        // a word to the database.
+        if self.in_flight.is_full(job.envelope.subscription_id) {
+            return self.defer(job).await;
+        }
         match self.deliver(&job.envelope).await {
-            Ok(()) => job.acker.ack(),
+            Ok(Delivered::Done) => job.acker.ack(),
+            Ok(Delivered::Deferred) => self.defer(job).await,
             Err(error) => {
                 warn!(self.log, "delivery outcome not recorded; left for the reaper";
                     "event_id" => %job.envelope.event_id, "error" => %error);
@@ -110,9 +104,21 @@ impl Deliverer {
         }
     }
 
+    /// Sends a job round the defer queue: back in a moment, no attempt made, no retry used.
+    async fn defer(&self, job: Job) {
+        match self.publisher.publish(&job.envelope, Route::Defer).await {
+            Ok(()) => job.acker.ack(),
+            Err(error) => {
+                warn!(self.log, "could not defer a delivery; left for the reaper";
+                    "event_id" => %job.envelope.event_id, "error" => %error);
+                job.acker.reject();
+            }
+        }
+    }
+
     /// One delivery attempt, recorded, and the retry scheduled if one is due. An error means
     /// the outcome is not durable yet; the event is still due in PostgreSQL.
-    async fn deliver(&self, envelope: &Envelope) -> Result<(), DbError> {
+    async fn deliver(&self, envelope: &Envelope) -> Result<Delivered, DbError> {
         let (id, retry_count, lease) = (envelope.event_id, envelope.retry_count, self.lease);
         let Some(job) = self
             .db
@@ -123,16 +129,25 @@ impl Deliverer {
             // the delivery of another copy of this message, or deleted with its subscription.
             debug!(self.log, "a delivery message with nothing to attempt; dropped";
                 "event_id" => %id, "retry_count" => retry_count);
-            return Ok(());
+            return Ok(Delivered::Done);
         };
         // Held while its subscription is disabled; re-enabling it publishes what was held.
         if !job.is_active {
             self.db
                 .run(async |conn| event::hold(conn, id).await)
                 .await?;
-            return Ok(());
+            return Ok(Delivered::Done);
         }
+        // Its subscription's share filled up meanwhile (taken by the deliveries that passed
+        // the first look at the same time): the event goes back as it was.
+        let Some(slot) = self.in_flight.take(envelope.subscription_id) else {
+            self.db
+                .run(async |conn| event::release_lease(conn, id).await)
+                .await?;
+            return Ok(Delivered::Deferred);
+        };
         let attempt = self.http.attempt(id, &job).await;
+        drop(slot);
         let retry = if attempt.succeeded() {
             None
         } else {
@@ -179,11 +194,21 @@ impl Deliverer {
                     "event_id" => %id, "error" => %error);
             }
         }
-        Ok(())
+        Ok(Delivered::Done)
     }
 }
 
-/// Deliveries in flight per subscription in this process, up to a limit each.
+/// What became of a delivery message whose outcome is durable.
+enum Delivered {
+    /// Attempted and recorded, or nothing to attempt: the message is done with.
+    Done,
+    /// Its subscription has its share of attempts under way: round the defer queue.
+    Deferred,
+}
+
+/// Attempts at their endpoints per subscription in this process, up to a limit each. Only the
+/// time at the endpoint counts: a delivery waiting for the database holds up every
+/// subscription alike, a slow endpoint only its own.
 struct InFlight {
     limit: usize,
     counts: Mutex<HashMap<SubscriptionId, usize>>,
@@ -195,6 +220,14 @@ impl InFlight {
             limit: limit.max(1),
             counts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether `subscription` has its share under way.
+    fn is_full(&self, subscription: SubscriptionId) -> bool {
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        counts
+            .get(&subscription)
+            .is_some_and(|count| *count >= self.limit)
     }
 
     /// A slot for one delivery of `subscription`'s, held until dropped; `None` at the limit.
@@ -246,7 +279,9 @@ mod tests {
             SubscriptionId(uuid::Uuid::new_v4()),
         );
         let first = in_flight.take(busy).expect("a first slot");
+        assert!(!in_flight.is_full(busy));
         let second = in_flight.take(busy).expect("a second slot");
+        assert!(in_flight.is_full(busy));
         assert!(in_flight.take(busy).is_none(), "a third is over the limit");
         assert!(
             in_flight.take(other).is_some(),

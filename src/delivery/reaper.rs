@@ -3,10 +3,12 @@
 //! publish lost to a broker outage, a crash between commit and publish, a lost wait-queue
 //! message), claiming them with `FOR UPDATE SKIP LOCKED` so replicas share the work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use slog::{Logger, info, warn};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::models::event::{self, DueEvent};
@@ -43,6 +45,8 @@ const MISSED_EVERY: Duration = Duration::from_secs(1);
 /// Periodically republishes overdue events.
 pub struct Reaper {
     pub db: Database,
+    /// Wakes it for a sweep before its next tick.
+    pub wake: Arc<Notify>,
     pub publisher: Publisher,
     pub interval: Duration,
     pub grace: Duration,
@@ -68,6 +72,7 @@ impl Reaper {
                     continue;
                 }
                 _ = ticker.tick() => {}
+                () = self.wake.notified() => {}
             }
             // Claiming while the broker is down would only push due times back.
             if !self.publisher.is_connected() {

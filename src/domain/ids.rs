@@ -66,10 +66,26 @@ impl EventId {
 }
 
 impl EventId {
+    /// When the event arrived: the millisecond its id carries, which is also its stored
+    /// `received_at`, so a time range means the same by id (the log's index scans) as by
+    /// `received_at`.
+    pub fn arrival(self) -> chrono::DateTime<chrono::Utc> {
+        let millis = self
+            .0
+            .get_timestamp()
+            .map(|at| {
+                let (seconds, nanos) = at.to_unix();
+                i64::try_from(seconds).unwrap_or(i64::MAX) * 1000 + i64::from(nanos / 1_000_000)
+            })
+            .unwrap_or_default();
+        chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default()
+    }
+
     /// The smallest id an event received at `at` or later can have: a bound for index scans by
-    /// time.
+    /// time. Arrivals are whole milliseconds, so a time within one rounds up to the next.
     pub fn first_at(at: chrono::DateTime<chrono::Utc>) -> Self {
-        let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        let partial = !at.timestamp_subsec_nanos().is_multiple_of(1_000_000);
+        let millis = u64::try_from(at.timestamp_millis() + i64::from(partial)).unwrap_or(0);
         EventId(uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid())
     }
 }
@@ -89,6 +105,15 @@ mod tests {
         let first = EventId::new();
         let second = EventId::new();
         assert!(first < second);
+    }
+
+    #[test]
+    fn an_ids_arrival_is_the_first_millisecond_it_bounds() {
+        let id = EventId::new();
+        let arrival = id.arrival();
+        assert!((chrono::Utc::now() - arrival).num_seconds().abs() < 5);
+        assert!(EventId::first_at(arrival) <= id);
+        assert!(EventId::first_at(arrival + chrono::TimeDelta::microseconds(1)) > id);
     }
 
     #[test]

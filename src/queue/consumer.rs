@@ -3,6 +3,8 @@
 //! how many jobs are in flight.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -82,6 +84,17 @@ impl Drop for Acker {
 pub struct Consumer {
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    connected: Arc<AtomicBool>,
+}
+
+/// Whether a consumer is taking deliveries: connected, its queue consumed. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ConsumerStatus(Arc<AtomicBool>);
+
+impl ConsumerStatus {
+    pub fn is_consuming(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Consumer {
@@ -97,7 +110,9 @@ impl Consumer {
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let connected = Arc::new(AtomicBool::new(false));
         let worker = Worker {
+            connected: connected.clone(),
             url: url.to_owned(),
             topology,
             prefetch: prefetch.max(1),
@@ -115,9 +130,15 @@ impl Consumer {
             Consumer {
                 stop: Some(stop_tx),
                 thread: Some(thread),
+                connected,
             },
             jobs_rx,
         ))
+    }
+
+    /// Whether it is taking deliveries, as readiness reports it.
+    pub fn status(&self) -> ConsumerStatus {
+        ConsumerStatus(self.connected.clone())
     }
 
     /// Stops taking new messages; once the thread has stopped handing out jobs, the job
@@ -148,6 +169,7 @@ enum Ended {
 }
 
 struct Worker {
+    connected: Arc<AtomicBool>,
     url: String,
     topology: Topology,
     prefetch: u16,
@@ -204,6 +226,7 @@ impl Worker {
             Err(error) => return Ended::Lost(error.into()),
         };
         let mut unacked: HashMap<u64, Delivery> = HashMap::new();
+        self.connected.store(true, Ordering::Relaxed);
         let ended = loop {
             select! {
                 recv(consumer.receiver()) -> message => match message {
@@ -224,6 +247,7 @@ impl Worker {
                 recv(self.stop) -> _ => break Ended::Stopped,
             }
         };
+        self.connected.store(false, Ordering::Relaxed);
         if let Ended::Stopped = ended {
             let _ = consumer.cancel();
             // No more jobs: the dispatcher sees its receiver end once it has taken what was sent.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use slog::warn;
 
-use crate::db::models::event::{self, Event, EventPage, EventSummary, GraveyardFilter};
+use crate::db::models::event::{self, Event, EventPage, EventSummary, ReplayFilter};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
 use crate::domain::{EventId, SubscriptionId, UserId};
@@ -44,8 +44,8 @@ pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event
     }
 }
 
-/// How many failed events one graveyard transaction replays: bounded, so that replaying the
-/// whole graveyard never holds many rows locked or floods the broker at once.
+/// How many events one bulk-replay transaction replays: bounded, so that replaying the whole
+/// graveyard never holds many rows locked or floods the broker at once.
 const REPLAY_BATCH: i64 = 500;
 
 /// Replays those of `ids` that are the user's and failed; answers how many.
@@ -63,32 +63,34 @@ pub async fn replay_selected(
     Ok(due.len())
 }
 
-/// Replays every failed event of the user's the filter takes, in the background in batches of
-/// [`REPLAY_BATCH`]; answers how many there are now.
-pub async fn replay_graveyard(
+/// Replays every event of the user's the filter takes, in the background in batches of
+/// [`REPLAY_BATCH`] (each its own transaction, published before the next is taken): the caller
+/// answers at once with how many there are now, and a million of them hold neither a request
+/// nor more than a batch in memory.
+pub async fn replay_in_background(
     state: Arc<AppState>,
     user: UserId,
-    filter: GraveyardFilter,
+    filter: ReplayFilter,
 ) -> Result<i64, ServiceError> {
     let matching = state
         .db
-        .run(async |conn| event::count_failed(conn, user, &filter).await)
+        .run(async |conn| event::count_replayable(conn, user, &filter).await)
         .await?;
     tokio::spawn(async move {
-        // Each batch leaves the graveyard, so the next one finds the rest; the count bounds the
-        // work to what was asked for even while new failures arrive.
+        // Each batch leaves the filter's status, so the next one finds the rest; the count
+        // bounds the work to what was asked for even while new events arrive.
         let mut left = matching;
         while left > 0 {
             let batch = REPLAY_BATCH.min(left);
             let due = match state
                 .db
-                .run(async |conn| event::replay_failed_batch(conn, user, &filter, batch).await)
+                .run(async |conn| event::replay_batch(conn, user, &filter, batch).await)
                 .await
             {
                 Ok(due) if !due.is_empty() => due,
                 Ok(_) => return,
                 Err(error) => {
-                    warn!(state.log, "a graveyard replay stopped"; "error" => %error, "left" => left);
+                    warn!(state.log, "a bulk replay stopped"; "error" => %error, "left" => left);
                     return;
                 }
             };

@@ -1,8 +1,9 @@
 //! Subscriptions: create, read, edit (pause and resume included), rotate the signing secret,
 //! replay in bulk, send a test event, delete.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, DurationRound, Utc};
-use diesel_async::AsyncConnection;
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
@@ -10,12 +11,12 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
+
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
 use crate::db::models::event::{self, DueEvent, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
 };
-use crate::delivery::publish_due;
 use crate::domain::{
     EventId, EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl, UserId,
 };
@@ -319,27 +320,16 @@ pub async fn edit(
             .map(|provider| provider.as_ref().map(stored).transpose())
             .transpose()?,
     };
-    let (updated, held) = state
+    let updated = state
         .db
-        .run(async |conn| {
-            // One transaction: re-enabled and released together, or neither.
-            conn.transaction(async |conn| {
-                let Some(updated) = subscription::update_for_user(conn, user, id, &changes).await?
-                else {
-                    return Ok(None);
-                };
-                let held = if reenabled {
-                    event::release_held(conn, id).await?
-                } else {
-                    Vec::new()
-                };
-                Ok(Some((updated, held)))
-            })
-            .await
-        })
+        .run(async |conn| subscription::update_for_user(conn, user, id, &changes).await)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
-    publish_due(&state.publisher, &held).await;
+    if reenabled {
+        // What was held has no due time: the reaper takes such events of an active
+        // subscription in bounded batches. Woken now, it starts at once.
+        state.reaper.notify_one();
+    }
     Ok(updated)
 }
 
@@ -376,32 +366,29 @@ pub async fn rotate_secret(
 }
 
 /// Delivers again every event of the subscription with the status (default `failed`) received
-/// in `[since, until)`; answers how many.
+/// in `[since, until)`, in the background in bounded batches; answers how many it queued.
 pub async fn replay(
-    state: &AppState,
+    state: Arc<AppState>,
     user: UserId,
     id: SubscriptionId,
     input: ReplayIn,
-) -> Result<usize, ServiceError> {
+) -> Result<i64, ServiceError> {
     input.validate()?;
+    let owned = state
+        .db
+        .run(async |conn| subscription::find_for_user(conn, user, id).await)
+        .await?;
+    if owned.is_none() {
+        return Err(ServiceError::NotFound("subscription"));
+    }
     let filter = ReplayFilter {
         status: input.status.unwrap_or(EventStatus::Failed),
+        subscription: Some(id),
         since: input.since,
         until: input.until,
+        payload: None,
     };
-    let due = state
-        .db
-        .run(async |conn| {
-            if subscription::find_for_user(conn, user, id).await?.is_none() {
-                return Ok(None);
-            }
-            event::replay_subscription(conn, id, filter).await.map(Some)
-        })
-        .await?
-        .ok_or(ServiceError::NotFound("subscription"))?;
-    publish_due(&state.publisher, &due).await;
-    notify_replayed(state, user, &due);
-    Ok(due.len())
+    super::events::replay_in_background(state, user, filter).await
 }
 
 /// Tells `user`'s pages that these events of theirs are to be delivered again.

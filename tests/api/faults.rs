@@ -61,7 +61,11 @@ async fn events_accepted_while_the_broker_is_away_are_delivered_seconds_after_it
             let response = app.get("/readyz").await;
             let status = response.status();
             let body: Value = response.json().await.unwrap();
-            if status == 503 && body["broker"] == "down" && body["database"] == "up" {
+            if status == 503
+                && body["broker"] == "down"
+                && body["consumer"] == "down"
+                && body["database"] == "up"
+            {
                 Ok(())
             } else {
                 Err(format!("{status} {body}"))
@@ -95,7 +99,9 @@ async fn events_accepted_while_the_broker_is_away_are_delivered_seconds_after_it
     for id in &accepted {
         app.wait_for_status(id, "completed").await;
     }
-    assert_eq!(app.get("/readyz").await.status(), 200);
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.json::<Value>().await.unwrap()["consumer"], "up");
     sink.stop().await;
     app.shutdown().await;
 }

@@ -377,3 +377,68 @@ async fn the_reaper_delivers_held_events_of_a_subscription_enabled_behind_the_ap
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background() {
+    use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    const FAILED: usize = 20_000;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
+    // A graveyard of 20,000, written straight to the database: forty batches.
+    let ids: Vec<uuid::Uuid> = (0..FAILED)
+        .map(|_| spenza::domain::EventId::new().0)
+        .collect();
+    let mut conn = app.db().await;
+    diesel::sql_query(
+        "INSERT INTO events (id, subscription_id, status, body, attempts, last_error) \
+         SELECT id, $2, 'failed', '\\x7b7d', 1, 'scripted 500' FROM unnest($1) AS id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<SqlUuid, _>(sub)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let still_failed = async |conn: &mut diesel_async::AsyncPgConnection| {
+        diesel::sql_query("SELECT count(*) AS count FROM events WHERE status = 'failed'")
+            .get_result::<Count>(conn)
+            .await
+            .unwrap()
+            .count
+    };
+
+    let replayed: Value = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{sub}/replay"),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The answer counts them all and comes before the work: most are still in the graveyard.
+    let left = still_failed(&mut conn).await;
+    assert_eq!(replayed["replayed"], FAILED);
+    assert!(
+        left > (FAILED / 2) as i64,
+        "the request waited for the replay: {left} left when it answered"
+    );
+    // Then every one of them is queued, batch after batch.
+    wait_until(Duration::from_secs(60), "every event queued", || async {
+        match still_failed(&mut app.db().await).await {
+            0 => Ok(()),
+            left => Err(format!("{left} still failed")),
+        }
+    })
+    .await;
+    sink.stop().await;
+    app.shutdown().await;
+}

@@ -1,9 +1,11 @@
 //! The subscription API and the event log: shapes, validation, edits and pagination.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Script, Sink, spawn_app};
+use crate::helpers::{Script, Sink, spawn_app, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_created_subscription_can_be_read_listed_edited_and_deleted() {
@@ -194,12 +196,18 @@ async fn health_and_readiness_report_the_dependencies() {
     let app = spawn_app().await;
     let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), 200);
-    let ready: Value = ready.json().await.unwrap();
+    // The broker connections open in the background, just after start.
+    let ready = wait_until(Duration::from_secs(10), "readiness", || async {
+        let response = app.get("/readyz").await;
+        match response.status().as_u16() {
+            200 => Ok(response.json::<Value>().await.unwrap()),
+            status => Err(format!("{status}")),
+        }
+    })
+    .await;
     assert_eq!(
         ready,
-        json!({ "status": "ready", "database": "up", "broker": "up" })
+        json!({ "status": "ready", "database": "up", "broker": "up", "consumer": "up" })
     );
     let root = app.get("/").await;
     assert_eq!(

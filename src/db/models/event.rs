@@ -81,6 +81,8 @@ struct AcceptEvent<'a> {
     token: &'a str,
     verified: bool,
     event: NewEvent<'a>,
+    /// The arrival its id carries.
+    received_at: DateTime<Utc>,
 }
 
 impl QueryId for AcceptEvent<'_> {
@@ -100,10 +102,12 @@ impl QueryFragment<Pg> for AcceptEvent<'_> {
         );
         out.push_bind_param::<Text, _>(&self.token)?;
         out.push_sql(
-            "), inserted AS (INSERT INTO events (id, subscription_id, body, payload, \
-             content_type, headers, idempotency_key, next_attempt_at) SELECT ",
+            "), inserted AS (INSERT INTO events (id, received_at, subscription_id, body, \
+             payload, content_type, headers, idempotency_key, next_attempt_at) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&self.event.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&self.received_at)?;
         out.push_sql(", subscription.id, ");
         out.push_bind_param::<Bytea, _>(&self.event.body)?;
         out.push_sql(", ");
@@ -138,6 +142,7 @@ pub async fn accept(
     AcceptEvent {
         token: token.as_str(),
         verified,
+        received_at: event.id.arrival(),
         event,
     }
     .get_result(conn)
@@ -295,6 +300,15 @@ pub async fn claim_for_delivery(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// Gives up a delivery's hold on `id` without an attempt.
+pub async fn release_lease(conn: &mut AsyncPgConnection, id: EventId) -> QueryResult<()> {
+    diesel::update(events::table.filter(events::id.eq(id)))
+        .set(events::leased_until.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Holds an event of a disabled subscription: still to deliver, but due at no particular time
@@ -529,26 +543,30 @@ pub async fn replay_failed_for_user(
     .await
 }
 
-/// Which of a user's failed events a graveyard action takes.
-#[derive(Debug, Clone, Default)]
-pub struct GraveyardFilter {
+/// Which of a user's events a bulk replay takes: those with the status (`completed` or
+/// `failed`), of one subscription or all, received in a time range, with a payload filter.
+#[derive(Debug, Clone)]
+pub struct ReplayFilter {
+    pub status: EventStatus,
     pub subscription: Option<SubscriptionId>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub payload: Option<serde_json::Value>,
 }
 
-/// The conditions of a graveyard filter on `events` joined to `subscriptions`, binds $1..$6.
-const IN_GRAVEYARD: &str = "subscriptions.user_id = $1 AND events.status = 'failed' \
+/// The conditions of a replay filter on `events` joined to `subscriptions`, binds $1..$6. The
+/// time range bounds ids (v7 uuids carry their arrival time), so it walks the same indexes as
+/// the pages do.
+const IN_REPLAY: &str = "subscriptions.user_id = $1 AND events.status = $6 \
      AND ($2::uuid IS NULL OR events.subscription_id = $2) \
      AND ($3::uuid IS NULL OR events.id >= $3) AND ($4::uuid IS NULL OR events.id < $4) \
      AND ($5::jsonb IS NULL OR events.payload @> $5)";
 
-/// How many of the user's failed events the filter takes.
-pub async fn count_failed(
+/// How many of the user's events the filter takes.
+pub async fn count_replayable(
     conn: &mut AsyncPgConnection,
     user: UserId,
-    filter: &GraveyardFilter,
+    filter: &ReplayFilter,
 ) -> QueryResult<i64> {
     #[derive(QueryableByName)]
     struct Count {
@@ -557,37 +575,37 @@ pub async fn count_failed(
     }
     let query = diesel::sql_query(format!(
         "SELECT count(*) AS count FROM events JOIN subscriptions \
-         ON subscriptions.id = events.subscription_id WHERE {IN_GRAVEYARD}"
+         ON subscriptions.id = events.subscription_id WHERE {IN_REPLAY}"
     ));
-    bind_graveyard(query, user, filter)
+    bind_replay(query, user, filter)
         .get_result::<Count>(conn)
         .await
         .map(|found| found.count)
 }
 
-/// Replays up to `batch` of the user's failed events the filter takes, oldest first, skipping
-/// rows another transaction holds; what it made due.
-pub async fn replay_failed_batch(
+/// Replays up to `batch` of the user's events the filter takes, oldest first, skipping rows
+/// another transaction holds; what it made due.
+pub async fn replay_batch(
     conn: &mut AsyncPgConnection,
     user: UserId,
-    filter: &GraveyardFilter,
+    filter: &ReplayFilter,
     batch: i64,
 ) -> QueryResult<Vec<DueEvent>> {
     let query = diesel::sql_query(format!(
         "{REPLAY} AND events.id IN (SELECT events.id FROM events JOIN subscriptions \
-         ON subscriptions.id = events.subscription_id WHERE {IN_GRAVEYARD} \
-         ORDER BY events.id LIMIT $6 FOR UPDATE OF events SKIP LOCKED){RETURNING_DUE}"
+         ON subscriptions.id = events.subscription_id WHERE {IN_REPLAY} \
+         ORDER BY events.id LIMIT $7 FOR UPDATE OF events SKIP LOCKED){RETURNING_DUE}"
     ));
-    bind_graveyard(query, user, filter)
+    bind_replay(query, user, filter)
         .bind::<BigInt, _>(batch)
         .load(conn)
         .await
 }
 
-fn bind_graveyard(
+fn bind_replay(
     query: diesel::query_builder::SqlQuery,
     user: UserId,
-    filter: &GraveyardFilter,
+    filter: &ReplayFilter,
 ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
     query
         .into_boxed()
@@ -596,52 +614,7 @@ fn bind_graveyard(
         .bind::<Nullable<SqlUuid>, _>(filter.since.map(EventId::first_at))
         .bind::<Nullable<SqlUuid>, _>(filter.until.map(EventId::first_at))
         .bind::<Nullable<Jsonb>, _>(filter.payload.clone())
-}
-
-/// Which of a subscription's events a bulk replay takes.
-#[derive(Debug, Clone, Copy)]
-pub struct ReplayFilter {
-    /// `completed` or `failed`.
-    pub status: EventStatus,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-}
-
-/// Makes a subscription's events in `filter` due again with a fresh retry budget.
-pub async fn replay_subscription(
-    conn: &mut AsyncPgConnection,
-    subscription: SubscriptionId,
-    filter: ReplayFilter,
-) -> QueryResult<Vec<DueEvent>> {
-    diesel::sql_query(format!(
-        "{REPLAY} AND events.subscription_id = $1 AND events.status = $2 \
-         AND ($3::timestamptz IS NULL OR events.received_at >= $3) \
-         AND ($4::timestamptz IS NULL OR events.received_at < $4){RETURNING_DUE}"
-    ))
-    .bind::<SqlUuid, _>(subscription)
-    .bind::<Text, _>(filter.status)
-    .bind::<Nullable<Timestamptz>, _>(filter.since)
-    .bind::<Nullable<Timestamptz>, _>(filter.until)
-    .load(conn)
-    .await
-}
-
-/// Makes every event a disabled subscription held back due now, for when it is re-enabled.
-/// Events that were never held (a retry waiting in its wait queue, a message still queued) keep
-/// their course.
-pub async fn release_held(
-    conn: &mut AsyncPgConnection,
-    subscription: SubscriptionId,
-) -> QueryResult<Vec<DueEvent>> {
-    diesel::sql_query(format!(
-        "UPDATE events SET next_attempt_at = now() FROM subscriptions \
-         WHERE subscriptions.id = events.subscription_id AND events.subscription_id = $1 \
-         AND events.status IN ('pending', 'retrying') AND events.next_attempt_at IS NULL\
-         {RETURNING_DUE}"
-    ))
-    .bind::<SqlUuid, _>(subscription)
-    .load(conn)
-    .await
+        .bind::<Text, _>(filter.status)
 }
 
 /// A page of a user's events, newest first: of one subscription, or of all of them (the
