@@ -128,3 +128,77 @@ async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
     .unwrap();
     drop(resources);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
+    let resources = TestResources::new("").await;
+    let topology = Topology::new(&resources.prefix, QueueKind::Quorum, Vec::new());
+    let (consumer, mut jobs) = Consumer::start(
+        &amqp_url(),
+        topology.clone(),
+        1,
+        Duration::from_secs(1),
+        spenza::telemetry::discard(),
+    )
+    .unwrap();
+    // Messages ready in the deliver queue. A failed passive declare closes its channel, so
+    // each look opens a connection of its own.
+    let ready = || {
+        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+        let declared = connection
+            .open_channel(None)
+            .unwrap()
+            .queue_declare_passive(topology.deliver_queue())
+            .map(|queue| queue.declared_message_count());
+        let _ = connection.close();
+        declared.map_err(|error| error.to_string())
+    };
+    wait_until(Duration::from_secs(10), "the consumer's queue", || async {
+        ready().map(drop)
+    })
+    .await;
+    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+    let channel = connection.open_channel(None).unwrap();
+    let publish = |body: &[u8]| {
+        channel
+            .basic_publish(
+                topology.deliver_exchange(),
+                amiquip::Publish::new(body, topology.deliver_routing_key()),
+            )
+            .unwrap();
+    };
+    let envelope = Envelope {
+        event_id: EventId::new(),
+        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
+        target_url: "https://example.com/hook".into(),
+        retry_count: 0,
+    };
+    // Garbage first, then a real envelope: with one message in flight at a time, the envelope
+    // is handed out only once the garbage has been dealt with.
+    publish(b"not an envelope");
+    publish(&envelope.to_bytes());
+    let job = tokio::time::timeout(Duration::from_secs(10), jobs.recv())
+        .await
+        .expect("the envelope behind it is handed out")
+        .unwrap();
+    assert_eq!(job.envelope.event_id, envelope.event_id);
+    job.acker.ack();
+    wait_until(Duration::from_secs(10), "the queue to be empty", || async {
+        match ready()? {
+            Some(0) => Ok(()),
+            other => Err(format!("{other:?} ready")),
+        }
+    })
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), jobs.recv())
+            .await
+            .is_err(),
+        "nothing more is handed out"
+    );
+    connection.close().unwrap();
+    tokio::task::spawn_blocking(move || consumer.join())
+        .await
+        .unwrap();
+    drop(resources);
+}
