@@ -9,7 +9,9 @@ use spenza::config::QueueKind;
 use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
 use spenza::queue::{Envelope, Publisher, PublisherThread, Route, Topology};
 
-use crate::helpers::{Script, Sink, TestApp, amqp_url, spawn_app_with, wait_until};
+use crate::helpers::{
+    FaultProxy, Script, Sink, TestApp, amqp_url, spawn_app_with, through, wait_until,
+};
 
 /// Messages ready in a queue of the broker (not those handed to a consumer).
 fn ready_in(queue: &str) -> u32 {
@@ -274,5 +276,59 @@ async fn retry_after_lengthens_a_wait_but_never_shortens_the_schedule() {
     }
     seconds.stop().await;
     date.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confirm() {
+    const SCHEDULE: &str = "1h";
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    let proxy = FaultProxy::start(broker).await;
+    let app = spawn_app_with(|s| {
+        s.amqp_url = through(&proxy, s.amqp_url.expose()).into();
+        s.retry_schedule = SCHEDULE.parse().unwrap();
+    })
+    .await;
+    let sink = Sink::start(Script::SlowStatus(Duration::from_secs(1), 503)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
+    let topology = Topology::new(
+        app.prefix(),
+        QueueKind::Quorum,
+        SCHEDULE.parse::<RetrySchedule>().unwrap().delays(),
+    );
+    // The attempt is at the endpoint; from now on the broker answers nothing, confirms
+    // included, though it still hears what the relay sends.
+    sink.wait_for_requests(1).await;
+    proxy.freeze_replies();
+    app.wait_for_status(&id, "retrying").await;
+    let retry_queue = topology.retry_queue(Duration::from_secs(3600));
+    wait_until(
+        Duration::from_secs(10),
+        "the retry to be published",
+        || async {
+            match ready_in(&retry_queue) {
+                1 => Ok(()),
+                ready => Err(format!("{ready} ready")),
+            }
+        },
+    )
+    .await;
+    // The acknowledgement follows the retry's publish at once, and is not observable from
+    // outside: half a second is ample. Then the connections drop: a message still
+    // unacknowledged would go back to the queue.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        ready_in(&topology.deliver_queue()),
+        0,
+        "the failed attempt's message was still waiting for a confirm"
+    );
+    assert_eq!(sink.received().len(), 1);
+    proxy.mend();
+    sink.stop().await;
     app.shutdown().await;
 }

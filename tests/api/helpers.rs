@@ -15,6 +15,7 @@ use spenza::config::{Cli, Command, DEFAULT_RETRY_SCHEDULE, QueueKind, Settings};
 use spenza::domain::RetrySchedule;
 use spenza::queue::Topology;
 use spenza::startup::Application;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -722,6 +723,9 @@ pub fn through(proxy: &FaultProxy, url: &str) -> String {
 pub struct FaultProxy {
     pub address: SocketAddr,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    /// While true, nothing the server sends reaches the client (what the client sends still
+    /// reaches the server).
+    replies: tokio::sync::watch::Sender<bool>,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     acceptor: JoinHandle<()>,
 }
@@ -732,17 +736,50 @@ impl FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (replies, frozen) = tokio::sync::watch::channel(false);
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let (cut_flag, tracked) = (cut.clone(), connections.clone());
         let acceptor = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if cut_flag.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
+                let mut frozen = frozen.clone();
                 let connection = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_reads, mut client_writes) = inbound.into_split();
+                    let (mut server_reads, mut server_writes) = outbound.into_split();
+                    let up = tokio::io::copy(&mut client_reads, &mut server_writes);
+                    let down = async {
+                        let mut buffer = vec![0; 16 * 1024];
+                        loop {
+                            if frozen.wait_for(|frozen| !*frozen).await.is_err() {
+                                return;
+                            }
+                            // A freeze cuts short a read under way (reads are cancel-safe).
+                            tokio::select! {
+                                read = server_reads.read(&mut buffer) => match read {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(read) => {
+                                        if client_writes.write_all(&buffer[..read]).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                },
+                                changed = frozen.changed() => {
+                                    if changed.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = up => {}
+                        () = down => {}
                     }
                 });
                 let mut tracked = tracked.lock().unwrap();
@@ -753,9 +790,16 @@ impl FaultProxy {
         FaultProxy {
             address,
             cut,
+            replies,
             connections,
             acceptor,
         }
+    }
+
+    /// From now on, holds back what the server sends on every connection (a broker that takes
+    /// everything and answers nothing, not even a confirm).
+    pub fn freeze_replies(&self) {
+        self.replies.send_replace(true);
     }
 
     /// Drops every open connection and refuses new ones.
