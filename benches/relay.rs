@@ -1,17 +1,24 @@
 //! Load benchmark: starts the release `spenza` binary against a fresh database and queue prefix,
 //! runs a local sink, and measures ingest and end-to-end latency open-loop at a fixed rate, then
-//! throughput at full speed, plus the relay's peak memory. Loopback only; every loop is bounded
-//! in count and in time.
+//! open-loop again at a high rate (2,000 events/s by default, where the relay's throughput
+//! limits show), then throughput at full speed, plus the relay's peak memory. Loopback only;
+//! every loop is bounded in count and in time.
 //!
-//! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_SECONDS, BENCH_EVENTS,
-//! BENCH_CONCURRENCY, and BENCH_LIVE=1 to keep the subscription's dashboard page open on the
-//! live WebSocket throughout; see `Plan::from_env`).
+//! For every phase it also reports what a delivered event costs: the relay's CPU time (utime +
+//! stime from `/proc/<pid>/stat`) per 1,000 delivered events, and PostgreSQL commits per
+//! delivered event in the bench's database (`pg_stat_database`), plus statements per delivered
+//! event when the server has `pg_stat_statements` preloaded (otherwise it says so; the server's
+//! configuration is never changed).
+//!
+//! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_HIGH_RATE, BENCH_SECONDS,
+//! BENCH_EVENTS, BENCH_CONCURRENCY, and BENCH_LIVE=1 to keep the subscription's dashboard page
+//! open on the live WebSocket throughout; see `Plan::from_env`).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -20,6 +27,7 @@ use futures_util::StreamExt;
 use spenza::config::{DEFAULT_RETRY_SCHEDULE, DatabaseSettings, QueueKind};
 use spenza::domain::RetrySchedule;
 use spenza::queue::Topology;
+use tokio::sync::Semaphore;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -29,6 +37,8 @@ const BODY: &str = r#"{"id":"evt_1Q2w3E4r5T6y7U8i","object":"event","api_version
 /// What to run, from the environment.
 struct Plan {
     rate: u64,
+    /// The second open-loop phase's rate, at which the relay is expected to fall behind.
+    high_rate: u64,
     seconds: u64,
     events: usize,
     concurrency: usize,
@@ -46,6 +56,7 @@ impl Plan {
         };
         Plan {
             rate: get("BENCH_RATE", 500),
+            high_rate: get("BENCH_HIGH_RATE", 2000),
             seconds: get("BENCH_SECONDS", 30),
             events: get("BENCH_EVENTS", 30_000) as usize,
             concurrency: get("BENCH_CONCURRENCY", 64) as usize,
@@ -162,14 +173,14 @@ async fn wait_for_deliveries(arrivals: &Arrivals, sent: &[Sent]) -> Option<Insta
     }
 }
 
-/// Prints what a phase measured.
+/// Prints what a phase measured; returns how many of its accepted events were delivered.
 fn report(
     name: &str,
     started: Instant,
     sent: &[Sent],
     arrivals: &Arrivals,
     finished: Option<Instant>,
-) {
+) -> usize {
     let accepted: Vec<&Sent> = sent.iter().filter(|s| s.event_id.is_some()).collect();
     let ingest_done = sent
         .iter()
@@ -214,6 +225,293 @@ fn report(
         "  deliveries          {:.0} events/s (first ingest to last delivery)",
         delivered as f64 / delivery_secs
     );
+    delivered
+}
+
+/// Prints the relay's peak and current resident memory, as `memory_kib` read them.
+fn report_memory(peak: u64, rss: u64) {
+    println!(
+        "  relay memory        peak {:.1} MiB, now {:.1} MiB",
+        peak as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+}
+
+/// Most ingest requests an open-loop phase keeps in flight: half a second's worth at 2,000/s,
+/// far above what a relay keeping up needs (a few dozen). The bound keeps a stalled relay from
+/// growing the bench's tasks and sockets without limit; a request due while it is full waits
+/// for a slot and is reported as not sent on time (its latency still counts from its due time).
+const MAX_OUTSTANDING: usize = 1000;
+
+/// How long after its last due time an open-loop phase still waits for a free slot before it
+/// gives up on the requests left (reported as not sent).
+const SEND_GRACE: Duration = Duration::from_secs(30);
+
+/// A request issued later than this after its due time counts as late: tokio's timer ticks
+/// every millisecond, so up to about a millisecond is the timer, not the sender falling behind.
+const LATE: Duration = Duration::from_millis(5);
+
+/// Longest a single ingest request may take before it counts as not accepted, so that awaiting
+/// every request of a phase is bounded in time.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What an open-loop phase sent, and how well the sender kept to its schedule.
+struct OpenLoop {
+    started: Instant,
+    sent: Vec<Sent>,
+    /// Requests due while `MAX_OUTSTANDING` were in flight, which therefore waited for a slot.
+    held_back: usize,
+    /// Requests issued more than `LATE` after their due time, for whatever reason.
+    late: usize,
+    /// Requests never issued: the bound was still full `SEND_GRACE` after the last due time.
+    not_sent: usize,
+    /// Largest delay between a request's due time and its issue.
+    max_lag: Duration,
+}
+
+/// Open loop: `rate * seconds` requests due at fixed times whether or not earlier ones have
+/// answered, each in its own task so a slow answer delays no later request, and latency counts
+/// from when each was due (no coordinated omission).
+async fn open_loop(client: &reqwest::Client, url: &str, rate: u64, seconds: u64) -> OpenLoop {
+    let count = (rate * seconds) as usize;
+    let slots = Arc::new(Semaphore::new(MAX_OUTSTANDING));
+    let started = Instant::now();
+    let give_up = started + Duration::from_secs(seconds) + SEND_GRACE;
+    let mut tasks = Vec::with_capacity(count);
+    let (mut held_back, mut late, mut max_lag) = (0, 0, Duration::ZERO);
+    for i in 0..count {
+        // From the start time each time, so rounding does not accumulate over the phase.
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                held_back += 1;
+                match tokio::time::timeout_at(give_up.into(), slots.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => break,
+                }
+            }
+        };
+        let lag = due.elapsed();
+        max_lag = max_lag.max(lag);
+        late += usize::from(lag > LATE);
+        let (client, url) = (client.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let sent = send(&client, &url, due).await;
+            drop(permit);
+            sent
+        }));
+    }
+    let not_sent = count - tasks.len();
+    let mut sent = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        sent.push(task.await.unwrap());
+    }
+    OpenLoop {
+        started,
+        sent,
+        held_back,
+        late,
+        not_sent,
+        max_lag,
+    }
+}
+
+/// Prints whether the sender kept to the schedule, so a rate the bench itself could not
+/// produce is not mistaken for one the relay could not take.
+fn report_sender(run: &OpenLoop) {
+    println!(
+        "  sender              max {} behind schedule, {} issued over {} late",
+        ms(run.max_lag),
+        run.late,
+        ms(LATE)
+    );
+    if run.held_back > 0 || run.not_sent > 0 {
+        println!(
+            "  !! {MAX_OUTSTANDING} in flight: {} requests could not be sent on time ({} waited \
+             for a slot, {} never sent)",
+            run.held_back + run.not_sent,
+            run.held_back,
+            run.not_sent
+        );
+    }
+}
+
+/// utime + stime of a process (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2, the command name, is in parentheses and may hold spaces: count from after it,
+    // where field 3 comes first, so field n is at n - 3.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second, the unit of `/proc` CPU times, and whether `getconf` told it (when
+/// not, 100 is assumed: the value on every common Linux build).
+fn clock_ticks() -> (u64, bool) {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|&ticks| ticks > 0)
+        .map_or((100, false), |ticks| (ticks, true))
+}
+
+/// PostgreSQL counts a backend's activity into its statistics views at most once a second (and
+/// within a second of the backend going idle; PostgreSQL 15), so counters read sooner after a
+/// phase miss its last transactions. Every reading waits this long first.
+const STATS_DELAY: Duration = Duration::from_millis(1500);
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Where PostgreSQL's counters for the bench's database are read.
+struct PgCounters {
+    database: String,
+    /// On the `postgres` database, so that reading `pg_stat_database` adds no commits to the
+    /// database being measured.
+    admin: Option<AsyncPgConnection>,
+    /// On the bench's database with `pg_stat_statements` created and answering, or why not.
+    /// Its one reading per phase edge is itself a commit in the measured database: negligible
+    /// against thousands of events.
+    statements: Result<AsyncPgConnection, String>,
+}
+
+impl PgCounters {
+    async fn connect(database: &str) -> PgCounters {
+        let admin = AsyncPgConnection::establish(&format!("{POSTGRES}/postgres"))
+            .await
+            .ok();
+        PgCounters {
+            database: database.to_owned(),
+            admin,
+            statements: Self::connect_statements(database).await,
+        }
+    }
+
+    /// A connection on which `pg_stat_statements` answers: the extension must be available,
+    /// creatable in the (throwaway) bench database, and loaded by the server at start, which
+    /// only the view answering shows.
+    async fn connect_statements(database: &str) -> Result<AsyncPgConnection, String> {
+        use diesel_async::RunQueryDsl;
+        let mut connection = AsyncPgConnection::establish(&format!("{POSTGRES}/{database}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let available = diesel::sql_query(
+            "SELECT 1::bigint AS n FROM pg_available_extensions WHERE name = 'pg_stat_statements'",
+        )
+        .load::<Count>(&mut connection)
+        .await
+        .map_err(|e| e.to_string())?;
+        if available.is_empty() {
+            return Err("the extension is not installed on the server".to_owned());
+        }
+        diesel::sql_query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        Self::read_statements(&mut connection)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(connection)
+    }
+
+    /// Statements run in the connection's database so far, leaving out the bench's own.
+    async fn read_statements(connection: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
+        use diesel_async::RunQueryDsl;
+        diesel::sql_query(
+            "SELECT coalesce(sum(calls), 0)::bigint AS n FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND query NOT LIKE '%pg_stat_statements%'",
+        )
+        .get_result::<Count>(connection)
+        .await
+        .map(|count| count.n)
+    }
+
+    /// Transactions committed in the bench's database so far.
+    async fn read_commits(&mut self) -> Option<i64> {
+        use diesel_async::RunQueryDsl;
+        let admin = self.admin.as_mut()?;
+        // With the default `stats_fetch_consistency = cache`, a backend keeps the counters it
+        // first read until told otherwise: drop them so this reading is current.
+        diesel::sql_query("SELECT pg_stat_clear_snapshot()")
+            .execute(admin)
+            .await
+            .ok()?;
+        diesel::sql_query("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(&self.database)
+            .get_result::<Count>(admin)
+            .await
+            .ok()
+            .map(|count| count.n)
+    }
+}
+
+/// The relay's resource use so far, read at a phase's edges.
+struct Usage {
+    /// utime + stime in clock ticks.
+    cpu_ticks: Option<u64>,
+    /// Transactions committed in the bench's database.
+    commits: Option<i64>,
+    /// Statements run in the bench's database, when `pg_stat_statements` answers.
+    statements: Option<i64>,
+}
+
+/// Reads the relay's usage after `STATS_DELAY`, so that PostgreSQL's counters include what the
+/// relay did up to now. Read at the end of a phase, it includes the relay's work after the last
+/// delivery arrived (recording the attempts) and a little idle time.
+async fn usage(pid: u32, counters: &mut PgCounters) -> Usage {
+    tokio::time::sleep(STATS_DELAY).await;
+    let statements = match counters.statements.as_mut() {
+        Ok(connection) => PgCounters::read_statements(connection).await.ok(),
+        Err(_) => None,
+    };
+    Usage {
+        cpu_ticks: cpu_ticks(pid),
+        commits: counters.read_commits().await,
+        statements,
+    }
+}
+
+/// Prints what each delivered event of a phase cost the relay and PostgreSQL.
+fn report_costs(before: &Usage, after: &Usage, delivered: usize, ticks_per_second: u64) {
+    if delivered == 0 {
+        println!("  relay cpu           n/a (nothing delivered)");
+        return;
+    }
+    let per_event = |before: Option<i64>, after: Option<i64>| {
+        Some((after? - before?) as f64 / delivered as f64)
+    };
+    match before.cpu_ticks.zip(after.cpu_ticks) {
+        Some((before, after)) => {
+            let seconds = after.saturating_sub(before) as f64 / ticks_per_second as f64;
+            println!(
+                "  relay cpu           {:.0} ms per 1000 delivered ({seconds:.2} s for {delivered})",
+                seconds * 1000.0 * 1000.0 / delivered as f64
+            );
+        }
+        None => println!("  relay cpu           n/a (/proc/<pid>/stat unreadable)"),
+    }
+    let commits =
+        per_event(before.commits, after.commits).map_or("n/a".to_owned(), |c| format!("{c:.2}"));
+    match per_event(before.statements, after.statements) {
+        Some(statements) => println!(
+            "  postgres            {commits} commits, {statements:.2} statements per delivered event"
+        ),
+        None => {
+            println!("  postgres            {commits} commits per delivered event (statements n/a)")
+        }
+    }
 }
 
 struct Relay {
@@ -404,6 +702,7 @@ async fn main() {
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.concurrency)
+        .timeout(REQUEST_TIMEOUT)
         .build()
         .unwrap();
     let subscription: serde_json::Value = client
@@ -427,6 +726,24 @@ async fn main() {
         "relay pid {pid}; machine: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    let (ticks_per_second, told) = clock_ticks();
+    if told {
+        println!("relay cpu from /proc/{pid}/stat, {ticks_per_second} clock ticks/s (getconf)");
+    } else {
+        println!(
+            "relay cpu from /proc/{pid}/stat, 100 clock ticks/s ASSUMED (getconf CLK_TCK failed)"
+        );
+    }
+    let mut counters = PgCounters::connect(&relay.database).await;
+    if counters.admin.is_none() {
+        println!("postgres commits: unavailable (no connection to read pg_stat_database)");
+    }
+    match &counters.statements {
+        Ok(_) => println!("postgres statements: from pg_stat_statements"),
+        Err(why) => {
+            println!("postgres statements: pg_stat_statements unavailable ({why}); commits only")
+        }
+    }
 
     // Warm-up: connections, caches, queue; not reported.
     let warm: Vec<Sent> = futures_util::stream::iter(0..500)
@@ -436,36 +753,26 @@ async fn main() {
         .await;
     wait_for_deliveries(&arrivals, &warm).await;
 
-    // Open loop: requests are due at a fixed rate whether or not earlier ones have answered,
-    // and latency counts from when each was due (no coordinated omission).
-    let count = (plan.rate * plan.seconds) as usize;
-    let interval = Duration::from_secs_f64(1.0 / plan.rate as f64);
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(count);
-    for i in 0..count {
-        let due = started + interval * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let (client, url) = (client.clone(), ingest_url.clone());
-        tasks.push(tokio::spawn(async move { send(&client, &url, due).await }));
+    // Each phase's costs run from the reading before it to the reading after it, so the
+    // readings between phases are shared and no work of the relay falls between two phases.
+    let mut mark = usage(pid, &mut counters).await;
+    for rate in [plan.rate, plan.high_rate] {
+        let run = open_loop(&client, &ingest_url, rate, plan.seconds).await;
+        let finished = wait_for_deliveries(&arrivals, &run.sent).await;
+        let (peak, rss) = memory_kib(pid);
+        let now = usage(pid, &mut counters).await;
+        let delivered = report(
+            &format!("open loop, {rate} events/s for {} s", plan.seconds),
+            run.started,
+            &run.sent,
+            &arrivals,
+            finished,
+        );
+        report_sender(&run);
+        report_memory(peak, rss);
+        report_costs(&mark, &now, delivered, ticks_per_second);
+        mark = now;
     }
-    let mut sent = Vec::with_capacity(count);
-    for task in tasks {
-        sent.push(task.await.unwrap());
-    }
-    let finished = wait_for_deliveries(&arrivals, &sent).await;
-    let (peak_open, rss_open) = memory_kib(pid);
-    report(
-        &format!("open loop, {} events/s for {} s", plan.rate, plan.seconds),
-        started,
-        &sent,
-        &arrivals,
-        finished,
-    );
-    println!(
-        "  relay memory        peak {:.1} MiB, now {:.1} MiB",
-        peak_open as f64 / 1024.0,
-        rss_open as f64 / 1024.0
-    );
 
     // Full speed: a fixed number of events, `concurrency` in flight, bounded in time.
     let started = Instant::now();
@@ -478,7 +785,8 @@ async fn main() {
         .await;
     let finished = wait_for_deliveries(&arrivals, &sent).await;
     let (peak, rss) = memory_kib(pid);
-    report(
+    let now = usage(pid, &mut counters).await;
+    let delivered = report(
         &format!(
             "full speed, {} events, {} in flight",
             plan.events, plan.concurrency
@@ -488,11 +796,8 @@ async fn main() {
         &arrivals,
         finished,
     );
-    println!(
-        "  relay memory        peak {:.1} MiB, now {:.1} MiB",
-        peak as f64 / 1024.0,
-        rss as f64 / 1024.0
-    );
+    report_memory(peak, rss);
+    report_costs(&mark, &now, delivered, ticks_per_second);
     let duplicates = arrivals.requests.load(Ordering::Relaxed) - arrivals.at.lock().unwrap().len();
     println!("duplicate deliveries: {duplicates}");
     if let Some(page) = live_page {
@@ -504,6 +809,8 @@ async fn main() {
         );
     }
 
+    // Its connection to the bench's database would otherwise only end when that is dropped.
+    drop(counters);
     sink_handle.stop(false).await;
     relay.stop().await;
 }
