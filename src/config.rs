@@ -187,9 +187,9 @@ pub struct Settings {
         default_value_t = 128
     )]
     pub delivery_concurrency: u16,
-    /// Deliveries in flight at once for any one subscription in this process: a slow endpoint
-    /// never takes more of the delivery slots. A delivery over it waits a moment in the defer
-    /// queue (no attempt made, no retry used).
+    /// Attempts under way at once at any one subscription's endpoint in this process: a slow
+    /// endpoint never takes more of the delivery slots. A delivery over it waits a moment in a
+    /// defer queue (no attempt made, no retry used).
     #[arg(
         long = "subscription-concurrency",
         env = "SPENZA_SUBSCRIPTION_CONCURRENCY",

@@ -263,6 +263,11 @@ impl Connection {
             limit: i64::try_from(MAX_ADDED).unwrap_or(i64::MAX),
             ..EventPage::default()
         };
+        // As a render does: after a restart every page reconnects at once, and their queries
+        // must leave ingest its connection.
+        let Ok(_permit) = self.state.live_renders.acquire().await else {
+            return;
+        };
         match service::events::list(
             &self.state,
             self.session.user_id(),

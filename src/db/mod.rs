@@ -27,8 +27,8 @@ pub enum Commits {
     /// Returned before they are flushed (`synchronous_commit = off`): for delivery's
     /// bookkeeping (claims, attempts, the reaper's pushes), which a PostgreSQL crash can roll
     /// back by a fraction of a second. What that loses is shown as a delivery made again or a
-    /// republish, never as an event lost: the event itself was committed durably at ingest,
-    /// and a message is acked only after its outcome's commit.
+    /// republish, never as an event lost: the event itself was committed durably at ingest, and
+    /// a rolled-back claim or record leaves it due, for the reaper.
     Asynchronous,
 }
 

@@ -104,9 +104,19 @@ impl Deliverer {
         }
     }
 
-    /// Sends a job round the defer queue: back in a moment, no attempt made, no retry used.
+    /// Sends a job round a defer queue: back in a moment (longer each time it comes back to a
+    /// subscription still busy, so a long backlog does not churn), no attempt made, no retry
+    /// used.
     async fn defer(&self, job: Job) {
-        match self.publisher.publish(&job.envelope, Route::Defer).await {
+        let later = Envelope {
+            deferrals: job.envelope.deferrals.saturating_add(1),
+            ..job.envelope.clone()
+        };
+        match self
+            .publisher
+            .publish(&later, Route::Defer(job.envelope.deferrals))
+            .await
+        {
             Ok(()) => job.acker.ack(),
             Err(error) => {
                 warn!(self.log, "could not defer a delivery; left for the reaper";
@@ -183,6 +193,7 @@ impl Deliverer {
             // it. So the message is acked without waiting for the broker's confirm.
             let next = Envelope {
                 retry_count,
+                deferrals: 0,
                 ..envelope.clone()
             };
             if let Err(error) = self

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::models::event::{self, DueEvent};
 use crate::db::{Database, DbError};
-use crate::queue::{Envelope, Publisher, Route};
+use crate::queue::{Envelope, PublishError, Publisher, Route};
 
 /// The envelope that delivers a due event.
 pub fn envelope_for(due: &DueEvent) -> Envelope {
@@ -22,6 +22,7 @@ pub fn envelope_for(due: &DueEvent) -> Envelope {
         subscription_id: due.subscription_id,
         target_url: due.target_url.clone(),
         retry_count: u32::try_from(due.retry_count).unwrap_or(0),
+        deferrals: 0,
     }
 }
 
@@ -129,7 +130,10 @@ impl Reaper {
         Ok(due.len())
     }
 
-    /// Publishes these events, waiting for the broker's confirms; how many failed.
+    /// Publishes these events, waiting for the broker's confirms; how many failed. Those are
+    /// in no queue: unless the broker returned them (which it would do again), they are
+    /// remembered to publish again within a second of the broker being back, rather than after
+    /// the longer wait their claim set.
     async fn publish(&self, due: &[DueEvent]) -> usize {
         let envelopes: Vec<Envelope> = due.iter().map(envelope_for).collect();
         let results = join_all(
@@ -138,6 +142,17 @@ impl Reaper {
                 .map(|envelope| self.publisher.publish(envelope, Route::Deliver)),
         )
         .await;
-        results.iter().filter(|r| r.is_err()).count()
+        let mut failed = 0;
+        for (envelope, result) in envelopes.iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(PublishError::Unroutable) => failed += 1,
+                Err(_) => {
+                    failed += 1;
+                    self.publisher.remember_missed(envelope.event_id);
+                }
+            }
+        }
+        failed
     }
 }

@@ -59,15 +59,22 @@ const DROPPED: &[&str] = &[
     "te",
 ];
 /// Parts of a header name that mark a credential (`x-api-key`, `x-gitlab-token`,
-/// `x-auth-token`, `x-webhook-secret`...). The providers' signature headers the validators read
-/// (`stripe-signature`, `x-hub-signature-256`, `webhook-signature`...) contain none of them.
-const CREDENTIAL_MARKS: &[&str] = &["token", "secret", "password", "api-key", "apikey"];
+/// `x-auth-token`, `x-webhook-secret`, `x-functions-key`...), underscores read as dashes. The
+/// providers' signature headers the validators read (`stripe-signature`,
+/// `x-hub-signature-256`, `webhook-signature`...) contain none of them.
+const CREDENTIAL_MARKS: &[&str] = &["token", "secret", "password", "apikey", "auth"];
+/// Names ending so are keys (`x-api-key`, `ocp-apim-subscription-key`), except the one the
+/// relay itself reads, which names an event rather than unlocking anything.
+const KEY_SUFFIX: &str = "-key";
+const NOT_A_CREDENTIAL: &[&str] = &["idempotency-key"];
 
 /// Whether a header (by lower-case name) is never kept with an event.
 fn dropped(name: &str) -> bool {
-    DROPPED.contains(&name)
+    let name = name.replace('_', "-");
+    DROPPED.contains(&name.as_str())
         || name.starts_with("proxy-")
         || CREDENTIAL_MARKS.iter().any(|mark| name.contains(mark))
+        || (name.ends_with(KEY_SUFFIX) && !NOT_A_CREDENTIAL.contains(&name.as_str()))
 }
 const MAX_HEADERS: usize = 64;
 const MAX_VALUE_LEN: usize = 2048;
@@ -138,6 +145,10 @@ mod tests {
             ("x-auth-token", "t"),
             ("x-webhook-secret", "s"),
             ("x-password", "p"),
+            ("x-functions-key", "f"),
+            ("ocp-apim-subscription-key", "o"),
+            ("x_api_key", "u"),
+            ("idempotency-key", "order-42"),
             ("stripe-signature", "t=1,v1=ab"),
             ("x-github-event", "push"),
             ("user-agent", "GitHub-Hookshot"),
@@ -150,6 +161,7 @@ mod tests {
         assert_eq!(
             selected_headers(&headers),
             serde_json::json!({
+                "idempotency-key": "order-42",
                 "stripe-signature": "t=1,v1=ab",
                 "x-github-event": "push",
                 "user-agent": "GitHub-Hookshot"

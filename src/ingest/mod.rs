@@ -134,6 +134,7 @@ pub async fn ingest(
                 subscription_id: accepted.subscription_id,
                 target_url: accepted.target_url,
                 retry_count: 0,
+                deferrals: 0,
             };
             let publisher = state.publisher.clone();
             let log = state.log.clone();

@@ -12,6 +12,14 @@ pub struct Envelope {
     pub target_url: String,
     /// How many retries preceded this delivery (kept here: RabbitMQ 4 ignores client `x-death`).
     pub retry_count: u32,
+    /// How many times this delivery was deferred while its subscription had its share under
+    /// way: each wait is longer than the one before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deferrals: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl Envelope {
@@ -31,12 +39,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_envelope_of_an_earlier_release_reads_as_never_deferred() {
+        let event = EventId::new();
+        let bytes = format!(
+            r#"{{"event_id":"{event}","subscription_id":"{}","target_url":"https://example.com/","retry_count":0}}"#,
+            uuid::Uuid::new_v4()
+        );
+        assert_eq!(Envelope::from_bytes(bytes.as_bytes()).unwrap().deferrals, 0);
+    }
+
+    #[test]
     fn an_envelope_round_trips_through_its_bytes() {
         let envelope = Envelope {
             event_id: EventId::new(),
             subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
             target_url: "https://example.com/hook".into(),
             retry_count: 2,
+            deferrals: 1,
         };
         assert_eq!(
             Envelope::from_bytes(&envelope.to_bytes()).unwrap(),

@@ -48,8 +48,9 @@ pub enum Route {
     /// To the wait queue of this retry delay, which dead-letters it to the delivery queue when
     /// the delay has passed.
     Retry(Duration),
-    /// To the defer queue: back in the delivery queue a moment later, no retry used.
-    Defer,
+    /// To a defer queue, after this many deferrals of the same delivery: back in the delivery
+    /// queue a moment later (longer for each deferral), no retry used.
+    Defer(u32),
 }
 
 struct Request {
@@ -70,7 +71,12 @@ impl Request {
             Some(reply) => {
                 let _ = reply.send(result);
             }
-            None if result.is_err() && self.route == Route::Deliver => {
+            // A returned message would only be returned again: the grace sweep takes it.
+            None if result
+                .as_ref()
+                .is_err_and(|error| *error != PublishError::Unroutable)
+                && self.route == Route::Deliver =>
+            {
                 self.missed.remember(self.event);
             }
             None => {}
@@ -210,6 +216,12 @@ impl Publisher {
             .map_err(|_| PublishError::Closed)
     }
 
+    /// Remembers an event whose delivery could not be published (the broker was away), for
+    /// the reaper to publish again as soon as it is back.
+    pub fn remember_missed(&self, event: EventId) {
+        self.missed.remember(event);
+    }
+
     /// The events whose detached delivery publish failed since the last call, to publish again
     /// once the broker is back.
     pub fn take_missed(&self) -> Vec<EventId> {
@@ -343,7 +355,7 @@ impl Session {
                     let (exchange, routing_key) = match request.route {
                         Route::Deliver => (deliver_exchange.as_str(), worker.topology.deliver_routing_key().to_owned()),
                         Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
-                        Route::Defer => ("", worker.topology.defer_queue()),
+                        Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
                     };
                     let publish = Publish {
                         body: &request.body,

@@ -9,8 +9,16 @@ use std::time::Duration;
 use crate::config::QueueKind;
 use crate::domain::compact_delay;
 
-/// How long a deferred delivery waits before it is back in the deliver queue.
-pub const DEFER_DELAY: Duration = Duration::from_secs(1);
+/// How long a deferred delivery waits before it is back in the deliver queue: a second the
+/// first time, doubling each time it is deferred again, up to half a minute.
+const DEFER_DELAYS: [Duration; 6] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(30),
+];
 
 /// The names this deployment uses on the broker.
 #[derive(Debug, Clone)]
@@ -38,10 +46,12 @@ impl Topology {
         format!("{}.retry.{}", self.prefix, compact_delay(delay))
     }
 
-    /// The wait queue a delivery waits in while its subscription has its share of deliveries
-    /// in flight: [`DEFER_DELAY`] later, it is back in the deliver queue.
-    pub fn defer_queue(&self) -> String {
-        format!("{}.defer", self.prefix)
+    /// The wait queue a delivery deferred `deferrals` times before waits in while its
+    /// subscription has its share of attempts under way.
+    pub fn defer_queue(&self, deferrals: u32) -> String {
+        let last = DEFER_DELAYS.len() - 1;
+        let delay = DEFER_DELAYS[usize::try_from(deferrals).map_or(last, |n| n.min(last))];
+        format!("{}.defer.{}", self.prefix, compact_delay(delay))
     }
 
     /// The direct exchange deliveries are published to.
@@ -98,7 +108,11 @@ impl Topology {
             .retry_delays
             .iter()
             .map(|delay| (self.retry_queue(*delay), *delay))
-            .chain([(self.defer_queue(), DEFER_DELAY)]);
+            .chain(
+                (0u32..)
+                    .zip(DEFER_DELAYS)
+                    .map(|(deferrals, delay)| (self.defer_queue(deferrals), delay)),
+            );
         for (queue, delay) in waits {
             // Classic queues: a wait queue only holds messages until their TTL dead-letters them
             // back to the deliver exchange. Should one be lost, the event is still due in
@@ -141,9 +155,29 @@ impl Topology {
                 amiquip::QueueDeleteOptions::default(),
             )?;
         }
-        channel.queue_delete(self.defer_queue(), amiquip::QueueDeleteOptions::default())?;
+        for deferrals in (0u32..).take(DEFER_DELAYS.len()) {
+            channel.queue_delete(
+                self.defer_queue(deferrals),
+                amiquip::QueueDeleteOptions::default(),
+            )?;
+        }
         channel.queue_delete(self.deliver_queue(), amiquip::QueueDeleteOptions::default())?;
         channel.exchange_delete(self.live_exchange(), false)?;
         channel.exchange_delete(self.deliver_exchange(), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_deferred_again_waits_longer_up_to_half_a_minute() {
+        let topology = Topology::new("p", QueueKind::Quorum, Vec::new());
+        assert_eq!(topology.defer_queue(0), "p.defer.1s");
+        assert_eq!(topology.defer_queue(1), "p.defer.2s");
+        assert_eq!(topology.defer_queue(4), "p.defer.16s");
+        assert_eq!(topology.defer_queue(5), "p.defer.30s");
+        assert_eq!(topology.defer_queue(u32::MAX), "p.defer.30s");
     }
 }

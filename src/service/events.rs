@@ -63,38 +63,43 @@ pub async fn replay_selected(
     Ok(due.len())
 }
 
-/// Replays every event of the user's the filter takes, in the background in batches of
-/// [`REPLAY_BATCH`] (each its own transaction, published before the next is taken): the caller
-/// answers at once with how many there are now, and a million of them hold neither a request
-/// nor more than a batch in memory.
+/// Replays every event of the user's the filter takes, received before now, in the background
+/// in batches of [`REPLAY_BATCH`] (each its own transaction, published before the next is
+/// taken, walking the range by id so no event is taken twice): the caller answers at once with
+/// how many there are, and a million of them hold neither a request nor more than a batch in
+/// memory. The work lives in this process: should it stop half-way, what is left keeps its
+/// status, to be replayed again.
 pub async fn replay_in_background(
     state: Arc<AppState>,
     user: UserId,
-    filter: ReplayFilter,
+    mut filter: ReplayFilter,
 ) -> Result<i64, ServiceError> {
+    // Events that arrive from now on are not part of it.
+    let now = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1);
+    filter.until = Some(filter.until.map_or(now, |until| until.min(now)));
     let matching = state
         .db
         .run(async |conn| event::count_replayable(conn, user, &filter).await)
         .await?;
     tokio::spawn(async move {
-        // Each batch leaves the filter's status, so the next one finds the rest; the count
-        // bounds the work to what was asked for even while new events arrive.
-        let mut left = matching;
-        while left > 0 {
-            let batch = REPLAY_BATCH.min(left);
+        let mut after = None;
+        loop {
             let due = match state
                 .db
-                .run(async |conn| event::replay_batch(conn, user, &filter, batch).await)
+                .run(async |conn| {
+                    event::replay_batch(conn, user, &filter, after, REPLAY_BATCH).await
+                })
                 .await
             {
                 Ok(due) if !due.is_empty() => due,
                 Ok(_) => return,
                 Err(error) => {
-                    warn!(state.log, "a bulk replay stopped"; "error" => %error, "left" => left);
+                    warn!(state.log, "a bulk replay stopped"; "error" => %error,
+                        "after" => ?after);
                     return;
                 }
             };
-            left -= due.len() as i64;
+            after = due.iter().map(|event| event.id).max();
             publish_due(&state.publisher, &due).await;
             super::subscriptions::notify_replayed(&state, user, &due);
         }

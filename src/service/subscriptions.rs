@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
-
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
 use crate::db::models::event::{self, DueEvent, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
@@ -445,6 +444,7 @@ pub async fn send_test_event(
         subscription_id: accepted.subscription_id,
         target_url: accepted.target_url,
         retry_count: 0,
+        deferrals: 0,
     };
     // A failed publish loses nothing: the event is due in PostgreSQL and the reaper sends it.
     let _ = state

@@ -2,13 +2,14 @@
 //! (htmx boosting every link and form) and once without (plain forms and links).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
 use spenza::config::DEFAULT_RETRY_SCHEDULE;
 
 use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestResources,
-    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with,
+    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with, wait_until,
 };
 
 /// Where a test leaves its screenshots, to look at after a run.
@@ -267,30 +268,37 @@ async fn events_arrive_fail_and_are_replayed_live_without_a_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
     let resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
-    create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+    let key = create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
     let sink = Sink::start(Script::Ok).await;
-    let relay = RelayProcess::start(&resources, &[]).await;
+    // The page is served by A; B, another replica, takes events while A restarts.
+    let a = RelayProcess::start(&resources, &[]).await;
+    let b = RelayProcess::start(&resources, &[]).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let owner = Dashboard::log_in(&relay.address, client.clone(), OWNER_EMAIL, PASSWORD).await;
+    let owner = Dashboard::log_in(&a.address, client.clone(), OWNER_EMAIL, PASSWORD).await;
     let id = owner.create_subscription("restarted", &sink.url).await;
     let ingest_url = owner.ingest_url(&id).await;
-    let post = async || {
-        let posted = client.post(&ingest_url).body("{}").send().await.unwrap();
+    let token = ingest_url.rsplit('/').next().unwrap().to_owned();
+    let post = async |relay: &RelayProcess| {
+        let posted = client
+            .post(format!("{}/ingest/{token}", relay.address))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(posted.status(), 202);
         let posted: serde_json::Value = posted.json().await.unwrap();
         posted["event_id"].as_str().unwrap().to_owned()
     };
     let browser = Browser::start().await;
-    log_in(&browser, &relay.address).await;
+    log_in(&browser, &a.address).await;
     browser
-        .goto(&format!("{}/subscriptions/{id}", relay.address))
+        .goto(&format!("{}/subscriptions/{id}", a.address))
         .await;
     browser.wait_for("[data-ingest-url]").await;
-    let before = post().await;
-    eprintln!("before {before}");
+    let before = post(&a).await;
     browser
         .wait_for(&format!(
             "tr[data-event-id='{before}'][data-status='completed']"
@@ -299,18 +307,50 @@ async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
     // Marks this page: a reload would lose the mark.
     browser.execute("window.spenzaStayed = true;").await;
 
-    // A rolling restart: the process stops (closing the page's socket with 1012) and a new one
-    // takes its port.
-    let port = relay.port();
-    let mut relay = relay;
-    assert!(relay.signal("TERM").await.success());
-    let relay = RelayProcess::start_on(&resources, &[], port).await;
-    let after = post().await;
+    // A rolling restart: A stops (closing the page's socket with 1012); while it is away, an
+    // event arrives at B and is delivered; then A is back on its port.
+    let port = a.port();
+    let mut a = a;
+    assert!(a.signal("TERM").await.success());
+    let missed = post(&b).await;
+    wait_until(
+        Duration::from_secs(15),
+        "the missed event delivered",
+        || async {
+            let event: serde_json::Value = client
+                .get(format!("{}/api/v1/events/{missed}", b.address))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if event["status"] == "completed" {
+                Ok(())
+            } else {
+                Err(event["status"].to_string())
+            }
+        },
+    )
+    .await;
+    let a = RelayProcess::start_on(&resources, &[], port).await;
+
+    // The page reconnects by itself and catches up: the event it missed shows, delivered, and
+    // the row it had is still there once.
     browser
         .wait_for(&format!(
-            "tr[data-event-id='{after}'][data-status='completed']"
+            "tr[data-event-id='{missed}'][data-status='completed']"
         ))
         .await;
+    assert_eq!(
+        browser
+            .execute(&format!(
+                "return document.querySelectorAll(\"tr[data-event-id='{before}']\").length;"
+            ))
+            .await,
+        serde_json::json!(1)
+    );
     assert_eq!(
         browser
             .execute("return window.spenzaStayed === true;")
@@ -321,7 +361,7 @@ async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
 
     browser.close().await;
     sink.stop().await;
-    drop(relay);
+    drop((a, b));
 }
 
 /// Logs in as the owner through the form.

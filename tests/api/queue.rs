@@ -40,6 +40,7 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
         subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
         target_url: "https://example.com/hook".into(),
         retry_count: 0,
+        deferrals: 0,
     };
 
     assert_eq!(publisher.publish(&envelope, Route::Deliver).await, Ok(()));
@@ -103,6 +104,7 @@ async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
         subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
         target_url: "https://example.com/hook".into(),
         retry_count: 0,
+        deferrals: 0,
     };
     publisher.publish(&envelope, Route::Deliver).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), jobs.recv())
@@ -172,6 +174,7 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
         subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
         target_url: "https://example.com/hook".into(),
         retry_count: 0,
+        deferrals: 0,
     };
     // Garbage first, then a real envelope: with one message in flight at a time, the envelope
     // is handed out only once the garbage has been dealt with.

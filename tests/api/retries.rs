@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Script, Sink, TestApp, spawn_app_with, wait_until};
+use crate::helpers::{Script, Sink, TestApp, spawn_app, spawn_app_with, wait_until};
 
 async fn attempts(app: &TestApp, id: &str) -> Vec<Value> {
     let body: Value = app.get_json(&format!("/api/v1/events/{id}/attempts")).await;
@@ -441,6 +441,63 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
         }
     })
     .await;
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_of_delivered_events_delivers_each_once_more() {
+    use diesel::sql_types::{Array, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    const DELIVERED: usize = 1_200;
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
+    // Delivered before, written straight to the database: three batches, each delivered again
+    // (so back to completed, the status replayed) before the next is taken.
+    let ids: Vec<uuid::Uuid> = (0..DELIVERED)
+        .map(|_| spenza::domain::EventId::new().0)
+        .collect();
+    let mut conn = app.db().await;
+    diesel::sql_query(
+        "INSERT INTO events (id, subscription_id, status, body, attempts, completed_at) \
+         SELECT id, $2, 'completed', '\\x7b7d', 1, now() FROM unnest($1) AS id",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<SqlUuid, _>(sub)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let replayed: Value = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{sub}/replay"),
+            &json!({ "status": "completed" }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replayed["replayed"], DELIVERED);
+    wait_until(
+        Duration::from_secs(60),
+        "every event delivered again",
+        || async {
+            let delivered = sink.unique_ids().len();
+            if delivered == DELIVERED {
+                Ok(())
+            } else {
+                Err(format!("{delivered} delivered"))
+            }
+        },
+    )
+    .await;
+    for id in ids.iter().step_by(100) {
+        app.wait_for_status(&id.to_string(), "completed").await;
+    }
+    assert_eq!(sink.received().len(), DELIVERED, "each event once more");
     sink.stop().await;
     app.shutdown().await;
 }

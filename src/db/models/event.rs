@@ -483,8 +483,9 @@ pub async fn claim_overdue(
 }
 
 /// The reaper's claim of these events, whose publish failed while the broker was away, with no
-/// grace period: those still to deliver, of active subscriptions, that no delivery holds. Their
-/// due time moves on as in [`claim_overdue`].
+/// grace period: those still to deliver, of active subscriptions, that no delivery holds. They
+/// are in no queue, so their due time moves on by one grace period only, and the count of
+/// republishes that lengthens the reaper's waits is left as it is.
 pub async fn claim_missed(
     conn: &mut AsyncPgConnection,
     ids: &[EventId],
@@ -492,9 +493,7 @@ pub async fn claim_missed(
 ) -> QueryResult<Vec<DueEvent>> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     diesel::sql_query(format!(
-        "UPDATE events SET next_attempt_at = now() \
-             + make_interval(secs => $1 / 1000.0 * 2 ^ least(events.republishes, 6)), \
-             republishes = events.republishes + 1 \
+        "UPDATE events SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0) \
          FROM subscriptions \
          WHERE subscriptions.id = events.subscription_id AND events.id = ANY($2) \
            AND events.status IN ('pending', 'retrying') AND subscriptions.is_active \
@@ -583,21 +582,26 @@ pub async fn count_replayable(
         .map(|found| found.count)
 }
 
-/// Replays up to `batch` of the user's events the filter takes, oldest first, skipping rows
-/// another transaction holds; what it made due.
+/// Replays up to `batch` of the user's events the filter takes with ids after `after`, oldest
+/// first, skipping rows another transaction holds; what it made due. A bulk replay walks its
+/// range with `after` set to the last id of each batch, so an event replayed (and maybe
+/// already delivered again, back in the status the filter takes) is not taken twice.
 pub async fn replay_batch(
     conn: &mut AsyncPgConnection,
     user: UserId,
     filter: &ReplayFilter,
+    after: Option<EventId>,
     batch: i64,
 ) -> QueryResult<Vec<DueEvent>> {
     let query = diesel::sql_query(format!(
         "{REPLAY} AND events.id IN (SELECT events.id FROM events JOIN subscriptions \
          ON subscriptions.id = events.subscription_id WHERE {IN_REPLAY} \
+         AND ($8::uuid IS NULL OR events.id > $8) \
          ORDER BY events.id LIMIT $7 FOR UPDATE OF events SKIP LOCKED){RETURNING_DUE}"
     ));
     bind_replay(query, user, filter)
         .bind::<BigInt, _>(batch)
+        .bind::<Nullable<SqlUuid>, _>(after)
         .load(conn)
         .await
 }
