@@ -157,6 +157,24 @@ impl fmt::Debug for SecretUrl {
                 if url.password().is_some() {
                     let _ = url.set_password(Some("***"));
                 }
+                // `?password=...` and its kind (libpq takes parameters in the query too).
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(key, value)| {
+                        let secret = ["pass", "secret", "token", "key"]
+                            .iter()
+                            .any(|mark| key.to_ascii_lowercase().contains(mark));
+                        let value = if secret {
+                            "***".into()
+                        } else {
+                            value.into_owned()
+                        };
+                        (key.into_owned(), value)
+                    })
+                    .collect();
+                if !pairs.is_empty() {
+                    url.query_pairs_mut().clear().extend_pairs(pairs);
+                }
                 write!(f, "{:?}", url.as_str())
             }
             Err(_) => f.write_str("\"(not a URL)\""),
@@ -179,6 +197,13 @@ mod tests {
         assert_eq!(
             format!("{bare:?}"),
             "\"postgres://postgres@127.0.0.1/spenza\""
+        );
+        let query: SecretUrl = "postgres://db/spenza?sslmode=require&password=hunter2"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            format!("{query:?}"),
+            "\"postgres://db/spenza?sslmode=require&password=***\""
         );
         let junk: SecretUrl = "postgres://u:p@[".parse().unwrap();
         assert_eq!(format!("{junk:?}"), "\"(not a URL)\"");

@@ -451,7 +451,8 @@ const RETURNING_DUE: &str =
 
 /// The reaper's claim: up to `batch` events of active subscriptions still to deliver whose due
 /// time passed more than `grace` ago, or that were held (no due time) while their subscription
-/// was disabled, and that no delivery holds, skipping rows another replica has locked.
+/// was disabled (those first: a re-enabled subscription's backlog does not wait behind other
+/// late events), and that no delivery holds, skipping rows another replica has locked.
 /// Claiming pushes their due time on: one grace period, doubled for each republish since a
 /// delivery last claimed the event (up to 64), so an event still waiting in a long queue is
 /// not republished every grace period; the copies that are are dropped by the delivery claim.
@@ -472,7 +473,7 @@ pub async fn claim_overdue(
                AND (e.leased_until IS NULL OR e.leased_until < now()) \
                AND (e.next_attempt_at IS NULL \
                     OR e.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0)) \
-             ORDER BY e.next_attempt_at LIMIT $2 \
+             ORDER BY e.next_attempt_at NULLS FIRST LIMIT $2 \
              FOR UPDATE OF e SKIP LOCKED) \
          {RETURNING_DUE}"
     ))

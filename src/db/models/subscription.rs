@@ -61,7 +61,11 @@ impl std::fmt::Debug for Subscription {
             .field("id", &self.id)
             .field("user_id", &self.user_id)
             .field("name", &self.name)
-            .field("target_url", &self.target_url)
+            // Its query may carry the endpoint's own token.
+            .field(
+                "target_url",
+                &self.target_url.split('?').next().unwrap_or_default(),
+            )
             .field(
                 "provider",
                 &self
@@ -239,7 +243,7 @@ mod tests {
             id: SubscriptionId(uuid::Uuid::new_v4()),
             user_id: UserId(uuid::Uuid::new_v4()),
             name: "shop".into(),
-            target_url: "https://example.com/hook".into(),
+            target_url: "https://example.com/hook?token=endpoint-token".into(),
             ingest_token: "ingest-token-value".into(),
             signing_secret: "whsec_signing".into(),
             previous_signing_secret: Some("whsec_previous".into()),
@@ -252,7 +256,7 @@ mod tests {
             updated_at: Utc::now(),
         };
         let shown = format!("{subscription:?}");
-        for secret in ["ingest-token-value", "whsec_"] {
+        for secret in ["ingest-token-value", "whsec_", "endpoint-token"] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(
