@@ -88,8 +88,8 @@ impl Deliverer {
 
     async fn handle(&self, job: Job) {
         // Its subscription has its share of deliveries at their endpoint (a slow one): the job
-        // waits its turn in the defer queue, not in a delivery slot others need, and without
-        // a word to the database.
+        // waits its turn in a defer queue, not in a delivery slot others need, and without a
+        // word to the database.
         if self.in_flight.is_full(job.envelope.subscription_id) {
             return self.defer(job).await;
         }
@@ -141,7 +141,8 @@ impl Deliverer {
                 "event_id" => %id, "retry_count" => retry_count);
             return Ok(Delivered::Done);
         };
-        // Held while its subscription is disabled; re-enabling it publishes what was held.
+        // Held while its subscription is disabled; once it is re-enabled, the reaper takes what
+        // was held.
         if !job.is_active {
             self.db
                 .run(async |conn| event::hold(conn, id).await)
