@@ -59,14 +59,14 @@ struct Request {
     body: Vec<u8>,
     /// Where the outcome goes; `None` for a detached publish.
     reply: Option<oneshot::Sender<Result<(), PublishError>>>,
-    /// Where a detached delivery that fails is remembered.
-    missed: Arc<Missed>,
     /// Held until the confirm arrives: this is what bounds the confirm window.
     _permit: OwnedSemaphorePermit,
 }
 
 impl Request {
-    fn answer(self, result: Result<(), PublishError>) {
+    /// Tells the publisher's caller how it went; a detached delivery that failed goes to
+    /// `missed` instead.
+    fn answer(self, result: Result<(), PublishError>, missed: &Missed) {
         match self.reply {
             Some(reply) => {
                 let _ = reply.send(result);
@@ -77,7 +77,7 @@ impl Request {
                 .is_err_and(|error| *error != PublishError::Unroutable)
                 && self.route == Route::Deliver =>
             {
-                self.missed.remember(self.event);
+                missed.remember(self.event);
             }
             None => {}
         }
@@ -136,7 +136,9 @@ impl Publisher {
         let (requests_tx, requests_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let connected = Arc::new(AtomicBool::new(false));
+        let missed = Arc::<Missed>::default();
         let worker = Worker {
+            missed: missed.clone(),
             url: url.to_owned(),
             topology,
             requests: requests_rx,
@@ -151,7 +153,7 @@ impl Publisher {
             requests: requests_tx,
             window: Arc::new(Semaphore::new(window.max(1))),
             connected,
-            missed: Arc::default(),
+            missed,
         };
         Ok((
             publisher,
@@ -208,7 +210,6 @@ impl Publisher {
             event: envelope.event_id,
             body: envelope.to_bytes(),
             reply,
-            missed: self.missed.clone(),
             _permit: permit,
         };
         self.requests
@@ -259,6 +260,8 @@ enum Ended {
 }
 
 struct Worker {
+    /// Events whose detached delivery publish failed, shared with the [`Publisher`].
+    missed: Arc<Missed>,
     url: String,
     topology: Topology,
     requests: Receiver<Request>,
@@ -273,7 +276,7 @@ impl Worker {
     fn run(self) {
         let mut backoff = Backoff::new();
         loop {
-            match Session::open(&self.url, &self.topology, &self.log) {
+            match Session::open(&self) {
                 Ok(session) => {
                     backoff.reset();
                     self.connected.store(true, Ordering::Relaxed);
@@ -302,7 +305,7 @@ impl Worker {
         loop {
             select! {
                 recv(self.requests) -> request => match request {
-                    Ok(request) => request.answer(Err(PublishError::Unavailable)),
+                    Ok(request) => request.answer(Err(PublishError::Unavailable), &self.missed),
                     Err(_) => return false,
                 },
                 recv(self.stop) -> _ => return false,
@@ -314,6 +317,8 @@ impl Worker {
 
 struct Session {
     log: Logger,
+    /// The worker's: where failed detached deliveries are remembered.
+    missed: Arc<Missed>,
     connection: Connection,
     channel: Channel,
     confirms: Receiver<Confirm>,
@@ -321,16 +326,17 @@ struct Session {
 }
 
 impl Session {
-    fn open(url: &str, topology: &Topology, log: &Logger) -> anyhow::Result<Session> {
-        let mut connection = super::connect::open(url)?;
+    fn open(worker: &Worker) -> anyhow::Result<Session> {
+        let mut connection = super::connect::open(&worker.url)?;
         let channel = connection.open_channel(None)?;
-        topology.declare(&channel)?;
+        worker.topology.declare(&channel)?;
         // Listeners first, then confirm mode: otherwise the first confirms could be missed.
         let confirms = channel.listen_for_publisher_confirms()?;
         let returns = channel.listen_for_returns()?;
         channel.enable_publisher_confirms()?;
         Ok(Session {
-            log: log.clone(),
+            log: worker.log.clone(),
+            missed: worker.missed.clone(),
             connection,
             channel,
             confirms,
@@ -365,7 +371,7 @@ impl Session {
                         properties,
                     };
                     if let Err(error) = self.channel.basic_publish(exchange, publish) {
-                        request.answer(Err(PublishError::Unavailable));
+                        request.answer(Err(PublishError::Unavailable), &self.missed);
                         break Ended::Lost(error.into());
                     }
                     pending.insert(next_tag, Pending { request, returned: false });
@@ -387,7 +393,9 @@ impl Session {
             let _ = self.connection.close();
         }
         for (_, unsettled) in pending {
-            unsettled.request.answer(Err(PublishError::Unavailable));
+            unsettled
+                .request
+                .answer(Err(PublishError::Unavailable), &self.missed);
         }
         ended
     }
@@ -420,7 +428,7 @@ impl Session {
             if let Err(error) = &result {
                 warn!(self.log, "a publish was not accepted; the reaper will repeat it"; "error" => %error);
             }
-            done.request.answer(result);
+            done.request.answer(result, &self.missed);
         }
     }
 

@@ -373,13 +373,7 @@ pub async fn replay(
     input: ReplayIn,
 ) -> Result<i64, ServiceError> {
     input.validate()?;
-    let owned = state
-        .db
-        .run(async |conn| subscription::find_for_user(conn, user, id).await)
-        .await?;
-    if owned.is_none() {
-        return Err(ServiceError::NotFound("subscription"));
-    }
+    get(&state, user, id).await?;
     let filter = ReplayFilter {
         status: input.status.unwrap_or(EventStatus::Failed),
         subscription: Some(id),

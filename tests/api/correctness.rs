@@ -10,53 +10,16 @@ use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
 use spenza::queue::{Envelope, Publisher, PublisherThread, Route, Topology};
 
 use crate::helpers::{
-    FaultProxy, Script, Sink, TestApp, amqp_url, spawn_app_with, through, wait_until,
+    FaultProxy, Script, Sink, TestApp, connected_publisher, ready_in, spawn_app_with,
+    stop_publisher, through, wait_until,
 };
-
-/// Messages ready in a queue of the broker (not those handed to a consumer).
-fn ready_in(queue: &str) -> u32 {
-    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).expect("the broker");
-    let channel = connection.open_channel(None).unwrap();
-    let depth = channel
-        .queue_declare_passive(queue)
-        .expect("the queue exists")
-        .declared_message_count()
-        .expect("a passive declare counts messages");
-    let _ = connection.close();
-    depth
-}
 
 /// A publisher of the test's own onto the app's queues, as a second replica would publish.
 async fn second_publisher(app: &TestApp, schedule: &str) -> (Publisher, PublisherThread, Topology) {
     let schedule: RetrySchedule = schedule.parse().unwrap();
     let topology = Topology::new(app.prefix(), QueueKind::Quorum, schedule.delays());
-    let (publisher, thread) = Publisher::start(
-        &amqp_url(),
-        topology.clone(),
-        8,
-        spenza::telemetry::discard(),
-    )
-    .unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the publisher to connect",
-        || async {
-            if publisher.is_connected() {
-                Ok(())
-            } else {
-                Err("not connected".to_owned())
-            }
-        },
-    )
-    .await;
+    let (publisher, thread) = connected_publisher(topology.clone()).await;
     (publisher, thread, topology)
-}
-
-async fn stop(publisher: Publisher, thread: PublisherThread) {
-    drop(publisher);
-    tokio::task::spawn_blocking(move || thread.stop())
-        .await
-        .unwrap();
 }
 
 /// How many attempts each of these events has, from the database.
@@ -90,7 +53,7 @@ async fn two_copies_of_a_delivery_in_flight_make_one_attempt_and_schedule_one_re
     };
     publisher.publish(&copy, Route::Deliver).await.unwrap();
     wait_until(Duration::from_secs(10), "the copy to be taken", || async {
-        match ready_in(&topology.deliver_queue()) {
+        match ready_in(&topology.deliver_queue())? {
             0 => Ok(()),
             ready => Err(format!("{ready} ready")),
         }
@@ -105,15 +68,15 @@ async fn two_copies_of_a_delivery_in_flight_make_one_attempt_and_schedule_one_re
         Duration::from_secs(10),
         "the retry to be queued",
         || async {
-            match ready_in(&retry_queue) {
+            match ready_in(&retry_queue)? {
                 0 => Err("none yet".to_owned()),
                 queued => Ok(queued),
             }
         },
     )
     .await;
-    assert_eq!(ready_in(&retry_queue), 1, "one retry scheduled");
-    stop(publisher, thread).await;
+    assert_eq!(ready_in(&retry_queue).unwrap(), 1, "one retry scheduled");
+    stop_publisher(publisher, thread).await;
     sink.stop().await;
     app.shutdown().await;
 }
@@ -150,7 +113,7 @@ async fn a_backlog_longer_than_the_reapers_grace_attempts_each_event_once() {
         Duration::from_secs(30),
         "the copies to be drained",
         || async {
-            match ready_in(&topology.deliver_queue()) {
+            match ready_in(&topology.deliver_queue())? {
                 0 => Ok(()),
                 ready => Err(format!("{ready} ready")),
             }
@@ -163,7 +126,7 @@ async fn a_backlog_longer_than_the_reapers_grace_attempts_each_event_once() {
     assert_eq!(attempt_counts(&app, &events).await, vec![1; EVENTS]);
     assert_eq!(sink.received().len(), EVENTS, "one request per event");
     assert_eq!(
-        ready_in(&topology.retry_queue(Duration::from_secs(3600))),
+        ready_in(&topology.retry_queue(Duration::from_secs(3600))).unwrap(),
         EVENTS as u32,
         "one retry per event"
     );
@@ -310,7 +273,7 @@ async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confir
         Duration::from_secs(10),
         "the retry to be published",
         || async {
-            match ready_in(&retry_queue) {
+            match ready_in(&retry_queue)? {
                 1 => Ok(()),
                 ready => Err(format!("{ready} ready")),
             }
@@ -324,7 +287,7 @@ async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confir
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        ready_in(&topology.deliver_queue()),
+        ready_in(&topology.deliver_queue()).unwrap(),
         0,
         "the failed attempt's message was still waiting for a confirm"
     );

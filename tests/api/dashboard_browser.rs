@@ -2,14 +2,13 @@
 //! (htmx boosting every link and form) and once without (plain forms and links).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
 use spenza::config::DEFAULT_RETRY_SCHEDULE;
 
 use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestResources,
-    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with, wait_until,
+    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with,
 };
 
 /// Where a test leaves its screenshots, to look at after a run.
@@ -313,27 +312,7 @@ async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
     let mut a = a;
     assert!(a.signal("TERM").await.success());
     let missed = post(&b).await;
-    wait_until(
-        Duration::from_secs(15),
-        "the missed event delivered",
-        || async {
-            let event: serde_json::Value = client
-                .get(format!("{}/api/v1/events/{missed}", b.address))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if event["status"] == "completed" {
-                Ok(())
-            } else {
-                Err(event["status"].to_string())
-            }
-        },
-    )
-    .await;
+    b.wait_for_status(&key, &missed, "completed").await;
     let a = RelayProcess::start_on(&resources, &[], port).await;
 
     // The page reconnects by itself and catches up: the event it missed shows, delivered, and

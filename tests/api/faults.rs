@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use spenza::config::QueueKind;
 use spenza::queue::Topology;
@@ -199,20 +199,6 @@ async fn accept(ingest_url: &str) -> String {
     body["event_id"].as_str().expect("an event id").to_owned()
 }
 
-async fn subscribe(relay: &RelayProcess, key: &str, target: &str) -> String {
-    let subscription: Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/subscriptions", relay.address))
-        .bearer_auth(key)
-        .json(&json!({ "name": "fault", "target_url": target }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    subscription["ingest_url"].as_str().unwrap().to_owned()
-}
-
 // The grace period is short, so that what the reaper repairs shows up within the test, and
 // longer than a restart takes, so that it does not republish what is still queued (which
 // would show up as duplicates).
@@ -233,7 +219,7 @@ async fn a_relay_killed_in_the_middle_of_a_load_delivers_everything_after_a_rest
     let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     let sink = Sink::start(Script::Ok).await;
     let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
-    let ingest_url: Arc<str> = subscribe(&relay, &key, &sink.url).await.into();
+    let ingest_url: Arc<str> = relay.subscribe(&key, &sink.url).await.into();
     let client = reqwest::Client::new();
 
     let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -293,7 +279,7 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
     let sink = Sink::start(Script::Slow(Duration::from_secs(2))).await;
     let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
-    let ingest_url = subscribe(&relay, &key, &sink.url).await;
+    let ingest_url = relay.subscribe(&key, &sink.url).await;
 
     let id = accept(&ingest_url).await;
     sink.wait_for_requests(1).await;
@@ -320,29 +306,6 @@ async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
 }
 
 /// Waits until the relay process reports the event in `status`.
-async fn wait_for_status(relay: &RelayProcess, key: &str, id: &str, status: &str) {
-    let client = reqwest::Client::new();
-    wait_until(
-        Duration::from_secs(30),
-        &format!("event {id} to be {status}"),
-        || async {
-            let response = client
-                .get(format!("{}/api/v1/events/{id}", relay.address))
-                .bearer_auth(key)
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let event: Value = response.json().await.map_err(|e| e.to_string())?;
-            if event["status"] == status {
-                Ok(())
-            } else {
-                Err(event.to_string())
-            }
-        },
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_deliver() {
     let resources = TestResources::new("5s,1s,2s").await;
@@ -357,9 +320,9 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
         ],
     )
     .await;
-    let ingest_url = subscribe(&old, &key, &sink.url).await;
+    let ingest_url = old.subscribe(&key, &sink.url).await;
     let id = accept(&ingest_url).await;
-    wait_for_status(&old, &key, &id, "retrying").await;
+    old.wait_for_status(&key, &id, "retrying").await;
     assert!(old.signal("TERM").await.success());
 
     // The new schedule has no 5 s level: its process declares its own wait queues beside the
@@ -372,7 +335,7 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
         ],
     )
     .await;
-    wait_for_status(&new, &key, &id, "completed").await;
+    new.wait_for_status(&key, &id, "completed").await;
     assert_eq!(sink.received().len(), 2);
     drop(new);
     sink.stop().await;

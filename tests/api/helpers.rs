@@ -12,8 +12,8 @@ use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
 use spenza::config::{Cli, Command, DEFAULT_RETRY_SCHEDULE, QueueKind, Settings};
-use spenza::domain::RetrySchedule;
-use spenza::queue::Topology;
+use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
+use spenza::queue::{Envelope, Publisher, PublisherThread, Topology};
 use spenza::startup::Application;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -386,6 +386,62 @@ fn delete_queues(prefix: &str, retry_delays: &[Duration]) {
     }
 }
 
+/// A publisher of the test's own onto `topology`'s queues, once it is connected.
+pub async fn connected_publisher(topology: Topology) -> (Publisher, PublisherThread) {
+    let (publisher, thread) =
+        Publisher::start(&amqp_url(), topology, 8, spenza::telemetry::discard()).unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "the publisher to connect",
+        || async {
+            if publisher.is_connected() {
+                Ok(())
+            } else {
+                Err("not connected".to_owned())
+            }
+        },
+    )
+    .await;
+    (publisher, thread)
+}
+
+/// Stops a publisher of [`connected_publisher`]'s, waiting for its thread.
+pub async fn stop_publisher(publisher: Publisher, thread: PublisherThread) {
+    drop(publisher);
+    tokio::task::spawn_blocking(move || thread.stop())
+        .await
+        .unwrap();
+}
+
+/// Messages ready in a queue of the broker (not those handed to a consumer), or why they could
+/// not be counted. A failed passive declare closes its channel: each look has its own
+/// connection.
+pub fn ready_in(queue: &str) -> Result<u32, String> {
+    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).expect("the broker");
+    let declared = connection
+        .open_channel(None)
+        .unwrap()
+        .queue_declare_passive(queue)
+        .map(|queue| {
+            queue
+                .declared_message_count()
+                .expect("a passive declare counts messages")
+        });
+    let _ = connection.close();
+    declared.map_err(|error| error.to_string())
+}
+
+/// The envelope of an event nobody stored, for tests of the queues alone.
+pub fn made_up_envelope() -> Envelope {
+    Envelope {
+        event_id: EventId::new(),
+        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
+        target_url: "https://example.com/hook".into(),
+        retry_count: 0,
+        deferrals: 0,
+    }
+}
+
 /// The built `spenza` binary running as a child process, for process-level faults.
 pub struct RelayProcess {
     pub address: String,
@@ -470,6 +526,45 @@ impl RelayProcess {
         })
         .await;
         relay
+    }
+
+    /// Creates a subscription to `target` through the API with `key`; its ingest URL.
+    pub async fn subscribe(&self, key: &str, target: &str) -> String {
+        let subscription: Value = reqwest::Client::new()
+            .post(format!("{}/api/v1/subscriptions", self.address))
+            .bearer_auth(key)
+            .json(&serde_json::json!({ "name": "fault", "target_url": target }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        subscription["ingest_url"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the API, asked with `key`, shows event `id` in `status`.
+    pub async fn wait_for_status(&self, key: &str, id: &str, status: &str) {
+        let client = reqwest::Client::new();
+        wait_until(
+            Duration::from_secs(30),
+            &format!("event {id} to be {status}"),
+            || async {
+                let response = client
+                    .get(format!("{}/api/v1/events/{id}", self.address))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let event: Value = response.json().await.map_err(|e| e.to_string())?;
+                if event["status"] == status {
+                    Ok(())
+                } else {
+                    Err(event.to_string())
+                }
+            },
+        )
+        .await;
     }
 
     /// The port it listens on.

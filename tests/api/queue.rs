@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use spenza::config::QueueKind;
-use spenza::domain::{EventId, SubscriptionId};
-use spenza::queue::{Consumer, Envelope, PublishError, Publisher, Route, Topology};
+use spenza::queue::{Consumer, PublishError, Route, Topology};
 
-use crate::helpers::{TestResources, amqp_url, wait_until};
+use crate::helpers::{
+    TestResources, amqp_url, connected_publisher, made_up_envelope, ready_in, stop_publisher,
+    wait_until,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
@@ -16,32 +18,8 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
         QueueKind::Quorum,
         vec![Duration::from_secs(1)],
     );
-    let (publisher, thread) = Publisher::start(
-        &amqp_url(),
-        topology.clone(),
-        8,
-        spenza::telemetry::discard(),
-    )
-    .unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the publisher to connect",
-        || async {
-            if publisher.is_connected() {
-                Ok(())
-            } else {
-                Err("not connected".into())
-            }
-        },
-    )
-    .await;
-    let envelope = Envelope {
-        event_id: EventId::new(),
-        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
-        target_url: "https://example.com/hook".into(),
-        retry_count: 0,
-        deferrals: 0,
-    };
+    let (publisher, thread) = connected_publisher(topology.clone()).await;
+    let envelope = made_up_envelope();
 
     assert_eq!(publisher.publish(&envelope, Route::Deliver).await, Ok(()));
     assert_eq!(
@@ -60,10 +38,7 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
     // The window keeps working after a return.
     assert_eq!(publisher.publish(&envelope, Route::Deliver).await, Ok(()));
 
-    drop(publisher);
-    tokio::task::spawn_blocking(move || thread.stop())
-        .await
-        .unwrap();
+    stop_publisher(publisher, thread).await;
     drop(resources);
 }
 
@@ -71,13 +46,7 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
 async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
     let resources = TestResources::new("").await;
     let topology = Topology::new(&resources.prefix, QueueKind::Quorum, Vec::new());
-    let (publisher, thread) = Publisher::start(
-        &amqp_url(),
-        topology.clone(),
-        8,
-        spenza::telemetry::discard(),
-    )
-    .unwrap();
+    let (publisher, thread) = connected_publisher(topology.clone()).await;
     // One message in flight at most: the second delivery needs the first's slot back.
     let (consumer, mut jobs) = Consumer::start(
         &amqp_url(),
@@ -87,25 +56,7 @@ async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
         spenza::telemetry::discard(),
     )
     .unwrap();
-    wait_until(
-        Duration::from_secs(10),
-        "the publisher to connect",
-        || async {
-            if publisher.is_connected() {
-                Ok(())
-            } else {
-                Err("not connected".into())
-            }
-        },
-    )
-    .await;
-    let envelope = Envelope {
-        event_id: EventId::new(),
-        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
-        target_url: "https://example.com/hook".into(),
-        retry_count: 0,
-        deferrals: 0,
-    };
+    let envelope = made_up_envelope();
     publisher.publish(&envelope, Route::Deliver).await.unwrap();
     let first = tokio::time::timeout(Duration::from_secs(10), jobs.recv())
         .await
@@ -143,20 +94,8 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
         spenza::telemetry::discard(),
     )
     .unwrap();
-    // Messages ready in the deliver queue. A failed passive declare closes its channel, so
-    // each look opens a connection of its own.
-    let ready = || {
-        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
-        let declared = connection
-            .open_channel(None)
-            .unwrap()
-            .queue_declare_passive(topology.deliver_queue())
-            .map(|queue| queue.declared_message_count());
-        let _ = connection.close();
-        declared.map_err(|error| error.to_string())
-    };
     wait_until(Duration::from_secs(10), "the consumer's queue", || async {
-        ready().map(drop)
+        ready_in(&topology.deliver_queue()).map(drop)
     })
     .await;
     let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
@@ -169,13 +108,7 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
             )
             .unwrap();
     };
-    let envelope = Envelope {
-        event_id: EventId::new(),
-        subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
-        target_url: "https://example.com/hook".into(),
-        retry_count: 0,
-        deferrals: 0,
-    };
+    let envelope = made_up_envelope();
     // Garbage first, then a real envelope: with one message in flight at a time, the envelope
     // is handed out only once the garbage has been dealt with.
     publish(b"not an envelope");
@@ -187,9 +120,9 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
     assert_eq!(job.envelope.event_id, envelope.event_id);
     job.acker.ack();
     wait_until(Duration::from_secs(10), "the queue to be empty", || async {
-        match ready()? {
-            Some(0) => Ok(()),
-            other => Err(format!("{other:?} ready")),
+        match ready_in(&topology.deliver_queue())? {
+            0 => Ok(()),
+            ready => Err(format!("{ready} ready")),
         }
     })
     .await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use spenza::config::DEFAULT_RETRY_SCHEDULE;
 
 use crate::helpers::{
@@ -27,22 +27,12 @@ async fn a_503_during_a_database_outage_logs_the_route_and_never_the_token() {
     )
     .await;
     let client = reqwest::Client::new();
-    let subscription: Value = client
-        .post(format!("{}/api/v1/subscriptions", relay.address))
-        .bearer_auth(&key)
-        .json(&json!({ "name": "outage", "target_url": "http://127.0.0.1:9/hook" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ingest_url = subscription["ingest_url"].as_str().unwrap();
+    let ingest_url = relay.subscribe(&key, "http://127.0.0.1:9/hook").await;
     let token = ingest_url.rsplit('/').next().unwrap().to_owned();
 
     proxy.cut();
     let answered = client
-        .post(ingest_url)
+        .post(&ingest_url)
         .header("content-type", "application/json")
         .body("{}")
         .send()
