@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod config;
 pub mod dashboard;
 pub mod db;

@@ -15,6 +15,7 @@ use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
+use crate::ingest::Intake;
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::state::AppState;
@@ -135,16 +136,17 @@ impl Application {
                 lease: settings.delivery_timeout + settings.database.timeout * 2 + LEASE_MARGIN,
                 per_subscription: usize::from(settings.subscription_concurrency),
             };
+            let tasks = TaskTracker::new();
             let deliverer = Arc::new(Deliverer::new(
                 db.clone(),
                 http,
                 publisher.clone(),
                 policy,
                 live.clone(),
+                tasks.clone(),
                 log.new(slog::o!("component" => "delivery")),
             ));
-            let tasks = TaskTracker::new();
-            let dispatcher = tokio::spawn(deliverer.dispatch(jobs, tasks.clone()));
+            let dispatcher = tokio::spawn(deliverer.dispatch(jobs));
             Some(Delivery {
                 consumer,
                 dispatcher,
@@ -189,8 +191,15 @@ impl Application {
         let server = HttpServer::new(move || {
             let pool = db::build_pool(&database, pools.per_http_worker, Commits::Durable)
                 .expect("pool settings were validated at start-up");
+            let db = Database::new(pool, database.timeout);
             let state = web::Data::new(AppState {
-                db: Database::new(pool, database.timeout),
+                intake: Intake::start(
+                    db.clone(),
+                    publisher.clone(),
+                    live.clone(),
+                    http_log.new(slog::o!("component" => "intake")),
+                ),
+                db,
                 publisher: publisher.clone(),
                 consumer: consumer.clone(),
                 max_body_bytes,

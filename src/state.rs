@@ -10,12 +10,15 @@ use crate::auth::SessionPolicy;
 use crate::config::SignupPolicy;
 use crate::db::Database;
 use crate::delivery::TargetPolicy;
+use crate::ingest::Intake;
 use crate::live::Live;
 use crate::queue::{ConsumerStatus, Publisher};
 
 /// What HTTP handlers share.
 pub struct AppState {
     pub db: Database,
+    /// Stores ingested events, in batches, on this worker's connections.
+    pub intake: Intake,
     pub publisher: Publisher,
     /// This process's consumer, when it delivers.
     pub consumer: Option<ConsumerStatus>,

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use chrono::Utc;
 use slog::{Logger, debug, warn};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::task::TaskTracker;
 
-use crate::db::models::event::{self, AttemptRecord};
+use crate::batch;
+use crate::db::models::event::{self, AttemptRecord, Claim, DeliveryJob};
 use crate::db::{Database, DbError};
-use crate::domain::{EventStatus, RetrySchedule, SubscriptionId};
+use crate::domain::{EventId, EventStatus, RetrySchedule, SubscriptionId, UserId};
 use crate::live::{Live, Notice};
 use crate::queue::{Envelope, Job, Publisher, Route};
 
@@ -36,7 +37,17 @@ pub struct DeliveryPolicy {
     pub per_subscription: usize,
 }
 
+/// Claims taken, and attempts recorded, in one statement each at most; per process.
+const SLOTS: usize = 2;
+/// The most attempts one statement records.
+const MAX_RECORDS: usize = 256;
+
 /// Makes deliveries; shared by every delivery task of a process.
+///
+/// A job's path: jobs handed out while the previous claims were being taken are claimed
+/// together in one statement; each claimed event is attempted on its own task; attempts that
+/// end while the previous records are being written are recorded together in one statement,
+/// after which their messages are settled and their retries published.
 pub struct Deliverer {
     db: Database,
     http: HttpClient,
@@ -46,17 +57,28 @@ pub struct Deliverer {
     lease: Duration,
     in_flight: InFlight,
     live: Live,
+    tasks: TaskTracker,
     log: Logger,
 }
 
+/// An attempt made, waiting to be recorded with others.
+struct Made {
+    job: Job,
+    user: UserId,
+    record: AttemptRecord,
+    /// When it failed and a retry is due: after how long.
+    retry: Option<Duration>,
+}
+
 impl Deliverer {
-    /// A deliverer using one shared HTTP client.
+    /// A deliverer using one shared HTTP client, running its tasks on `tasks`.
     pub fn new(
         db: Database,
         http: HttpClient,
         publisher: Publisher,
         policy: DeliveryPolicy,
         live: Live,
+        tasks: TaskTracker,
         log: Logger,
     ) -> Self {
         Deliverer {
@@ -68,38 +90,241 @@ impl Deliverer {
             lease: policy.lease,
             in_flight: InFlight::new(policy.per_subscription),
             live,
+            tasks,
             log,
         }
     }
 
-    /// Runs each job on its own task until the job stream ends (the consumer stopped). The
-    /// consumer's prefetch bounds how many run at once. Tasks are tracked so shutdown can wait
-    /// for them.
-    pub async fn dispatch(
+    /// Claims, attempts and records until the job stream ends (the consumer stopped). The
+    /// consumer's prefetch bounds how many jobs are under way; every task runs on the tracker,
+    /// so shutdown can wait for them.
+    pub async fn dispatch(self: Arc<Self>, jobs: mpsc::Receiver<Job>) {
+        let (made, to_record) = mpsc::channel(MAX_RECORDS);
+        let recorder = self.clone();
+        self.tasks.spawn(batch::pump(
+            to_record,
+            SLOTS,
+            MAX_RECORDS,
+            move |batch, slot| {
+                recorder.tasks.spawn(recorder.clone().record(batch, slot));
+            },
+        ));
+        let claims = jobs.max_capacity();
+        batch::pump(jobs, SLOTS, claims, |batch, slot| {
+            self.tasks
+                .spawn(self.clone().claim(batch, slot, made.clone()));
+        })
+        .await;
+    }
+
+    /// Claims a batch of jobs in one statement and starts an attempt for each claimed. Jobs of
+    /// a subscription with its share of deliveries at their endpoint (a slow one) wait their
+    /// turn in a defer queue, not in a delivery slot others need, without a word to the
+    /// database.
+    async fn claim(
         self: Arc<Self>,
-        mut jobs: mpsc::UnboundedReceiver<Job>,
-        tasks: TaskTracker,
+        jobs: Vec<Job>,
+        slot: OwnedSemaphorePermit,
+        made: mpsc::Sender<Made>,
     ) {
-        while let Some(job) = jobs.recv().await {
-            let deliverer = self.clone();
-            tasks.spawn(async move { deliverer.handle(job).await });
+        let (busy, jobs): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|job| self.in_flight.is_full(job.envelope.subscription_id));
+        for job in busy {
+            self.tasks.spawn(self.clone().defer(job));
+        }
+        let claims: Vec<Claim> = jobs
+            .iter()
+            .map(|job| Claim {
+                id: job.envelope.event_id,
+                retry_count: job.envelope.retry_count,
+            })
+            .collect();
+        let lease = self.lease;
+        let claimed = self
+            .db
+            .run(async |conn| event::claim_for_delivery(conn, &claims, lease).await)
+            .await;
+        drop(slot);
+        let mut claimed: HashMap<EventId, DeliveryJob> = match claimed {
+            Ok(claimed) => claimed.into_iter().map(|row| (row.id, row.job)).collect(),
+            Err(error) => {
+                warn!(self.log, "could not claim deliveries; left for the reaper";
+                    "jobs" => jobs.len(), "error" => %error);
+                return jobs.into_iter().for_each(|job| job.acker.reject());
+            }
+        };
+        let mut held = Vec::new();
+        for job in jobs {
+            match claimed.remove(&job.envelope.event_id) {
+                // Nothing to attempt: delivered or failed already, further along its chain,
+                // held by the delivery of another copy of this message, or deleted with its
+                // subscription.
+                None => {
+                    debug!(self.log, "a delivery message with nothing to attempt; dropped";
+                        "event_id" => %job.envelope.event_id,
+                        "retry_count" => job.envelope.retry_count);
+                    job.acker.ack();
+                }
+                // Held while its subscription is disabled; once it is re-enabled, the reaper
+                // takes what was held.
+                Some(found) if !found.is_active => held.push(job),
+                Some(found) => {
+                    self.tasks
+                        .spawn(self.clone().attempt(job, found, made.clone()));
+                }
+            }
+        }
+        if !held.is_empty() {
+            let ids: Vec<EventId> = held.iter().map(|job| job.envelope.event_id).collect();
+            match self
+                .db
+                .run(async |conn| event::hold(conn, &ids).await)
+                .await
+            {
+                Ok(()) => held.into_iter().for_each(|job| job.acker.ack()),
+                Err(error) => {
+                    warn!(self.log, "could not hold deliveries; left for the reaper";
+                        "error" => %error);
+                    held.into_iter().for_each(|job| job.acker.reject());
+                }
+            }
         }
     }
 
-    async fn handle(&self, job: Job) {
-        // Its subscription has its share of deliveries at their endpoint (a slow one): the job
-        // waits its turn in a defer queue, not in a delivery slot others need, and without a
-        // word to the database.
-        if self.in_flight.is_full(job.envelope.subscription_id) {
-            return self.defer(job).await;
-        }
-        match self.deliver(&job.envelope).await {
-            Ok(Delivered::Done) => job.acker.ack(),
-            Ok(Delivered::Deferred) => self.defer(job).await,
+    /// One attempt at the endpoint, passed on to be recorded.
+    async fn attempt(self: Arc<Self>, job: Job, found: DeliveryJob, made: mpsc::Sender<Made>) {
+        let (id, retry_count) = (job.envelope.event_id, job.envelope.retry_count);
+        // Its subscription's share filled up meanwhile (taken by the deliveries that passed
+        // the first look at the same time): the event goes back as it was.
+        let Some(slot) = self.in_flight.take(job.envelope.subscription_id) else {
+            return match self
+                .db
+                .run(async |conn| event::release_lease(conn, id).await)
+                .await
+            {
+                Ok(()) => self.defer(job).await,
+                Err(error) => {
+                    warn!(self.log, "could not release a delivery; left for the reaper";
+                        "event_id" => %id, "error" => %error);
+                    job.acker.reject();
+                }
+            };
+        };
+        let attempt = self.http.attempt(id, &found).await;
+        drop(slot);
+        let retry = if attempt.succeeded() {
+            None
+        } else {
+            self.schedule.next_delay(retry_count, attempt.retry_after)
+        };
+        let (status, retry_count) = match retry {
+            _ if attempt.succeeded() => (EventStatus::Completed, retry_count),
+            Some(_) => (EventStatus::Retrying, retry_count + 1),
+            None => (EventStatus::Failed, retry_count),
+        };
+        let record = AttemptRecord {
+            event: id,
+            subscription: job.envelope.subscription_id,
+            started_at: attempt.started_at,
+            duration_ms: attempt.duration_ms,
+            status_code: attempt.status_code,
+            error: attempt.error,
+            response_body: attempt.response_body,
+            status,
+            next_attempt_at: retry.map(|delay| Utc::now() + delay),
+            retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
+        };
+        // Should the recorder be gone (shutting down), the job is dropped unsettled and its
+        // message goes back to the queue.
+        let _ = made
+            .send(Made {
+                job,
+                user: found.user_id,
+                record,
+                retry,
+            })
+            .await;
+    }
+
+    /// Records a batch of attempts in one statement (should it fail for a reason other than
+    /// the database being unavailable, one by one), then, for each recorded: tells live pages,
+    /// publishes its retry, and acks its message. One not recorded is rejected: its event is
+    /// still due in PostgreSQL, for the reaper.
+    async fn record(self: Arc<Self>, batch: Vec<Made>, slot: OwnedSemaphorePermit) {
+        let records: Vec<AttemptRecord> = batch.iter().map(|made| made.record.clone()).collect();
+        let threshold = self.breaker_threshold;
+        let recorded: Vec<Result<(), DbError>> = match self
+            .db
+            .run(async |conn| event::record_attempts(conn, &records, threshold).await)
+            .await
+        {
+            Ok(()) => records.iter().map(|_| Ok(())).collect(),
+            Err(DbError::Query(error)) if records.len() > 1 => {
+                warn!(self.log, "recording a batch of attempts failed; recording them one by one";
+                    "attempts" => records.len(), "error" => %error);
+                let mut recorded = Vec::with_capacity(records.len());
+                for record in records.chunks(1) {
+                    recorded.push(
+                        self.db
+                            .run(async |conn| event::record_attempts(conn, record, threshold).await)
+                            .await,
+                    );
+                }
+                recorded
+            }
             Err(error) => {
+                let reason = error.to_string();
+                records
+                    .iter()
+                    .map(|_| Err(DbError::Unavailable(reason.clone())))
+                    .collect()
+            }
+        };
+        drop(slot);
+        let mut retries: Vec<(Duration, Vec<Envelope>)> = Vec::new();
+        for (made, recorded) in batch.into_iter().zip(recorded) {
+            let Made {
+                job,
+                user,
+                record,
+                retry,
+            } = made;
+            if let Err(error) = recorded {
                 warn!(self.log, "delivery outcome not recorded; left for the reaper";
-                    "event_id" => %job.envelope.event_id, "error" => %error);
+                    "event_id" => %record.event, "error" => %error);
                 job.acker.reject();
+                continue;
+            }
+            self.live.notify(Notice {
+                event: record.event,
+                subscription: record.subscription,
+                user,
+                new: false,
+            });
+            if let Some(delay) = retry {
+                let next = Envelope {
+                    retry_count: u32::try_from(record.retry_count).unwrap_or(u32::MAX),
+                    deferrals: 0,
+                    ..job.envelope.clone()
+                };
+                match retries.iter_mut().find(|(wait, _)| *wait == delay) {
+                    Some((_, envelopes)) => envelopes.push(next),
+                    None => retries.push((delay, vec![next])),
+                }
+            }
+            // The retry is due in PostgreSQL now: should its publish be lost, the reaper
+            // makes it. So the message is acked without waiting for the broker's confirm.
+            job.acker.ack();
+        }
+        for (delay, envelopes) in retries {
+            if let Err(error) = self
+                .publisher
+                .publish_all_detached(&envelopes, Route::Retry(delay))
+                .await
+            {
+                warn!(self.log, "could not publish retries; left for the reaper";
+                    "retries" => envelopes.len(), "error" => %error);
             }
         }
     }
@@ -107,7 +332,7 @@ impl Deliverer {
     /// Sends a job round a defer queue: back in a moment (longer each time it comes back to a
     /// subscription still busy, so a long backlog does not churn), no attempt made, no retry
     /// used.
-    async fn defer(&self, job: Job) {
+    async fn defer(self: Arc<Self>, job: Job) {
         let later = Envelope {
             deferrals: job.envelope.deferrals.saturating_add(1),
             ..job.envelope.clone()
@@ -125,97 +350,6 @@ impl Deliverer {
             }
         }
     }
-
-    /// One delivery attempt, recorded, and the retry scheduled if one is due. An error means
-    /// the outcome is not durable yet; the event is still due in PostgreSQL.
-    async fn deliver(&self, envelope: &Envelope) -> Result<Delivered, DbError> {
-        let (id, retry_count, lease) = (envelope.event_id, envelope.retry_count, self.lease);
-        let Some(job) = self
-            .db
-            .run(async |conn| event::claim_for_delivery(conn, id, retry_count, lease).await)
-            .await?
-        else {
-            // Nothing to attempt: delivered or failed already, further along its chain, held by
-            // the delivery of another copy of this message, or deleted with its subscription.
-            debug!(self.log, "a delivery message with nothing to attempt; dropped";
-                "event_id" => %id, "retry_count" => retry_count);
-            return Ok(Delivered::Done);
-        };
-        // Held while its subscription is disabled; once it is re-enabled, the reaper takes what
-        // was held.
-        if !job.is_active {
-            self.db
-                .run(async |conn| event::hold(conn, id).await)
-                .await?;
-            return Ok(Delivered::Done);
-        }
-        // Its subscription's share filled up meanwhile (taken by the deliveries that passed
-        // the first look at the same time): the event goes back as it was.
-        let Some(slot) = self.in_flight.take(envelope.subscription_id) else {
-            self.db
-                .run(async |conn| event::release_lease(conn, id).await)
-                .await?;
-            return Ok(Delivered::Deferred);
-        };
-        let attempt = self.http.attempt(id, &job).await;
-        drop(slot);
-        let retry = if attempt.succeeded() {
-            None
-        } else {
-            self.schedule.next_delay(retry_count, attempt.retry_after)
-        };
-        let (status, retry_count) = match retry {
-            _ if attempt.succeeded() => (EventStatus::Completed, retry_count),
-            Some(_) => (EventStatus::Retrying, retry_count + 1),
-            None => (EventStatus::Failed, retry_count),
-        };
-        let record = AttemptRecord {
-            started_at: attempt.started_at,
-            duration_ms: attempt.duration_ms,
-            status_code: attempt.status_code,
-            error: attempt.error.as_deref(),
-            response_body: attempt.response_body.as_deref(),
-            status,
-            next_attempt_at: retry.map(|delay| Utc::now() + delay),
-            retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
-            breaker_threshold: self.breaker_threshold,
-        };
-        self.db
-            .run(async |conn| event::record_attempt(conn, id, &record).await)
-            .await?;
-        self.live.notify(Notice {
-            event: id,
-            subscription: envelope.subscription_id,
-            user: job.user_id,
-            new: false,
-        });
-        if let Some(delay) = retry {
-            // The retry is due in PostgreSQL now: should this publish be lost, the reaper makes
-            // it. So the message is acked without waiting for the broker's confirm.
-            let next = Envelope {
-                retry_count,
-                deferrals: 0,
-                ..envelope.clone()
-            };
-            if let Err(error) = self
-                .publisher
-                .publish_detached(&next, Route::Retry(delay))
-                .await
-            {
-                warn!(self.log, "could not publish a retry; left for the reaper";
-                    "event_id" => %id, "error" => %error);
-            }
-        }
-        Ok(Delivered::Done)
-    }
-}
-
-/// What became of a delivery message whose outcome is durable.
-enum Delivered {
-    /// Attempted and recorded, or nothing to attempt: the message is done with.
-    Done,
-    /// Its subscription has its share of attempts under way: round the defer queue.
-    Deferred,
 }
 
 /// Attempts at their endpoints per subscription in this process, up to a limit each. Only the

@@ -29,15 +29,11 @@ pub fn envelope_for(due: &DueEvent) -> Envelope {
 /// Publishes events made due by a replay or a re-enabled subscription, without waiting for
 /// confirms: whatever fails to publish is still due, and the reaper publishes it.
 pub async fn publish_due(publisher: &Publisher, due: &[DueEvent]) {
-    for event in due {
-        if publisher
-            .publish_detached(&envelope_for(event), Route::Deliver)
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
+    let envelopes: Vec<Envelope> = due.iter().map(envelope_for).collect();
+    // What is not published is still due: the reaper takes it.
+    let _ = publisher
+        .publish_all_detached(&envelopes, Route::Deliver)
+        .await;
 }
 
 /// How often the reaper looks for events the publisher missed while the broker was away.

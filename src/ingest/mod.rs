@@ -2,20 +2,21 @@
 
 mod body;
 mod idempotency;
+mod intake;
 
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde_json::json;
-use slog::debug;
+pub use intake::Intake;
 
 use crate::db::DbError;
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
-use crate::live::Notice;
 use crate::problem::Problem;
-use crate::queue::{Envelope, Route};
 use crate::signing::incoming::{ProviderConfig, Rejection};
 use crate::state::AppState;
+use actix_web::http::StatusCode;
+use actix_web::http::header::HeaderMap;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
 
 /// What a provider is told when its event is not accepted. Nothing is stored in any of them.
 #[derive(Debug, thiserror::Error)]
@@ -72,10 +73,11 @@ impl ResponseError for IngestError {
     }
 }
 
-/// Stores the event, answers 202 with its id, and publishes it without making the provider wait
-/// for the broker: if publishing fails the event is still due in PostgreSQL and the reaper
-/// publishes it. A subscription that names its provider has the provider's signature checked
-/// before anything is stored; a repeated idempotency key answers 200 with the first event's id.
+/// Stores the event and answers 202 with its id once it is committed; the intake publishes it
+/// without making the provider wait for the broker (if publishing fails the event is still due
+/// in PostgreSQL and the reaper publishes it). A subscription that names its provider has the
+/// provider's signature checked before anything is stored; a repeated idempotency key answers
+/// 200 with the first event's id.
 pub async fn ingest(
     request: HttpRequest,
     token: web::Path<String>,
@@ -85,25 +87,14 @@ pub async fn ingest(
     let token = IngestToken::parse(&token).ok_or(IngestError::UnknownToken)?;
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
     let headers = request.headers();
-    let document = body::as_document(&body);
-    let received = Received {
-        body: &body,
-        document: &document,
-        content_type: headers
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok()),
-        selected_headers: body::selected_headers(headers),
-    };
+    let (token, id) = (&token, EventId::new());
+    let generic_key = idempotency::generic_key(headers);
     // Most subscriptions check no signature: for those, one statement looks the token up and
     // stores the event. Otherwise it answers with the provider, and the event is stored once
     // its signature holds.
-    let generic_key = idempotency::generic_key(headers);
-    let id = EventId::new();
     let first = store(
         &state,
-        &token,
-        false,
-        received.event(id, generic_key.as_deref()),
+        arrived(token, id, &body, headers, false, generic_key.clone()),
     )
     .await?;
     let (accepted, key) = match &first.provider {
@@ -116,35 +107,13 @@ pub async fn ingest(
                 .map_err(IngestError::Signature)?;
             let key =
                 idempotency::bounded(validator.idempotency_key(headers, &body)).or(generic_key);
-            let second = store(&state, &token, true, received.event(id, key.as_deref())).await?;
-            (second, key)
+            let event = arrived(token, id, &body, headers, true, key.clone());
+            (store(&state, event).await?, key)
         }
         _ => (first, generic_key),
     };
     match (accepted.stored, key) {
-        (Some(stored), _) => {
-            state.live.notify(Notice {
-                event: stored,
-                subscription: accepted.subscription_id,
-                user: accepted.user_id,
-                new: true,
-            });
-            let envelope = Envelope {
-                event_id: stored,
-                subscription_id: accepted.subscription_id,
-                target_url: accepted.target_url,
-                retry_count: 0,
-                deferrals: 0,
-            };
-            let publisher = state.publisher.clone();
-            let log = state.log.clone();
-            actix_web::rt::spawn(async move {
-                if let Err(error) = publisher.publish_detached(&envelope, Route::Deliver).await {
-                    debug!(log, "event left for the reaper"; "event_id" => %envelope.event_id, "error" => %error);
-                }
-            });
-            Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
-        }
+        (Some(stored), _) => Ok(HttpResponse::Accepted().json(json!({ "event_id": stored }))),
         // Not stored although allowed: the key was seen before. The first event may have been
         // committed by a concurrent request after this statement began, so look it up anew.
         (None, Some(key)) => {
@@ -165,36 +134,34 @@ pub async fn ingest(
     }
 }
 
-/// What arrived, ready to be stored under an id and a key.
-struct Received<'a> {
-    body: &'a [u8],
-    document: &'a Option<serde_json::Value>,
-    content_type: Option<&'a str>,
-    selected_headers: serde_json::Value,
-}
-
-impl<'a> Received<'a> {
-    fn event(&self, id: EventId, idempotency_key: Option<&'a str>) -> NewEvent<'a> {
-        NewEvent {
-            id,
-            body: self.body,
-            payload: self.document.clone(),
-            content_type: self.content_type,
-            headers: self.selected_headers.clone(),
-            idempotency_key,
-        }
+/// The event as it arrived, to store.
+fn arrived(
+    token: &IngestToken,
+    id: EventId,
+    body: &Bytes,
+    headers: &HeaderMap,
+    verified: bool,
+    idempotency_key: Option<String>,
+) -> NewEvent {
+    NewEvent {
+        token: token.clone(),
+        verified,
+        id,
+        body: body.clone(),
+        payload: body::as_document(body),
+        content_type: headers
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        headers: body::selected_headers(headers),
+        idempotency_key,
     }
 }
 
-async fn store(
-    state: &AppState,
-    token: &IngestToken,
-    verified: bool,
-    event: NewEvent<'_>,
-) -> Result<Accepted, IngestError> {
+async fn store(state: &AppState, event: NewEvent) -> Result<Accepted, IngestError> {
     state
-        .db
-        .run(async |conn| event::accept(conn, token, verified, event).await)
+        .intake
+        .store(event)
         .await
         .map_err(IngestError::Unavailable)?
         .ok_or(IngestError::UnknownToken)

@@ -2,7 +2,7 @@
 //! tokio as a `Job`, and acks it when the job's outcome comes back. The prefetch count bounds
 //! how many jobs are in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -106,8 +106,10 @@ impl Consumer {
         prefetch: u16,
         drain_timeout: Duration,
         log: Logger,
-    ) -> std::io::Result<(Consumer, mpsc::UnboundedReceiver<Job>)> {
-        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+    ) -> std::io::Result<(Consumer, mpsc::Receiver<Job>)> {
+        // Room for every unacked message, and those of a session just lost: sending never
+        // waits long.
+        let (jobs_tx, jobs_rx) = mpsc::channel(usize::from(prefetch.max(1)) * 2);
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let connected = Arc::new(AtomicBool::new(false));
@@ -174,7 +176,7 @@ struct Worker {
     topology: Topology,
     prefetch: u16,
     drain_timeout: Duration,
-    jobs: Option<mpsc::UnboundedSender<Job>>,
+    jobs: Option<mpsc::Sender<Job>>,
     outcomes_tx: Sender<Outcome>,
     outcomes: Receiver<Outcome>,
     stop: Receiver<()>,
@@ -225,7 +227,7 @@ impl Worker {
             Ok(consumer) => consumer,
             Err(error) => return Ended::Lost(error.into()),
         };
-        let mut unacked: HashMap<u64, Delivery> = HashMap::new();
+        let mut unacked: BTreeMap<u64, Delivery> = BTreeMap::new();
         self.connected.store(true, Ordering::Relaxed);
         let ended = loop {
             select! {
@@ -240,7 +242,8 @@ impl Worker {
                 },
                 recv(self.outcomes) -> outcome => {
                     let outcome = outcome.expect("the worker holds a sender");
-                    if let Err(error) = settle(session, &channel, outcome, &mut unacked) {
+                    let outcomes = std::iter::once(outcome).chain(self.outcomes.try_iter());
+                    if let Err(error) = settle(session, &channel, outcomes, &mut unacked) {
                         break Ended::Lost(error.into());
                     }
                 }
@@ -256,7 +259,7 @@ impl Worker {
             while !unacked.is_empty() {
                 match self.outcomes.recv_deadline(deadline) {
                     Ok(outcome) => {
-                        if settle(session, &channel, outcome, &mut unacked).is_err() {
+                        if settle(session, &channel, [outcome], &mut unacked).is_err() {
                             break;
                         }
                     }
@@ -277,7 +280,7 @@ impl Worker {
         session: u64,
         channel: &Channel,
         delivery: Delivery,
-        unacked: &mut HashMap<u64, Delivery>,
+        unacked: &mut BTreeMap<u64, Delivery>,
     ) -> amiquip::Result<()> {
         let envelope = match Envelope::from_bytes(&delivery.body) {
             Ok(envelope) => envelope,
@@ -294,7 +297,7 @@ impl Worker {
             settled: false,
         };
         match &self.jobs {
-            Some(jobs) if jobs.send(Job { envelope, acker }).is_ok() => {
+            Some(jobs) if jobs.blocking_send(Job { envelope, acker }).is_ok() => {
                 unacked.insert(tag, delivery);
                 Ok(())
             }
@@ -304,21 +307,48 @@ impl Worker {
     }
 }
 
-/// Acks or rejects one message; outcomes from an earlier connection are stale (their messages
-/// were requeued when it closed) and are ignored.
+/// Acks, rejects or requeues messages; outcomes from an earlier connection are stale (their
+/// messages were requeued when it closed) and are ignored. Where the oldest unsettled messages
+/// are all acked, one ack with `multiple` settles the run; other acks go one by one.
 fn settle(
     session: u64,
     channel: &Channel,
-    outcome: Outcome,
-    unacked: &mut HashMap<u64, Delivery>,
+    outcomes: impl IntoIterator<Item = Outcome>,
+    unacked: &mut BTreeMap<u64, Delivery>,
 ) -> amiquip::Result<()> {
-    if outcome.session != session {
-        return Ok(());
+    let mut acked = BTreeSet::new();
+    for outcome in outcomes {
+        if outcome.session != session {
+            continue;
+        }
+        match outcome.settle {
+            Settle::Ack => {
+                acked.insert(outcome.tag);
+            }
+            Settle::Reject | Settle::Requeue => {
+                if let Some(delivery) = unacked.remove(&outcome.tag) {
+                    delivery.reject(channel, outcome.settle == Settle::Requeue)?;
+                }
+            }
+        }
     }
-    match (unacked.remove(&outcome.tag), outcome.settle) {
-        (Some(delivery), Settle::Ack) => delivery.ack(channel),
-        (Some(delivery), Settle::Reject) => delivery.reject(channel, false),
-        (Some(delivery), Settle::Requeue) => delivery.reject(channel, true),
-        (None, _) => Ok(()),
+    let run = unacked
+        .keys()
+        .take_while(|tag| acked.contains(tag))
+        .last()
+        .copied();
+    if let Some(last) = run {
+        let later = unacked.split_off(&(last + 1));
+        let run = std::mem::replace(unacked, later);
+        acked = acked.split_off(&(last + 1));
+        if let Some((_, delivery)) = run.into_iter().next_back() {
+            delivery.ack_multiple(channel)?;
+        }
     }
+    for tag in acked {
+        if let Some(delivery) = unacked.remove(&tag) {
+            delivery.ack(channel)?;
+        }
+    }
+    Ok(())
 }

@@ -113,8 +113,11 @@ struct Pending {
 /// A handle to the publisher thread; cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
-    requests: Sender<Request>,
+    /// Requests go to the thread in batches: one hand-off for what one caller publishes at once.
+    requests: Sender<Vec<Request>>,
     window: Arc<Semaphore>,
+    /// The window's size: the most messages one hand-off carries.
+    window_size: usize,
     connected: Arc<AtomicBool>,
     missed: Arc<Missed>,
 }
@@ -152,6 +155,7 @@ impl Publisher {
         let publisher = Publisher {
             requests: requests_tx,
             window: Arc::new(Semaphore::new(window.max(1))),
+            window_size: window.max(1),
             connected,
             missed,
         };
@@ -169,7 +173,9 @@ impl Publisher {
     /// nothing, and a delivery must not hold its slot for that long).
     pub async fn publish(&self, envelope: &Envelope, route: Route) -> Result<(), PublishError> {
         let (reply, confirmed) = oneshot::channel();
-        self.submit(envelope, route, Some(reply)).await?;
+        let mut reply = Some(reply);
+        self.submit(std::slice::from_ref(envelope), route, || reply.take())
+            .await?;
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirmed).await {
             Ok(answer) => answer.map_err(|_| PublishError::Closed)?,
             Err(_) => Err(PublishError::Unconfirmed),
@@ -184,36 +190,61 @@ impl Publisher {
         envelope: &Envelope,
         route: Route,
     ) -> Result<(), PublishError> {
-        self.submit(envelope, route, None).await
+        self.publish_all_detached(std::slice::from_ref(envelope), route)
+            .await
+    }
+
+    /// Publishes `envelopes` without waiting for their confirms, handed to the publisher
+    /// thread together (one hand-off per window's worth): for events already due in
+    /// PostgreSQL, a batch of ingests or of the reaper's. Waits only for room in the window.
+    /// On an error, what was not handed over is not published; deliveries among it are
+    /// remembered as missed, for the reaper to publish once the broker is back.
+    pub async fn publish_all_detached(
+        &self,
+        envelopes: &[Envelope],
+        route: Route,
+    ) -> Result<(), PublishError> {
+        for (n, chunk) in envelopes.chunks(self.window_size).enumerate() {
+            if let Err(error) = self.submit(chunk, route, || None).await {
+                if route == Route::Deliver {
+                    for envelope in &envelopes[n * self.window_size..] {
+                        self.missed.remember(envelope.event_id);
+                    }
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
     }
 
     async fn submit(
         &self,
-        envelope: &Envelope,
+        envelopes: &[Envelope],
         route: Route,
-        reply: Option<oneshot::Sender<Result<(), PublishError>>>,
+        mut reply: impl FnMut() -> Option<oneshot::Sender<Result<(), PublishError>>>,
     ) -> Result<(), PublishError> {
         if !self.is_connected() {
-            if reply.is_none() && route == Route::Deliver {
-                self.missed.remember(envelope.event_id);
-            }
             return Err(PublishError::Unavailable);
         }
-        let permit = self
+        let count = u32::try_from(envelopes.len()).map_err(|_| PublishError::Closed)?;
+        let mut permits = self
             .window
             .clone()
-            .acquire_owned()
+            .acquire_many_owned(count)
             .await
             .map_err(|_| PublishError::Closed)?;
-        let request = Request {
-            route,
-            event: envelope.event_id,
-            body: envelope.to_bytes(),
-            reply,
-            _permit: permit,
-        };
+        let requests = envelopes
+            .iter()
+            .map(|envelope| Request {
+                route,
+                event: envelope.event_id,
+                body: envelope.to_bytes(),
+                reply: reply(),
+                _permit: permits.split(1).expect("one permit per envelope"),
+            })
+            .collect();
         self.requests
-            .send(request)
+            .send(requests)
             .map_err(|_| PublishError::Closed)
     }
 
@@ -264,7 +295,7 @@ struct Worker {
     missed: Arc<Missed>,
     url: String,
     topology: Topology,
-    requests: Receiver<Request>,
+    requests: Receiver<Vec<Request>>,
     stop: Receiver<()>,
     connected: Arc<AtomicBool>,
     log: Logger,
@@ -304,8 +335,12 @@ impl Worker {
     fn refuse_until(&self, deadline: Instant) -> bool {
         loop {
             select! {
-                recv(self.requests) -> request => match request {
-                    Ok(request) => request.answer(Err(PublishError::Unavailable), &self.missed),
+                recv(self.requests) -> requests => match requests {
+                    Ok(requests) => {
+                        for request in requests {
+                            request.answer(Err(PublishError::Unavailable), &self.missed);
+                        }
+                    }
                     Err(_) => return false,
                 },
                 recv(self.stop) -> _ => return false,
@@ -350,32 +385,11 @@ impl Session {
         let mut next_tag: u64 = 1;
         let ended = loop {
             select! {
-                recv(worker.requests) -> request => {
-                    let Ok(request) = request else { break Ended::Stopped };
-                    let properties = AmqpProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into())
-                        .with_message_id(next_tag.to_string());
-                    // Wait queues have no consumers; they are reached through the default
-                    // exchange, by name.
-                    let (exchange, routing_key) = match request.route {
-                        Route::Deliver => (deliver_exchange.as_str(), worker.topology.deliver_routing_key().to_owned()),
-                        Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
-                        Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
-                    };
-                    let publish = Publish {
-                        body: &request.body,
-                        routing_key,
-                        mandatory: true,
-                        immediate: false,
-                        properties,
-                    };
-                    if let Err(error) = self.channel.basic_publish(exchange, publish) {
-                        request.answer(Err(PublishError::Unavailable), &self.missed);
+                recv(worker.requests) -> requests => {
+                    let Ok(requests) = requests else { break Ended::Stopped };
+                    if let Err(error) = self.publish(worker, &deliver_exchange, requests, &mut pending, &mut next_tag) {
                         break Ended::Lost(error.into());
                     }
-                    pending.insert(next_tag, Pending { request, returned: false });
-                    next_tag += 1;
                 }
                 recv(self.confirms) -> confirm => {
                     let Ok(confirm) = confirm else { break Ended::Lost(anyhow::anyhow!("connection closed")) };
@@ -398,6 +412,58 @@ impl Session {
                 .answer(Err(PublishError::Unavailable), &self.missed);
         }
         ended
+    }
+
+    /// Publishes a hand-off's messages, each awaiting its confirm in `pending`. On an error the
+    /// message that failed and those after it are answered as not published.
+    fn publish(
+        &self,
+        worker: &Worker,
+        deliver_exchange: &str,
+        requests: Vec<Request>,
+        pending: &mut BTreeMap<u64, Pending>,
+        next_tag: &mut u64,
+    ) -> amiquip::Result<()> {
+        let mut requests = requests.into_iter();
+        while let Some(request) = requests.next() {
+            let properties = AmqpProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(next_tag.to_string());
+            // Wait queues have no consumers; they are reached through the default exchange,
+            // by name.
+            let (exchange, routing_key) = match request.route {
+                Route::Deliver => (
+                    deliver_exchange,
+                    worker.topology.deliver_routing_key().to_owned(),
+                ),
+                Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
+                Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
+            };
+            let publish = Publish {
+                body: &request.body,
+                routing_key,
+                mandatory: true,
+                immediate: false,
+                properties,
+            };
+            if let Err(error) = self.channel.basic_publish(exchange, publish) {
+                request.answer(Err(PublishError::Unavailable), &self.missed);
+                for unsent in requests {
+                    unsent.answer(Err(PublishError::Unavailable), &self.missed);
+                }
+                return Err(error);
+            }
+            pending.insert(
+                *next_tag,
+                Pending {
+                    request,
+                    returned: false,
+                },
+            );
+            *next_tag += 1;
+        }
+        Ok(())
     }
 
     /// Settles what a confirm covers. A return always precedes the ack of the same message on

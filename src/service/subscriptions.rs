@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
-use crate::db::models::event::{self, DueEvent, NewEvent, ReplayFilter};
+use crate::db::models::event::{DueEvent, NewEvent, ReplayFilter};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
 };
@@ -21,7 +21,6 @@ use crate::domain::{
 };
 use crate::live::Notice;
 use crate::problem::FieldError;
-use crate::queue::{Envelope, Route};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -413,38 +412,22 @@ pub async fn send_test_event(
         "message": "A test event sent from the Spenza dashboard.",
         "sent_at": Utc::now(),
     });
-    let body = payload.to_string();
     let new = NewEvent {
+        token,
+        verified: true,
         id: event_id,
-        body: body.as_bytes(),
+        body: payload.to_string().into(),
         payload: Some(payload),
-        content_type: Some("application/json"),
+        content_type: Some("application/json".into()),
         headers: json!({}),
         idempotency_key: None,
     };
-    let accepted = state
-        .db
-        .run(async |conn| event::accept(conn, &token, true, new).await)
+    // Stored, announced and handed to delivery as an ingested event is.
+    state
+        .intake
+        .store(new)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
-    state.live.notify(Notice {
-        event: event_id,
-        subscription: accepted.subscription_id,
-        user,
-        new: true,
-    });
-    let envelope = Envelope {
-        event_id,
-        subscription_id: accepted.subscription_id,
-        target_url: accepted.target_url,
-        retry_count: 0,
-        deferrals: 0,
-    };
-    // A failed publish loses nothing: the event is due in PostgreSQL and the reaper sends it.
-    let _ = state
-        .publisher
-        .publish_detached(&envelope, Route::Deliver)
-        .await;
     Ok(event_id)
 }
 

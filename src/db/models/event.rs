@@ -1,11 +1,12 @@
 //! `events`: what providers sent, exactly as sent, and where each event is in its life.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{
-    BigInt, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    Array, BigInt, Bool, Bytea, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -45,22 +46,29 @@ pub struct EventSummary {
     pub last_error: Option<String>,
 }
 
-/// An event as received, to store.
-#[derive(Debug)]
-pub struct NewEvent<'a> {
+/// An event as received at an ingest URL, to store. Owned: it waits for its batch.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The ingest token it arrived with, which names its subscription.
+    pub token: IngestToken,
+    /// Whether its provider's signature has been checked (see [`Accepted`]).
+    pub verified: bool,
     pub id: EventId,
-    pub body: &'a [u8],
+    pub body: Bytes,
     pub payload: Option<serde_json::Value>,
-    pub content_type: Option<&'a str>,
+    pub content_type: Option<String>,
     pub headers: serde_json::Value,
     /// The provider's id for the event: a second event with the same key is a retry of the
     /// first and is not stored again.
-    pub idempotency_key: Option<&'a str>,
+    pub idempotency_key: Option<String>,
 }
 
-/// What ingest learns from the accept statement. No `Debug`: it holds the provider's secret.
+/// What ingest learns of one event from the accept statement. No `Debug`: it holds the
+/// provider's secret.
 #[derive(Clone, Queryable)]
 pub struct Accepted {
+    /// The event as it arrived (whether stored or not).
+    pub id: EventId,
     pub subscription_id: SubscriptionId,
     /// The subscription's owner, whose pages hear of the event.
     pub user_id: UserId,
@@ -72,82 +80,109 @@ pub struct Accepted {
     pub stored: Option<EventId>,
 }
 
-/// The ingest statement: looks the token up and stores the event in one round trip, so the
-/// lookup and the insert commit together or not at all. The event is stored only when its
-/// subscription checks no provider signature, or the caller has checked it (`verified`); a
-/// repeated idempotency key stores nothing. Hand-written (a CTE the query builder cannot
-/// express) with a static query id, so it is prepared once per connection.
-struct AcceptEvent<'a> {
-    token: &'a str,
-    verified: bool,
-    event: NewEvent<'a>,
-    /// The arrival its id carries.
-    received_at: DateTime<Utc>,
+/// The ingest statement: looks up the tokens and stores the events, any number of them, in
+/// one round trip, so that the lookups and inserts commit together or not at all. An event is
+/// stored only when its subscription checks no provider signature, or the caller has checked
+/// it (`verified`); a repeated idempotency key stores nothing, also within the batch. Rows are
+/// inserted in the order of their keys, so two batches with the same keys wait for each other
+/// rather than deadlock. Hand-written (a CTE over `unnest` the query builder cannot express)
+/// with a static query id, so it is prepared once per connection whatever the batch's size.
+struct AcceptEvents<'a> {
+    tokens: Vec<&'a str>,
+    verified: Vec<bool>,
+    ids: Vec<EventId>,
+    /// The arrival each id carries.
+    received_at: Vec<DateTime<Utc>>,
+    bodies: Vec<&'a [u8]>,
+    payloads: Vec<Option<&'a serde_json::Value>>,
+    content_types: Vec<Option<&'a str>>,
+    headers: Vec<&'a serde_json::Value>,
+    keys: Vec<Option<&'a str>>,
 }
 
-impl QueryId for AcceptEvent<'_> {
-    type QueryId = AcceptEvent<'static>;
+impl QueryId for AcceptEvents<'_> {
+    type QueryId = AcceptEvents<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for AcceptEvent<'_> {
-    type SqlType = (SqlUuid, SqlUuid, Text, Nullable<Jsonb>, Nullable<SqlUuid>);
+impl Query for AcceptEvents<'_> {
+    type SqlType = (
+        SqlUuid,
+        SqlUuid,
+        SqlUuid,
+        Text,
+        Nullable<Jsonb>,
+        Nullable<SqlUuid>,
+    );
 }
 
-impl QueryFragment<Pg> for AcceptEvent<'_> {
+impl QueryFragment<Pg> for AcceptEvents<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH arriving AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<Text>, _>(&self.tokens)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.verified)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.received_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bytea>, _>(&self.bodies)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Jsonb>>, _>(&self.payloads)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.content_types)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Jsonb>, _>(&self.headers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
         out.push_sql(
-            "WITH subscription AS (SELECT id, user_id, target_url, provider FROM subscriptions \
-             WHERE ingest_token = ",
-        );
-        out.push_bind_param::<Text, _>(&self.token)?;
-        out.push_sql(
-            "), inserted AS (INSERT INTO events (id, received_at, subscription_id, body, \
-             payload, content_type, headers, idempotency_key, next_attempt_at) SELECT ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.event.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&self.received_at)?;
-        out.push_sql(", subscription.id, ");
-        out.push_bind_param::<Bytea, _>(&self.event.body)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Jsonb>, _>(&self.event.payload)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.event.content_type)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Jsonb, _>(&self.event.headers)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&self.event.idempotency_key)?;
-        out.push_sql(", now() FROM subscription WHERE subscription.provider IS NULL OR ");
-        out.push_bind_param::<diesel::sql_types::Bool, _>(&self.verified)?;
-        out.push_sql(
-            " ON CONFLICT (subscription_id, idempotency_key) DO NOTHING RETURNING id) \
-             SELECT subscription.id, subscription.user_id, subscription.target_url, \
-                 subscription.provider, \
-                 (SELECT id FROM inserted) \
-             FROM subscription",
+            ") AS arriving (token, verified, id, received_at, body, payload, content_type, \
+                 headers, idempotency_key)), \
+             matched AS (SELECT arriving.*, subscriptions.id AS subscription_id, \
+                 subscriptions.user_id, subscriptions.target_url, subscriptions.provider \
+                 FROM arriving JOIN subscriptions ON subscriptions.ingest_token = arriving.token), \
+             inserted AS (INSERT INTO events (id, received_at, subscription_id, body, payload, \
+                 content_type, headers, idempotency_key, next_attempt_at) \
+                 SELECT id, received_at, subscription_id, body, payload, content_type, headers, \
+                     idempotency_key, now() FROM matched \
+                 WHERE provider IS NULL OR verified \
+                 ORDER BY subscription_id, idempotency_key, id \
+                 ON CONFLICT (subscription_id, idempotency_key) DO NOTHING RETURNING id) \
+             SELECT matched.id, matched.subscription_id, matched.user_id, matched.target_url, \
+                 matched.provider, inserted.id \
+             FROM matched LEFT JOIN inserted ON inserted.id = matched.id",
         );
         Ok(())
     }
 }
 
-/// Stores an event for the subscription that owns `token` (see [`Accepted`] for when it is
-/// not stored); `None` when no subscription owns the token.
-pub async fn accept(
+/// Stores these events, each for the subscription that owns its token (see [`Accepted`] for
+/// when one is not stored), in one statement; what it learnt of each event whose token a
+/// subscription owns. The caller commits them together.
+pub async fn accept_all(
     conn: &mut AsyncPgConnection,
-    token: &IngestToken,
-    verified: bool,
-    event: NewEvent<'_>,
-) -> QueryResult<Option<Accepted>> {
-    AcceptEvent {
-        token: token.as_str(),
-        verified,
-        received_at: event.id.arrival(),
-        event,
+    events: &[NewEvent],
+) -> QueryResult<Vec<Accepted>> {
+    AcceptEvents {
+        tokens: events.iter().map(|event| event.token.as_str()).collect(),
+        verified: events.iter().map(|event| event.verified).collect(),
+        ids: events.iter().map(|event| event.id).collect(),
+        received_at: events.iter().map(|event| event.id.arrival()).collect(),
+        bodies: events.iter().map(|event| event.body.as_ref()).collect(),
+        payloads: events.iter().map(|event| event.payload.as_ref()).collect(),
+        content_types: events
+            .iter()
+            .map(|event| event.content_type.as_deref())
+            .collect(),
+        headers: events.iter().map(|event| &event.headers).collect(),
+        keys: events
+            .iter()
+            .map(|event| event.idempotency_key.as_deref())
+            .collect(),
     }
-    .get_result(conn)
+    .load(conn)
     .await
-    .optional()
 }
 
 /// The event a subscription stored under an idempotency key.
@@ -230,14 +265,30 @@ pub struct DeliveryJob {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
 }
 
-/// The delivery claim: takes an event for one attempt, only if it is still to deliver, its
-/// retry count is the one the message carries (a message of an earlier step of its chain is
-/// stale), and no other delivery holds it; then holds it for `lease`. One round trip, which
-/// also loads what the attempt needs. Hand-written (an `UPDATE ... FROM ... RETURNING` across
-/// two tables) with a static query id, so it is prepared once per connection.
+/// What a delivery worker needs, for the event it claimed.
+#[derive(Clone, Queryable)]
+pub struct Claimed {
+    pub id: EventId,
+    pub job: DeliveryJob,
+}
+
+/// One delivery message's claim: its event, at the step of its attempt chain it carries.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    pub id: EventId,
+    pub retry_count: u32,
+}
+
+/// The delivery claim: takes each event for one attempt, only if it is still to deliver, its
+/// retry count is the one its message carries (a message of an earlier step of its chain is
+/// stale), and no other delivery holds it; then holds it for the lease. Rows are locked in id
+/// order, so claims of overlapping batches wait for each other rather than deadlock. One round
+/// trip for the whole batch, which also loads what each attempt needs. Hand-written (an
+/// `UPDATE ... FROM ... RETURNING` across two tables) with a static query id, so it is
+/// prepared once per connection.
 struct ClaimForDelivery {
-    id: EventId,
-    retry_count: i32,
+    ids: Vec<EventId>,
+    retry_counts: Vec<i32>,
     lease_ms: i64,
 }
 
@@ -249,33 +300,39 @@ impl QueryId for ClaimForDelivery {
 impl Query for ClaimForDelivery {
     type SqlType = (
         SqlUuid,
-        Bytea,
-        Nullable<Text>,
-        Text,
-        diesel::sql_types::Bool,
-        Text,
-        Nullable<Text>,
-        Nullable<Timestamptz>,
+        (
+            SqlUuid,
+            Bytea,
+            Nullable<Text>,
+            Text,
+            Bool,
+            Text,
+            Nullable<Text>,
+            Nullable<Timestamptz>,
+        ),
     );
 }
 
 impl QueryFragment<Pg> for ClaimForDelivery {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("UPDATE events SET leased_until = now() + make_interval(secs => ");
+        out.push_sql("WITH wanted AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
+        out.push_sql(
+            ") AS wanted (id, retry_count)), \
+             claimable AS (SELECT events.id FROM events JOIN wanted ON wanted.id = events.id \
+                 WHERE events.status IN ('pending', 'retrying') \
+                   AND (events.leased_until IS NULL OR events.leased_until < now()) \
+                   AND events.retry_count = wanted.retry_count \
+                 ORDER BY events.id FOR UPDATE OF events) \
+             UPDATE events SET leased_until = now() + make_interval(secs => ",
+        );
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
         out.push_sql(
-            " / 1000.0), republishes = 0 FROM subscriptions \
-             WHERE subscriptions.id = events.subscription_id AND events.id = ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&self.id)?;
-        out.push_sql(
-            " AND events.status IN ('pending', 'retrying') \
-             AND (events.leased_until IS NULL OR events.leased_until < now()) \
-             AND events.retry_count = ",
-        );
-        out.push_bind_param::<Integer, _>(&self.retry_count)?;
-        out.push_sql(
-            " RETURNING subscriptions.user_id, events.body, events.content_type, \
+            " / 1000.0), republishes = 0 FROM subscriptions, claimable \
+             WHERE subscriptions.id = events.subscription_id AND events.id = claimable.id \
+             RETURNING events.id, subscriptions.user_id, events.body, events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at",
         );
@@ -283,23 +340,25 @@ impl QueryFragment<Pg> for ClaimForDelivery {
     }
 }
 
-/// Claims `id` for one delivery attempt of the step `retry_count` of its chain, holding it for
-/// `lease`. `None` when there is nothing to attempt: the event is gone, delivered, failed,
-/// further along its chain, or held by another delivery (a duplicate message).
+/// Claims each of these events for one delivery attempt at the step of its chain its claim
+/// names, holding it for `lease`; those it could claim. One not claimed has nothing to attempt:
+/// it is gone, delivered, failed, further along its chain, or held by another delivery (a
+/// duplicate message; of two claims of one event in a batch, at most one is taken).
 pub async fn claim_for_delivery(
     conn: &mut AsyncPgConnection,
-    id: EventId,
-    retry_count: u32,
+    claims: &[Claim],
     lease: std::time::Duration,
-) -> QueryResult<Option<DeliveryJob>> {
+) -> QueryResult<Vec<Claimed>> {
     ClaimForDelivery {
-        id,
-        retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
+        ids: claims.iter().map(|claim| claim.id).collect(),
+        retry_counts: claims
+            .iter()
+            .map(|claim| i32::try_from(claim.retry_count).unwrap_or(i32::MAX))
+            .collect(),
         lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
     }
-    .get_result(conn)
+    .load(conn)
     .await
-    .optional()
 }
 
 /// Gives up a delivery's hold on `id` without an attempt.
@@ -311,12 +370,12 @@ pub async fn release_lease(conn: &mut AsyncPgConnection, id: EventId) -> QueryRe
         .map(drop)
 }
 
-/// Holds an event of a disabled subscription: still to deliver, but due at no particular time
+/// Holds events of disabled subscriptions: still to deliver, but due at no particular time
 /// (`next_attempt_at` null) until the subscription is re-enabled.
-pub async fn hold(conn: &mut AsyncPgConnection, id: EventId) -> QueryResult<()> {
+pub async fn hold(conn: &mut AsyncPgConnection, ids: &[EventId]) -> QueryResult<()> {
     diesel::update(
         events::table
-            .filter(events::id.eq(id))
+            .filter(events::id.eq_any(ids))
             .filter(events::status.eq_any([EventStatus::Pending, EventStatus::Retrying])),
     )
     .set((
@@ -329,103 +388,201 @@ pub async fn hold(conn: &mut AsyncPgConnection, id: EventId) -> QueryResult<()> 
 }
 
 /// One delivery attempt's result, to record.
-#[derive(Debug)]
-pub struct AttemptRecord<'a> {
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub event: EventId,
+    pub subscription: SubscriptionId,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub status_code: Option<i32>,
-    pub error: Option<&'a str>,
-    pub response_body: Option<&'a str>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
     /// The status the event moves to (a completed event stays completed whatever this says).
     pub status: EventStatus,
     pub next_attempt_at: Option<DateTime<Utc>>,
     /// Retries scheduled so far, this one included.
     pub retry_count: i32,
-    /// Consecutive failures at which the subscription's circuit breaker opens.
-    pub breaker_threshold: i32,
 }
 
-/// Records an attempt and moves the event and its subscription on, in one statement (one round
-/// trip on the hot path):
-/// - the attempt number is the event's new attempt count, so concurrent duplicate deliveries
-///   still number their attempts without gaps or clashes; a completed event stays completed;
-/// - the circuit breaker: a failure adds one to the subscription's consecutive failures and, at
-///   the threshold, disables it with a reason; a success resets the count (writing the row only
-///   when there is something to reset).
+/// What a batch of attempts does to one subscription's circuit breaker, in the order they
+/// were made: a success resets the count of consecutive failures, each failure adds one.
+struct BreakerStep<'a> {
+    subscription: SubscriptionId,
+    /// Whether one of the attempts succeeded: the count starts again from the last success.
+    reset: bool,
+    /// Failures since the last success (or all of them, without one).
+    failures: i32,
+    /// The last failure's error, for the reason the breaker gives when it opens.
+    last_error: Option<&'a str>,
+}
+
+fn breaker_steps(attempts: &[AttemptRecord]) -> Vec<BreakerStep<'_>> {
+    let mut steps: Vec<BreakerStep<'_>> = Vec::new();
+    for attempt in attempts {
+        let index = match steps
+            .iter()
+            .position(|step| step.subscription == attempt.subscription)
+        {
+            Some(index) => index,
+            None => {
+                steps.push(BreakerStep {
+                    subscription: attempt.subscription,
+                    reset: false,
+                    failures: 0,
+                    last_error: None,
+                });
+                steps.len() - 1
+            }
+        };
+        let step = &mut steps[index];
+        if attempt.status == EventStatus::Completed {
+            step.reset = true;
+            step.failures = 0;
+        } else {
+            step.failures += 1;
+            step.last_error = attempt.error.as_deref();
+        }
+    }
+    steps
+}
+
+/// Records attempts and moves their events and subscriptions on, in one statement (one round
+/// trip for the whole batch):
+/// - each attempt's number is its event's new attempt count, so concurrent duplicate
+///   deliveries still number their attempts without gaps or clashes; a completed event stays
+///   completed;
+/// - the circuit breaker: each failure adds one to its subscription's consecutive failures and,
+///   at the threshold, disables it with a reason; a success resets the count (writing the row
+///   only when there is something to reset). A subscription's attempts in the batch count in
+///   the order given.
 ///
 /// Hand-written with a static query id, so it is prepared once per connection.
-struct RecordAttempt<'a> {
-    id: EventId,
-    attempt: &'a AttemptRecord<'a>,
+struct RecordAttempts<'a> {
+    ids: Vec<EventId>,
+    statuses: Vec<EventStatus>,
+    errors: Vec<Option<&'a str>>,
+    retry_counts: Vec<i32>,
+    next_attempts: Vec<Option<DateTime<Utc>>>,
+    started: Vec<DateTime<Utc>>,
+    durations: Vec<i32>,
+    status_codes: Vec<Option<i32>>,
+    response_bodies: Vec<Option<&'a str>>,
+    breakers: Vec<SubscriptionId>,
+    resets: Vec<bool>,
+    failures: Vec<i32>,
+    last_errors: Vec<Option<&'a str>>,
+    threshold: i32,
 }
 
-impl QueryId for RecordAttempt<'_> {
-    type QueryId = RecordAttempt<'static>;
+impl QueryId for RecordAttempts<'_> {
+    type QueryId = RecordAttempts<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl QueryFragment<Pg> for RecordAttempt<'_> {
+impl QueryFragment<Pg> for RecordAttempts<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let attempt = self.attempt;
-        out.push_sql("WITH next AS (SELECT ");
-        out.push_bind_param::<Text, _>(&attempt.status)?;
-        out.push_sql("::text AS status, ");
-        out.push_bind_param::<Nullable<Text>, _>(&attempt.error)?;
-        out.push_sql("::text AS error, ");
-        out.push_bind_param::<Integer, _>(&attempt.breaker_threshold)?;
+        out.push_sql("WITH outcome AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.statuses)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.errors)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamptz>>, _>(&self.next_attempts)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.started)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.durations)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Integer>>, _>(&self.status_codes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.response_bodies)?;
         out.push_sql(
-            "::integer AS threshold), updated AS (UPDATE events SET \
+            ") AS outcome (id, status, error, retry_count, next_attempt_at, started_at, \
+                 duration_ms, status_code, response_body)), \
+             updated AS (UPDATE events SET \
                  attempts = events.attempts + 1, \
-                 status = CASE WHEN events.status = 'completed' THEN events.status ELSE next.status END, \
-                 completed_at = CASE WHEN next.status = 'completed' \
+                 status = CASE WHEN events.status = 'completed' THEN events.status \
+                     ELSE outcome.status END, \
+                 completed_at = CASE WHEN outcome.status = 'completed' \
                      THEN coalesce(events.completed_at, now()) ELSE events.completed_at END, \
-                 last_error = CASE WHEN events.status = 'completed' OR next.status = 'completed' \
-                     THEN NULL ELSE next.error END, \
-                 leased_until = NULL, retry_count = ",
+                 last_error = CASE WHEN events.status = 'completed' \
+                     OR outcome.status = 'completed' THEN NULL ELSE outcome.error END, \
+                 leased_until = NULL, retry_count = outcome.retry_count, \
+                 next_attempt_at = outcome.next_attempt_at \
+                 FROM outcome WHERE events.id = outcome.id \
+                 RETURNING events.id, events.attempts, events.subscription_id), \
+             step AS (SELECT * FROM unnest(",
         );
-        out.push_bind_param::<Integer, _>(&attempt.retry_count)?;
-        out.push_sql(", next_attempt_at = ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&attempt.next_attempt_at)?;
-        out.push_sql(" FROM next WHERE events.id = ");
-        out.push_bind_param::<SqlUuid, _>(&self.id)?;
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.breakers)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.resets)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.failures)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.last_errors)?;
+        out.push_sql(") AS step (subscription_id, reset, failures, last_error)), ");
+        out.push_sql("breaker AS (UPDATE subscriptions SET ");
         out.push_sql(
-            " RETURNING events.id, events.attempts, events.subscription_id), \
-             breaker AS (UPDATE subscriptions SET \
-                 consecutive_failures = CASE WHEN next.status = 'completed' THEN 0 \
-                     ELSE subscriptions.consecutive_failures + 1 END, \
-                 is_active = subscriptions.is_active AND (next.status = 'completed' \
-                     OR subscriptions.consecutive_failures + 1 < next.threshold), \
-                 disabled_reason = CASE WHEN subscriptions.is_active AND next.status <> 'completed' \
-                     AND subscriptions.consecutive_failures + 1 >= next.threshold \
-                     THEN 'circuit breaker opened after ' || (subscriptions.consecutive_failures + 1) \
-                          || ' consecutive failed attempts; last: ' || coalesce(next.error, 'unknown') \
-                     ELSE subscriptions.disabled_reason END \
-             FROM updated, next \
-             WHERE subscriptions.id = updated.subscription_id \
-                 AND (next.status <> 'completed' OR subscriptions.consecutive_failures <> 0)) \
+            "consecutive_failures = counted.failures, \
+             is_active = subscriptions.is_active AND counted.failures < counted.threshold, \
+             disabled_reason = CASE WHEN subscriptions.is_active \
+                 AND counted.failures >= counted.threshold \
+                 THEN 'circuit breaker opened after ' || counted.failures \
+                      || ' consecutive failed attempts; last: ' \
+                      || coalesce(counted.last_error, 'unknown') \
+                 ELSE subscriptions.disabled_reason END \
+             FROM (SELECT step.subscription_id, step.last_error, ",
+        );
+        out.push_bind_param::<Integer, _>(&self.threshold)?;
+        out.push_sql(
+            "::integer AS threshold, CASE WHEN step.reset THEN step.failures \
+                     ELSE subscriptions.consecutive_failures + step.failures END AS failures \
+                 FROM step JOIN subscriptions ON subscriptions.id = step.subscription_id \
+                 WHERE step.failures > 0 OR subscriptions.consecutive_failures <> 0) AS counted \
+             WHERE subscriptions.id = counted.subscription_id) \
              INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
                  duration_ms, status_code, error, response_body) \
-             SELECT updated.id, updated.subscription_id, updated.attempts, ",
+             SELECT updated.id, updated.subscription_id, updated.attempts, outcome.started_at, \
+                 outcome.duration_ms, outcome.status_code, outcome.error, outcome.response_body \
+             FROM updated JOIN outcome ON outcome.id = updated.id",
         );
-        out.push_bind_param::<Timestamptz, _>(&attempt.started_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Integer, _>(&attempt.duration_ms)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Integer>, _>(&attempt.status_code)?;
-        out.push_sql(", next.error, ");
-        out.push_bind_param::<Nullable<Text>, _>(&attempt.response_body)?;
-        out.push_sql(" FROM updated, next");
         Ok(())
     }
 }
 
-/// Records one attempt of delivering `id`.
-pub async fn record_attempt(
+/// Records these attempts, in the order they were made, in one statement; a subscription's
+/// circuit breaker opens once `breaker_threshold` consecutive attempts have failed.
+pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
-    id: EventId,
-    attempt: &AttemptRecord<'_>,
+    attempts: &[AttemptRecord],
+    breaker_threshold: i32,
 ) -> QueryResult<()> {
-    RecordAttempt { id, attempt }.execute(conn).await.map(drop)
+    let steps = breaker_steps(attempts);
+    RecordAttempts {
+        ids: attempts.iter().map(|a| a.event).collect(),
+        statuses: attempts.iter().map(|a| a.status).collect(),
+        errors: attempts.iter().map(|a| a.error.as_deref()).collect(),
+        retry_counts: attempts.iter().map(|a| a.retry_count).collect(),
+        next_attempts: attempts.iter().map(|a| a.next_attempt_at).collect(),
+        started: attempts.iter().map(|a| a.started_at).collect(),
+        durations: attempts.iter().map(|a| a.duration_ms).collect(),
+        status_codes: attempts.iter().map(|a| a.status_code).collect(),
+        response_bodies: attempts
+            .iter()
+            .map(|a| a.response_body.as_deref())
+            .collect(),
+        breakers: steps.iter().map(|step| step.subscription).collect(),
+        resets: steps.iter().map(|step| step.reset).collect(),
+        failures: steps.iter().map(|step| step.failures).collect(),
+        last_errors: steps.iter().map(|step| step.last_error).collect(),
+        threshold: breaker_threshold,
+    }
+    .execute(conn)
+    .await
+    .map(drop)
 }
 
 /// An event that is due for (another) publish, with what its envelope needs.

@@ -1,0 +1,195 @@
+//! Group commit at ingest: events that arrive while earlier ones are being committed are
+//! written together, in one statement and one commit, and each request is answered once the
+//! commit holding its event has returned. Each HTTP worker has its own intake, on its own
+//! runtime and pool, so no event crosses a thread on its way to PostgreSQL.
+//!
+//! The window is the commit itself: what arrives while both of a worker's slots are committing
+//! is the next batch (at most [`MAX_EVENTS`] events and about [`MAX_BYTES`]). At low rates an
+//! event is written alone, at once; at a few thousand a second a batch holds a few dozen.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use slog::{Logger, warn};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use crate::batch;
+use crate::db::models::event::{self, Accepted, NewEvent};
+use crate::db::{Database, DbError};
+use crate::domain::EventId;
+use crate::live::{Live, Notice};
+use crate::queue::{Envelope, Publisher, Route};
+
+/// Batches committing at once, per HTTP worker. Two: one fills while the other commits.
+const SLOTS: usize = 2;
+/// The most events one statement writes.
+const MAX_EVENTS: usize = 256;
+/// About the most body bytes one statement writes: a bigger batch is written as several
+/// statements, one after another (an event bigger than this alone is one statement).
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Events waiting for a slot, per worker; more wait in their request, for room here.
+const QUEUE: usize = 1024;
+
+/// Stores events durably for one HTTP worker; cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    events: mpsc::Sender<Pending>,
+}
+
+/// An event waiting to be written, and where its outcome goes.
+struct Pending {
+    event: NewEvent,
+    reply: oneshot::Sender<Result<Option<Accepted>, DbError>>,
+}
+
+impl Intake {
+    /// Starts writing on the current thread's runtime (an actix worker's). Once stored, an
+    /// event is announced to live pages and handed to the publisher, without making its
+    /// request wait for the broker.
+    pub fn start(db: Database, publisher: Publisher, live: Live, log: Logger) -> Intake {
+        let (events, arriving) = mpsc::channel(QUEUE);
+        let writer = Rc::new(Writer {
+            db,
+            publisher,
+            live,
+            log,
+        });
+        tokio::task::spawn_local(batch::pump(
+            arriving,
+            SLOTS,
+            MAX_EVENTS,
+            move |batch, slot| {
+                tokio::task::spawn_local(writer.clone().write(batch, slot));
+            },
+        ));
+        Intake { events }
+    }
+
+    /// Stores `event` and answers once it is committed, with what the statement learnt of it;
+    /// `Ok(None)` when no subscription owns its token.
+    pub async fn store(&self, event: NewEvent) -> Result<Option<Accepted>, DbError> {
+        let (reply, answer) = oneshot::channel();
+        self.events
+            .send(Pending { event, reply })
+            .await
+            .map_err(|_| DbError::Unavailable("the intake has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| DbError::Unavailable("the intake stopped before answering".into()))?
+    }
+}
+
+struct Writer {
+    db: Database,
+    publisher: Publisher,
+    live: Live,
+    log: Logger,
+}
+
+impl Writer {
+    /// Writes a batch (as statements of at most [`MAX_BYTES`]), answers each request, frees the
+    /// slot, then hands what was stored to live pages and to the broker.
+    async fn write(self: Rc<Self>, batch: Vec<Pending>, slot: OwnedSemaphorePermit) {
+        let mut stored = Vec::new();
+        let mut batch = batch.into_iter().peekable();
+        while batch.peek().is_some() {
+            let mut bytes = 0;
+            let statement: Vec<Pending> = std::iter::from_fn(|| {
+                batch.next_if(|pending| {
+                    let first = bytes == 0;
+                    bytes += pending.event.body.len().max(1);
+                    first || bytes <= MAX_BYTES
+                })
+            })
+            .collect();
+            self.write_statement(statement, &mut stored).await;
+        }
+        drop(slot);
+        for accepted in &stored {
+            self.live.notify(Notice {
+                event: accepted.id,
+                subscription: accepted.subscription_id,
+                user: accepted.user_id,
+                new: true,
+            });
+        }
+        let envelopes: Vec<Envelope> = stored
+            .into_iter()
+            .map(|accepted| Envelope {
+                event_id: accepted.id,
+                subscription_id: accepted.subscription_id,
+                target_url: accepted.target_url,
+                retry_count: 0,
+                deferrals: 0,
+            })
+            .collect();
+        // What is not published is due in PostgreSQL: the reaper publishes it.
+        let _ = self
+            .publisher
+            .publish_all_detached(&envelopes, Route::Deliver)
+            .await;
+    }
+
+    /// One statement and its commit. Should it fail for a reason other than the database being
+    /// unavailable (one event at fault, a deadlock), each event is written again alone, so one
+    /// bad event never fails its neighbours.
+    async fn write_statement(&self, statement: Vec<Pending>, stored: &mut Vec<Accepted>) {
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = statement
+            .into_iter()
+            .map(|pending| (pending.event, pending.reply))
+            .unzip();
+        match self
+            .db
+            .run(async |conn| event::accept_all(conn, &events).await)
+            .await
+        {
+            Ok(accepted) => answer(&events, replies, accepted, stored),
+            Err(DbError::Query(error)) if events.len() > 1 => {
+                warn!(self.log, "an ingest batch failed; writing its events one by one";
+                    "events" => events.len(), "error" => %error);
+                for (event, reply) in events.into_iter().zip(replies) {
+                    let events = [event];
+                    let outcome = self
+                        .db
+                        .run(async |conn| event::accept_all(conn, &events).await)
+                        .await;
+                    match outcome {
+                        Ok(accepted) => answer(&events, vec![reply], accepted, stored),
+                        Err(error) => {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                let mut replies = replies.into_iter();
+                if let Some(first) = replies.next() {
+                    let _ = first.send(Err(error));
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(DbError::Unavailable(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Answers each request with its event's row (none: its token is unknown), and keeps the rows
+/// of the events stored.
+fn answer(
+    events: &[NewEvent],
+    replies: Vec<oneshot::Sender<Result<Option<Accepted>, DbError>>>,
+    accepted: Vec<Accepted>,
+    stored: &mut Vec<Accepted>,
+) {
+    let mut accepted: HashMap<EventId, Accepted> =
+        accepted.into_iter().map(|row| (row.id, row)).collect();
+    for (event, reply) in events.iter().zip(replies) {
+        let row = accepted.remove(&event.id);
+        if let Some(row) = row.as_ref().filter(|row| row.stored.is_some()) {
+            stored.push(row.clone());
+        }
+        let _ = reply.send(Ok(row));
+    }
+}
