@@ -12,7 +12,8 @@
 //!
 //! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_HIGH_RATE, BENCH_SECONDS,
 //! BENCH_EVENTS, BENCH_CONCURRENCY, and BENCH_LIVE=1 to keep the subscription's dashboard page
-//! open on the live WebSocket throughout; see `Plan::from_env`).
+//! open on the live WebSocket throughout; see `Plan::from_env`; BENCH_RELAY_LOG=<file> keeps
+//! the relay's log).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -349,6 +350,22 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Context switches of all of a process's threads so far (voluntary and not, from
+/// `/proc/<pid>/task/*/status`): each is a thread that went to sleep or was put aside, so per
+/// event they count the hand-offs between threads that made a thread wait.
+fn context_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        total += status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Some(total)
+}
+
 /// Clock ticks per second, the unit of `/proc` CPU times, and whether `getconf` told it (when
 /// not, 100 is assumed: the value on every common Linux build).
 fn clock_ticks() -> (u64, bool) {
@@ -461,6 +478,8 @@ impl PgCounters {
 struct Usage {
     /// utime + stime in clock ticks.
     cpu_ticks: Option<u64>,
+    /// Context switches of the relay's threads (of threads still running).
+    switches: Option<u64>,
     /// Transactions committed in the bench's database.
     commits: Option<i64>,
     /// Statements run in the bench's database, when `pg_stat_statements` answers.
@@ -478,6 +497,7 @@ async fn usage(pid: u32, counters: &mut PgCounters) -> Usage {
     };
     Usage {
         cpu_ticks: cpu_ticks(pid),
+        switches: context_switches(pid),
         commits: counters.read_commits().await,
         statements,
     }
@@ -501,6 +521,12 @@ fn report_costs(before: &Usage, after: &Usage, delivered: usize, ticks_per_secon
             );
         }
         None => println!("  relay cpu           n/a (/proc/<pid>/stat unreadable)"),
+    }
+    if let Some((before, after)) = before.switches.zip(after.switches) {
+        println!(
+            "  relay threads       {:.1} context switches per delivered event",
+            after.saturating_sub(before) as f64 / delivered as f64
+        );
     }
     let commits =
         per_event(before.commits, after.commits).map_or("n/a".to_owned(), |c| format!("{c:.2}"));
@@ -537,6 +563,14 @@ impl Relay {
             .unwrap()
             .port();
         let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+        // BENCH_RELAY_LOG=<file> keeps the relay's log (JSON) there; otherwise it is dropped.
+        let (stdout, stderr) = match std::env::var_os("BENCH_RELAY_LOG") {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("the relay's log file");
+                (file.try_clone().unwrap().into(), file.into())
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_spenza"))
             .arg("serve")
             .env("SPENZA_DATABASE_URL", format!("{POSTGRES}/{database}"))
@@ -545,8 +579,9 @@ impl Relay {
             .env("SPENZA_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE)
             .env("SPENZA_ALLOWED_TARGET_NETS", "127.0.0.0/8")
             .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env("SPENZA_LOG_FORMAT", "json")
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("the relay starts");
         let address = format!("http://127.0.0.1:{port}");

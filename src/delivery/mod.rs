@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use slog::{Logger, debug, warn};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::batch;
@@ -41,6 +41,10 @@ pub struct DeliveryPolicy {
 const SLOTS: usize = 2;
 /// The most attempts one statement records.
 const MAX_RECORDS: usize = 256;
+/// How long an attempt waits for a slot in its subscription's share before it is deferred:
+/// long enough for a fast endpoint's attempts to come back, short enough that a slow
+/// endpoint's backlog does not hold the delivery slots others need.
+const SHARE_WAIT: Duration = Duration::from_millis(100);
 
 /// Makes deliveries; shared by every delivery task of a process.
 ///
@@ -117,22 +121,13 @@ impl Deliverer {
         .await;
     }
 
-    /// Claims a batch of jobs in one statement and starts an attempt for each claimed. Jobs of
-    /// a subscription with its share of deliveries at their endpoint (a slow one) wait their
-    /// turn in a defer queue, not in a delivery slot others need, without a word to the
-    /// database.
+    /// Claims a batch of jobs in one statement and starts an attempt for each claimed.
     async fn claim(
         self: Arc<Self>,
         jobs: Vec<Job>,
         slot: OwnedSemaphorePermit,
         made: mpsc::Sender<Made>,
     ) {
-        let (busy, jobs): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|job| self.in_flight.is_full(job.envelope.subscription_id));
-        for job in busy {
-            self.tasks.spawn(self.clone().defer(job));
-        }
         let claims: Vec<Claim> = jobs
             .iter()
             .map(|job| Claim {
@@ -195,9 +190,14 @@ impl Deliverer {
     /// One attempt at the endpoint, passed on to be recorded.
     async fn attempt(self: Arc<Self>, job: Job, found: DeliveryJob, made: mpsc::Sender<Made>) {
         let (id, retry_count) = (job.envelope.event_id, job.envelope.retry_count);
-        // Its subscription's share filled up meanwhile (taken by the deliveries that passed
-        // the first look at the same time): the event goes back as it was.
-        let Some(slot) = self.in_flight.take(job.envelope.subscription_id) else {
+        // Its subscription has its share at the endpoint, and none came free in a moment (a
+        // slow endpoint): the event goes back as it was, and the job waits its turn in a defer
+        // queue, not in a delivery slot others need.
+        let Some(slot) = self
+            .in_flight
+            .take(job.envelope.subscription_id, SHARE_WAIT)
+            .await
+        else {
             return match self
                 .db
                 .run(async |conn| event::release_lease(conn, id).await)
@@ -357,36 +357,39 @@ impl Deliverer {
 /// subscription alike, a slow endpoint only its own.
 struct InFlight {
     limit: usize,
-    counts: Mutex<HashMap<SubscriptionId, usize>>,
+    subscriptions: Mutex<HashMap<SubscriptionId, Arc<Semaphore>>>,
 }
 
 impl InFlight {
     fn new(limit: usize) -> Self {
         InFlight {
             limit: limit.max(1),
-            counts: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `subscription` has its share under way.
-    fn is_full(&self, subscription: SubscriptionId) -> bool {
-        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts
-            .get(&subscription)
-            .is_some_and(|count| *count >= self.limit)
-    }
-
-    /// A slot for one delivery of `subscription`'s, held until dropped; `None` at the limit.
-    fn take(&self, subscription: SubscriptionId) -> Option<Slot<'_>> {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = counts.entry(subscription).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
+    /// A slot for one delivery of `subscription`'s, held until dropped, waiting at most `wait`
+    /// for one to come free; `None` when none did: its endpoint is slow.
+    async fn take(&self, subscription: SubscriptionId, wait: Duration) -> Option<Slot<'_>> {
+        let share = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(subscription)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone();
+        let permit = match share.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(wait, share.clone().acquire_owned())
+                .await
+                .ok()?
+                .ok()?,
+        };
         Some(Slot {
             in_flight: self,
             subscription,
+            share,
+            permit: Some(permit),
         })
     }
 }
@@ -395,20 +398,23 @@ impl InFlight {
 struct Slot<'a> {
     in_flight: &'a InFlight,
     subscription: SubscriptionId,
+    share: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        let mut counts = self
+        self.permit.take();
+        let mut subscriptions = self
             .in_flight
-            .counts
+            .subscriptions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.subscription) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.subscription);
-            }
+        // Idle (all its slots free, nobody waiting: only the map and this hold it): forgotten.
+        if Arc::strong_count(&self.share) == 2
+            && self.share.available_permits() == self.in_flight.limit
+        {
+            subscriptions.remove(&self.subscription);
         }
     }
 }
@@ -417,30 +423,31 @@ impl Drop for Slot<'_> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_subscription_takes_slots_up_to_its_limit_and_gets_them_back() {
+    #[tokio::test]
+    async fn a_subscription_takes_slots_up_to_its_limit_and_waits_for_one_to_come_free() {
         let in_flight = InFlight::new(2);
         let (busy, other) = (
             SubscriptionId(uuid::Uuid::new_v4()),
             SubscriptionId(uuid::Uuid::new_v4()),
         );
-        let first = in_flight.take(busy).expect("a first slot");
-        assert!(!in_flight.is_full(busy));
-        let second = in_flight.take(busy).expect("a second slot");
-        assert!(in_flight.is_full(busy));
-        assert!(in_flight.take(busy).is_none(), "a third is over the limit");
+        let wait = Duration::from_millis(50);
+        let first = in_flight.take(busy, wait).await.expect("a first slot");
+        let second = in_flight.take(busy, wait).await.expect("a second slot");
         assert!(
-            in_flight.take(other).is_some(),
+            in_flight.take(busy, wait).await.is_none(),
+            "a third is over the limit, and none comes free"
+        );
+        assert!(
+            in_flight.take(other, wait).await.is_some(),
             "another subscription has its own"
         );
-        drop(first);
+        let (third, ()) = tokio::join!(in_flight.take(busy, Duration::from_secs(10)), async {
+            drop(first);
+        });
+        assert!(third.is_some(), "a slot that comes free is taken");
+        drop((second, third));
         assert!(
-            in_flight.take(busy).is_some(),
-            "a slot comes back when dropped"
-        );
-        drop(second);
-        assert!(
-            in_flight.counts.lock().unwrap().is_empty(),
+            in_flight.subscriptions.lock().unwrap().is_empty(),
             "idle ones are forgotten"
         );
     }

@@ -273,6 +273,156 @@ async fn a_relay_killed_in_the_middle_of_a_load_delivers_everything_after_a_rest
     drop(resources);
 }
 
+/// Makes every ingest statement in the test's database take a while, and records which
+/// transaction wrote each event: a batch is then mid-commit most of the time, and how events
+/// were grouped into commits can be read back.
+async fn slow_and_traced_ingest(resources: &TestResources) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(&resources.database.url)
+        .await
+        .unwrap();
+    for statement in [
+        "CREATE TABLE written_by (event_id uuid PRIMARY KEY, tx bigint NOT NULL)",
+        "CREATE FUNCTION trace_event() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             INSERT INTO written_by VALUES (NEW.id, txid_current()); RETURN NULL; END $$",
+        "CREATE TRIGGER trace_event AFTER INSERT ON events FOR EACH ROW \
+             EXECUTE FUNCTION trace_event()",
+        "CREATE FUNCTION slow_ingest() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             PERFORM pg_sleep(0.05); RETURN NULL; END $$",
+        "CREATE TRIGGER slow_ingest AFTER INSERT ON events FOR EACH STATEMENT \
+             EXECUTE FUNCTION slow_ingest()",
+    ] {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_while_a_batch_of_ingests_commits_answered_202_only_for_stored_events() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    const EVENTS: usize = 2_000;
+    let resources = TestResources::new("500ms,1s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Ok).await;
+    let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let ingest_url: Arc<str> = relay.subscribe(&key, &sink.url).await.into();
+    slow_and_traced_ingest(&resources).await;
+    let client = reqwest::Client::new();
+
+    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    let load = {
+        let (client, ingest_url) = (client.clone(), ingest_url.clone());
+        tokio::spawn(async move {
+            futures_util::stream::iter(0..EVENTS)
+                .for_each_concurrent(64, |n| {
+                    let (client, url, accepted) =
+                        (client.clone(), ingest_url.clone(), accepted_tx.clone());
+                    async move {
+                        if let Ok(response) = client
+                            .post(&*url)
+                            .body(format!(r#"{{"n":{n}}}"#))
+                            .send()
+                            .await
+                            && response.status() == 202
+                            && let Ok(body) = response.json::<Value>().await
+                        {
+                            let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
+                        }
+                    }
+                })
+                .await
+        })
+    };
+    let mut accepted = HashSet::new();
+    while accepted.len() < 200 {
+        accepted.insert(accepted_rx.recv().await.expect("the load is running"));
+    }
+    // Killed the moment one of its ingest statements is seen under way.
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    let url = resources.database.url.as_str();
+    wait_until(
+        Duration::from_secs(10),
+        "an ingest batch mid-commit",
+        move || async move {
+            let mut observer = AsyncPgConnection::establish(url).await.unwrap();
+            let running: Count = diesel::sql_query(
+                "SELECT count(*) AS count FROM pg_stat_activity \
+                 WHERE datname = current_database() AND state = 'active' \
+                   AND query LIKE 'WITH arriving%'",
+            )
+            .get_result(&mut observer)
+            .await
+            .unwrap();
+            if running.count > 0 {
+                Ok(())
+            } else {
+                Err("none".to_owned())
+            }
+        },
+    )
+    .await;
+    let status = relay.signal("KILL").await;
+    assert!(!status.success());
+    load.await.unwrap();
+    while let Ok(id) = accepted_rx.try_recv() {
+        accepted.insert(id);
+    }
+    assert!(
+        accepted.len() < EVENTS,
+        "the kill came too late to interrupt the load"
+    );
+
+    // Every 202 is for an event in the database, and the events were written in batches.
+    #[derive(diesel::QueryableByName)]
+    struct Written {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        events: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        commits: i64,
+    }
+    let ids: Vec<uuid::Uuid> = accepted.iter().map(|id| id.parse().unwrap()).collect();
+    let mut observer = AsyncPgConnection::establish(url).await.unwrap();
+    let written: Written = diesel::sql_query(
+        "SELECT count(*) AS events, count(DISTINCT tx) AS commits FROM written_by \
+         WHERE event_id = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+    .get_result(&mut observer)
+    .await
+    .unwrap();
+    assert_eq!(
+        written.events as usize,
+        accepted.len(),
+        "an event answered 202 is missing from the database"
+    );
+    assert!(
+        written.commits * 4 < written.events,
+        "{} events in {} commits: not written in batches",
+        written.events,
+        written.commits
+    );
+    println!(
+        "{} accepted before the kill, in {} commits",
+        written.events, written.commits
+    );
+
+    let restarted = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
+    let duplicates = all_delivered(&sink, &accepted).await;
+    assert!(
+        duplicates <= IN_FLIGHT,
+        "{duplicates} duplicates: more than the {IN_FLIGHT} deliveries that can be in flight"
+    );
+    drop(restarted);
+    sink.stop().await;
+    drop(resources);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_a_delivery_in_flight_finish_and_exits_0() {
     let resources = TestResources::new("500ms,1s").await;

@@ -212,3 +212,178 @@ async fn ingest_returns_503_when_the_database_is_unreachable_and_stores_nothing(
     sink.stop().await;
     app.shutdown().await;
 }
+
+/// Ingest statements waiting on a lock in the database at `url`.
+async fn ingests_waiting_on_a_lock(url: &str) -> i64 {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        count: i64,
+    }
+    diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock' \
+           AND query LIKE 'WITH arriving%'",
+    )
+    .get_result::<Count>(&mut conn)
+    .await
+    .unwrap()
+    .count
+}
+
+#[tokio::test]
+async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored() {
+    use diesel_async::RunQueryDsl;
+    use spenza::db::models::event::NewEvent;
+    use spenza::db::{Commits, Database, DbError};
+    use spenza::ingest::Intake;
+
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap();
+    let token = spenza::domain::IngestToken::parse(ingest_url.rsplit('/').next().unwrap())
+        .expect("a token");
+    // A row at fault: the database refuses any event whose body says "poison".
+    let mut admin = app.db().await;
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF convert_from(NEW.body, 'UTF8') LIKE '%poison%' THEN \
+                 RAISE EXCEPTION 'poisoned event'; END IF; RETURN NEW; END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON events FOR EACH ROW \
+         EXECUTE FUNCTION refuse_poison()",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+
+    let settings = crate::helpers::test_settings(&app.database_url, app.prefix());
+    let db = Database::new(
+        spenza::db::build_pool(&settings.database, 4, Commits::Durable).unwrap(),
+        Duration::from_secs(20),
+    );
+    let topology = spenza::queue::Topology::new(
+        app.prefix(),
+        settings.queue_kind,
+        settings.retry_schedule.delays(),
+    );
+    let (publisher, publisher_thread) = crate::helpers::connected_publisher(topology.clone()).await;
+    let (live, live_thread) = spenza::live::LiveThread::start(
+        &crate::helpers::amqp_url(),
+        topology,
+        false,
+        spenza::telemetry::discard(),
+    )
+    .unwrap();
+    let event = |body: &str| NewEvent {
+        token: token.clone(),
+        verified: false,
+        id: spenza::domain::EventId::new(),
+        body: body.to_owned().into(),
+        payload: None,
+        content_type: None,
+        headers: serde_json::json!({}),
+        idempotency_key: None,
+    };
+
+    let local = tokio::task::LocalSet::new();
+    let outcomes = local
+        .run_until(async {
+            let intake = Intake::start(db, publisher, live, spenza::telemetry::discard());
+            // Both of the intake's slots are taken by a batch waiting on a lock the test holds,
+            // so everything sent next waits in its queue and becomes one batch.
+            let mut locker = app.db().await;
+            diesel::sql_query("BEGIN")
+                .execute(&mut locker)
+                .await
+                .unwrap();
+            diesel::sql_query("LOCK TABLE events IN EXCLUSIVE MODE")
+                .execute(&mut locker)
+                .await
+                .unwrap();
+            let url = app.database_url.as_str();
+            let mut blockers = Vec::new();
+            for waiting in 1..=2 {
+                let (intake, blocker) = (intake.clone(), event("{\"blocker\": true}"));
+                blockers.push(tokio::task::spawn_local(async move {
+                    intake.store(blocker).await
+                }));
+                wait_until(
+                    Duration::from_secs(10),
+                    "a batch waiting on the lock",
+                    move || async move {
+                        match ingests_waiting_on_a_lock(url).await {
+                            n if n >= waiting => Ok(()),
+                            n => Err(format!("{n} waiting")),
+                        }
+                    },
+                )
+                .await;
+            }
+            let batch: Vec<NewEvent> = (0..21)
+                .map(|n| {
+                    event(if n == 10 {
+                        "poison"
+                    } else {
+                        "{\"good\": true}"
+                    })
+                })
+                .collect();
+            let ids: Vec<_> = batch.iter().map(|event| event.id).collect();
+            let stores: Vec<_> = batch
+                .into_iter()
+                .map(|event| {
+                    let intake = intake.clone();
+                    tokio::task::spawn_local(async move { intake.store(event).await })
+                })
+                .collect();
+            // Each store task runs once and queues its event before the lock is let go.
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            diesel::sql_query("COMMIT")
+                .execute(&mut locker)
+                .await
+                .unwrap();
+            for blocker in blockers {
+                assert!(matches!(blocker.await.unwrap(), Ok(Some(_))));
+            }
+            let mut outcomes = Vec::new();
+            for (id, store) in ids.into_iter().zip(stores) {
+                outcomes.push((id, store.await.unwrap()));
+            }
+            // The intake publishes what it stored once it has answered: it runs on here.
+            sink.wait_for_requests(22).await;
+            outcomes
+        })
+        .await;
+    for (n, (id, outcome)) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(Some(accepted)) if n != 10 => assert_eq!(accepted.stored, Some(*id)),
+            Err(DbError::Query(_)) if n == 10 => {}
+            Ok(_) => panic!("event {n}: not stored"),
+            Err(error) => panic!("event {n}: {error}"),
+        }
+    }
+    assert_eq!(
+        app.stored_events().await,
+        22,
+        "2 blockers and 20 good events"
+    );
+    sink.wait_for_requests(22).await;
+    tokio::task::spawn_blocking(move || live_thread.stop())
+        .await
+        .unwrap();
+    tokio::task::spawn_blocking(move || publisher_thread.stop())
+        .await
+        .unwrap();
+    sink.stop().await;
+    app.shutdown().await;
+}
