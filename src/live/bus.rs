@@ -151,20 +151,23 @@ impl Worker {
             });
         info!(self.log, "live updates connected to the broker");
         let mut batch: Vec<Notice> = Vec::new();
+        // Waits for a first notice, then sleeps out the tick and takes what gathered meanwhile:
+        // the thread wakes a few times a second, however many notices there are.
         let mut deadline: Option<Instant> = None;
         loop {
-            let timeout = deadline.map_or(crossbeam_channel::never(), crossbeam_channel::at);
+            let (outgoing, timeout) = match deadline {
+                Some(deadline) => (crossbeam_channel::never(), crossbeam_channel::at(deadline)),
+                None => (self.outgoing.clone(), crossbeam_channel::never()),
+            };
             select! {
-                recv(self.outgoing) -> notice => {
+                recv(outgoing) -> notice => {
                     let Ok(notice) = notice else { return Ended::Stopped };
                     batch.push(notice);
-                    deadline.get_or_insert_with(|| Instant::now() + TICK);
-                    if batch.len() >= MAX_BATCH && let Err(error) = self.publish(channel, &mut batch) {
-                        return Ended::Lost(error);
-                    }
+                    deadline = Some(Instant::now() + TICK);
                 }
                 recv(timeout) -> _ => {
                     deadline = None;
+                    batch.extend(self.outgoing.try_iter());
                     if let Err(error) = self.publish(channel, &mut batch) {
                         return Ended::Lost(error);
                     }
@@ -209,16 +212,16 @@ impl Worker {
         Ok(Some(queue))
     }
 
+    /// Publishes what gathered, in messages of at most [`MAX_BATCH`] notices.
     fn publish(&self, channel: &Channel, batch: &mut Vec<Notice>) -> anyhow::Result<()> {
-        if batch.is_empty() {
-            return Ok(());
+        for notices in batch.chunks(MAX_BATCH) {
+            let body = serde_json::to_vec(notices)?;
+            channel.basic_publish(
+                self.exchange.clone(),
+                Publish::with_properties(&body, "", AmqpProperties::default()),
+            )?;
         }
-        let body = serde_json::to_vec(batch)?;
         batch.clear();
-        channel.basic_publish(
-            self.exchange.clone(),
-            Publish::with_properties(&body, "", AmqpProperties::default()),
-        )?;
         Ok(())
     }
 }
