@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
+use slog::{Logger, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use crate::db::DbError;
 
 /// Takes what arrives on `items` in batches of at most `max` and hands each to `start` with one
 /// of `slots` permits, which `start` keeps until the batch is written: while every slot is
@@ -28,6 +31,49 @@ pub async fn pump<T>(
             return;
         }
         start(batch, slot);
+    }
+}
+
+/// How a batch was written.
+pub enum Written<R> {
+    /// In one statement.
+    Together(R),
+    /// One item at a time, after the statement for all of them failed: each item's outcome.
+    Alone(Vec<Result<R, DbError>>),
+}
+
+/// Writes `items` in one call of `write`. Should that fail for a reason other than the
+/// database being unavailable (one item at fault, a deadlock), each item is written again
+/// alone, so one bad item never fails its neighbours; once the database is found unavailable,
+/// the items not yet written fail at once rather than each wait out its own timeout. `Err`: the
+/// batch as a whole could not be written.
+pub async fn write_together_or_alone<'a, T, R, F>(
+    items: &'a [T],
+    log: &Logger,
+    what: &'static str,
+    mut write: impl FnMut(&'a [T]) -> F,
+) -> Result<Written<R>, DbError>
+where
+    F: Future<Output = Result<R, DbError>>,
+{
+    match write(items).await {
+        Ok(written) => Ok(Written::Together(written)),
+        Err(DbError::Query(error)) if items.len() > 1 => {
+            warn!(log, "a batch failed; writing its items one by one";
+                "batch" => what, "items" => items.len(), "error" => %error);
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items.chunks(1) {
+                let outcome = match outcomes.last() {
+                    Some(Err(DbError::Unavailable(reason))) => {
+                        Err(DbError::Unavailable(reason.clone()))
+                    }
+                    _ => write(item).await,
+                };
+                outcomes.push(outcome);
+            }
+            Ok(Written::Alone(outcomes))
+        }
+        Err(error) => Err(error),
     }
 }
 

@@ -195,6 +195,7 @@ impl Application {
             let state = web::Data::new(AppState {
                 intake: Intake::start(
                     db.clone(),
+                    pools.per_http_worker,
                     publisher.clone(),
                     live.clone(),
                     http_log.new(slog::o!("component" => "intake")),

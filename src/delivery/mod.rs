@@ -14,7 +14,7 @@ use slog::{Logger, debug, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
-use crate::batch;
+use crate::batch::{self, Written};
 use crate::db::models::event::{self, AttemptRecord, Claim, DeliveryJob};
 use crate::db::{Database, DbError};
 use crate::domain::{EventId, EventStatus, RetrySchedule, SubscriptionId, UserId};
@@ -136,22 +136,47 @@ impl Deliverer {
             })
             .collect();
         let lease = self.lease;
-        let claimed = self
-            .db
-            .run(async |conn| event::claim_for_delivery(conn, &claims, lease).await)
-            .await;
+        let db = &self.db;
+        let written = batch::write_together_or_alone(&claims, &self.log, "claim", |claims| {
+            db.run(async move |conn| event::claim_for_delivery(conn, claims, lease).await)
+        })
+        .await;
         drop(slot);
-        let mut claimed: HashMap<EventId, DeliveryJob> = match claimed {
-            Ok(claimed) => claimed.into_iter().map(|row| (row.id, row.job)).collect(),
+        let mut failed = vec![false; jobs.len()];
+        let rows = match written {
+            Ok(Written::Together(rows)) => rows,
+            Ok(Written::Alone(outcomes)) => {
+                let mut rows = Vec::new();
+                for (n, outcome) in outcomes.into_iter().enumerate() {
+                    match outcome {
+                        Ok(claimed) => rows.extend(claimed),
+                        Err(_) => failed[n] = true,
+                    }
+                }
+                rows
+            }
             Err(error) => {
                 warn!(self.log, "could not claim deliveries; left for the reaper";
                     "jobs" => jobs.len(), "error" => %error);
                 return jobs.into_iter().for_each(|job| job.acker.reject());
             }
         };
+        // Each claimed at the step its message carries: of a stale copy and the current
+        // message in one batch, the current one takes it.
+        let mut claimed: HashMap<(EventId, i32), DeliveryJob> = rows
+            .into_iter()
+            .map(|row| ((row.id, row.retry_count), row.job))
+            .collect();
         let mut held = Vec::new();
-        for job in jobs {
-            match claimed.remove(&job.envelope.event_id) {
+        for (job, failed) in jobs.into_iter().zip(failed) {
+            if failed {
+                warn!(self.log, "could not claim a delivery; left for the reaper";
+                    "event_id" => %job.envelope.event_id);
+                job.acker.reject();
+                continue;
+            }
+            let step = i32::try_from(job.envelope.retry_count).unwrap_or(i32::MAX);
+            match claimed.remove(&(job.envelope.event_id, step)) {
                 // Nothing to attempt: delivered or failed already, further along its chain,
                 // held by the delivery of another copy of this message, or deleted with its
                 // subscription.
@@ -235,8 +260,7 @@ impl Deliverer {
             next_attempt_at: retry.map(|delay| Utc::now() + delay),
             retry_count: i32::try_from(retry_count).unwrap_or(i32::MAX),
         };
-        // Should the recorder be gone (shutting down), the job is dropped unsettled and its
-        // message goes back to the queue.
+        // The recorder runs as long as a sender, this one included, is left.
         let _ = made
             .send(Made {
                 job,
@@ -247,32 +271,21 @@ impl Deliverer {
             .await;
     }
 
-    /// Records a batch of attempts in one statement (should it fail for a reason other than
-    /// the database being unavailable, one by one), then, for each recorded: tells live pages,
+    /// Records a batch of attempts in one statement (see [`batch::write_together_or_alone`] for
+    /// when they are recorded one by one instead), then, for each recorded: tells live pages,
     /// publishes its retry, and acks its message. One not recorded is rejected: its event is
     /// still due in PostgreSQL, for the reaper.
     async fn record(self: Arc<Self>, batch: Vec<Made>, slot: OwnedSemaphorePermit) {
         let records: Vec<AttemptRecord> = batch.iter().map(|made| made.record.clone()).collect();
         let threshold = self.breaker_threshold;
-        let recorded: Vec<Result<(), DbError>> = match self
-            .db
-            .run(async |conn| event::record_attempts(conn, &records, threshold).await)
-            .await
-        {
-            Ok(()) => records.iter().map(|_| Ok(())).collect(),
-            Err(DbError::Query(error)) if records.len() > 1 => {
-                warn!(self.log, "recording a batch of attempts failed; recording them one by one";
-                    "attempts" => records.len(), "error" => %error);
-                let mut recorded = Vec::with_capacity(records.len());
-                for record in records.chunks(1) {
-                    recorded.push(
-                        self.db
-                            .run(async |conn| event::record_attempts(conn, record, threshold).await)
-                            .await,
-                    );
-                }
-                recorded
-            }
+        let db = &self.db;
+        let written = batch::write_together_or_alone(&records, &self.log, "record", |records| {
+            db.run(async move |conn| event::record_attempts(conn, records, threshold).await)
+        })
+        .await;
+        let recorded: Vec<Result<(), DbError>> = match written {
+            Ok(Written::Together(())) => records.iter().map(|_| Ok(())).collect(),
+            Ok(Written::Alone(outcomes)) => outcomes,
             Err(error) => {
                 let reason = error.to_string();
                 records

@@ -10,17 +10,18 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use slog::{Logger, warn};
+use slog::Logger;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use crate::batch;
+use crate::batch::{self, Written};
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::db::{Database, DbError};
 use crate::domain::EventId;
 use crate::live::{Live, Notice};
 use crate::queue::{Envelope, Publisher, Route};
 
-/// Batches committing at once, per HTTP worker. Two: one fills while the other commits.
+/// Batches committing at once, per HTTP worker: two (one fills while the other commits),
+/// leaving at least one of the worker's connections to its other requests.
 const SLOTS: usize = 2;
 /// The most events one statement writes.
 const MAX_EVENTS: usize = 256;
@@ -43,11 +44,19 @@ struct Pending {
 }
 
 impl Intake {
-    /// Starts writing on the current thread's runtime (an actix worker's). Once stored, an
+    /// Starts writing on the current thread's runtime (an actix worker's), through `db`'s
+    /// `connections` connections, which it shares with the worker's other requests. Once stored, an
     /// event is announced to live pages and handed to the publisher, without making its
     /// request wait for the broker.
-    pub fn start(db: Database, publisher: Publisher, live: Live, log: Logger) -> Intake {
+    pub fn start(
+        db: Database,
+        connections: usize,
+        publisher: Publisher,
+        live: Live,
+        log: Logger,
+    ) -> Intake {
         let (events, arriving) = mpsc::channel(QUEUE);
+        let slots = SLOTS.min(connections.saturating_sub(1)).max(1);
         let writer = Rc::new(Writer {
             db,
             publisher,
@@ -56,7 +65,7 @@ impl Intake {
         });
         tokio::task::spawn_local(batch::pump(
             arriving,
-            SLOTS,
+            slots,
             MAX_EVENTS,
             move |batch, slot| {
                 tokio::task::spawn_local(writer.clone().write(batch, slot));
@@ -130,31 +139,26 @@ impl Writer {
             .await;
     }
 
-    /// One statement and its commit. Should it fail for a reason other than the database being
-    /// unavailable (one event at fault, a deadlock), each event is written again alone, so one
-    /// bad event never fails its neighbours.
+    /// One statement and its commit (see [`batch::write_together_or_alone`] for when the events
+    /// are written one by one instead).
     async fn write_statement(&self, statement: Vec<Pending>, stored: &mut Vec<Accepted>) {
         let (events, replies): (Vec<NewEvent>, Vec<_>) = statement
             .into_iter()
             .map(|pending| (pending.event, pending.reply))
             .unzip();
-        match self
-            .db
-            .run(async |conn| event::accept_all(conn, &events).await)
-            .await
-        {
-            Ok(accepted) => answer(&events, replies, accepted, stored),
-            Err(DbError::Query(error)) if events.len() > 1 => {
-                warn!(self.log, "an ingest batch failed; writing its events one by one";
-                    "events" => events.len(), "error" => %error);
-                for (event, reply) in events.into_iter().zip(replies) {
-                    let events = [event];
-                    let outcome = self
-                        .db
-                        .run(async |conn| event::accept_all(conn, &events).await)
-                        .await;
+        let db = &self.db;
+        let written = batch::write_together_or_alone(&events, &self.log, "ingest", |events| {
+            db.run(async move |conn| event::accept_all(conn, events).await)
+        })
+        .await;
+        match written {
+            Ok(Written::Together(accepted)) => answer(&events, replies, accepted, stored),
+            Ok(Written::Alone(outcomes)) => {
+                for ((event, reply), outcome) in events.iter().zip(replies).zip(outcomes) {
                     match outcome {
-                        Ok(accepted) => answer(&events, vec![reply], accepted, stored),
+                        Ok(accepted) => {
+                            answer(std::slice::from_ref(event), vec![reply], accepted, stored)
+                        }
                         Err(error) => {
                             let _ = reply.send(Err(error));
                         }

@@ -29,8 +29,8 @@ pub struct Notice {
 /// Notices waiting to be published, at most: beyond that a burst drops notices (pages catch up
 /// on their next change or load) rather than grow memory or slow the caller.
 const OUTGOING: usize = 8192;
-/// Batches a slow WebSocket connection may fall behind by before it skips ahead: about six
-/// seconds of 100 ms ticks. The channel keeps this many batches in memory however fast its
+/// Batches a slow WebSocket connection may fall behind by before it skips ahead: a few seconds
+/// of 100 ms ticks (a busy tick publishes a batch per 512 notices). The channel keeps this many batches in memory however fast its
 /// readers are, so it is kept small.
 const INCOMING: usize = 64;
 

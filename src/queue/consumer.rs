@@ -107,8 +107,8 @@ impl Consumer {
         drain_timeout: Duration,
         log: Logger,
     ) -> std::io::Result<(Consumer, mpsc::Receiver<Job>)> {
-        // Room for every unacked message, and those of a session just lost: sending never
-        // waits long.
+        // Room for every unacked message and those of a session just lost; beyond that, the
+        // consumer thread waits for the dispatcher, which takes jobs as fast as it claims them.
         let (jobs_tx, jobs_rx) = mpsc::channel(usize::from(prefetch.max(1)) * 2);
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);

@@ -182,21 +182,11 @@ impl Publisher {
         }
     }
 
-    /// Publishes one delivery without waiting for its confirm: for an event that is already
-    /// due in PostgreSQL, whose lost publish the reaper repairs. Waits only for room in the
-    /// window.
-    pub async fn publish_detached(
-        &self,
-        envelope: &Envelope,
-        route: Route,
-    ) -> Result<(), PublishError> {
-        self.publish_all_detached(std::slice::from_ref(envelope), route)
-            .await
-    }
-
     /// Publishes `envelopes` without waiting for their confirms, handed to the publisher
-    /// thread together (one hand-off per window's worth): for events already due in
-    /// PostgreSQL, a batch of ingests or of the reaper's. Waits only for room in the window.
+    /// thread together (one hand-off per quarter of the window, so that a batch never waits for
+    /// the whole window to be free, nor holds up other publishes that long): for events already
+    /// due in PostgreSQL, a batch of ingests, retries or replays. Waits only for room in the
+    /// window.
     /// On an error, what was not handed over is not published; deliveries among it are
     /// remembered as missed, for the reaper to publish once the broker is back.
     pub async fn publish_all_detached(
@@ -204,10 +194,11 @@ impl Publisher {
         envelopes: &[Envelope],
         route: Route,
     ) -> Result<(), PublishError> {
-        for (n, chunk) in envelopes.chunks(self.window_size).enumerate() {
+        let hand_off = (self.window_size / 4).max(1);
+        for (n, chunk) in envelopes.chunks(hand_off).enumerate() {
             if let Err(error) = self.submit(chunk, route, || None).await {
                 if route == Route::Deliver {
-                    for envelope in &envelopes[n * self.window_size..] {
+                    for envelope in &envelopes[n * hand_off..] {
                         self.missed.remember(envelope.event_id);
                     }
                 }

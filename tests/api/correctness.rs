@@ -296,3 +296,173 @@ async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confir
     sink.stop().await;
     app.shutdown().await;
 }
+
+/// An attempt of `event` (of `subscription`) that ended as `status`, to record.
+fn attempt_of(
+    event: &str,
+    subscription: &str,
+    status: spenza::domain::EventStatus,
+) -> spenza::db::models::event::AttemptRecord {
+    spenza::db::models::event::AttemptRecord {
+        event: EventId(event.parse().unwrap()),
+        subscription: SubscriptionId(subscription.parse().unwrap()),
+        started_at: chrono::Utc::now(),
+        duration_ms: 1,
+        status_code: Some(if status == spenza::domain::EventStatus::Completed {
+            200
+        } else {
+            500
+        }),
+        error: (status != spenza::domain::EventStatus::Completed).then(|| "HTTP 500".to_owned()),
+        response_body: None,
+        status,
+        next_attempt_at: None,
+        retry_count: 0,
+    }
+}
+
+/// The subscription's breaker as stored: consecutive failures, and whether it is active.
+async fn breaker_of(app: &TestApp, subscription: &str) -> (i32, bool) {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use spenza::db::schema::subscriptions;
+    let id: uuid::Uuid = subscription.parse().unwrap();
+    subscriptions::table
+        .filter(subscriptions::id.eq(id))
+        .select((
+            subscriptions::consecutive_failures,
+            subscriptions::is_active,
+        ))
+        .first(&mut app.db().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn attempts_recorded_in_batches_count_toward_the_breaker_in_order_and_all_of_them() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use spenza::db::models::event::record_attempts;
+    use spenza::domain::EventStatus::{Completed, Failed};
+
+    // No consumer: the test records every attempt itself.
+    let app = spawn_app_with(|s| s.role = spenza::config::Role::Api).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/").await;
+    let (ingest_url, sub) = (
+        subscription["ingest_url"].as_str().unwrap(),
+        subscription["id"].as_str().unwrap(),
+    );
+    let mut events = Vec::new();
+    for n in 0..6 {
+        events.push(app.accept(ingest_url, &format!(r#"{{"n":{n}}}"#)).await);
+    }
+
+    // Two failures then a success, threshold 2: the breaker opened on the way, and stays open
+    // although the count ends at 0.
+    let batch = [
+        attempt_of(&events[0], sub, Failed),
+        attempt_of(&events[1], sub, Failed),
+        attempt_of(&events[2], sub, Completed),
+    ];
+    record_attempts(&mut app.db().await, &batch, 2)
+        .await
+        .unwrap();
+    assert_eq!(breaker_of(&app, sub).await, (0, false));
+
+    // Two batches at once, each of failures: both count. The first holds the subscription's
+    // row until it commits; the second waits for it, then adds its own.
+    let mut first = app.db().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut first)
+        .await
+        .unwrap();
+    let batch = [
+        attempt_of(&events[3], sub, Failed),
+        attempt_of(&events[4], sub, Failed),
+    ];
+    record_attempts(&mut first, &batch, 100).await.unwrap();
+    let second = {
+        let url = app.database_url.clone();
+        let (event, sub) = (events[5].clone(), sub.to_owned());
+        tokio::spawn(async move {
+            let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+                .await
+                .unwrap();
+            record_attempts(&mut conn, &[attempt_of(&event, &sub, Failed)], 100)
+                .await
+                .unwrap();
+        })
+    };
+    // The second is seen waiting on the first's lock before the first commits.
+    let url = app.database_url.as_str();
+    wait_until(
+        Duration::from_secs(10),
+        "the second batch to wait",
+        move || async move {
+            #[derive(diesel::QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                count: i64,
+            }
+            let mut observer = diesel_async::AsyncPgConnection::establish(url)
+                .await
+                .unwrap();
+            let waiting: Count = diesel::sql_query(
+                "SELECT count(*) AS count FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result(&mut observer)
+            .await
+            .unwrap();
+            if waiting.count > 0 {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        },
+    )
+    .await;
+    diesel::sql_query("COMMIT")
+        .execute(&mut first)
+        .await
+        .unwrap();
+    second.await.unwrap();
+    assert_eq!(
+        breaker_of(&app, sub).await.0,
+        3,
+        "2 + 1 failures since the success"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current_step() {
+    use diesel_async::RunQueryDsl;
+    use spenza::db::models::event::{Claim, claim_for_delivery};
+
+    let app = spawn_app_with(|s| s.role = spenza::config::Role::Api).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/").await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
+        .await;
+    let event = EventId(id.parse().unwrap());
+    diesel::sql_query("UPDATE events SET status = 'retrying', retry_count = 1")
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    let claims = [
+        Claim {
+            id: event,
+            retry_count: 0,
+        },
+        Claim {
+            id: event,
+            retry_count: 1,
+        },
+    ];
+    let claimed = claim_for_delivery(&mut app.db().await, &claims, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "one claim of the event");
+    assert_eq!((claimed[0].id, claimed[0].retry_count), (event, 1));
+    app.shutdown().await;
+}

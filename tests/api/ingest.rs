@@ -213,6 +213,21 @@ async fn ingest_returns_503_when_the_database_is_unreachable_and_stores_nothing(
     app.shutdown().await;
 }
 
+/// A log kept in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Ingest statements waiting on a lock in the database at `url`.
 async fn ingests_waiting_on_a_lock(url: &str) -> i64 {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -293,10 +308,18 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
         idempotency_key: None,
     };
 
+    // The intake's log, kept to see which batch failed.
+    let captured = Captured::default();
+    let log = {
+        use slog::Drain;
+        let drain = slog_json::Json::default(captured.clone()).fuse();
+        slog::Logger::root(std::sync::Mutex::new(drain).fuse(), slog::o!())
+    };
+
     let local = tokio::task::LocalSet::new();
     let outcomes = local
         .run_until(async {
-            let intake = Intake::start(db, publisher, live, spenza::telemetry::discard());
+            let intake = Intake::start(db, 4, publisher, live, log);
             // Both of the intake's slots are taken by a batch waiting on a lock the test holds,
             // so everything sent next waits in its queue and becomes one batch.
             let mut locker = app.db().await;

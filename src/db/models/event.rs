@@ -269,6 +269,8 @@ pub struct DeliveryJob {
 #[derive(Clone, Queryable)]
 pub struct Claimed {
     pub id: EventId,
+    /// The step of its chain it was claimed at: that of the message that took it.
+    pub retry_count: i32,
     pub job: DeliveryJob,
 }
 
@@ -300,6 +302,7 @@ impl QueryId for ClaimForDelivery {
 impl Query for ClaimForDelivery {
     type SqlType = (
         SqlUuid,
+        Integer,
         (
             SqlUuid,
             Bytea,
@@ -321,7 +324,8 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
         out.push_sql(
             ") AS wanted (id, retry_count)), \
-             claimable AS (SELECT events.id FROM events JOIN wanted ON wanted.id = events.id \
+             claimable AS (SELECT events.id, wanted.retry_count FROM events \
+                 JOIN wanted ON wanted.id = events.id \
                  WHERE events.status IN ('pending', 'retrying') \
                    AND (events.leased_until IS NULL OR events.leased_until < now()) \
                    AND events.retry_count = wanted.retry_count \
@@ -332,7 +336,8 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_sql(
             " / 1000.0), republishes = 0 FROM subscriptions, claimable \
              WHERE subscriptions.id = events.subscription_id AND events.id = claimable.id \
-             RETURNING events.id, subscriptions.user_id, events.body, events.content_type, \
+             RETURNING events.id, claimable.retry_count, subscriptions.user_id, events.body, \
+             events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at",
         );
@@ -341,9 +346,10 @@ impl QueryFragment<Pg> for ClaimForDelivery {
 }
 
 /// Claims each of these events for one delivery attempt at the step of its chain its claim
-/// names, holding it for `lease`; those it could claim. One not claimed has nothing to attempt:
-/// it is gone, delivered, failed, further along its chain, or held by another delivery (a
-/// duplicate message; of two claims of one event in a batch, at most one is taken).
+/// names, holding it for `lease`; those it could claim, each with the step it was claimed at.
+/// One not claimed has nothing to attempt: it is gone, delivered, failed, further along its
+/// chain, or held by another delivery (a duplicate message; of two claims of one event in a
+/// batch, at most one is taken, and only one at the event's own step).
 pub async fn claim_for_delivery(
     conn: &mut AsyncPgConnection,
     claims: &[Claim],
@@ -410,7 +416,10 @@ struct BreakerStep<'a> {
     subscription: SubscriptionId,
     /// Whether one of the attempts succeeded: the count starts again from the last success.
     reset: bool,
-    /// Failures since the last success (or all of them, without one).
+    /// Failures before the first success (all of them, without one): added to the count as it
+    /// was, they may open the breaker even though a success follows.
+    early: i32,
+    /// Failures since the last success (all of them, without one).
     failures: i32,
     /// The last failure's error, for the reason the breaker gives when it opens.
     last_error: Option<&'a str>,
@@ -428,6 +437,7 @@ fn breaker_steps(attempts: &[AttemptRecord]) -> Vec<BreakerStep<'_>> {
                 steps.push(BreakerStep {
                     subscription: attempt.subscription,
                     reset: false,
+                    early: 0,
                     failures: 0,
                     last_error: None,
                 });
@@ -439,10 +449,15 @@ fn breaker_steps(attempts: &[AttemptRecord]) -> Vec<BreakerStep<'_>> {
             step.reset = true;
             step.failures = 0;
         } else {
+            if !step.reset {
+                step.early += 1;
+            }
             step.failures += 1;
             step.last_error = attempt.error.as_deref();
         }
     }
+    // Locked in the order of their ids, as every batch locks them.
+    steps.sort_by_key(|step| step.subscription.0);
     steps
 }
 
@@ -469,6 +484,7 @@ struct RecordAttempts<'a> {
     response_bodies: Vec<Option<&'a str>>,
     breakers: Vec<SubscriptionId>,
     resets: Vec<bool>,
+    early: Vec<i32>,
     failures: Vec<i32>,
     last_errors: Vec<Option<&'a str>>,
     threshold: i32,
@@ -502,6 +518,8 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
         out.push_sql(
             ") AS outcome (id, status, error, retry_count, next_attempt_at, started_at, \
                  duration_ms, status_code, response_body)), \
+             locked AS (SELECT events.id FROM events JOIN outcome ON outcome.id = events.id \
+                 ORDER BY events.id FOR UPDATE OF events), \
              updated AS (UPDATE events SET \
                  attempts = events.attempts + 1, \
                  status = CASE WHEN events.status = 'completed' THEN events.status \
@@ -512,37 +530,55 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                      OR outcome.status = 'completed' THEN NULL ELSE outcome.error END, \
                  leased_until = NULL, retry_count = outcome.retry_count, \
                  next_attempt_at = outcome.next_attempt_at \
-                 FROM outcome WHERE events.id = outcome.id \
+                 FROM outcome JOIN locked ON locked.id = outcome.id \
+                 WHERE events.id = outcome.id \
                  RETURNING events.id, events.attempts, events.subscription_id), \
-             step AS (SELECT * FROM unnest(",
+             step AS (SELECT unnested.*, ",
         );
+        out.push_bind_param::<Integer, _>(&self.threshold)?;
+        out.push_sql("::integer AS threshold FROM unnest(");
         out.push_bind_param::<Array<SqlUuid>, _>(&self.breakers)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Bool>, _>(&self.resets)?;
         out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.early)?;
+        out.push_sql(", ");
         out.push_bind_param::<Array<Integer>, _>(&self.failures)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.last_errors)?;
-        out.push_sql(") AS step (subscription_id, reset, failures, last_error)), ");
-        out.push_sql("breaker AS (UPDATE subscriptions SET ");
+        // Counted from the subscription's row as it is when locked, so batches recorded at
+        // the same time each add their own failures. The breaker opens when the count reaches
+        // the threshold before the batch's first success, or after its last.
         out.push_sql(
-            "consecutive_failures = counted.failures, \
-             is_active = subscriptions.is_active AND counted.failures < counted.threshold, \
-             disabled_reason = CASE WHEN subscriptions.is_active \
-                 AND counted.failures >= counted.threshold \
-                 THEN 'circuit breaker opened after ' || counted.failures \
-                      || ' consecutive failed attempts; last: ' \
-                      || coalesce(counted.last_error, 'unknown') \
-                 ELSE subscriptions.disabled_reason END \
-             FROM (SELECT step.subscription_id, step.last_error, ",
-        );
-        out.push_bind_param::<Integer, _>(&self.threshold)?;
-        out.push_sql(
-            "::integer AS threshold, CASE WHEN step.reset THEN step.failures \
-                     ELSE subscriptions.consecutive_failures + step.failures END AS failures \
-                 FROM step JOIN subscriptions ON subscriptions.id = step.subscription_id \
-                 WHERE step.failures > 0 OR subscriptions.consecutive_failures <> 0) AS counted \
-             WHERE subscriptions.id = counted.subscription_id) \
+            ") AS unnested (subscription_id, reset, early, failures, last_error) \
+                 WHERE EXISTS (SELECT 1 FROM updated \
+                     WHERE updated.subscription_id = unnested.subscription_id)), \
+             breaker_locked AS (SELECT subscriptions.id FROM subscriptions \
+                 JOIN step ON step.subscription_id = subscriptions.id \
+                 ORDER BY subscriptions.id FOR UPDATE OF subscriptions), \
+             breaker AS (UPDATE subscriptions SET \
+                 consecutive_failures = CASE WHEN step.reset THEN step.failures \
+                     ELSE subscriptions.consecutive_failures + step.failures END, \
+                 is_active = subscriptions.is_active \
+                     AND subscriptions.consecutive_failures + step.early < step.threshold \
+                     AND CASE WHEN step.reset THEN step.failures \
+                         ELSE subscriptions.consecutive_failures + step.failures END \
+                         < step.threshold, \
+                 disabled_reason = CASE WHEN subscriptions.is_active AND ( \
+                         subscriptions.consecutive_failures + step.early >= step.threshold \
+                         OR CASE WHEN step.reset THEN step.failures \
+                             ELSE subscriptions.consecutive_failures + step.failures END \
+                             >= step.threshold) \
+                     THEN 'circuit breaker opened after ' \
+                          || greatest(subscriptions.consecutive_failures + step.early, \
+                                      step.failures) \
+                          || ' consecutive failed attempts; last: ' \
+                          || coalesce(step.last_error, 'unknown') \
+                     ELSE subscriptions.disabled_reason END \
+                 FROM step JOIN breaker_locked ON breaker_locked.id = step.subscription_id \
+                 WHERE subscriptions.id = step.subscription_id \
+                   AND (step.failures > 0 OR step.early > 0 \
+                        OR subscriptions.consecutive_failures <> 0)) \
              INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
                  duration_ms, status_code, error, response_body) \
              SELECT updated.id, updated.subscription_id, updated.attempts, outcome.started_at, \
@@ -576,6 +612,7 @@ pub async fn record_attempts(
             .collect(),
         breakers: steps.iter().map(|step| step.subscription).collect(),
         resets: steps.iter().map(|step| step.reset).collect(),
+        early: steps.iter().map(|step| step.early).collect(),
         failures: steps.iter().map(|step| step.failures).collect(),
         last_errors: steps.iter().map(|step| step.last_error).collect(),
         threshold: breaker_threshold,
