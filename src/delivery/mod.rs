@@ -5,9 +5,9 @@ mod attempt;
 mod reaper;
 mod ssrf;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use slog::{Logger, debug, warn};
@@ -42,9 +42,12 @@ const SLOTS: usize = 2;
 /// The most attempts one statement records.
 const MAX_RECORDS: usize = 256;
 /// How long an attempt waits for a slot in its subscription's share before it is deferred:
-/// long enough for a fast endpoint's attempts to come back, short enough that a slow
+/// a fast endpoint's attempts come back well within it, on a busy machine too.
+const SHARE_WAIT: Duration = Duration::from_secs(1);
+/// How long the oldest attempt under way must have run for its subscription's endpoint to
+/// count as slow: then a delivery finding every slot taken is deferred at once, and a slow
 /// endpoint's backlog does not hold the delivery slots others need.
-const SHARE_WAIT: Duration = Duration::from_millis(100);
+const SLOW: Duration = Duration::from_secs(1);
 
 /// Makes deliveries; shared by every delivery task of a process.
 ///
@@ -370,7 +373,27 @@ impl Deliverer {
 /// subscription alike, a slow endpoint only its own.
 struct InFlight {
     limit: usize,
-    subscriptions: Mutex<HashMap<SubscriptionId, Arc<Semaphore>>>,
+    subscriptions: Mutex<HashMap<SubscriptionId, Arc<Share>>>,
+}
+
+/// One subscription's attempts under way.
+struct Share {
+    slots: Arc<Semaphore>,
+    /// When each attempt under way started (a count per instant).
+    running: Mutex<BTreeMap<Instant, usize>>,
+}
+
+impl Share {
+    /// Whether its oldest attempt under way has run for [`SLOW`]: its endpoint is slow, and
+    /// a delivery would wait long for a place.
+    fn is_slow(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .next()
+            .is_some_and(|oldest| oldest.elapsed() >= SLOW)
+    }
 }
 
 impl InFlight {
@@ -381,27 +404,42 @@ impl InFlight {
         }
     }
 
-    /// A slot for one delivery of `subscription`'s, held until dropped, waiting at most `wait`
-    /// for one to come free; `None` when none did: its endpoint is slow.
+    /// A slot for one delivery of `subscription`'s, held until dropped. With every slot taken,
+    /// it waits for one up to `wait`, unless the subscription's endpoint is slow; `None` when
+    /// it got none.
     async fn take(&self, subscription: SubscriptionId, wait: Duration) -> Option<Slot<'_>> {
         let share = self
             .subscriptions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(subscription)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .or_insert_with(|| {
+                Arc::new(Share {
+                    slots: Arc::new(Semaphore::new(self.limit)),
+                    running: Mutex::new(BTreeMap::new()),
+                })
+            })
             .clone();
-        let permit = match share.clone().try_acquire_owned() {
+        let permit = match share.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(wait, share.clone().acquire_owned())
+            Err(_) if share.is_slow() => return None,
+            Err(_) => tokio::time::timeout(wait, share.slots.clone().acquire_owned())
                 .await
                 .ok()?
                 .ok()?,
         };
+        let started = Instant::now();
+        *share
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(started)
+            .or_default() += 1;
         Some(Slot {
             in_flight: self,
             subscription,
             share,
+            started,
             permit: Some(permit),
         })
     }
@@ -411,12 +449,26 @@ impl InFlight {
 struct Slot<'a> {
     in_flight: &'a InFlight,
     subscription: SubscriptionId,
-    share: Arc<Semaphore>,
+    share: Arc<Share>,
+    started: Instant,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        {
+            let mut running = self
+                .share
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = running.get_mut(&self.started) {
+                *count -= 1;
+                if *count == 0 {
+                    running.remove(&self.started);
+                }
+            }
+        }
         self.permit.take();
         let mut subscriptions = self
             .in_flight
@@ -425,7 +477,7 @@ impl Drop for Slot<'_> {
             .unwrap_or_else(PoisonError::into_inner);
         // Idle (all its slots free, nobody waiting: only the map and this hold it): forgotten.
         if Arc::strong_count(&self.share) == 2
-            && self.share.available_permits() == self.in_flight.limit
+            && self.share.slots.available_permits() == self.in_flight.limit
         {
             subscriptions.remove(&self.subscription);
         }
