@@ -199,6 +199,42 @@ async fn accept(ingest_url: &str) -> String {
     body["event_id"].as_str().expect("an event id").to_owned()
 }
 
+/// Posts `events` events to `ingest_url`, `concurrency` at a time, in a task of its own; the
+/// ids of those accepted arrive on the receiver as their 202s do. A request cut off by a kill
+/// is not accepted: the provider would retry it.
+fn start_load(
+    ingest_url: Arc<str>,
+    events: usize,
+    concurrency: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = reqwest::Client::new();
+    let load = tokio::spawn(async move {
+        futures_util::stream::iter(0..events)
+            .for_each_concurrent(concurrency, |n| {
+                let (client, url, accepted) =
+                    (client.clone(), ingest_url.clone(), accepted_tx.clone());
+                async move {
+                    if let Ok(response) = client
+                        .post(&*url)
+                        .body(format!(r#"{{"n":{n}}}"#))
+                        .send()
+                        .await
+                        && response.status() == 202
+                        && let Ok(body) = response.json::<Value>().await
+                    {
+                        let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
+                    }
+                }
+            })
+            .await
+    });
+    (load, accepted_rx)
+}
+
 // The grace period is short, so that what the reaper repairs shows up within the test, and
 // longer than a restart takes, so that it does not republish what is still queued (which
 // would show up as duplicates).
@@ -220,33 +256,7 @@ async fn a_relay_killed_in_the_middle_of_a_load_delivers_everything_after_a_rest
     let sink = Sink::start(Script::Ok).await;
     let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
     let ingest_url: Arc<str> = relay.subscribe(&key, &sink.url).await.into();
-    let client = reqwest::Client::new();
-
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    let load = {
-        let (client, ingest_url) = (client.clone(), ingest_url.clone());
-        tokio::spawn(async move {
-            futures_util::stream::iter(0..EVENTS)
-                .for_each_concurrent(20, |n| {
-                    let (client, url, accepted) =
-                        (client.clone(), ingest_url.clone(), accepted_tx.clone());
-                    async move {
-                        // A request cut off by the kill is not accepted: the provider would retry it.
-                        if let Ok(response) = client
-                            .post(&*url)
-                            .body(format!(r#"{{"n":{n}}}"#))
-                            .send()
-                            .await
-                            && response.status() == 202
-                            && let Ok(body) = response.json::<Value>().await
-                        {
-                            let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
-                        }
-                    }
-                })
-                .await
-        })
-    };
+    let (load, mut accepted_rx) = start_load(ingest_url, EVENTS, 20);
     let mut accepted = HashSet::new();
     while accepted.len() < EVENTS / 2 {
         accepted.insert(accepted_rx.recv().await.expect("the load is running"));
@@ -309,32 +319,7 @@ async fn a_relay_killed_while_a_batch_of_ingests_commits_answered_202_only_for_s
     let mut relay = RelayProcess::start(&resources, PROCESS_SETTINGS).await;
     let ingest_url: Arc<str> = relay.subscribe(&key, &sink.url).await.into();
     slow_and_traced_ingest(&resources).await;
-    let client = reqwest::Client::new();
-
-    let (accepted_tx, mut accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    let load = {
-        let (client, ingest_url) = (client.clone(), ingest_url.clone());
-        tokio::spawn(async move {
-            futures_util::stream::iter(0..EVENTS)
-                .for_each_concurrent(64, |n| {
-                    let (client, url, accepted) =
-                        (client.clone(), ingest_url.clone(), accepted_tx.clone());
-                    async move {
-                        if let Ok(response) = client
-                            .post(&*url)
-                            .body(format!(r#"{{"n":{n}}}"#))
-                            .send()
-                            .await
-                            && response.status() == 202
-                            && let Ok(body) = response.json::<Value>().await
-                        {
-                            let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
-                        }
-                    }
-                })
-                .await
-        })
-    };
+    let (load, mut accepted_rx) = start_load(ingest_url, EVENTS, 64);
     let mut accepted = HashSet::new();
     while accepted.len() < 200 {
         accepted.insert(accepted_rx.recv().await.expect("the load is running"));
