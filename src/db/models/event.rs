@@ -329,7 +329,7 @@ impl QueryFragment<Pg> for ClaimForDelivery {
                  WHERE events.status IN ('pending', 'retrying') \
                    AND (events.leased_until IS NULL OR events.leased_until < now()) \
                    AND events.retry_count = wanted.retry_count \
-                 ORDER BY events.id FOR UPDATE OF events) \
+                 ORDER BY events.id FOR NO KEY UPDATE OF events) \
              UPDATE events SET leased_until = now() + make_interval(secs => ",
         );
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
@@ -519,7 +519,7 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
             ") AS outcome (id, status, error, retry_count, next_attempt_at, started_at, \
                  duration_ms, status_code, response_body)), \
              locked AS (SELECT events.id FROM events JOIN outcome ON outcome.id = events.id \
-                 ORDER BY events.id FOR UPDATE OF events), \
+                 ORDER BY events.id FOR NO KEY UPDATE OF events), \
              updated AS (UPDATE events SET \
                  attempts = events.attempts + 1, \
                  status = CASE WHEN events.status = 'completed' THEN events.status \
@@ -555,7 +555,9 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                      WHERE updated.subscription_id = unnested.subscription_id)), \
              breaker_locked AS (SELECT subscriptions.id FROM subscriptions \
                  JOIN step ON step.subscription_id = subscriptions.id \
-                 ORDER BY subscriptions.id FOR UPDATE OF subscriptions), \
+                 WHERE step.failures > 0 OR step.early > 0 \
+                     OR subscriptions.consecutive_failures <> 0 \
+                 ORDER BY subscriptions.id FOR NO KEY UPDATE OF subscriptions), \
              breaker AS (UPDATE subscriptions SET \
                  consecutive_failures = CASE WHEN step.reset THEN step.failures \
                      ELSE subscriptions.consecutive_failures + step.failures END, \
