@@ -283,8 +283,9 @@ pub struct Claim {
 
 /// The delivery claim: takes each event for one attempt, only if it is still to deliver, its
 /// retry count is the one its message carries (a message of an earlier step of its chain is
-/// stale), and no other delivery holds it; then holds it for the lease. Rows are locked in id
-/// order, so claims of overlapping batches wait for each other rather than deadlock. One round
+/// stale), and no other delivery holds it; then holds it for the lease. A claim that waited for
+/// another transaction's update of the row checks these again on the row as updated. (Two
+/// batches that deadlock over rows they share fail, and are claimed again one by one.) One round
 /// trip for the whole batch, which also loads what each attempt needs. Hand-written (an
 /// `UPDATE ... FROM ... RETURNING` across two tables) with a static query id, so it is
 /// prepared once per connection.
@@ -323,20 +324,17 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_sql(", ");
         out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
         out.push_sql(
-            ") AS wanted (id, retry_count)), \
-             claimable AS (SELECT events.id, wanted.retry_count FROM events \
-                 JOIN wanted ON wanted.id = events.id \
-                 WHERE events.status IN ('pending', 'retrying') \
-                   AND (events.leased_until IS NULL OR events.leased_until < now()) \
-                   AND events.retry_count = wanted.retry_count \
-                 ORDER BY events.id FOR NO KEY UPDATE OF events) \
+            ") AS wanted (id, retry_count)) \
              UPDATE events SET leased_until = now() + make_interval(secs => ",
         );
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
         out.push_sql(
-            " / 1000.0), republishes = 0 FROM subscriptions, claimable \
-             WHERE subscriptions.id = events.subscription_id AND events.id = claimable.id \
-             RETURNING events.id, claimable.retry_count, subscriptions.user_id, events.body, \
+            " / 1000.0), republishes = 0 FROM subscriptions, wanted \
+             WHERE subscriptions.id = events.subscription_id AND events.id = wanted.id \
+               AND events.status IN ('pending', 'retrying') \
+               AND (events.leased_until IS NULL OR events.leased_until < now()) \
+               AND events.retry_count = wanted.retry_count \
+             RETURNING events.id, wanted.retry_count, subscriptions.user_id, events.body, \
              events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at",
@@ -518,8 +516,6 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
         out.push_sql(
             ") AS outcome (id, status, error, retry_count, next_attempt_at, started_at, \
                  duration_ms, status_code, response_body)), \
-             locked AS (SELECT events.id FROM events JOIN outcome ON outcome.id = events.id \
-                 ORDER BY events.id FOR NO KEY UPDATE OF events), \
              updated AS (UPDATE events SET \
                  attempts = events.attempts + 1, \
                  status = CASE WHEN events.status = 'completed' THEN events.status \
@@ -530,8 +526,7 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                      OR outcome.status = 'completed' THEN NULL ELSE outcome.error END, \
                  leased_until = NULL, retry_count = outcome.retry_count, \
                  next_attempt_at = outcome.next_attempt_at \
-                 FROM outcome JOIN locked ON locked.id = outcome.id \
-                 WHERE events.id = outcome.id \
+                 FROM outcome WHERE events.id = outcome.id \
                  RETURNING events.id, events.attempts, events.subscription_id), \
              step AS (SELECT unnested.*, ",
         );
