@@ -44,7 +44,7 @@ const MAX_RECORDS: usize = 256;
 /// How long an attempt waits for a slot in its subscription's share before it is deferred:
 /// a fast endpoint's attempts come back well within it, on a busy machine too.
 const SHARE_WAIT: Duration = Duration::from_secs(1);
-/// How long the oldest attempt under way must have run for its subscription's endpoint to
+/// How long half of a subscription's attempts under way must have run for its endpoint to
 /// count as slow: then a delivery finding every slot taken is deferred at once, and a slow
 /// endpoint's backlog does not hold the delivery slots others need.
 const SLOW: Duration = Duration::from_secs(1);
@@ -384,15 +384,21 @@ struct Share {
 }
 
 impl Share {
-    /// Whether its oldest attempt under way has run for [`SLOW`]: its endpoint is slow, and
-    /// a delivery would wait long for a place.
+    /// Whether at least half of its attempts under way have run for [`SLOW`] already: its
+    /// endpoint is slow, and a delivery would wait long for a place. (One attempt stuck on a
+    /// fast endpoint, say behind a lost packet, does not make it slow.)
     fn is_slow(&self) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .next()
-            .is_some_and(|oldest| oldest.elapsed() >= SLOW)
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let total: usize = running.values().sum();
+        // Oldest first: the attempt at the middle, and all before it, are at least this old.
+        let mut seen = 0;
+        for (started, count) in running.iter() {
+            seen += count;
+            if seen * 2 >= total {
+                return started.elapsed() >= SLOW;
+            }
+        }
+        false
     }
 }
 
@@ -487,6 +493,26 @@ impl Drop for Slot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_is_slow_once_half_its_attempts_under_way_have_taken_a_while() {
+        let long_ago = Instant::now() - SLOW * 2;
+        let share = |starts: &[Instant]| {
+            let mut running = BTreeMap::new();
+            for started in starts {
+                *running.entry(*started).or_insert(0) += 1;
+            }
+            Share {
+                slots: Arc::new(Semaphore::new(8)),
+                running: Mutex::new(running),
+            }
+        };
+        let now = Instant::now();
+        assert!(!share(&[]).is_slow());
+        assert!(!share(&[long_ago, now, now]).is_slow(), "one stuck attempt");
+        assert!(share(&[long_ago, long_ago, now]).is_slow());
+        assert!(share(&[long_ago]).is_slow());
+    }
 
     #[tokio::test]
     async fn a_subscription_takes_slots_up_to_its_limit_and_waits_for_one_to_come_free() {
