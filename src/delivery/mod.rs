@@ -279,7 +279,10 @@ impl Deliverer {
     /// publishes its retry, and acks its message. One not recorded is rejected: its event is
     /// still due in PostgreSQL, for the reaper.
     async fn record(self: Arc<Self>, batch: Vec<Made>, slot: OwnedSemaphorePermit) {
-        let records: Vec<AttemptRecord> = batch.iter().map(|made| made.record.clone()).collect();
+        let (records, made): (Vec<AttemptRecord>, Vec<_>) = batch
+            .into_iter()
+            .map(|made| (made.record, (made.job, made.user, made.retry)))
+            .unzip();
         let threshold = self.breaker_threshold;
         let db = &self.db;
         let written = batch::write_together_or_alone(&records, &self.log, "record", |records| {
@@ -299,13 +302,7 @@ impl Deliverer {
         };
         drop(slot);
         let mut retries: Vec<(Duration, Vec<Envelope>)> = Vec::new();
-        for (made, recorded) in batch.into_iter().zip(recorded) {
-            let Made {
-                job,
-                user,
-                record,
-                retry,
-            } = made;
+        for ((record, (job, user, retry)), recorded) in records.iter().zip(made).zip(recorded) {
             if let Err(error) = recorded {
                 warn!(self.log, "delivery outcome not recorded; left for the reaper";
                     "event_id" => %record.event, "error" => %error);
