@@ -466,3 +466,43 @@ async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current
     assert_eq!((claimed[0].id, claimed[0].retry_count), (event, 1));
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pool_plans_each_statement_for_its_values_and_only_delivery_commits_asynchronously() {
+    use diesel_async::RunQueryDsl;
+    use spenza::db::{Commits, Database};
+
+    #[derive(diesel::QueryableByName)]
+    struct Session {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        plan_cache_mode: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        synchronous_commit: String,
+    }
+    let database = crate::helpers::create_database().await;
+    let settings = crate::helpers::test_settings(&database.url, "unused");
+    for (commits, synchronous_commit) in [(Commits::Durable, "on"), (Commits::Asynchronous, "off")]
+    {
+        let db = Database::new(
+            spenza::db::build_pool(&settings.database, 1, commits).unwrap(),
+            Duration::from_secs(10),
+        );
+        let session: Session = db
+            .run(async |conn| {
+                diesel::sql_query(
+                    "SELECT current_setting('plan_cache_mode') AS plan_cache_mode, \
+                     current_setting('synchronous_commit') AS synchronous_commit",
+                )
+                .get_result(conn)
+                .await
+            })
+            .await
+            .unwrap();
+        assert_eq!(session.plan_cache_mode, "force_custom_plan", "{commits:?}");
+        assert_eq!(
+            session.synchronous_commit, synchronous_commit,
+            "{commits:?}"
+        );
+        db.close();
+    }
+}
