@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the relay on this machine: provisions PostgreSQL and RabbitMQ, creates the database,
 # builds the release binary and serves on http://127.0.0.1:8080 (migrations apply at start-up).
-# Deliveries to loopback are allowed (SPENZA_ALLOWED_TARGET_NETS=127.0.0.0/8) unless you say otherwise.
+# Deliveries to loopback are allowed (SPENZA_ALLOWED_TARGET_NETS=127.0.0.0/8) unless you say
+# otherwise; SPENZA_ALLOWED_TARGET_NETS= (empty) allows no internal range at all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/services.sh

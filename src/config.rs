@@ -1,9 +1,12 @@
 //! Command line and settings: every flag has a `SPENZA_*` environment variable behind it.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 use url::Url;
 
@@ -44,8 +47,11 @@ pub enum Command {
 pub enum UsersCommand {
     /// Create a user who can sign in and own subscriptions.
     Create {
+        /// The new user's email address.
         #[arg(long)]
         email: String,
+        /// The new user's password, at least 12 characters; set it in the environment to keep
+        /// it out of the shell's history.
         #[arg(long, env = "SPENZA_NEW_USER_PASSWORD", hide_env_values = true)]
         password: String,
         #[command(flatten)]
@@ -65,6 +71,45 @@ pub enum ApiKeysCommand {
         #[command(flatten)]
         database: DatabaseSettings,
     },
+}
+
+/// A comma-separated list setting. Blanks around items are dropped, and so are empty items:
+/// an empty string (`SPENZA_ALLOWED_TARGET_NETS=`) is the empty list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct List<T>(Vec<T>);
+
+impl<T> FromStr for List<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse()
+                    .map_err(|error| format!("{item:?} in the list: {error}"))
+            })
+            .collect::<Result<_, _>>()
+            .map(List)
+    }
+}
+
+impl<T> Deref for List<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> From<Vec<T>> for List<T> {
+    fn from(items: Vec<T>) -> Self {
+        List(items)
+    }
 }
 
 /// Which parts of the relay a process runs.
@@ -130,7 +175,7 @@ pub struct DatabaseSettings {
         hide_env_values = true
     )]
     pub url: SecretUrl,
-    /// Largest number of pooled connections this process opens.
+    /// Most database connections this process opens, in all (see "Sizing the pool").
     #[arg(
         long = "database-pool-size",
         env = "SPENZA_DATABASE_POOL_SIZE",
@@ -168,7 +213,8 @@ pub struct Settings {
     /// Address the HTTP server listens on (port 0 picks a free port).
     #[arg(long, env = "SPENZA_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
-    /// Public base URL of this relay, used to print ingest URLs (defaults to http://<bind>).
+    /// Public base URL of this relay, used to print ingest URLs; without it, `http://` and the
+    /// bound address.
     #[arg(long = "public-url", env = "SPENZA_PUBLIC_URL")]
     pub public_url: Option<Url>,
     /// Number of HTTP worker threads (defaults to the number of cores).
@@ -187,9 +233,10 @@ pub struct Settings {
         default_value_t = 128
     )]
     pub delivery_concurrency: u16,
-    /// Attempts under way at once at any one subscription's endpoint in this process: a slow
-    /// endpoint never takes more of the delivery slots. A delivery over it waits a moment in a
-    /// defer queue (no attempt made, no retry used).
+    /// Attempts under way at once at any one subscription's endpoint in this process, so that a
+    /// slow endpoint cannot take every delivery slot. A delivery over it waits up to a second
+    /// for a place (not when the endpoint is slow), then a moment in a defer queue; it uses no
+    /// attempt and no retry.
     #[arg(
         long = "subscription-concurrency",
         env = "SPENZA_SUBSCRIPTION_CONCURRENCY",
@@ -198,7 +245,7 @@ pub struct Settings {
     )]
     pub subscription_concurrency: u16,
     /// Delays before each retry of a failed delivery, comma-separated (one attempt plus one per
-    /// delay). Each delay has its own wait queue, named after it.
+    /// delay; empty: no retries). Each delay has its own wait queue, named after it.
     #[arg(
         long = "retry-schedule",
         env = "SPENZA_RETRY_SCHEDULE",
@@ -224,14 +271,14 @@ pub struct Settings {
     /// How long a rotated-out signing secret keeps signing deliveries beside the new one.
     #[arg(long = "secret-rotation-overlap", env = "SPENZA_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration)]
     pub secret_rotation_overlap: Duration,
-    /// Address ranges deliveries may reach although they are not public (CIDR list, e.g.
-    /// `127.0.0.0/8` for local development). Everything else internal is refused.
+    /// Internal address ranges deliveries may reach, comma-separated (e.g. `127.0.0.0/8` for
+    /// local development); every other internal address is refused.
     #[arg(
         long = "allowed-target-nets",
         env = "SPENZA_ALLOWED_TARGET_NETS",
-        value_delimiter = ','
+        default_value = ""
     )]
-    pub allowed_target_nets: Vec<IpNet>,
+    pub allowed_target_nets: List<IpNet>,
     /// Publishes awaiting their broker confirm at once.
     #[arg(
         long = "publish-window",
@@ -239,7 +286,7 @@ pub struct Settings {
         default_value_t = 256
     )]
     pub publish_window: usize,
-    /// Who may sign up from the dashboard: `first` (only while no user exists), `open` or `closed`.
+    /// Who may create an account from the dashboard's sign-up page.
     #[arg(long, env = "SPENZA_SIGNUP", value_enum, default_value_t = SignupPolicy::First)]
     pub signup: SignupPolicy,
     /// A dashboard session unused for this long ends.
@@ -274,6 +321,103 @@ impl Settings {
             .as_ref()
             .is_some_and(|url| url.scheme() == "https")
     }
+}
+
+/// The configuration reference: every `SPENZA_*` variable any command reads, with its default,
+/// the commands that read it and its meaning, as a Markdown table. Made from the clap
+/// definitions above (a setting's meaning is its doc comment's first paragraph), so the README's
+/// copy, which a test compares with this, cannot drift from the code.
+pub fn reference() -> String {
+    struct Row {
+        default: String,
+        commands: Vec<String>,
+        meaning: String,
+    }
+    fn visit(command: &clap::Command, path: &str, rows: &mut Vec<(String, Row)>) {
+        for arg in command.get_arguments() {
+            let Some(env) = arg.get_env() else { continue };
+            let env = env.to_string_lossy().into_owned();
+            if let Some((_, row)) = rows.iter_mut().find(|(name, _)| *name == env) {
+                row.commands.push(path.to_owned());
+                continue;
+            }
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|value| value.to_string_lossy().into_owned())
+                .filter(|value| !value.is_empty())
+                .collect();
+            let default = match defaults.as_slice() {
+                [] => "none".to_owned(),
+                values => format!("`{}`", values.join(",")),
+            };
+            let mut meaning = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            if !meaning.is_empty() && !meaning.ends_with('.') {
+                meaning.push('.');
+            }
+            let choices: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|value| !value.is_hide_set())
+                .map(|value| match value.get_help() {
+                    Some(help) => {
+                        let help = help.to_string();
+                        let mut chars = help.trim_end_matches('.').chars();
+                        let first = chars.next().map(|c| c.to_lowercase().to_string());
+                        format!(
+                            "`{}`: {}{}",
+                            value.get_name(),
+                            first.unwrap_or_default(),
+                            chars.as_str()
+                        )
+                    }
+                    None => format!("`{}`", value.get_name()),
+                })
+                .collect();
+            if !choices.is_empty() {
+                write!(meaning, " One of {}.", choices.join("; ")).expect("writing to a String");
+            }
+            let meaning = meaning
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace('|', "\\|")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            let row = Row {
+                default,
+                commands: vec![path.to_owned()],
+                meaning,
+            };
+            rows.push((env, row));
+        }
+        for sub in command.get_subcommands() {
+            let path = match path {
+                "" => sub.get_name().to_owned(),
+                _ => format!("{path} {}", sub.get_name()),
+            };
+            visit(sub, &path, rows);
+        }
+    }
+
+    let mut rows = Vec::new();
+    visit(&Cli::command(), "", &mut rows);
+    let mut table = String::from("| variable | default | read by | meaning |\n|---|---|---|---|\n");
+    for (env, row) in rows {
+        let commands = row
+            .commands
+            .iter()
+            .map(|command| format!("`{command}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        writeln!(
+            table,
+            "| `{env}` | {} | {commands} | {} |",
+            row.default, row.meaning
+        )
+        .expect("writing to a String");
+    }
+    table
 }
 
 #[cfg(test)]
@@ -346,4 +490,62 @@ mod tests {
         let settings = serve_settings(&["--delivery-timeout", "250ms"]);
         assert_eq!(settings.delivery_timeout, Duration::from_millis(250));
     }
+
+    #[test]
+    fn an_empty_list_setting_is_the_empty_list() {
+        // What `SPENZA_ALLOWED_TARGET_NETS=` hands the parser.
+        let settings = serve_settings(&["--allowed-target-nets", ""]);
+        assert!(settings.allowed_target_nets.is_empty());
+        let settings = serve_settings(&["--allowed-target-nets", " 10.0.0.0/8 , ,::1/128,"]);
+        assert_eq!(
+            settings.allowed_target_nets.to_vec(),
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "::1/128".parse().unwrap()
+            ]
+        );
+        let refused = Cli::try_parse_from([
+            "spenza",
+            "serve",
+            "--allowed-target-nets",
+            "10.0.0.0/8,nope",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("\"nope\""), "{refused}");
+    }
+
+    #[test]
+    fn every_variable_has_a_meaning_and_the_readme_lists_them_as_the_code_defines_them() {
+        let table = reference();
+        for row in table.lines().skip(2) {
+            let meaning = row.rsplit(" | ").next().unwrap();
+            assert!(meaning.len() > 3, "a variable without a doc comment: {row}");
+        }
+        for env in [
+            "SPENZA_DATABASE_URL",
+            "SPENZA_HTTP_WORKERS",
+            "SPENZA_NEW_USER_PASSWORD",
+        ] {
+            assert!(table.contains(&format!("`{env}`")), "{env} is missing");
+        }
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find(README_TABLE_START)
+            .expect("README.md marks where the configuration reference starts")
+            + README_TABLE_START.len();
+        let end = readme[start..]
+            .find(README_TABLE_END)
+            .expect("README.md marks where the configuration reference ends")
+            + start;
+        assert!(
+            readme[start..end].trim() == table.trim(),
+            "README.md's configuration reference differs from the code's; put this between \
+             its markers:\n{table}"
+        );
+    }
+
+    const README_TABLE_START: &str =
+        "<!-- configuration reference: made by config::reference() -->";
+    const README_TABLE_END: &str = "<!-- end of the configuration reference -->";
 }

@@ -116,7 +116,7 @@ impl Application {
             log.new(slog::o!("component" => "live")),
         )
         .context("starting the live updates thread")?;
-        let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.clone()));
+        let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.to_vec()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
                 settings.amqp_url.expose(),

@@ -72,7 +72,7 @@ pub fn test_settings(database_url: &str, prefix: &str) -> Settings {
     settings.delivery_timeout = Duration::from_secs(5);
     settings.shutdown_timeout = Duration::from_secs(5);
     // The sinks listen on loopback, which the SSRF guard refuses unless opened.
-    settings.allowed_target_nets = vec!["127.0.0.0/8".parse().unwrap()];
+    settings.allowed_target_nets = vec!["127.0.0.0/8".parse().unwrap()].into();
     settings
 }
 

@@ -8,7 +8,7 @@ use crate::helpers::{Script, Sink, spawn_app_with, wait_until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_targets_are_refused_unless_their_range_is_opened() {
-    let app = spawn_app_with(|s| s.allowed_target_nets.clear()).await;
+    let app = spawn_app_with(|s| s.allowed_target_nets = Vec::new().into()).await;
     let sink = Sink::start(Script::Ok).await;
     let port = sink
         .url
