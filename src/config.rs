@@ -155,6 +155,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// The least severe log lines written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Also one line per delivery attempt and per event stored.
+    Debug,
+    /// What an operator watches: start, stop, failed deliveries, refused requests.
+    Info,
+    /// Only what needs looking at.
+    Warning,
+    /// Only failures.
+    Error,
+}
+
 /// The kind of the delivery queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueKind {
@@ -301,6 +314,9 @@ pub struct Settings {
     /// Log line format.
     #[arg(long = "log-format", env = "SPENZA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Term)]
     pub log_format: LogFormat,
+    /// The least severe log lines written.
+    #[arg(long = "log-level", env = "SPENZA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
     /// Longest time shutdown waits for in-flight deliveries.
     #[arg(long = "shutdown-timeout", env = "SPENZA_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

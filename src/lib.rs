@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod live;
 pub mod problem;
 pub mod queue;
+pub mod request_id;
 pub mod service;
 pub mod shutdown;
 pub mod signing;

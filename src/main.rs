@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
-            let log = telemetry::logger(settings.log_format);
+            let log = telemetry::logger(settings.log_format, settings.log_level);
             let app = Application::build(*settings, log.clone()).await?;
             tokio::spawn(shutdown::cancel_on_signal(app.shutdown_token(), log));
             app.run_until_stopped().await

@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use slog::{Logger, info, warn};
@@ -19,7 +20,7 @@ use crate::ingest::Intake;
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::state::AppState;
-use crate::{api, dashboard, health, ingest};
+use crate::{api, dashboard, health, ingest, request_id};
 
 /// How much longer a delivery holds its event than its attempt and record can take.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -234,11 +235,14 @@ impl Application {
                             let route = response.request().match_pattern();
                             warn!(log, "request failed";
                                 "route" => route.as_deref().unwrap_or("(no route)"),
+                                "request_id" => %request_id::of(response.request()),
                                 "error" => ?error);
                         }
                         Ok(response)
                     }
                 })
+                // Outermost: every response has its id, and the log line above can name it.
+                .wrap(from_fn(request_id::assign))
                 .configure(health::routes);
             if serves_http {
                 app.configure(ingest::routes)

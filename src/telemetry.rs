@@ -1,11 +1,18 @@
 //! Structured logging: terminal lines in development, JSON lines in production.
 
-use slog::{Drain, Logger, o};
+use slog::{Drain, Level, LevelFilter, Logger, o};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, LogLevel};
 
-/// Builds the root logger; every component takes a child of it.
-pub fn logger(format: LogFormat) -> Logger {
+/// Builds the root logger; every component takes a child of it. Lines below `level` are
+/// dropped before they reach the writer's queue.
+pub fn logger(format: LogFormat, level: LogLevel) -> Logger {
+    let level = match level {
+        LogLevel::Debug => Level::Debug,
+        LogLevel::Info => Level::Info,
+        LogLevel::Warning => Level::Warning,
+        LogLevel::Error => Level::Error,
+    };
     let drain = match format {
         LogFormat::Term => {
             let decorator = slog_term::TermDecorator::new().stderr().build();
@@ -24,7 +31,10 @@ pub fn logger(format: LogFormat) -> Logger {
         .build()
         .fuse(),
     };
-    Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
+    Logger::root(
+        LevelFilter::new(drain, level).fuse(),
+        o!("version" => env!("CARGO_PKG_VERSION")),
+    )
 }
 
 /// A logger that drops everything, for tests that do not look at logs.

@@ -382,7 +382,13 @@ pub async fn send_test_event(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let event = subscriptions::send_test_event(&state, session.user_id(), id).await?;
+    let event = subscriptions::send_test_event(
+        &state,
+        session.user_id(),
+        id,
+        crate::request_id::of(&request),
+    )
+    .await?;
     Ok(back_to(&request, id, format!("Test event {event} sent.")))
 }
 

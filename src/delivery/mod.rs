@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use slog::{Logger, debug, warn};
+use slog::{Logger, debug, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
@@ -309,6 +309,7 @@ impl Deliverer {
                 job.acker.reject();
                 continue;
             }
+            self.log_attempt(record, &job.envelope, retry);
             self.live.notify(Notice {
                 event: record.event,
                 subscription: record.subscription,
@@ -339,6 +340,31 @@ impl Deliverer {
                 warn!(self.log, "could not publish retries; left for the reaper";
                     "retries" => envelopes.len(), "error" => %error);
             }
+        }
+    }
+
+    /// One line per attempt: at debug level when it succeeded, at info when it failed and will
+    /// be retried, at warning when it was the event's last.
+    fn log_attempt(&self, record: &AttemptRecord, envelope: &Envelope, retry: Option<Duration>) {
+        use slog::Drain as _;
+        if record.status == EventStatus::Completed && !self.log.is_debug_enabled() {
+            return;
+        }
+        let log = self.log.new(slog::o!(
+            "event_id" => record.event.to_string(),
+            "subscription_id" => record.subscription.to_string(),
+            "request_id" => envelope.request_id.clone(),
+            "retry_count" => envelope.retry_count,
+            "status_code" => record.status_code,
+            "duration_ms" => record.duration_ms,
+        ));
+        match (record.status, retry) {
+            (EventStatus::Completed, _) => debug!(log, "delivered"),
+            (_, Some(delay)) => info!(log, "delivery attempt failed; it will be retried";
+                "error" => record.error.as_deref(),
+                "retry_in" => %humantime::format_duration(delay)),
+            (_, None) => warn!(log, "delivery failed for good: the event is in the graveyard";
+                "error" => record.error.as_deref()),
         }
     }
 

@@ -23,6 +23,7 @@ pub fn envelope_for(due: &DueEvent) -> Envelope {
         target_url: due.target_url.clone(),
         retry_count: u32::try_from(due.retry_count).unwrap_or(0),
         deferrals: 0,
+        request_id: None,
     }
 }
 

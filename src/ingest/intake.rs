@@ -19,6 +19,7 @@ use crate::db::{Database, DbError};
 use crate::domain::EventId;
 use crate::live::{Live, Notice};
 use crate::queue::{Envelope, Publisher, Route};
+use crate::request_id::RequestId;
 
 /// Batches committing at once, per HTTP worker: two (one fills while the other commits),
 /// leaving at least one of the worker's connections to its other requests.
@@ -37,10 +38,17 @@ pub struct Intake {
     events: mpsc::Sender<Pending>,
 }
 
-/// An event waiting to be written, and where its outcome goes.
+/// Where a request waits for its event's outcome.
+type Reply = oneshot::Sender<Result<Option<Accepted>, DbError>>;
+
+/// A stored event's row, and the request that brought it.
+type Stored = (Accepted, RequestId);
+
+/// An event waiting to be written, the request that brought it, and where its outcome goes.
 struct Pending {
     event: NewEvent,
-    reply: oneshot::Sender<Result<Option<Accepted>, DbError>>,
+    request: RequestId,
+    reply: Reply,
 }
 
 impl Intake {
@@ -74,12 +82,20 @@ impl Intake {
         Intake { events }
     }
 
-    /// Stores `event` and answers once it is committed, with what the statement learnt of it;
+    /// Stores `event`, which `request` brought, and answers once it is committed, with what the statement learnt of it;
     /// `Ok(None)` when no subscription owns its token.
-    pub async fn store(&self, event: NewEvent) -> Result<Option<Accepted>, DbError> {
+    pub async fn store(
+        &self,
+        event: NewEvent,
+        request: RequestId,
+    ) -> Result<Option<Accepted>, DbError> {
         let (reply, answer) = oneshot::channel();
         self.events
-            .send(Pending { event, reply })
+            .send(Pending {
+                event,
+                request,
+                reply,
+            })
             .await
             .map_err(|_| DbError::Unavailable("the intake has stopped".into()))?;
         answer
@@ -114,7 +130,7 @@ impl Writer {
             self.write_statement(statement, &mut stored).await;
         }
         drop(slot);
-        for accepted in &stored {
+        for (accepted, _) in &stored {
             self.live.notify(Notice {
                 event: accepted.id,
                 subscription: accepted.subscription_id,
@@ -124,12 +140,13 @@ impl Writer {
         }
         let envelopes: Vec<Envelope> = stored
             .into_iter()
-            .map(|accepted| Envelope {
+            .map(|(accepted, request)| Envelope {
                 event_id: accepted.id,
                 subscription_id: accepted.subscription_id,
                 target_url: accepted.target_url,
                 retry_count: 0,
                 deferrals: 0,
+                request_id: Some(request.into_string()),
             })
             .collect();
         // What is not published is due in PostgreSQL: the reaper publishes it.
@@ -141,33 +158,35 @@ impl Writer {
 
     /// One statement and its commit (see [`batch::write_together_or_alone`] for when the events
     /// are written one by one instead).
-    async fn write_statement(&self, statement: Vec<Pending>, stored: &mut Vec<Accepted>) {
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = statement
-            .into_iter()
-            .map(|pending| (pending.event, pending.reply))
-            .unzip();
+    async fn write_statement(&self, statement: Vec<Pending>, stored: &mut Vec<Stored>) {
+        let mut events = Vec::with_capacity(statement.len());
+        let mut waiting = Vec::with_capacity(statement.len());
+        for pending in statement {
+            events.push(pending.event);
+            waiting.push((pending.request, pending.reply));
+        }
         let db = &self.db;
         let written = batch::write_together_or_alone(&events, &self.log, "ingest", |events| {
             db.run(async move |conn| event::accept_all(conn, events).await)
         })
         .await;
         match written {
-            Ok(Written::Together(accepted)) => answer(&events, replies, accepted, stored),
+            Ok(Written::Together(accepted)) => answer(&events, waiting, accepted, stored),
             Ok(Written::Alone(outcomes)) => {
-                for ((event, reply), outcome) in events.iter().zip(replies).zip(outcomes) {
+                for ((event, waiting), outcome) in events.iter().zip(waiting).zip(outcomes) {
                     match outcome {
                         Ok(accepted) => {
-                            answer(std::slice::from_ref(event), vec![reply], accepted, stored)
+                            answer(std::slice::from_ref(event), vec![waiting], accepted, stored)
                         }
                         Err(error) => {
-                            let _ = reply.send(Err(error));
+                            let _ = waiting.1.send(Err(error));
                         }
                     }
                 }
             }
             Err(error) => {
                 let reason = error.to_string();
-                let mut replies = replies.into_iter();
+                let mut replies = waiting.into_iter().map(|(_, reply)| reply);
                 if let Some(first) = replies.next() {
                     let _ = first.send(Err(error));
                 }
@@ -180,19 +199,19 @@ impl Writer {
 }
 
 /// Answers each request with its event's row (none: its token is unknown), and keeps the rows
-/// of the events stored.
+/// of the events stored, with the requests that brought them.
 fn answer(
     events: &[NewEvent],
-    replies: Vec<oneshot::Sender<Result<Option<Accepted>, DbError>>>,
+    waiting: Vec<(RequestId, Reply)>,
     accepted: Vec<Accepted>,
-    stored: &mut Vec<Accepted>,
+    stored: &mut Vec<Stored>,
 ) {
     let mut accepted: HashMap<EventId, Accepted> =
         accepted.into_iter().map(|row| (row.id, row)).collect();
-    for (event, reply) in events.iter().zip(replies) {
+    for (event, (request, reply)) in events.iter().zip(waiting) {
         let row = accepted.remove(&event.id);
         if let Some(row) = row.as_ref().filter(|row| row.stored.is_some()) {
-            stored.push(row.clone());
+            stored.push((row.clone(), request));
         }
         let _ = reply.send(Ok(row));
     }

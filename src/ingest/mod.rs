@@ -10,6 +10,7 @@ use crate::db::DbError;
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
 use crate::problem::Problem;
+use crate::request_id::RequestId;
 use crate::signing::incoming::{ProviderConfig, Rejection};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
@@ -17,6 +18,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::json;
+use slog::{Logger, debug, info};
 
 /// What a provider is told when its event is not accepted. Nothing is stored in any of them.
 #[derive(Debug, thiserror::Error)]
@@ -83,8 +85,13 @@ pub async fn ingest(
     token: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
+    request_id: RequestId,
 ) -> Result<HttpResponse, IngestError> {
     let token = IngestToken::parse(&token).ok_or(IngestError::UnknownToken)?;
+    let ingest = Ingest {
+        state: &state,
+        request_id,
+    };
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
     let headers = request.headers();
     let (token, id) = (&token, EventId::new());
@@ -92,28 +99,44 @@ pub async fn ingest(
     // Most subscriptions check no signature: for those, one statement looks the token up and
     // stores the event. Otherwise it answers with the provider, and the event is stored once
     // its signature holds.
-    let first = store(
-        &state,
-        arrived(token, id, &body, headers, false, generic_key.clone()),
-    )
-    .await?;
+    let first = ingest
+        .store(arrived(
+            token,
+            id,
+            &body,
+            headers,
+            false,
+            generic_key.clone(),
+        ))
+        .await?;
     let (accepted, key) = match &first.provider {
         Some(provider) if first.stored.is_none() => {
             let provider: ProviderConfig = serde_json::from_value(provider.clone())
                 .map_err(|e| IngestError::Misconfigured(e.to_string()))?;
             let validator = provider.validator();
-            validator
-                .verify(headers, &body, chrono::Utc::now().timestamp())
-                .map_err(IngestError::Signature)?;
+            if let Err(rejection) = validator.verify(headers, &body, chrono::Utc::now().timestamp())
+            {
+                info!(ingest.log(), "event refused: its provider's signature does not hold";
+                    "request_id" => %ingest.request_id,
+                    "subscription_id" => %first.subscription_id,
+                    "reason" => %rejection);
+                return Err(IngestError::Signature(rejection));
+            }
             let key =
                 idempotency::bounded(validator.idempotency_key(headers, &body)).or(generic_key);
             let event = arrived(token, id, &body, headers, true, key.clone());
-            (store(&state, event).await?, key)
+            (ingest.store(event).await?, key)
         }
         _ => (first, generic_key),
     };
     match (accepted.stored, key) {
-        (Some(stored), _) => Ok(HttpResponse::Accepted().json(json!({ "event_id": stored }))),
+        (Some(stored), _) => {
+            debug!(ingest.log(), "event stored";
+                "request_id" => %ingest.request_id,
+                "event_id" => %stored,
+                "subscription_id" => %accepted.subscription_id);
+            Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
+        }
         // Not stored although allowed: the key was seen before. The first event may have been
         // committed by a concurrent request after this statement began, so look it up anew.
         (None, Some(key)) => {
@@ -126,6 +149,10 @@ pub async fn ingest(
                 .ok_or_else(|| {
                     IngestError::Misconfigured("a duplicate key without its event".into())
                 })?;
+            debug!(ingest.log(), "event not stored again: its idempotency key was seen before";
+                "request_id" => %ingest.request_id,
+                "event_id" => %first,
+                "subscription_id" => %subscription);
             Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
         }
         (None, None) => Err(IngestError::Misconfigured(
@@ -158,13 +185,25 @@ fn arrived(
     }
 }
 
-async fn store(state: &AppState, event: NewEvent) -> Result<Accepted, IngestError> {
-    state
-        .intake
-        .store(event)
-        .await
-        .map_err(IngestError::Unavailable)?
-        .ok_or(IngestError::UnknownToken)
+/// One ingest request's view of the app.
+struct Ingest<'a> {
+    state: &'a AppState,
+    request_id: RequestId,
+}
+
+impl Ingest<'_> {
+    fn log(&self) -> &Logger {
+        &self.state.log
+    }
+
+    async fn store(&self, event: NewEvent) -> Result<Accepted, IngestError> {
+        self.state
+            .intake
+            .store(event, self.request_id.clone())
+            .await
+            .map_err(IngestError::Unavailable)?
+            .ok_or(IngestError::UnknownToken)
+    }
 }
 
 /// Mounts the ingest route.

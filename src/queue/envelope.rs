@@ -16,6 +16,10 @@ pub struct Envelope {
     /// way: each wait is longer than the one before.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deferrals: u32,
+    /// The id of the ingest request that brought the event, for the log lines about its
+    /// deliveries (retries keep it); absent when the reaper or a replay published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 fn is_zero(count: &u32) -> bool {
@@ -39,13 +43,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_envelope_of_an_earlier_release_reads_as_never_deferred() {
+    fn an_envelope_of_an_earlier_release_reads_as_never_deferred_and_without_a_request() {
         let event = EventId::new();
         let bytes = format!(
             r#"{{"event_id":"{event}","subscription_id":"{}","target_url":"https://example.com/","retry_count":0}}"#,
             uuid::Uuid::new_v4()
         );
-        assert_eq!(Envelope::from_bytes(bytes.as_bytes()).unwrap().deferrals, 0);
+        let envelope = Envelope::from_bytes(bytes.as_bytes()).unwrap();
+        assert_eq!(envelope.deferrals, 0);
+        assert_eq!(envelope.request_id, None);
     }
 
     #[test]
@@ -56,6 +62,7 @@ mod tests {
             target_url: "https://example.com/hook".into(),
             retry_count: 2,
             deferrals: 1,
+            request_id: Some("req-1".into()),
         };
         assert_eq!(
             Envelope::from_bytes(&envelope.to_bytes()).unwrap(),

@@ -21,6 +21,7 @@ use crate::domain::{
 };
 use crate::live::Notice;
 use crate::problem::FieldError;
+use crate::request_id::RequestId;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -396,11 +397,13 @@ pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueEvent]) 
 }
 
 /// Stores a small JSON event for the subscription, as if its provider had sent it, and hands it
-/// to delivery; answers its id. No provider signature is asked for: its owner sends it.
+/// to delivery; answers its id. No provider signature is asked for: its owner sends it, with
+/// `request`.
 pub async fn send_test_event(
     state: &AppState,
     user: UserId,
     id: SubscriptionId,
+    request: RequestId,
 ) -> Result<EventId, ServiceError> {
     let found = get(state, user, id).await?;
     let token = IngestToken::parse(&found.ingest_token).ok_or_else(|| {
@@ -425,7 +428,7 @@ pub async fn send_test_event(
     // Stored, announced and handed to delivery as an ingested event is.
     state
         .intake
-        .store(new)
+        .store(new, request)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
     Ok(event_id)

@@ -50,6 +50,7 @@ async fn two_copies_of_a_delivery_in_flight_make_one_attempt_and_schedule_one_re
         target_url: sink.url.clone(),
         retry_count: 0,
         deferrals: 0,
+        request_id: None,
     };
     publisher.publish(&copy, Route::Deliver).await.unwrap();
     wait_until(Duration::from_secs(10), "the copy to be taken", || async {

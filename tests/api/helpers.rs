@@ -439,6 +439,7 @@ pub fn made_up_envelope() -> Envelope {
         target_url: "https://example.com/hook".into(),
         retry_count: 0,
         deferrals: 0,
+        request_id: None,
     }
 }
 

@@ -254,6 +254,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     use spenza::db::models::event::NewEvent;
     use spenza::db::{Commits, Database, DbError};
     use spenza::ingest::Intake;
+    use spenza::request_id::RequestId;
 
     let app = spawn_app().await;
     let sink = Sink::start(Script::Ok).await;
@@ -336,7 +337,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
             for waiting in 1..=2 {
                 let (intake, blocker) = (intake.clone(), event("{\"blocker\": true}"));
                 blockers.push(tokio::task::spawn_local(async move {
-                    intake.store(blocker).await
+                    intake.store(blocker, RequestId::generate()).await
                 }));
                 wait_until(
                     Duration::from_secs(10),
@@ -364,7 +365,9 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
                 .into_iter()
                 .map(|event| {
                     let intake = intake.clone();
-                    tokio::task::spawn_local(async move { intake.store(event).await })
+                    tokio::task::spawn_local(async move {
+                        intake.store(event, RequestId::generate()).await
+                    })
                 })
                 .collect();
             // Each store task runs once and queues its event before the lock is let go.

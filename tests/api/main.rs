@@ -14,6 +14,7 @@ mod helpers;
 mod ingest;
 mod live;
 mod load;
+mod operations;
 mod queue;
 mod retries;
 mod secrets;
