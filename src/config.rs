@@ -317,6 +317,14 @@ pub struct Settings {
     /// The least severe log lines written.
     #[arg(long = "log-level", env = "SPENZA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Address to serve `GET /metrics` on instead of the HTTP listen address, to keep it off a
+    /// public port.
+    #[arg(long = "metrics-bind", env = "SPENZA_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// How often the metrics that are counted rather than kept (events by status, messages in
+    /// each queue) are read again.
+    #[arg(long = "gauge-interval", env = "SPENZA_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub gauge_interval: Duration,
     /// Longest time shutdown waits for in-flight deliveries.
     #[arg(long = "shutdown-timeout", env = "SPENZA_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,

@@ -20,7 +20,7 @@ use crate::ingest::Intake;
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::state::AppState;
-use crate::{api, dashboard, health, ingest, request_id};
+use crate::{api, dashboard, health, ingest, metrics, request_id};
 
 /// How much longer a delivery holds its event than its attempt and record can take.
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
@@ -66,11 +66,14 @@ impl PoolSizes {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The server of `GET /metrics` alone, when it has an address of its own.
+    metrics_server: Option<Server>,
     db: Database,
     publisher_thread: PublisherThread,
     live_thread: LiveThread,
     delivery: Option<Delivery>,
     reaper: Reaper,
+    gauges: metrics::Gauges,
     shutdown: CancellationToken,
     settings: Settings,
     log: Logger,
@@ -117,6 +120,13 @@ impl Application {
             log.new(slog::o!("component" => "live")),
         )
         .context("starting the live updates thread")?;
+        let gauges = metrics::Gauges {
+            db: db.clone(),
+            amqp_url: settings.amqp_url.expose().to_owned(),
+            topology: topology.clone(),
+            every: settings.gauge_interval,
+            log: log.new(slog::o!("component" => "metrics")),
+        };
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.to_vec()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
@@ -189,6 +199,21 @@ impl Application {
         let http_log = log.clone();
         let http_shutdown = shutdown.clone();
         let serves_http = settings.role.serves_http();
+        let metrics_apart = settings.metrics_bind.is_some();
+        let metrics_server = match settings.metrics_bind {
+            Some(bind) => {
+                let listener =
+                    TcpListener::bind(bind).with_context(|| format!("binding {bind}"))?;
+                info!(log, "serving metrics"; "address" => %listener.local_addr()?);
+                let server = HttpServer::new(|| App::new().configure(metrics::routes))
+                    .workers(1)
+                    .disable_signals()
+                    .listen(listener)?
+                    .run();
+                Some(server)
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             let pool = db::build_pool(&database, pools.per_http_worker, Commits::Durable)
                 .expect("pool settings were validated at start-up");
@@ -243,7 +268,12 @@ impl Application {
                 })
                 // Outermost: every response has its id, and the log line above can name it.
                 .wrap(from_fn(request_id::assign))
-                .configure(health::routes);
+                .configure(health::routes)
+                .configure(|config| {
+                    if !metrics_apart {
+                        metrics::routes(config);
+                    }
+                });
             if serves_http {
                 app.configure(ingest::routes)
                     .configure(api::routes)
@@ -260,11 +290,13 @@ impl Application {
         Ok(Application {
             port: address.port(),
             server: server.run(),
+            metrics_server,
             db,
             publisher_thread,
             live_thread,
             delivery,
             reaper,
+            gauges,
             shutdown,
             settings,
             log,
@@ -288,11 +320,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             server,
+            metrics_server,
             db,
             publisher_thread,
             live_thread,
             delivery,
             reaper,
+            gauges,
             shutdown,
             settings,
             log,
@@ -301,6 +335,12 @@ impl Application {
         let handle: ServerHandle = server.handle();
         let mut server = tokio::spawn(server);
         let reaper = tokio::spawn(reaper.run(shutdown.clone()));
+        let gauges = tokio::spawn(gauges.run(shutdown.clone()));
+        let metrics_server = metrics_server.map(|server| {
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         // A failed server still gets the orderly stop below; its error is returned after it.
         let served = tokio::select! {
             () = shutdown.cancelled() => Ok(()),
@@ -316,9 +356,13 @@ impl Application {
             delivery.consumer.begin_stop();
         }
         handle.stop(true).await;
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.stop(true).await;
+        }
         if let Err(error) = reaper.await {
             warn!(log, "the reaper task failed"; "error" => %error);
         }
+        let _ = gauges.await;
         if let Some(Delivery {
             consumer,
             dispatcher,

@@ -31,6 +31,7 @@ use crate::auth;
 use crate::db::models::event::EventPage;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::live::Notice;
+use crate::metrics;
 use crate::service;
 use crate::state::AppState;
 
@@ -186,6 +187,7 @@ impl Connection {
         mut stream: actix_ws::MessageStream,
         mut notices: broadcast::Receiver<Arc<Vec<Notice>>>,
     ) {
+        let _counted = metrics::LiveConnection::open();
         let mut render = tokio::time::interval(RENDER_EVERY);
         render.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut ping = tokio::time::interval(PING_EVERY);

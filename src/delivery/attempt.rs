@@ -8,9 +8,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::redirect::Policy;
 
-use super::ssrf::{GuardedResolver, TargetPolicy};
+use super::ssrf::{GuardedResolver, Refused, TargetPolicy};
 use crate::db::models::event::DeliveryJob;
 use crate::domain::{EventId, SigningSecret};
+use crate::metrics::AttemptOutcome;
 use crate::signing::outgoing::{self, InvalidSecret, Signatures};
 
 /// How much of an endpoint's answer is kept with the attempt.
@@ -34,11 +35,13 @@ pub struct Attempt {
     pub response_body: Option<String>,
     /// How long a 429 or 503 answer asked us to wait (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// How it ended, as the metrics count it.
+    pub outcome: AttemptOutcome,
 }
 
 impl Attempt {
     /// An attempt that was not made, and why.
-    fn refused(started_at: DateTime<Utc>, reason: String) -> Self {
+    fn refused(started_at: DateTime<Utc>, reason: String, outcome: AttemptOutcome) -> Self {
         Attempt {
             started_at,
             duration_ms: 0,
@@ -46,6 +49,7 @@ impl Attempt {
             error: Some(reason),
             response_body: None,
             retry_after: None,
+            outcome,
         }
     }
 
@@ -88,7 +92,7 @@ impl HttpClient {
             .ok()
             .and_then(|url| self.policy.refusal_for_literal(&url));
         if let Some(refusal) = literal_refusal {
-            return Attempt::refused(started_at, refusal);
+            return Attempt::refused(started_at, refusal, AttemptOutcome::Refused);
         }
         let signatures = match sign(id, started_at, job) {
             Ok(signatures) => signatures,
@@ -96,6 +100,7 @@ impl HttpClient {
                 return Attempt::refused(
                     started_at,
                     "the subscription's signing secret is not valid base64".into(),
+                    AttemptOutcome::OtherError,
                 );
             }
         };
@@ -114,7 +119,7 @@ impl HttpClient {
         {
             request = request.header(CONTENT_TYPE, content_type);
         }
-        let (status_code, error, response_body, retry_after) = match request.send().await {
+        let (status_code, error, response_body, retry_after, outcome) = match request.send().await {
             Ok(response) => {
                 let status = response.status();
                 let retry_after = match status {
@@ -138,9 +143,19 @@ impl HttpClient {
                     Some(format!("HTTP {status}"))
                 };
                 let body = read_truncated(response).await;
-                (Some(i32::from(status.as_u16())), error, body, retry_after)
+                let outcome = AttemptOutcome::of_status(status.as_u16());
+                (
+                    Some(i32::from(status.as_u16())),
+                    error,
+                    body,
+                    retry_after,
+                    outcome,
+                )
             }
-            Err(error) => (None, Some(self.describe(&error)), None, None),
+            Err(error) => {
+                let outcome = outcome_of(&error);
+                (None, Some(self.describe(&error)), None, None, outcome)
+            }
         };
         Attempt {
             started_at,
@@ -149,6 +164,7 @@ impl HttpClient {
             error,
             response_body,
             retry_after,
+            outcome,
         }
     }
 
@@ -184,6 +200,25 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+/// How a request that got no answer ended: the SSRF guard refused every address its name
+/// resolved to, it timed out, it could not connect, or it broke off.
+fn outcome_of(error: &reqwest::Error) -> AttemptOutcome {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<Refused>() {
+            return AttemptOutcome::Refused;
+        }
+        cause = current.source();
+    }
+    if error.is_timeout() {
+        AttemptOutcome::Timeout
+    } else if error.is_connect() {
+        AttemptOutcome::ConnectionError
+    } else {
+        AttemptOutcome::OtherError
+    }
 }
 
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {

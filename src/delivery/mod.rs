@@ -19,6 +19,7 @@ use crate::db::models::event::{self, AttemptRecord, Claim, DeliveryJob};
 use crate::db::{Database, DbError};
 use crate::domain::{EventId, EventStatus, RetrySchedule, SubscriptionId, UserId};
 use crate::live::{Live, Notice};
+use crate::metrics;
 use crate::queue::{Envelope, Job, Publisher, Route};
 
 pub use attempt::HttpClient;
@@ -241,6 +242,14 @@ impl Deliverer {
         };
         let attempt = self.http.attempt(id, &found).await;
         drop(slot);
+        let took = Duration::from_millis(u64::try_from(attempt.duration_ms).unwrap_or(0));
+        metrics::get().attempted(attempt.outcome, took);
+        if attempt.succeeded() {
+            let waited = (Utc::now() - found.received_at)
+                .to_std()
+                .unwrap_or_default();
+            metrics::get().end_to_end.observe(waited.as_secs_f64());
+        }
         let retry = if attempt.succeeded() {
             None
         } else {
@@ -290,8 +299,18 @@ impl Deliverer {
         })
         .await;
         let recorded: Vec<Result<(), DbError>> = match written {
-            Ok(Written::Together(())) => records.iter().map(|_| Ok(())).collect(),
-            Ok(Written::Alone(outcomes)) => outcomes,
+            Ok(Written::Together(tripped)) => {
+                metrics::get().breaker_trips.inc_by(tripped);
+                records.iter().map(|_| Ok(())).collect()
+            }
+            Ok(Written::Alone(outcomes)) => outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.map(|tripped| {
+                        metrics::get().breaker_trips.inc_by(tripped);
+                    })
+                })
+                .collect(),
             Err(error) => {
                 let reason = error.to_string();
                 records

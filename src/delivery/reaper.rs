@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::models::event::{self, DueEvent};
 use crate::db::{Database, DbError};
+use crate::metrics;
 use crate::queue::{Envelope, PublishError, Publisher, Route};
 
 /// The envelope that delivers a due event.
@@ -150,6 +151,9 @@ impl Reaper {
                 }
             }
         }
+        metrics::get()
+            .reaper_republished
+            .inc_by(u64::try_from(envelopes.len() - failed).unwrap_or(0));
         failed
     }
 }

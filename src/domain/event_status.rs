@@ -11,7 +11,9 @@ use diesel::{AsExpression, FromSqlRow};
 use serde::{Deserialize, Serialize};
 
 /// The status column of `events`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, AsExpression, FromSqlRow)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+)]
 #[serde(rename_all = "lowercase")]
 #[diesel(sql_type = Text)]
 pub enum EventStatus {

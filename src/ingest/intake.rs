@@ -18,6 +18,7 @@ use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::db::{Database, DbError};
 use crate::domain::EventId;
 use crate::live::{Live, Notice};
+use crate::metrics;
 use crate::queue::{Envelope, Publisher, Route};
 use crate::request_id::RequestId;
 
@@ -165,6 +166,9 @@ impl Writer {
             events.push(pending.event);
             waiting.push((pending.request, pending.reply));
         }
+        metrics::get()
+            .ingest_batch_events
+            .observe(events.len() as f64);
         let db = &self.db;
         let written = batch::write_together_or_alone(&events, &self.log, "ingest", |events| {
             db.run(async move |conn| event::accept_all(conn, events).await)

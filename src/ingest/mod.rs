@@ -6,9 +6,12 @@ mod intake;
 
 pub use intake::Intake;
 
+use std::time::Instant;
+
 use crate::db::DbError;
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::domain::{EventId, IngestToken};
+use crate::metrics::{self, IngestStatus};
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 use crate::signing::incoming::{ProviderConfig, Rejection};
@@ -41,6 +44,20 @@ pub enum IngestError {
     /// The event could not be made durable: the provider must retry.
     #[error("the event could not be stored; retry later")]
     Unavailable(#[source] DbError),
+}
+
+impl IngestError {
+    /// How the metrics count a request answered with this error.
+    fn counted_as(&self) -> IngestStatus {
+        match self {
+            IngestError::UnknownToken => IngestStatus::NotFound,
+            IngestError::TooLarge { .. } => IngestStatus::TooLarge,
+            IngestError::BadBody(_) => IngestStatus::BadRequest,
+            IngestError::Signature(_) => IngestStatus::Unauthorized,
+            IngestError::Misconfigured(_) => IngestStatus::Error,
+            IngestError::Unavailable(_) => IngestStatus::Unavailable,
+        }
+    }
 }
 
 impl ResponseError for IngestError {
@@ -79,8 +96,26 @@ impl ResponseError for IngestError {
 /// without making the provider wait for the broker (if publishing fails the event is still due
 /// in PostgreSQL and the reaper publishes it). A subscription that names its provider has the
 /// provider's signature checked before anything is stored; a repeated idempotency key answers
-/// 200 with the first event's id.
+/// 200 with the first event's id. Every answer is counted, with the time it took.
 pub async fn ingest(
+    request: HttpRequest,
+    token: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+    request_id: RequestId,
+) -> Result<HttpResponse, IngestError> {
+    let arrived = Instant::now();
+    let answer = receive(request, token, payload, state, request_id).await;
+    let status = match &answer {
+        Ok(response) if response.status() == StatusCode::OK => IngestStatus::Duplicate,
+        Ok(_) => IngestStatus::Accepted,
+        Err(error) => error.counted_as(),
+    };
+    metrics::get().ingested(status, arrived.elapsed());
+    answer
+}
+
+async fn receive(
     request: HttpRequest,
     token: web::Path<String>,
     payload: web::Payload,

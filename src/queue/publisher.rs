@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Backoff, Envelope, Topology};
 use crate::domain::EventId;
+use crate::metrics;
 
 /// Why a message may not have reached its queue. In every case the event stays in PostgreSQL
 /// and the reaper publishes it again.
@@ -108,6 +109,8 @@ impl Missed {
 struct Pending {
     request: Request,
     returned: bool,
+    /// When it was published, for the confirm's latency.
+    published_at: Instant,
 }
 
 /// A handle to the publisher thread; cheap to clone.
@@ -450,6 +453,7 @@ impl Session {
                 Pending {
                     request,
                     returned: false,
+                    published_at: Instant::now(),
                 },
             );
             *next_tag += 1;
@@ -477,6 +481,9 @@ impl Session {
                 .collect()
         };
         for (_, done) in settled {
+            metrics::get()
+                .publish_confirm
+                .observe(done.published_at.elapsed().as_secs_f64());
             let result = match (acked, done.returned) {
                 (false, _) => Err(PublishError::Nacked),
                 (true, true) => Err(PublishError::Unroutable),

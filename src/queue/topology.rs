@@ -74,6 +74,30 @@ impl Topology {
         "deliver"
     }
 
+    /// The wait queues, each with its delay: one per retry delay, then the defer queues.
+    fn waits(&self) -> impl Iterator<Item = (String, Duration)> + '_ {
+        self.retry_delays
+            .iter()
+            .map(|delay| (self.retry_queue(*delay), *delay))
+            .chain(
+                (0u32..)
+                    .zip(DEFER_DELAYS)
+                    .map(|(deferrals, delay)| (self.defer_queue(deferrals), delay)),
+            )
+    }
+
+    /// Every queue of this deployment, the deliver queue first, each with its name and its
+    /// name without the prefix (`deliver`, `retry.30s`, `defer.1s`).
+    pub fn queues(&self) -> Vec<(String, String)> {
+        std::iter::once(self.deliver_queue())
+            .chain(self.waits().map(|(queue, _)| queue))
+            .map(|queue| {
+                let short = queue[self.prefix.len() + 1..].to_owned();
+                (queue, short)
+            })
+            .collect()
+    }
+
     /// Declares everything; safe to repeat on every start and every reconnect.
     pub fn declare(&self, channel: &Channel) -> amiquip::Result<()> {
         channel.exchange_declare(
@@ -104,16 +128,7 @@ impl Topology {
             self.deliver_routing_key(),
             FieldTable::new(),
         )?;
-        let waits = self
-            .retry_delays
-            .iter()
-            .map(|delay| (self.retry_queue(*delay), *delay))
-            .chain(
-                (0u32..)
-                    .zip(DEFER_DELAYS)
-                    .map(|(deferrals, delay)| (self.defer_queue(deferrals), delay)),
-            );
-        for (queue, delay) in waits {
+        for (queue, delay) in self.waits() {
             // Classic queues: a wait queue only holds messages until their TTL dead-letters them
             // back to the deliver exchange. Should one be lost, the event is still due in
             // PostgreSQL and the reaper publishes it again.

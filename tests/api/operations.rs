@@ -176,3 +176,191 @@ async fn log_lines_about_an_event_name_its_request_and_subscription_at_the_level
         "{logged:#?}"
     );
 }
+
+/// One scrape of `/metrics`, parsed as Prometheus parses it.
+async fn scrape(address: &str) -> prometheus_parse::Scrape {
+    let response = reqwest::get(format!("{address}/metrics")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|line| Ok(line.to_owned())))
+        .expect("the exposition parses")
+}
+
+/// The value of the sample named `metric` whose labels include `labels`.
+fn value(scrape: &prometheus_parse::Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let sample = scrape
+        .samples
+        .iter()
+        .find(|sample| {
+            sample.metric == metric
+                && labels
+                    .iter()
+                    .all(|(name, value)| sample.labels.get(name) == Some(*value))
+        })
+        .unwrap_or_else(|| panic!("no {metric} {labels:?} in {:#?}", scrape.samples));
+    match &sample.value {
+        prometheus_parse::Value::Counter(value)
+        | prometheus_parse::Value::Gauge(value)
+        | prometheus_parse::Value::Untyped(value) => *value,
+        other => panic!("{metric} is {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_ingest_and_delivery_did_and_label_nothing_unbounded() {
+    let resources = TestResources::new("100ms").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let working = Sink::start(Script::Ok).await;
+    let broken = Sink::start(Script::Always(500)).await;
+    let relay = RelayProcess::start(
+        &resources,
+        &[
+            ("SPENZA_RETRY_SCHEDULE", "100ms"),
+            ("SPENZA_BREAKER_THRESHOLD", "2"),
+            ("SPENZA_MAX_BODY_BYTES", "1024"),
+            ("SPENZA_GAUGE_INTERVAL", "100ms"),
+        ],
+    )
+    .await;
+    let before = scrape(&relay.address).await;
+    assert_eq!(value(&before, "spenza_live_connections", &[]), 0.0);
+
+    let client = reqwest::Client::new();
+    let send = async |url: &str, body: String, key: Option<&str>| -> (u16, Value) {
+        let mut request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    };
+    let to_working = relay.subscribe(&key, &working.url).await;
+    let to_broken = relay.subscribe(&key, &broken.url).await;
+    let mut delivered = Vec::new();
+    for key in ["first", "second", "first"] {
+        let (status, answer) = send(&to_working, "{}".into(), Some(key)).await;
+        assert!(status == 202 || status == 200, "{status}");
+        if status == 202 {
+            delivered.push(answer["event_id"].as_str().unwrap().to_owned());
+        }
+    }
+    let (_, answer) = send(&to_broken, "{}".into(), None).await;
+    let failed = answer["event_id"].as_str().unwrap().to_owned();
+    let unknown = format!("{}/ingest/{}", relay.address, "x".repeat(43));
+    assert_eq!(send(&unknown, "{}".into(), None).await.0, 404);
+    assert_eq!(send(&to_working, "x".repeat(2048), None).await.0, 413);
+    for id in &delivered {
+        relay.wait_for_status(&key, id, "completed").await;
+    }
+    relay.wait_for_status(&key, &failed, "failed").await;
+
+    // The gauges are read every 100 ms: once the failed event is counted, all of it is in.
+    let url = relay.address.as_str();
+    let after = crate::helpers::wait_until(
+        std::time::Duration::from_secs(10),
+        "the failed event in the gauge",
+        move || async move {
+            let after = scrape(url).await;
+            if value(&after, "spenza_events", &[("status", "failed")]) == 1.0 {
+                Ok(after)
+            } else {
+                Err("not yet".to_owned())
+            }
+        },
+    )
+    .await;
+    let counter = |metric: &str, labels: &[(&str, &str)]| value(&after, metric, labels);
+    assert_eq!(
+        counter("spenza_ingest_requests_total", &[("status", "202")]),
+        3.0
+    );
+    assert_eq!(
+        counter("spenza_ingest_requests_total", &[("status", "200")]),
+        1.0
+    );
+    assert_eq!(
+        counter("spenza_ingest_requests_total", &[("status", "404")]),
+        1.0
+    );
+    assert_eq!(
+        counter("spenza_ingest_requests_total", &[("status", "413")]),
+        1.0
+    );
+    assert_eq!(counter("spenza_ingest_duration_seconds_count", &[]), 6.0);
+    assert!(counter("spenza_ingest_batch_events_sum", &[]) >= 3.0);
+    assert_eq!(
+        counter("spenza_delivery_attempts_total", &[("outcome", "2xx")]),
+        2.0
+    );
+    assert_eq!(
+        counter("spenza_delivery_attempts_total", &[("outcome", "5xx")]),
+        2.0
+    );
+    assert_eq!(counter("spenza_delivery_duration_seconds_count", &[]), 4.0);
+    assert_eq!(counter("spenza_end_to_end_seconds_count", &[]), 2.0);
+    assert_eq!(counter("spenza_breaker_trips_total", &[]), 1.0);
+    assert!(counter("spenza_publish_confirm_seconds_count", &[]) >= 3.0);
+    assert_eq!(counter("spenza_reaper_republished_total", &[]), 0.0);
+    assert_eq!(counter("spenza_events", &[("status", "pending")]), 0.0);
+    assert_eq!(
+        counter("spenza_queue_messages", &[("queue", "deliver")]),
+        0.0
+    );
+    assert_eq!(
+        counter("spenza_queue_messages", &[("queue", "retry.100ms")]),
+        0.0
+    );
+
+    // Labels name statuses, outcomes and queues: never an event, a subscription or a URL.
+    let text = reqwest::get(format!("{}/metrics", relay.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for unbounded in delivered.iter().chain([&failed, &working.url, &broken.url]) {
+        assert!(
+            !text.contains(unbounded.as_str()),
+            "{unbounded} is in:\n{text}"
+        );
+    }
+    for sample in &after.samples {
+        for (name, _) in sample.labels.iter() {
+            assert!(
+                ["status", "outcome", "queue", "le"].contains(&name.as_str()),
+                "{} has a label {name}",
+                sample.metric
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_given_an_address_of_their_own_are_served_there_and_not_beside_the_api() {
+    let resources = TestResources::new("100ms").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let apart = format!("127.0.0.1:{port}");
+    let relay = RelayProcess::start(&resources, &[("SPENZA_METRICS_BIND", &apart)]).await;
+    let beside = reqwest::get(format!("{}/metrics", relay.address))
+        .await
+        .unwrap();
+    assert_eq!(beside.status(), 404);
+    let scrape = scrape(&format!("http://{apart}")).await;
+    assert_eq!(value(&scrape, "spenza_live_connections", &[]), 0.0);
+}

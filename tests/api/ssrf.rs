@@ -40,6 +40,7 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
     }
 
     // A name is checked where it resolves: localhost resolves to loopback only.
+    let refused_before = refused_attempts(&app).await;
     let subscription = app
         .create_subscription(&format!("http://localhost:{port}/hook"))
         .await;
@@ -67,6 +68,16 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
         sink.received().is_empty(),
         "the guard let a request through"
     );
+    // Counted as refused, not as a connection error (other tests of this process count too).
+    assert!(refused_attempts(&app).await > refused_before);
     sink.stop().await;
     app.shutdown().await;
+}
+
+/// Attempts the process's metrics count as refused by the SSRF guard.
+async fn refused_attempts(app: &crate::helpers::TestApp) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(r#"spenza_delivery_attempts_total{outcome="refused"} "#))
+        .map_or(0.0, |count| count.parse().unwrap())
 }

@@ -263,6 +263,8 @@ pub struct DeliveryJob {
     pub signing_secret: String,
     pub previous_signing_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    /// When the event arrived, for the end-to-end latency of its delivery.
+    pub received_at: DateTime<Utc>,
 }
 
 /// What a delivery worker needs, for the event it claimed.
@@ -313,6 +315,7 @@ impl Query for ClaimForDelivery {
             Text,
             Nullable<Text>,
             Nullable<Timestamptz>,
+            Timestamptz,
         ),
     );
 }
@@ -337,7 +340,8 @@ impl QueryFragment<Pg> for ClaimForDelivery {
              RETURNING events.id, wanted.retry_count, subscriptions.user_id, events.body, \
              events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
-             subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at",
+             subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at, \
+             events.received_at",
         );
         Ok(())
     }
@@ -488,6 +492,11 @@ struct RecordAttempts<'a> {
     threshold: i32,
 }
 
+impl Query for RecordAttempts<'_> {
+    /// How many subscriptions the batch's failures disabled.
+    type SqlType = BigInt;
+}
+
 impl QueryId for RecordAttempts<'_> {
     type QueryId = RecordAttempts<'static>;
     const HAS_STATIC_QUERY_ID: bool = true;
@@ -548,7 +557,8 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
             ") AS unnested (subscription_id, reset, early, failures, last_error) \
                  WHERE EXISTS (SELECT 1 FROM updated \
                      WHERE updated.subscription_id = unnested.subscription_id)), \
-             breaker_locked AS (SELECT subscriptions.id FROM subscriptions \
+             breaker_locked AS (SELECT subscriptions.id, \
+                 subscriptions.is_active AS was_active FROM subscriptions \
                  JOIN step ON step.subscription_id = subscriptions.id \
                  WHERE step.failures > 0 OR step.early > 0 \
                      OR subscriptions.consecutive_failures <> 0 \
@@ -575,24 +585,27 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                  FROM step JOIN breaker_locked ON breaker_locked.id = step.subscription_id \
                  WHERE subscriptions.id = step.subscription_id \
                    AND (step.failures > 0 OR step.early > 0 \
-                        OR subscriptions.consecutive_failures <> 0)) \
-             INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
-                 duration_ms, status_code, error, response_body) \
+                        OR subscriptions.consecutive_failures <> 0) \
+                 RETURNING breaker_locked.was_active AND NOT subscriptions.is_active AS tripped), \
+             inserted AS (INSERT INTO delivery_attempts (event_id, subscription_id, attempt, \
+                 started_at, duration_ms, status_code, error, response_body) \
              SELECT updated.id, updated.subscription_id, updated.attempts, outcome.started_at, \
                  outcome.duration_ms, outcome.status_code, outcome.error, outcome.response_body \
-             FROM updated JOIN outcome ON outcome.id = updated.id",
+             FROM updated JOIN outcome ON outcome.id = updated.id) \
+             SELECT count(*) FROM breaker WHERE tripped",
         );
         Ok(())
     }
 }
 
 /// Records these attempts, in the order they were made, in one statement; a subscription's
-/// circuit breaker opens once `breaker_threshold` consecutive attempts have failed.
+/// circuit breaker opens once `breaker_threshold` consecutive attempts have failed. Answers how
+/// many subscriptions it disabled.
 pub async fn record_attempts(
     conn: &mut AsyncPgConnection,
     attempts: &[AttemptRecord],
     breaker_threshold: i32,
-) -> QueryResult<()> {
+) -> QueryResult<u64> {
     let steps = breaker_steps(attempts);
     RecordAttempts {
         ids: attempts.iter().map(|a| a.event).collect(),
@@ -614,9 +627,9 @@ pub async fn record_attempts(
         last_errors: steps.iter().map(|step| step.last_error).collect(),
         threshold: breaker_threshold,
     }
-    .execute(conn)
+    .get_result::<i64>(conn)
     .await
-    .map(drop)
+    .map(|tripped| u64::try_from(tripped).unwrap_or(0))
 }
 
 /// An event that is due for (another) publish, with what its envelope needs.
@@ -851,4 +864,30 @@ pub async fn list_for_user(
         query = query.filter(events::payload.contains(payload.clone()));
     }
     query.load(conn).await
+}
+
+/// Events still to deliver, and failed ones, counted by status (completed events, most of the
+/// table, are not). Each count reads one partial index.
+pub async fn count_unfinished(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<Vec<(EventStatus, i64)>> {
+    #[derive(QueryableByName)]
+    struct Counted {
+        #[diesel(sql_type = Text)]
+        status: EventStatus,
+        #[diesel(sql_type = BigInt)]
+        events: i64,
+    }
+    let counted: Vec<Counted> = diesel::sql_query(
+        "SELECT status, count(*) AS events FROM events \
+             WHERE status IN ('pending', 'retrying') GROUP BY status \
+         UNION ALL \
+         SELECT 'failed', count(*) FROM events WHERE status = 'failed'",
+    )
+    .load(conn)
+    .await?;
+    Ok(counted
+        .into_iter()
+        .map(|counted| (counted.status, counted.events))
+        .collect())
 }

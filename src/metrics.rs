@@ -1,0 +1,483 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
+//!
+//! One registry for the process, as Prometheus sees a process: every part of the relay counts
+//! into [`get()`]. No label takes an unbounded value: each is an enum here, or a queue name
+//! drawn from the configured topology.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use slog::{Logger, debug};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Database;
+use crate::db::models::event;
+use crate::domain::EventStatus;
+use crate::queue::{Topology, connect};
+
+/// The content type of [`encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What became of an ingest request: the status it was answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IngestStatus {
+    /// 202: stored.
+    Accepted,
+    /// 200: its idempotency key was seen before.
+    Duplicate,
+    /// 400: its body could not be read.
+    BadRequest,
+    /// 401: its provider's signature does not hold.
+    Unauthorized,
+    /// 404: no subscription has its token.
+    NotFound,
+    /// 413: its body is over the limit.
+    TooLarge,
+    /// 500: the subscription cannot take events.
+    Error,
+    /// 503: it could not be made durable; the provider retries.
+    Unavailable,
+}
+
+impl EncodeLabelValue for IngestStatus {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            IngestStatus::Accepted => "202",
+            IngestStatus::Duplicate => "200",
+            IngestStatus::BadRequest => "400",
+            IngestStatus::Unauthorized => "401",
+            IngestStatus::NotFound => "404",
+            IngestStatus::TooLarge => "413",
+            IngestStatus::Error => "500",
+            IngestStatus::Unavailable => "503",
+        })
+    }
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Status2xx,
+    /// A redirect, which is not followed.
+    Status3xx,
+    Status4xx,
+    Status5xx,
+    /// No answer within the delivery timeout.
+    Timeout,
+    /// The endpoint could not be connected to.
+    ConnectionError,
+    /// The SSRF guard refused the endpoint's address.
+    Refused,
+    /// Anything else: the request broke off, or the subscription's secret is unusable.
+    OtherError,
+}
+
+impl AttemptOutcome {
+    /// The outcome of an answer with this status.
+    pub fn of_status(status: u16) -> AttemptOutcome {
+        match status {
+            200..=299 => AttemptOutcome::Status2xx,
+            300..=399 => AttemptOutcome::Status3xx,
+            400..=499 => AttemptOutcome::Status4xx,
+            _ => AttemptOutcome::Status5xx,
+        }
+    }
+}
+
+impl EncodeLabelValue for AttemptOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            AttemptOutcome::Status2xx => "2xx",
+            AttemptOutcome::Status3xx => "3xx",
+            AttemptOutcome::Status4xx => "4xx",
+            AttemptOutcome::Status5xx => "5xx",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectionError => "connection_error",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::OtherError => "error",
+        })
+    }
+}
+
+/// An event status, as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Status(pub EventStatus);
+
+impl EncodeLabelValue for Status {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IngestLabels {
+    pub status: IngestStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: Status,
+}
+
+/// A queue, by its name without the deployment's prefix (`deliver`, `retry-30s`, `defer-2`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+/// Everything the relay counts.
+pub struct Metrics {
+    registry: Registry,
+    /// Ingest requests, by the status they were answered with.
+    pub ingest_requests: Family<IngestLabels, Counter>,
+    /// From an ingest request's arrival to its answer.
+    pub ingest_duration: Histogram,
+    /// Events written by one ingest statement (group commit).
+    pub ingest_batch_events: Histogram,
+    /// Delivery attempts, by how they ended.
+    pub delivery_attempts: Family<AttemptLabels, Counter>,
+    /// One attempt, from its request to its answer.
+    pub delivery_duration: Histogram,
+    /// From an event's arrival to its successful delivery, retries included.
+    pub end_to_end: Histogram,
+    /// Events by status, counted every few seconds (completed events are not counted).
+    pub events: Family<StatusLabels, Gauge>,
+    /// Messages ready in each queue, read every few seconds.
+    pub queue_messages: Family<QueueLabels, Gauge>,
+    /// Subscriptions the circuit breaker disabled.
+    pub breaker_trips: Counter,
+    /// Events the reaper published again (their publish or retry went missing).
+    pub reaper_republished: Counter,
+    /// From a publish to the broker's confirm.
+    pub publish_confirm: Histogram,
+    /// Dashboard pages connected to the live WebSocket.
+    pub live_connections: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("spenza"),
+            ingest_requests: Family::default(),
+            ingest_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            ingest_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            delivery_attempts: Family::default(),
+            delivery_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            end_to_end: Histogram::new(exponential_buckets(0.001, 2.5, 20)),
+            events: Family::default(),
+            queue_messages: Family::default(),
+            breaker_trips: Counter::default(),
+            reaper_republished: Counter::default(),
+            publish_confirm: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            live_connections: Gauge::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "ingest_requests",
+            "Ingest requests, by the status they were answered with",
+            metrics.ingest_requests.clone(),
+        );
+        registry.register_with_unit(
+            "ingest_duration",
+            "From an ingest request's arrival to its answer",
+            Unit::Seconds,
+            metrics.ingest_duration.clone(),
+        );
+        registry.register(
+            "ingest_batch_events",
+            "Events written by one ingest statement and commit",
+            metrics.ingest_batch_events.clone(),
+        );
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts, by how they ended",
+            metrics.delivery_attempts.clone(),
+        );
+        registry.register_with_unit(
+            "delivery_duration",
+            "One delivery attempt, from its request to its answer",
+            Unit::Seconds,
+            metrics.delivery_duration.clone(),
+        );
+        registry.register_with_unit(
+            "end_to_end",
+            "From an event's arrival to its successful delivery, retries included",
+            Unit::Seconds,
+            metrics.end_to_end.clone(),
+        );
+        registry.register(
+            "events",
+            "Events still to deliver or failed, by status, counted every few seconds",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "queue_messages",
+            "Messages ready in each of the relay's queues, read every few seconds",
+            metrics.queue_messages.clone(),
+        );
+        registry.register(
+            "breaker_trips",
+            "Subscriptions disabled by the circuit breaker",
+            metrics.breaker_trips.clone(),
+        );
+        registry.register(
+            "reaper_republished",
+            "Events the reaper published again because their publish or retry went missing",
+            metrics.reaper_republished.clone(),
+        );
+        registry.register_with_unit(
+            "publish_confirm",
+            "From a publish to the broker's confirm",
+            Unit::Seconds,
+            metrics.publish_confirm.clone(),
+        );
+        registry.register(
+            "live_connections",
+            "Dashboard pages connected to the live WebSocket",
+            metrics.live_connections.clone(),
+        );
+        metrics
+    }
+
+    /// Counts an ingest request answered with `status` after `took`.
+    pub fn ingested(&self, status: IngestStatus, took: Duration) {
+        self.ingest_requests
+            .get_or_create(&IngestLabels { status })
+            .inc();
+        self.ingest_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts a delivery attempt that ended as `outcome` after `took`; the time of one the
+    /// SSRF guard refused, which sent nothing, is not observed.
+    pub fn attempted(&self, outcome: AttemptOutcome, took: Duration) {
+        self.delivery_attempts
+            .get_or_create(&AttemptLabels { outcome })
+            .inc();
+        if outcome != AttemptOutcome::Refused {
+            self.delivery_duration.observe(took.as_secs_f64());
+        }
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// The metrics in the OpenMetrics text format.
+pub fn encode() -> String {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &get().registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+/// Sets the events gauge from fresh counts; a status without events reads 0.
+pub fn set_event_counts(counts: &[(EventStatus, i64)]) {
+    for status in [
+        EventStatus::Pending,
+        EventStatus::Retrying,
+        EventStatus::Failed,
+    ] {
+        let count = counts
+            .iter()
+            .find(|(counted, _)| *counted == status)
+            .map_or(0, |(_, count)| *count);
+        get()
+            .events
+            .get_or_create(&StatusLabels {
+                status: Status(status),
+            })
+            .set(count);
+    }
+}
+
+/// A gauge of pages connected to the live WebSocket, held while one is.
+pub struct LiveConnection(());
+
+impl LiveConnection {
+    /// Counts a page in until this is dropped.
+    pub fn open() -> LiveConnection {
+        get().live_connections.inc();
+        LiveConnection(())
+    }
+}
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        get().live_connections.dec();
+    }
+}
+
+/// What reads the gauges that are counted rather than kept: events by status, from
+/// PostgreSQL, and messages in each queue, from the broker.
+pub struct Gauges {
+    pub db: Database,
+    pub amqp_url: String,
+    pub topology: Topology,
+    /// How often they are read.
+    pub every: Duration,
+    pub log: Logger,
+}
+
+impl Gauges {
+    /// Reads them at once, then every so often, until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut broker = None;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            match self
+                .db
+                .run(async |conn| event::count_unfinished(conn).await)
+                .await
+            {
+                Ok(counts) => set_event_counts(&counts),
+                Err(error) => debug!(self.log, "could not count events"; "error" => %error),
+            }
+            let (url, queues) = (self.amqp_url.clone(), self.topology.queues());
+            let held = broker.take();
+            if let Ok((connection, depths)) =
+                tokio::task::spawn_blocking(move || queue_depths(held, &url, &queues)).await
+            {
+                broker = connection;
+                for (queue, messages) in depths {
+                    get()
+                        .queue_messages
+                        .get_or_create(&QueueLabels { queue })
+                        .set(i64::from(messages));
+                }
+            }
+        }
+        if let Some(connection) = broker {
+            let _ = tokio::task::spawn_blocking(move || connection.close()).await;
+        }
+    }
+}
+
+/// Messages ready in each queue (by short name), through `held` or a new connection; the
+/// connection to keep for next time, if it still works.
+fn queue_depths(
+    held: Option<amiquip::Connection>,
+    url: &str,
+    queues: &[(String, String)],
+) -> (Option<amiquip::Connection>, Vec<(String, u32)>) {
+    let Some(mut connection) = held.or_else(|| connect::open(url).ok()) else {
+        return (None, Vec::new());
+    };
+    let mut depths = Vec::new();
+    for (queue, short) in queues {
+        // A passive declare that fails (a queue not declared yet) closes its channel.
+        let Ok(channel) = connection.open_channel(None) else {
+            return (None, depths);
+        };
+        if let Some(messages) = channel
+            .queue_declare_passive(queue.as_str())
+            .ok()
+            .and_then(|declared| declared.declared_message_count())
+        {
+            depths.push((short.clone(), messages));
+            let _ = channel.close();
+        }
+    }
+    (Some(connection), depths)
+}
+
+/// Mounts `GET /metrics`.
+pub fn routes(config: &mut actix_web::web::ServiceConfig) {
+    config.route("/metrics", actix_web::web::get().to(exposition));
+}
+
+async fn exposition() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type(CONTENT_TYPE)
+        .body(encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_described_and_labels_take_their_bounded_values() {
+        get().ingested(IngestStatus::Duplicate, Duration::from_millis(3));
+        get().attempted(AttemptOutcome::Refused, Duration::ZERO);
+        set_event_counts(&[(EventStatus::Retrying, 7)]);
+        // A family shows once it has a member; the gauge reader makes these.
+        get()
+            .queue_messages
+            .get_or_create(&QueueLabels {
+                queue: "deliver".into(),
+            })
+            .set(3);
+        let text = encode();
+        for family in [
+            "ingest_requests",
+            "ingest_duration_seconds",
+            "ingest_batch_events",
+            "delivery_attempts",
+            "delivery_duration_seconds",
+            "end_to_end_seconds",
+            "events",
+            "queue_messages",
+            "breaker_trips",
+            "reaper_republished",
+            "publish_confirm_seconds",
+            "live_connections",
+        ] {
+            assert!(
+                text.contains(&format!("# HELP spenza_{family} ")),
+                "{family}:\n{text}"
+            );
+        }
+        assert!(
+            text.contains(r#"spenza_ingest_requests_total{status="200"} "#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spenza_delivery_attempts_total{outcome="refused"} "#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spenza_events{status="retrying"} 7"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spenza_events{status="pending"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spenza_queue_messages{queue="deliver"} 3"#),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn an_answer_counts_by_the_class_of_its_status() {
+        assert_eq!(AttemptOutcome::of_status(204), AttemptOutcome::Status2xx);
+        assert_eq!(AttemptOutcome::of_status(308), AttemptOutcome::Status3xx);
+        assert_eq!(AttemptOutcome::of_status(429), AttemptOutcome::Status4xx);
+        assert_eq!(AttemptOutcome::of_status(503), AttemptOutcome::Status5xx);
+    }
+}
