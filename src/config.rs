@@ -317,6 +317,13 @@ pub struct Settings {
     /// The least severe log lines written.
     #[arg(long = "log-level", env = "SPENZA_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// How long a delivered event and its attempts are kept after it arrived (and after its
+    /// delivery, if that came later); then they are removed.
+    #[arg(long, env = "SPENZA_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+    /// How long a failed event (the graveyard) and its attempts are kept after it arrived.
+    #[arg(long = "failed-retention", env = "SPENZA_FAILED_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub failed_retention: Duration,
     /// Address to serve `GET /metrics` on instead of the HTTP listen address, to keep it off a
     /// public port.
     #[arg(long = "metrics-bind", env = "SPENZA_METRICS_BIND")]

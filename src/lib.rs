@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod problem;
 pub mod queue;
 pub mod request_id;
+pub mod retention;
 pub mod service;
 pub mod shutdown;
 pub mod signing;

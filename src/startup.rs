@@ -19,6 +19,7 @@ use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolic
 use crate::ingest::Intake;
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
+use crate::retention::{Retention, RetentionPolicy};
 use crate::state::AppState;
 use crate::{api, dashboard, health, ingest, metrics, request_id};
 
@@ -74,6 +75,7 @@ pub struct Application {
     delivery: Option<Delivery>,
     reaper: Reaper,
     gauges: metrics::Gauges,
+    retention: Retention,
     shutdown: CancellationToken,
     settings: Settings,
     log: Logger,
@@ -126,6 +128,15 @@ impl Application {
             topology: topology.clone(),
             every: settings.gauge_interval,
             log: log.new(slog::o!("component" => "metrics")),
+        };
+        let retention_policy = RetentionPolicy {
+            completed: settings.retention,
+            failed: settings.failed_retention,
+        };
+        let retention = Retention {
+            db: db.clone(),
+            policy: retention_policy,
+            log: log.new(slog::o!("component" => "retention")),
         };
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.to_vec()));
         let delivery = if settings.role.delivers() {
@@ -241,6 +252,7 @@ impl Application {
                 live_renders: tokio::sync::Semaphore::new((pools.per_http_worker / 2).max(1)),
                 signup,
                 sessions,
+                retention: retention_policy,
                 log: http_log.clone(),
             });
             let errors_log = http_log.clone();
@@ -297,6 +309,7 @@ impl Application {
             delivery,
             reaper,
             gauges,
+            retention,
             shutdown,
             settings,
             log,
@@ -327,6 +340,7 @@ impl Application {
             delivery,
             reaper,
             gauges,
+            retention,
             shutdown,
             settings,
             log,
@@ -336,6 +350,7 @@ impl Application {
         let mut server = tokio::spawn(server);
         let reaper = tokio::spawn(reaper.run(shutdown.clone()));
         let gauges = tokio::spawn(gauges.run(shutdown.clone()));
+        let retention = tokio::spawn(retention.run(shutdown.clone()));
         let metrics_server = metrics_server.map(|server| {
             let handle = server.handle();
             tokio::spawn(server);
@@ -363,6 +378,7 @@ impl Application {
             warn!(log, "the reaper task failed"; "error" => %error);
         }
         let _ = gauges.await;
+        let _ = retention.await;
         if let Some(Delivery {
             consumer,
             dispatcher,

@@ -13,6 +13,7 @@ use crate::delivery::TargetPolicy;
 use crate::ingest::Intake;
 use crate::live::Live;
 use crate::queue::{ConsumerStatus, Publisher};
+use crate::retention::RetentionPolicy;
 
 /// What HTTP handlers share.
 pub struct AppState {
@@ -43,6 +44,8 @@ pub struct AppState {
     pub signup: SignupPolicy,
     /// How long dashboard sessions last and how their cookie is set.
     pub sessions: SessionPolicy,
+    /// How long finished events are kept, which the pages and the API say.
+    pub retention: RetentionPolicy,
     pub log: Logger,
 }
 

@@ -12,6 +12,7 @@ use super::{ApiError, ApiUser};
 use crate::db::models::delivery_attempt::DeliveryAttempt;
 use crate::db::models::event::{Event, EventPage, EventSummary};
 use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::retention::RetentionPolicy;
 use crate::service;
 use crate::state::AppState;
 
@@ -94,6 +95,26 @@ impl From<EventSummary> for EventSummaryOut {
 pub struct EventList {
     pub data: Vec<EventSummaryOut>,
     pub next_before: Option<EventId>,
+    /// How long finished events are kept before they are removed.
+    pub retention: RetentionOut,
+}
+
+/// How long finished events are kept, in seconds.
+#[derive(Debug, Serialize)]
+pub struct RetentionOut {
+    /// Delivered events, from their arrival (or their delivery, if later).
+    pub completed_seconds: u64,
+    /// Failed events, from their arrival.
+    pub failed_seconds: u64,
+}
+
+impl From<RetentionPolicy> for RetentionOut {
+    fn from(policy: RetentionPolicy) -> Self {
+        RetentionOut {
+            completed_seconds: policy.completed.as_secs(),
+            failed_seconds: policy.failed.as_secs(),
+        }
+    }
 }
 
 /// Query of a subscription's event log.
@@ -185,13 +206,14 @@ impl EventQuery {
 }
 
 impl EventList {
-    fn new(events: Vec<EventSummary>, page: &EventPage) -> Self {
+    fn new(events: Vec<EventSummary>, page: &EventPage, retention: RetentionPolicy) -> Self {
         let next_before = (events.len() as i64 == page.limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();
         EventList {
             data: events.into_iter().map(EventSummaryOut::from).collect(),
             next_before,
+            retention: retention.into(),
         }
     }
 }
@@ -206,7 +228,7 @@ pub async fn list(
     let page = query.page()?;
     let subscription = Some(SubscriptionId(id.into_inner()));
     let events = service::events::list(&state, user.0, subscription, &page).await?;
-    Ok(HttpResponse::Ok().json(EventList::new(events, &page)))
+    Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
 /// `GET /api/v1/events?status=&since=&until=&payload=&limit=&before=`: across all of the user's subscriptions;
@@ -218,7 +240,7 @@ pub async fn list_all(
 ) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
     let events = service::events::list(&state, user.0, None, &page).await?;
-    Ok(HttpResponse::Ok().json(EventList::new(events, &page)))
+    Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
 /// `POST /api/v1/events/{id}/replay`: delivers a completed or failed event again, same bytes

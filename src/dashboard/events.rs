@@ -14,6 +14,7 @@ use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
 use crate::db::models::event::{Event, EventPage, EventSummary, ReplayFilter};
 use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
 use crate::problem::FieldError;
+use crate::retention::RetentionPolicy;
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
 
@@ -289,6 +290,9 @@ pub async fn load_log(
 struct EventsPage {
     layout: Layout,
     log: EventLog,
+    /// How long delivered and failed events are kept, in words.
+    kept: String,
+    kept_failed: String,
 }
 
 /// An event's body as its page shows it.
@@ -452,6 +456,8 @@ pub async fn list(
     render(&EventsPage {
         layout: session.layout(Nav::Events),
         log,
+        kept: RetentionPolicy::describe(state.retention.completed),
+        kept_failed: RetentionPolicy::describe(state.retention.failed),
     })
 }
 

@@ -364,3 +364,169 @@ async fn metrics_given_an_address_of_their_own_are_served_there_and_not_beside_t
     let scrape = scrape(&format!("http://{apart}")).await;
     assert_eq!(value(&scrape, "spenza_live_connections", &[]), 0.0);
 }
+
+/// Stores an event of `subscription` that arrived `age` ago, in `status`, finished `finished`
+/// ago (if given), with one attempt; its id.
+async fn backdated_event(
+    conn: &mut diesel_async::AsyncPgConnection,
+    subscription: &str,
+    status: &str,
+    age: std::time::Duration,
+    finished: Option<std::time::Duration>,
+) -> String {
+    use diesel_async::RunQueryDsl;
+    let at = std::time::SystemTime::now() - age;
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        since.as_secs(),
+        since.subsec_nanos(),
+    ))
+    .to_string();
+    let ago = |d: std::time::Duration| format!("now() - interval '{} milliseconds'", d.as_millis());
+    let completed = match (status, finished) {
+        ("completed", Some(finished)) => ago(finished),
+        _ => "NULL".to_owned(),
+    };
+    diesel::sql_query(format!(
+        "INSERT INTO events (id, subscription_id, status, body, received_at, completed_at, \
+             next_attempt_at) \
+         VALUES ('{id}', '{subscription}', '{status}', '\\x7b7d', {}, {completed}, \
+             now() + interval '1 day')",
+        ago(age)
+    ))
+    .execute(conn)
+    .await
+    .unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
+             duration_ms) VALUES ('{id}', '{subscription}', 1, {}, 5)",
+        ago(age)
+    ))
+    .execute(conn)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_events_go_with_their_attempts_once_past_their_retention_and_nothing_else_does() {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use std::time::Duration;
+
+    let app = crate::helpers::spawn_app_with(|settings| {
+        settings.retention = Duration::from_secs(20);
+        settings.failed_retention = Duration::from_secs(40);
+    })
+    .await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/hook").await;
+    let subscription = subscription["id"].as_str().unwrap();
+    let listed = app.get_json("/api/v1/events").await;
+    assert_eq!(listed["retention"]["completed_seconds"], 20);
+    assert_eq!(listed["retention"]["failed_seconds"], 40);
+    let dashboard = app.owner_dashboard().await;
+    let events = dashboard.page("/events").await;
+    assert!(
+        events.contains("Delivered events are kept for 20 seconds, failed ones for 40 seconds"),
+        "{events}"
+    );
+    let graveyard = dashboard.page("/events?status=failed").await;
+    assert!(graveyard.contains("They are kept for 40 seconds."), "{graveyard}");
+
+    let mut conn = app.db().await;
+    let minute = Duration::from_secs(60);
+    let mut event = async |status, age, finished| {
+        backdated_event(&mut conn, subscription, status, age, finished).await
+    };
+    let locked = event("completed", minute * 2, Some(minute * 2)).await;
+    let expired = event("completed", minute, Some(minute)).await;
+    let replayed = event("completed", minute, Some(Duration::ZERO)).await;
+    let young_failure = event("failed", Duration::from_secs(30), None).await;
+    let old_failure = event("failed", minute, None).await;
+    let undelivered = event("pending", minute * 60 * 24, None).await;
+
+    // Another replica's batch holds the oldest expired event: the job skips it, without waiting.
+    let mut other = app.db().await;
+    diesel::sql_query("BEGIN")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT id FROM events WHERE id = '{locked}' FOR UPDATE"
+    ))
+    .execute(&mut other)
+    .await
+    .unwrap();
+
+    let url = app.database_url.as_str();
+    let present = async move |ids: Vec<String>| -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+        }
+        let mut conn = diesel_async::AsyncPgConnection::establish(url)
+            .await
+            .unwrap();
+        let list = ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let rows: Vec<Row> = diesel::sql_query(format!(
+            "SELECT id::text AS id FROM events WHERE id IN ({list}) \
+             UNION ALL SELECT event_id::text FROM delivery_attempts WHERE event_id IN ({list})"
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        rows.into_iter().map(|row| row.id).collect()
+    };
+    let all = vec![
+        locked.clone(),
+        expired.clone(),
+        replayed.clone(),
+        young_failure.clone(),
+        old_failure.clone(),
+        undelivered.clone(),
+    ];
+    let left = crate::helpers::wait_until(
+        Duration::from_secs(15),
+        "the expired events to go",
+        || async {
+            let left = present(all.clone()).await;
+            if left.contains(&expired) || left.contains(&old_failure) {
+                Err(format!("{left:?}"))
+            } else {
+                Ok(left)
+            }
+        },
+    )
+    .await;
+    for kept in [&locked, &replayed, &young_failure, &undelivered] {
+        assert_eq!(
+            left.iter().filter(|id| *id == kept).count(),
+            2,
+            "{kept} and its attempt are kept: {left:?}"
+        );
+    }
+
+    diesel::sql_query("COMMIT")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    crate::helpers::wait_until(
+        Duration::from_secs(15),
+        "the unlocked event to go",
+        || async {
+            let left = present(vec![locked.clone()]).await;
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        },
+    )
+    .await;
+    app.shutdown().await;
+}

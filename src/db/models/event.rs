@@ -891,3 +891,27 @@ pub async fn count_unfinished(
         .map(|counted| (counted.status, counted.events))
         .collect())
 }
+
+/// Removes, with their attempts, at most `limit` of the oldest events in `status` (completed or
+/// failed) that arrived before `before` and were last finished before it too (a replay that
+/// delivered an old event recently keeps it). Rows another replica is removing are skipped;
+/// answers how many were removed.
+pub async fn remove_expired(
+    conn: &mut AsyncPgConnection,
+    status: EventStatus,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "WITH doomed AS (SELECT id FROM events \
+             WHERE id < $1 AND status = $2 AND coalesce(completed_at, received_at) < $3 \
+             ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         DELETE FROM events USING doomed WHERE events.id = doomed.id",
+    )
+    .bind::<SqlUuid, _>(EventId::first_at(before))
+    .bind::<Text, _>(status)
+    .bind::<Timestamptz, _>(before)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
+}

@@ -1,0 +1,140 @@
+//! Retention: delivered events are removed, with their attempts, once older than
+//! `SPENZA_RETENTION`, failed ones once older than `SPENZA_FAILED_RETENTION`; events still to
+//! deliver are never removed. Every replica runs it: each batch locks its rows with
+//! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
+//! never waits behind it.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use slog::{Logger, info, warn};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::Database;
+use crate::db::models::event;
+use crate::domain::EventStatus;
+
+/// Events removed by one statement at most.
+const BATCH: i64 = 500;
+/// Batches one run removes at most; what is left waits for the next run.
+const BATCHES_PER_RUN: usize = 200;
+/// The pause between two batches, leaving the database to others.
+const PAUSE: Duration = Duration::from_millis(20);
+
+/// How long finished events are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionPolicy {
+    /// Delivered events.
+    pub completed: Duration,
+    /// Failed events: the graveyard.
+    pub failed: Duration,
+}
+
+impl RetentionPolicy {
+    /// How often to look for expired events: a tenth of the shorter retention, between every
+    /// 100 ms (for tests' short retentions) and every 5 minutes.
+    fn every(&self) -> Duration {
+        (self.completed.min(self.failed) / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(300))
+    }
+
+    /// The policy in words, for the dashboard: "30 days", "12 hours", "90 seconds".
+    pub fn describe(duration: Duration) -> String {
+        let seconds = duration.as_secs();
+        let (count, unit) = match seconds {
+            s if s >= 86_400 && s % 86_400 == 0 => (s / 86_400, "day"),
+            s if s >= 3_600 && s % 3_600 == 0 => (s / 3_600, "hour"),
+            s if s >= 60 && s % 60 == 0 => (s / 60, "minute"),
+            s => (s, "second"),
+        };
+        format!("{count} {unit}{}", if count == 1 { "" } else { "s" })
+    }
+}
+
+/// The retention job.
+pub struct Retention {
+    pub db: Database,
+    pub policy: RetentionPolicy,
+    pub log: Logger,
+}
+
+impl Retention {
+    /// Removes expired events every so often until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.policy.every());
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (status, kept) in [
+                (EventStatus::Completed, self.policy.completed),
+                (EventStatus::Failed, self.policy.failed),
+            ] {
+                self.remove(status, kept, &stop).await;
+            }
+        }
+    }
+
+    /// Removes events in `status` kept longer than `kept`, batch by batch.
+    async fn remove(&self, status: EventStatus, kept: Duration, stop: &CancellationToken) {
+        let Ok(kept) = chrono::Duration::from_std(kept) else {
+            return;
+        };
+        let before = Utc::now() - kept;
+        let mut removed = 0;
+        for _ in 0..BATCHES_PER_RUN {
+            match self
+                .db
+                .run(async |conn| event::remove_expired(conn, status, before, BATCH).await)
+                .await
+            {
+                Ok(count) => {
+                    removed += count;
+                    if count < BATCH as usize || stop.is_cancelled() {
+                        break;
+                    }
+                    tokio::time::sleep(PAUSE).await;
+                }
+                Err(error) => {
+                    warn!(self.log, "removing expired events failed"; "error" => %error);
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            info!(self.log, "removed expired events";
+                "status" => status.as_str(), "removed" => removed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retention_is_described_in_its_largest_whole_unit() {
+        let describe = |seconds| RetentionPolicy::describe(Duration::from_secs(seconds));
+        assert_eq!(describe(30 * 86_400), "30 days");
+        assert_eq!(describe(86_400), "1 day");
+        assert_eq!(describe(36 * 3_600), "36 hours");
+        assert_eq!(describe(90), "90 seconds");
+        assert_eq!(describe(120), "2 minutes");
+    }
+
+    #[test]
+    fn short_retentions_are_checked_often_and_long_ones_every_five_minutes() {
+        let policy = |completed, failed| RetentionPolicy {
+            completed: Duration::from_secs(completed),
+            failed: Duration::from_secs(failed),
+        };
+        assert_eq!(policy(2, 4).every(), Duration::from_millis(200));
+        assert_eq!(
+            policy(30 * 86_400, 90 * 86_400).every(),
+            Duration::from_secs(300)
+        );
+    }
+}
