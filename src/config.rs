@@ -40,6 +40,34 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand, name = "api-keys")]
     ApiKeys(ApiKeysCommand),
+    /// Ask a relay running on this machine whether it is alive (its `/healthz`); exits 0 if it
+    /// is. For a container's HEALTHCHECK, so the image needs no curl.
+    Healthcheck(HealthcheckSettings),
+}
+
+/// Where `spenza healthcheck` finds the relay.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckSettings {
+    /// Address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "SPENZA_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// How long the check waits for the answer.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+impl HealthcheckSettings {
+    /// The URL of the relay's `/healthz`: a wildcard listen address is asked on loopback.
+    pub fn url(&self) -> String {
+        let mut address = self.bind;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{address}/healthz")
+    }
 }
 
 /// `spenza users ...`
@@ -393,14 +421,16 @@ pub fn reference() -> String {
                 .map(|value| match value.get_help() {
                     Some(help) => {
                         let help = help.to_string();
-                        let mut chars = help.trim_end_matches('.').chars();
-                        let first = chars.next().map(|c| c.to_lowercase().to_string());
-                        format!(
-                            "`{}`: {}{}",
-                            value.get_name(),
-                            first.unwrap_or_default(),
-                            chars.as_str()
-                        )
+                        let help = help.trim_end_matches('.');
+                        // "Anyone ..." reads "anyone ..." after a colon; "HTTP ..." stays.
+                        let acronym = help.chars().nth(1).is_some_and(char::is_uppercase);
+                        let mut chars = help.chars();
+                        let first = match chars.next() {
+                            Some(first) if !acronym => first.to_lowercase().to_string(),
+                            Some(first) => first.to_string(),
+                            None => String::new(),
+                        };
+                        format!("`{}`: {first}{}", value.get_name(), chars.as_str())
                     }
                     None => format!("`{}`", value.get_name()),
                 })
@@ -499,6 +529,23 @@ mod tests {
         assert!(!settings.serves_https());
         let bound: SocketAddr = "127.0.0.1:41234".parse().unwrap();
         assert_eq!(settings.public_base(bound), "http://127.0.0.1:41234");
+    }
+
+    #[test]
+    fn the_healthcheck_asks_a_wildcard_listen_address_on_loopback() {
+        let url = |bind: &str| {
+            let Command::Healthcheck(settings) =
+                Cli::try_parse_from(["spenza", "healthcheck", "--bind", bind])
+                    .unwrap()
+                    .command
+            else {
+                panic!("healthcheck parses as healthcheck")
+            };
+            settings.url()
+        };
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/healthz");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/healthz");
+        assert_eq!(url("10.1.2.3:9000"), "http://10.1.2.3:9000/healthz");
     }
 
     #[test]

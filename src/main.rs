@@ -1,5 +1,6 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 use spenza::config::{ApiKeysCommand, Cli, Command, UsersCommand};
 use spenza::startup::Application;
@@ -46,6 +47,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = admin::create_api_key(&database, &email, &name).await?;
             println!("created API key {name:?} for {email}; it is shown once:");
             println!("{}", key.expose());
+            Ok(())
+        }
+        Command::Healthcheck(settings) => {
+            let url = settings.url();
+            let answer = reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("asking {url}"))?;
+            anyhow::ensure!(
+                answer.status().is_success(),
+                "{url} answered {}",
+                answer.status()
+            );
+            println!("{url}: {}", answer.status());
             Ok(())
         }
     }

@@ -102,3 +102,36 @@ async fn migrate_applies_the_schema_to_an_empty_database_and_is_idempotent() {
         "applied 0 migration(s)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_0_for_a_live_relay_and_1_when_none_answers() {
+    let app = spawn_app().await;
+    let healthcheck = |bind: &str| {
+        Command::new(env!("CARGO_BIN_EXE_spenza"))
+            .args(["healthcheck", "--timeout", "2s"])
+            .env("SPENZA_BIND", bind)
+            .output()
+            .expect("spenza runs")
+    };
+    let port = app.address.rsplit(':').next().unwrap();
+    let live = tokio::task::spawn_blocking({
+        let bind = format!("0.0.0.0:{port}");
+        move || healthcheck(&bind)
+    })
+    .await
+    .unwrap();
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    app.shutdown().await;
+
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = nobody.local_addr().unwrap().to_string();
+    drop(nobody);
+    let dead = tokio::task::spawn_blocking(move || healthcheck(&closed))
+        .await
+        .unwrap();
+    assert_eq!(dead.status.code(), Some(1));
+}

@@ -476,3 +476,88 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
     sink.stop().await;
     drop(resources);
 }
+
+/// Deliveries this process counts as made with a 2xx answer, from its `/metrics`.
+async fn delivered_by(relay: &RelayProcess) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", relay.address))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(r#"spenza_delivery_attempts_total{outcome="2xx"} "#))
+        .map_or(0.0, |count| count.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_process_and_two_workers_lose_nothing_when_a_worker_is_killed_mid_load() {
+    const EVENTS: usize = 600;
+    let resources = TestResources::new("500ms,1s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let sink = Sink::start(Script::Ok).await;
+    let as_role = |role| {
+        let mut settings = PROCESS_SETTINGS.to_vec();
+        settings.push(("SPENZA_ROLE", role));
+        settings
+    };
+    let api = RelayProcess::start(&resources, &as_role("api")).await;
+    let mut doomed = RelayProcess::start(&resources, &as_role("worker")).await;
+    let survivor = RelayProcess::start(&resources, &as_role("worker")).await;
+    assert_eq!(
+        delivered_by(&api).await,
+        0.0,
+        "an api process delivers nothing"
+    );
+
+    let ingest_url: Arc<str> = api.subscribe(&key, &sink.url).await.into();
+    let (load, mut accepted_rx) = start_load(ingest_url, EVENTS, 20);
+    let mut accepted = HashSet::new();
+    while accepted.len() < EVENTS / 3 {
+        accepted.insert(accepted_rx.recv().await.expect("the load is running"));
+    }
+    // Both workers take deliveries before one of them dies.
+    wait_until(
+        Duration::from_secs(30),
+        "both workers delivering",
+        || async {
+            let counts = (delivered_by(&doomed).await, delivered_by(&survivor).await);
+            if counts.0 > 0.0 && counts.1 > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    )
+    .await;
+    let status = doomed.signal("KILL").await;
+    assert!(!status.success());
+    let before = delivered_by(&survivor).await;
+    load.await.unwrap();
+    while let Ok(id) = accepted_rx.try_recv() {
+        accepted.insert(id);
+    }
+    assert_eq!(
+        accepted.len(),
+        EVENTS,
+        "the api process accepted every event"
+    );
+
+    let duplicates = all_delivered(&sink, &accepted).await;
+    assert!(
+        duplicates <= IN_FLIGHT,
+        "{duplicates} duplicates: more than the {IN_FLIGHT} deliveries the killed worker had in flight"
+    );
+    assert!(
+        delivered_by(&survivor).await > before,
+        "the surviving worker delivered the rest"
+    );
+    assert_eq!(
+        delivered_by(&api).await,
+        0.0,
+        "an api process delivers nothing"
+    );
+    drop((api, survivor));
+    sink.stop().await;
+    drop(resources);
+}

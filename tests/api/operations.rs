@@ -431,7 +431,10 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
         "{events}"
     );
     let graveyard = dashboard.page("/events?status=failed").await;
-    assert!(graveyard.contains("They are kept for 40 seconds."), "{graveyard}");
+    assert!(
+        graveyard.contains("They are kept for 40 seconds."),
+        "{graveyard}"
+    );
 
     let mut conn = app.db().await;
     let minute = Duration::from_secs(60);
