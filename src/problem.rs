@@ -3,22 +3,30 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One field that failed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
+    /// The input field, such as `target_url`.
     pub field: String,
+    /// What is wrong with it, for a person to read.
     pub message: String,
 }
 
 /// An `application/problem+json` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
+    /// Always `about:blank`: the status says what kind of problem it is.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// The status's reason phrase, such as `Not Found`.
     pub title: &'static str,
+    /// The HTTP status code.
     pub status: u16,
+    /// What went wrong, for a person to read.
     pub detail: String,
+    /// The fields that failed validation, when some did; absent otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }

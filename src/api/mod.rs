@@ -3,6 +3,7 @@
 mod auth;
 mod error;
 mod events;
+pub mod openapi;
 mod subscriptions;
 mod validated;
 
@@ -11,33 +12,47 @@ use actix_web::web;
 pub use auth::ApiUser;
 pub use error::ApiError;
 
-/// Mounts every API route.
+/// Where the API is mounted.
+pub const SCOPE: &str = "/api/v1";
+
+/// Declares the API's routes once: [`MOUNTED`] lists them and `mount` adds them to a scope, so
+/// no route is mounted without being listed.
+macro_rules! api_routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route of the API: its lower-case method and its path within [`SCOPE`].
+        pub const MOUNTED: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        /// Adds every route of the API to `scope`.
+        fn mount(scope: actix_web::Scope) -> actix_web::Scope {
+            scope$(.route($path, web::$method().to($handler)))*
+        }
+    };
+}
+
+api_routes! {
+    post "/subscriptions" => subscriptions::create,
+    get "/subscriptions" => subscriptions::list,
+    get "/subscriptions/{id}" => subscriptions::get,
+    patch "/subscriptions/{id}" => subscriptions::edit,
+    delete "/subscriptions/{id}" => subscriptions::delete,
+    get "/subscriptions/{id}/events" => events::list,
+    post "/subscriptions/{id}/replay" => subscriptions::replay,
+    post "/subscriptions/{id}/rotate-secret" => subscriptions::rotate_secret,
+    get "/events" => events::list_all,
+    get "/events/{id}" => events::get,
+    get "/events/{id}/attempts" => events::attempts,
+    post "/events/{id}/replay" => events::replay,
+}
+
+/// Mounts every API route, and the API's OpenAPI document beside them: the document describes
+/// the API rather than being part of it, and is served without a key.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.service(
-        web::scope("/api/v1")
-            .app_data(validated::json_config())
-            .app_data(validated::query_config())
-            .app_data(validated::path_config())
-            .route("/subscriptions", web::post().to(subscriptions::create))
-            .route("/subscriptions", web::get().to(subscriptions::list))
-            .route("/subscriptions/{id}", web::get().to(subscriptions::get))
-            .route("/subscriptions/{id}", web::patch().to(subscriptions::edit))
-            .route(
-                "/subscriptions/{id}",
-                web::delete().to(subscriptions::delete),
-            )
-            .route("/subscriptions/{id}/events", web::get().to(events::list))
-            .route(
-                "/subscriptions/{id}/replay",
-                web::post().to(subscriptions::replay),
-            )
-            .route(
-                "/subscriptions/{id}/rotate-secret",
-                web::post().to(subscriptions::rotate_secret),
-            )
-            .route("/events", web::get().to(events::list_all))
-            .route("/events/{id}", web::get().to(events::get))
-            .route("/events/{id}/attempts", web::get().to(events::attempts))
-            .route("/events/{id}/replay", web::post().to(events::replay)),
-    );
+    config
+        .route(openapi::PATH, web::get().to(openapi::document))
+        .service(mount(
+            web::scope(SCOPE)
+                .app_data(validated::json_config())
+                .app_data(validated::query_config())
+                .app_data(validated::path_config()),
+        ));
 }

@@ -3,8 +3,10 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::openapi::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
 use super::{ApiError, ApiUser};
 use crate::db::models::subscription::Subscription;
 use crate::domain::SubscriptionId;
@@ -13,25 +15,40 @@ use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
 /// A subscription as the API shows it to its owner.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionOut {
     pub id: SubscriptionId,
     pub name: String,
+    /// Where events are delivered.
     pub target_url: String,
+    /// Where providers send the subscription's events.
     pub ingest_url: String,
+    /// Whether events are delivered: false while its owner has paused it or the circuit breaker
+    /// has disabled it, and its events are stored and held meanwhile.
     pub is_active: bool,
+    /// Why the circuit breaker disabled the subscription; null when it did not.
+    #[schema(required = true)]
     pub disabled_reason: Option<String>,
+    /// The secret deliveries are signed with (`webhook-signature`, `X-Spenza-Signature`).
     pub signing_secret: String,
     /// The provider checked at ingest, without its secret (write-only).
+    #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 /// A list of subscriptions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionList {
     pub data: Vec<SubscriptionOut>,
+}
+
+/// How many events a bulk replay queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    /// How many events are queued to be delivered again.
+    pub replayed: i64,
 }
 
 impl SubscriptionOut {
@@ -55,6 +72,23 @@ impl SubscriptionOut {
 }
 
 /// `POST /api/v1/subscriptions`
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions",
+    tag = "subscriptions",
+    operation_id = "create_subscription",
+    summary = "Create a subscription",
+    request_body = SubscriptionIn,
+    responses(
+        (status = 201, description = "The subscription, created", body = SubscriptionOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -65,6 +99,20 @@ pub async fn create(
 }
 
 /// `GET /api/v1/subscriptions`
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscriptions",
+    tag = "subscriptions",
+    operation_id = "list_subscriptions",
+    summary = "List the key owner's subscriptions",
+    responses(
+        (status = 200, description = "The key owner's subscriptions, oldest first", body = SubscriptionList),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let data = subscriptions::list(&state, user.0)
         .await?
@@ -75,6 +123,22 @@ pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespo
 }
 
 /// `GET /api/v1/subscriptions/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/subscriptions/{id}",
+    tag = "subscriptions",
+    operation_id = "get_subscription",
+    summary = "Get a subscription",
+    params(("id" = SubscriptionId, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription", body = SubscriptionOut),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn get(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -85,6 +149,26 @@ pub async fn get(
 }
 
 /// `PATCH /api/v1/subscriptions/{id}`
+#[utoipa::path(
+    patch,
+    path = "/api/v1/subscriptions/{id}",
+    tag = "subscriptions",
+    operation_id = "edit_subscription",
+    summary = "Edit a subscription",
+    description = "Every field is optional. `is_active: false` pauses deliveries; `is_active: true` resumes them, clears why the circuit breaker disabled the subscription, and delivers the events held meanwhile.",
+    params(("id" = SubscriptionId, Path, description = "The subscription's id")),
+    request_body = SubscriptionPatch,
+    responses(
+        (status = 200, description = "The subscription, edited", body = SubscriptionOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn edit(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -97,6 +181,23 @@ pub async fn edit(
 }
 
 /// `POST /api/v1/subscriptions/{id}/rotate-secret`
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{id}/rotate-secret",
+    tag = "subscriptions",
+    operation_id = "rotate_subscription_secret",
+    summary = "Rotate the signing secret",
+    description = "The previous secret keeps signing deliveries beside the new one for the configured overlap, so that receivers can switch without refusing any.",
+    params(("id" = SubscriptionId, Path, description = "The subscription's id")),
+    responses(
+        (status = 200, description = "The subscription with its new signing secret", body = SubscriptionOut),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn rotate_secret(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -109,6 +210,26 @@ pub async fn rotate_secret(
 
 /// `POST /api/v1/subscriptions/{id}/replay`: `{"status", "since", "until"}`, all optional.
 /// Answers at once with how many events are queued; they go out in the background.
+#[utoipa::path(
+    post,
+    path = "/api/v1/subscriptions/{id}/replay",
+    tag = "subscriptions",
+    operation_id = "replay_subscription",
+    summary = "Replay a subscription's events in bulk",
+    description = "Delivers again every event of the subscription with the status (default `failed`) received in `[since, until)`. Answers at once with how many events are queued; they go out in the background.",
+    params(("id" = SubscriptionId, Path, description = "The subscription's id")),
+    request_body = ReplayIn,
+    responses(
+        (status = 202, description = "How many events are queued; they go out in the background", body = Replayed),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn replay(
     user: ApiUser,
     state: web::Data<AppState>,
@@ -118,10 +239,26 @@ pub async fn replay(
     let id = SubscriptionId(id.into_inner());
     let replayed =
         subscriptions::replay(state.into_inner(), user.0, id, input.into_inner()).await?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({ "replayed": replayed })))
+    Ok(HttpResponse::Accepted().json(Replayed { replayed }))
 }
 
 /// `DELETE /api/v1/subscriptions/{id}`: the subscription and its events.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/subscriptions/{id}",
+    tag = "subscriptions",
+    operation_id = "delete_subscription",
+    summary = "Delete a subscription and its events",
+    params(("id" = SubscriptionId, Path, description = "The subscription's id")),
+    responses(
+        (status = 204, description = "The subscription and its events are deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     user: ApiUser,
     state: web::Data<AppState>,

@@ -9,13 +9,27 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use diesel::{AsExpression, FromSqlRow};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The status column of `events`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, AsExpression, FromSqlRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    AsExpression,
+    FromSqlRow,
+    ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[diesel(sql_type = Text)]
+#[schema(
+    description = "Where an event is in its life: `pending` (not yet attempted), `retrying` (an attempt failed, another is scheduled), `completed` (delivered), `failed` (retries exhausted; it can be replayed)."
+)]
 pub enum EventStatus {
     /// Stored, not yet attempted.
     Pending,

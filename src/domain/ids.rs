@@ -8,6 +8,7 @@ use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Uuid as SqlUuid;
 use diesel::{AsExpression, FromSqlRow};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 macro_rules! uuid_id {
@@ -15,7 +16,7 @@ macro_rules! uuid_id {
         $(#[$doc])*
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-            AsExpression, FromSqlRow,
+            AsExpression, FromSqlRow, ToSchema,
         )]
         #[serde(transparent)]
         #[diesel(sql_type = SqlUuid)]

@@ -7,6 +7,7 @@ use chrono::{DateTime, DurationRound, Utc};
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ServiceError;
@@ -26,11 +27,13 @@ use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
 /// A subscription to create.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionIn {
+    /// Not blank, and at most 200 characters once trimmed.
     #[garde(custom(valid_name))]
     pub name: String,
+    /// Where events are delivered: an `http` or `https` URL.
     #[garde(custom(valid_target_url))]
     pub target_url: String,
     /// The provider whose signatures ingest checks; absent or null for none.
@@ -40,7 +43,7 @@ pub struct SubscriptionIn {
 }
 
 /// An edit: every field is optional.
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
     #[garde(custom(valid_optional_name))]
@@ -56,7 +59,7 @@ pub struct SubscriptionPatch {
 }
 
 /// Which events a bulk replay takes: one status (default `failed`), received in a time range.
-#[derive(Debug, Default, Deserialize, Validate)]
+#[derive(Debug, Default, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayIn {
     #[garde(custom(final_status))]

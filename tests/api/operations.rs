@@ -533,3 +533,39 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
     .await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_a_key_and_describes_the_api() {
+    let app = spawn_app().await;
+    let response = app
+        .api
+        .get(format!("{}/api/v1/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "no key is needed");
+    let content_type = response.headers()["content-type"].to_str().unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body = response.text().await.unwrap();
+    let document: Value = serde_json::from_str(&body).expect("a JSON document");
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        document["openapi"]
+    );
+    assert!(
+        document["paths"]["/api/v1/subscriptions/{id}/replay"]["post"].is_object(),
+        "the bulk replay is described: {:?}",
+        document["paths"].as_object().map(|paths| paths.keys())
+    );
+    let spec = oas3::from_json(&body).expect("valid OpenAPI 3.1");
+    assert_eq!(
+        spec.operations().count(),
+        spenza::api::MOUNTED.len(),
+        "one operation per route"
+    );
+    app.shutdown().await;
+}

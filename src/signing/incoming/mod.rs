@@ -17,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 /// How far a signed timestamp may be from now, in either direction, before it counts as a replay.
 pub const TOLERANCE_SECONDS: i64 = 300;
@@ -55,7 +56,7 @@ pub trait Validator: Send + Sync {
 }
 
 /// HMAC algorithms of the generic scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacAlgorithm {
     /// HMAC-SHA256.
@@ -65,7 +66,7 @@ pub enum HmacAlgorithm {
 }
 
 /// How the generic scheme writes the MAC into its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureEncoding {
     /// Hexadecimal, either case.
@@ -76,8 +77,11 @@ pub enum SignatureEncoding {
 
 /// Which provider signs a subscription's incoming requests, and with what secret. Stored as
 /// JSONB, secret included; `Debug` and [`ProviderConfig::public_view`] leave the secret out.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[schema(
+    description = "Which provider signs a subscription's incoming requests, named by `kind`, and with what secret. The secret is write-only: the API never shows it."
+)]
 pub enum ProviderConfig {
     /// Stripe's `Stripe-Signature`; the secret is the endpoint's `whsec_...` string.
     Stripe {
