@@ -233,14 +233,15 @@ pub struct DatabaseSettings {
 pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseSettings,
-    /// RabbitMQ connection URL.
+    /// RabbitMQ connection URL, or the URLs of a cluster's nodes, comma-separated: each
+    /// connection, and each reconnection, takes the first that answers.
     #[arg(
         long = "amqp-url",
         env = "SPENZA_AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
         hide_env_values = true
     )]
-    pub amqp_url: SecretUrl,
+    pub amqp_url: List<SecretUrl>,
     /// Prefix of every exchange and queue name, so several deployments can share a broker.
     #[arg(
         long = "amqp-prefix",
@@ -366,6 +367,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The broker's URLs, to connect with.
+    pub fn amqp_urls(&self) -> Vec<String> {
+        self.amqp_url
+            .iter()
+            .map(|url| url.expose().to_owned())
+            .collect()
+    }
+
     /// The base URL ingest URLs are printed under, given the address actually bound.
     pub fn public_base(&self, bound: SocketAddr) -> String {
         match &self.public_url {

@@ -329,7 +329,8 @@ impl Drop for LiveConnection {
 /// PostgreSQL, and messages in each queue, from the broker.
 pub struct Gauges {
     pub db: Database,
-    pub amqp_url: String,
+    /// The broker's URLs, tried in turn.
+    pub amqp_urls: Vec<String>,
     pub topology: Topology,
     /// How often they are read.
     pub every: Duration,
@@ -355,10 +356,10 @@ impl Gauges {
                 Ok(counts) => set_event_counts(&counts),
                 Err(error) => debug!(self.log, "could not count events"; "error" => %error),
             }
-            let (url, queues) = (self.amqp_url.clone(), self.topology.queues());
+            let (urls, queues) = (self.amqp_urls.clone(), self.topology.queues());
             let held = broker.take();
             if let Ok((connection, depths)) =
-                tokio::task::spawn_blocking(move || queue_depths(held, &url, &queues)).await
+                tokio::task::spawn_blocking(move || queue_depths(held, &urls, &queues)).await
             {
                 broker = connection;
                 for (queue, messages) in depths {
@@ -379,10 +380,10 @@ impl Gauges {
 /// connection to keep for next time, if it still works.
 fn queue_depths(
     held: Option<amiquip::Connection>,
-    url: &str,
+    urls: &[String],
     queues: &[(String, String)],
 ) -> (Option<amiquip::Connection>, Vec<(String, u32)>) {
-    let Some(mut connection) = held.or_else(|| connect::open(url).ok()) else {
+    let Some(mut connection) = held.or_else(|| connect::open(urls).ok()) else {
         return (None, Vec::new());
     };
     let mut depths = Vec::new();

@@ -108,7 +108,7 @@ impl Application {
             settings.retry_schedule.delays(),
         );
         let (publisher, publisher_thread) = Publisher::start(
-            settings.amqp_url.expose(),
+            &settings.amqp_urls(),
             topology.clone(),
             settings.publish_window,
             log.new(slog::o!("component" => "publisher")),
@@ -116,7 +116,7 @@ impl Application {
         .context("starting the publisher thread")?;
 
         let (live, live_thread) = LiveThread::start(
-            settings.amqp_url.expose(),
+            &settings.amqp_urls(),
             topology.clone(),
             settings.role.serves_http(),
             log.new(slog::o!("component" => "live")),
@@ -124,7 +124,7 @@ impl Application {
         .context("starting the live updates thread")?;
         let gauges = metrics::Gauges {
             db: db.clone(),
-            amqp_url: settings.amqp_url.expose().to_owned(),
+            amqp_urls: settings.amqp_urls(),
             topology: topology.clone(),
             every: settings.gauge_interval,
             log: log.new(slog::o!("component" => "metrics")),
@@ -141,7 +141,7 @@ impl Application {
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.to_vec()));
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
-                settings.amqp_url.expose(),
+                &settings.amqp_urls(),
                 topology,
                 settings.delivery_concurrency,
                 settings.shutdown_timeout,

@@ -32,7 +32,7 @@ impl LiveThread {
     /// Connects this process to the live exchange of `topology`'s prefix. A process that serves
     /// no pages (`listen` false) only publishes.
     pub fn start(
-        url: &str,
+        urls: &[String],
         topology: Topology,
         listen: bool,
         log: Logger,
@@ -41,7 +41,7 @@ impl LiveThread {
         let (incoming, _) = broadcast::channel(INCOMING);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let worker = Worker {
-            url: url.to_owned(),
+            urls: urls.to_vec(),
             exchange: topology.live_exchange(),
             listen,
             outgoing: outgoing_rx,
@@ -80,7 +80,8 @@ impl Drop for LiveThread {
 }
 
 struct Worker {
-    url: String,
+    /// The broker's URLs, tried in turn at each (re)connection.
+    urls: Vec<String>,
     exchange: String,
     listen: bool,
     outgoing: Receiver<Notice>,
@@ -115,7 +116,7 @@ impl Worker {
     }
 
     fn serve(&self, backoff: &mut Backoff) -> Ended {
-        let mut connection = match connect::open(&self.url) {
+        let mut connection = match connect::open(&self.urls) {
             Ok(connection) => connection,
             Err(error) => return Ended::Lost(error),
         };

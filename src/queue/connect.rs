@@ -16,8 +16,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seconds between heartbeats: a silent broker is declared lost after about two of them.
 const HEARTBEAT: u16 = 10;
 
+/// Opens a connection to the broker through the first of `urls` that takes it (the nodes of a
+/// cluster, in the order given); the error names each one's failure.
+pub fn open(urls: &[String]) -> anyhow::Result<Connection> {
+    let mut failures = Vec::new();
+    for url in urls {
+        match open_one(url) {
+            Ok(connection) => return Ok(connection),
+            Err(error) => failures.push(format!("{error:#}")),
+        }
+    }
+    match failures.as_slice() {
+        [] => bail!("no broker URL is configured"),
+        [only] => bail!("{only}"),
+        all => bail!("no broker took the connection: {}", all.join("; ")),
+    }
+}
+
 /// Opens a connection to the broker at `url`.
-pub fn open(url: &str) -> anyhow::Result<Connection> {
+fn open_one(url: &str) -> anyhow::Result<Connection> {
     let parsed = Url::parse(url).context("parsing the AMQP URL")?;
     match parsed.scheme() {
         "amqps" => Ok(Connection::open(url)?),
@@ -93,6 +110,23 @@ mod tests {
 
     #[test]
     fn other_schemes_are_refused() {
-        assert!(open("http://127.0.0.1:5672/").is_err());
+        assert!(open_one("http://127.0.0.1:5672/").is_err());
+    }
+
+    #[test]
+    fn a_connection_no_url_takes_says_why_for_each_without_its_password() {
+        assert!(open(&[]).unwrap_err().to_string().contains("no broker URL"));
+        let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("amqp://guest:guest@{}/%2f", nobody.local_addr().unwrap());
+        drop(nobody);
+        let refused = open(&[closed.clone(), "http://127.0.0.1:1/".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("no broker took the connection"),
+            "{refused}"
+        );
+        assert!(refused.contains("unsupported AMQP URL scheme"), "{refused}");
+        assert!(!refused.contains("guest:guest"), "{refused}");
     }
 }

@@ -101,7 +101,7 @@ impl Consumer {
     /// Starts consuming the deliver queue with `prefetch` messages in flight at most; jobs arrive
     /// on the returned receiver.
     pub fn start(
-        url: &str,
+        urls: &[String],
         topology: Topology,
         prefetch: u16,
         drain_timeout: Duration,
@@ -115,7 +115,7 @@ impl Consumer {
         let connected = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             connected: connected.clone(),
-            url: url.to_owned(),
+            urls: urls.to_vec(),
             topology,
             prefetch: prefetch.max(1),
             drain_timeout,
@@ -172,7 +172,8 @@ enum Ended {
 
 struct Worker {
     connected: Arc<AtomicBool>,
-    url: String,
+    /// The broker's URLs, tried in turn at each (re)connection.
+    urls: Vec<String>,
     topology: Topology,
     prefetch: u16,
     drain_timeout: Duration,
@@ -213,7 +214,7 @@ impl Worker {
     }
 
     fn open(&self) -> anyhow::Result<(Connection, Channel)> {
-        let mut connection = super::connect::open(&self.url)?;
+        let mut connection = super::connect::open(&self.urls)?;
         let channel = connection.open_channel(None)?;
         self.topology.declare(&channel)?;
         channel.qos(0, self.prefetch, false)?;

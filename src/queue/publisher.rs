@@ -134,7 +134,7 @@ pub struct PublisherThread {
 impl Publisher {
     /// Starts the publisher thread, which connects (and reconnects) by itself.
     pub fn start(
-        url: &str,
+        urls: &[String],
         topology: Topology,
         window: usize,
         log: Logger,
@@ -145,7 +145,7 @@ impl Publisher {
         let missed = Arc::<Missed>::default();
         let worker = Worker {
             missed: missed.clone(),
-            url: url.to_owned(),
+            urls: urls.to_vec(),
             topology,
             requests: requests_rx,
             stop: stop_rx,
@@ -287,7 +287,8 @@ enum Ended {
 struct Worker {
     /// Events whose detached delivery publish failed, shared with the [`Publisher`].
     missed: Arc<Missed>,
-    url: String,
+    /// The broker's URLs, tried in turn at each (re)connection.
+    urls: Vec<String>,
     topology: Topology,
     requests: Receiver<Vec<Request>>,
     stop: Receiver<()>,
@@ -356,7 +357,7 @@ struct Session {
 
 impl Session {
     fn open(worker: &Worker) -> anyhow::Result<Session> {
-        let mut connection = super::connect::open(&worker.url)?;
+        let mut connection = super::connect::open(&worker.urls)?;
         let channel = connection.open_channel(None)?;
         worker.topology.declare(&channel)?;
         // Listeners first, then confirm mode: otherwise the first confirms could be missed.

@@ -250,7 +250,7 @@ async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confir
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = FaultProxy::start(broker).await;
     let app = spawn_app_with(|s| {
-        s.amqp_url = through(&proxy, s.amqp_url.expose()).into();
+        s.amqp_url = vec![through(&proxy, s.amqp_url[0].expose()).into()].into();
         s.retry_schedule = SCHEDULE.parse().unwrap();
     })
     .await;

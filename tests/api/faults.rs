@@ -46,7 +46,7 @@ async fn events_accepted_while_the_broker_is_away_are_delivered_seconds_after_it
     let proxy = FaultProxy::start(broker).await;
     // The reaper's defaults: a minute's grace, which the events must not wait out.
     let app = spawn_app_with(|s| {
-        s.amqp_url = through(&proxy, s.amqp_url.expose()).into();
+        s.amqp_url = vec![through(&proxy, s.amqp_url[0].expose()).into()].into();
     })
     .await;
     let sink = Sink::start(Script::Ok).await;
@@ -107,11 +107,54 @@ async fn events_accepted_while_the_broker_is_away_are_delivered_seconds_after_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_given_a_clusters_urls_moves_to_the_next_when_its_node_goes_away() {
+    let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
+    // Two URLs for one broker: the first through a proxy that stands for the node that stops.
+    let first = FaultProxy::start(broker).await;
+    let app = spawn_app_with(|s| {
+        let direct = s.amqp_url[0].expose().to_owned();
+        s.amqp_url = vec![through(&first, &direct).into(), direct.into()].into();
+    })
+    .await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
+    let mut accepted = HashSet::new();
+    accepted.insert(app.accept(&ingest_url, r#"{"n":0}"#).await);
+    all_delivered(&sink, &accepted).await;
+    assert!(
+        first.connections() >= 3,
+        "the publisher, the consumer and the live bus connect through the first URL"
+    );
+
+    // Its node goes for good: every connection moves to the next URL.
+    first.cut();
+    for n in 1..=20 {
+        accepted.insert(app.accept(&ingest_url, &format!(r#"{{"n":{n}}}"#)).await);
+    }
+    assert_eq!(all_delivered(&sink, &accepted).await, 0, "no duplicates");
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(
+        (&ready["broker"], &ready["consumer"]),
+        (&"up".into(), &"up".into())
+    );
+    assert_eq!(
+        first.connections(),
+        0,
+        "nothing went back through the stopped node"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_in_flight_when_the_broker_connection_drops_still_complete() {
     let broker: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
     let proxy = FaultProxy::start(broker).await;
     let app = spawn_app_with(|s| {
-        s.amqp_url = through(&proxy, s.amqp_url.expose()).into();
+        s.amqp_url = vec![through(&proxy, s.amqp_url[0].expose()).into()].into();
         // Nothing here needs the reaper: every message was published before the cut.
         s.reaper_grace = Duration::from_secs(30);
     })

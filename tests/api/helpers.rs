@@ -63,7 +63,7 @@ pub fn test_settings(database_url: &str, prefix: &str) -> Settings {
     settings.database.url = database_url.to_owned().into();
     settings.database.pool_size = 8;
     settings.database.timeout = Duration::from_secs(3);
-    settings.amqp_url = amqp_url().into();
+    settings.amqp_url = vec![amqp_url().into()].into();
     settings.amqp_prefix = prefix.to_owned();
     settings.queue_kind = QueueKind::Quorum;
     settings.bind = "127.0.0.1:0".parse().unwrap();
@@ -389,7 +389,7 @@ fn delete_queues(prefix: &str, retry_delays: &[Duration]) {
 /// A publisher of the test's own onto `topology`'s queues, once it is connected.
 pub async fn connected_publisher(topology: Topology) -> (Publisher, PublisherThread) {
     let (publisher, thread) =
-        Publisher::start(&amqp_url(), topology, 8, spenza::telemetry::discard()).unwrap();
+        Publisher::start(&[amqp_url()], topology, 8, spenza::telemetry::discard()).unwrap();
     wait_until(
         Duration::from_secs(10),
         "the publisher to connect",
@@ -904,6 +904,11 @@ impl FaultProxy {
         for connection in self.connections.lock().unwrap().drain(..) {
             connection.abort();
         }
+    }
+
+    /// How many connections it has taken since it was started or last cut.
+    pub fn connections(&self) -> usize {
+        self.connections.lock().unwrap().len()
     }
 
     /// Lets connections through again.

@@ -292,7 +292,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     );
     let (publisher, publisher_thread) = crate::helpers::connected_publisher(topology.clone()).await;
     let (live, live_thread) = spenza::live::LiveThread::start(
-        &crate::helpers::amqp_url(),
+        &[crate::helpers::amqp_url()],
         topology,
         false,
         spenza::telemetry::discard(),

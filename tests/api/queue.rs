@@ -49,7 +49,7 @@ async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
     let (publisher, thread) = connected_publisher(topology.clone()).await;
     // One message in flight at most: the second delivery needs the first's slot back.
     let (consumer, mut jobs) = Consumer::start(
-        &amqp_url(),
+        &[amqp_url()],
         topology.clone(),
         1,
         Duration::from_secs(1),
@@ -87,7 +87,7 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
     let resources = TestResources::new("").await;
     let topology = Topology::new(&resources.prefix, QueueKind::Quorum, Vec::new());
     let (consumer, mut jobs) = Consumer::start(
-        &amqp_url(),
+        &[amqp_url()],
         topology.clone(),
         1,
         Duration::from_secs(1),
