@@ -105,6 +105,28 @@ async fn first_session(options: BrowserOptions, run: &str) {
     browser.wait_for("tr[data-subscription-id]").await;
     browser.screenshot(shot("subscriptions")).await;
 
+    // The event log and the graveyard (empty here) say how long events are kept.
+    browser.click("nav.mainnav a[href='/events']").await;
+    browser.wait_for("tr[data-event-id]").await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("Delivered events are kept for 30 days, failed ones for 90 days")
+    );
+    browser.screenshot(shot("events")).await;
+    browser
+        .click("nav.tabs a[href='/events?status=failed']")
+        .await;
+    browser.wait_for("tr.empty-row").await;
+    let graveyard = browser.text("main").await;
+    assert!(
+        graveyard.contains("They are kept for 90 days."),
+        "{graveyard}"
+    );
+    assert!(graveyard.contains("The graveyard is empty"), "{graveyard}");
+    browser.screenshot(shot("graveyard-empty")).await;
+
     // An API key: shown once, works, revoked.
     browser.click("nav.mainnav a[href='/api-keys']").await;
     browser.wait_for("form[action='/api-keys']").await;
