@@ -12,7 +12,7 @@ use spenza::config::QueueKind;
 use spenza::queue::Topology;
 
 use crate::helpers::{
-    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key,
+    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key, metric,
     spawn_app_with, through, wait_until,
 };
 
@@ -522,15 +522,11 @@ async fn a_changed_retry_schedule_starts_beside_the_old_wait_queues_which_still_
 
 /// Deliveries this process counts as made with a 2xx answer, from its `/metrics`.
 async fn delivered_by(relay: &RelayProcess) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", relay.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(r#"spenza_delivery_attempts_total{outcome="2xx"} "#))
-        .map_or(0.0, |count| count.parse().unwrap())
+    metric(
+        &relay.address,
+        r#"spenza_delivery_attempts_total{outcome="2xx"}"#,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -806,6 +806,20 @@ fn status_response(status: u16) -> HttpResponse {
         .body(format!("scripted {status}"))
 }
 
+/// The value of one sample (its name and labels, as the exposition writes them) in the
+/// `/metrics` of the relay at `address`; 0 while it has not been counted.
+pub async fn metric(address: &str, sample: &str) -> f64 {
+    let text = reqwest::get(format!("{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
 /// `url` with its port replaced by `proxy`'s, to reach its server through the proxy.
 pub fn through(proxy: &FaultProxy, url: &str) -> String {
     let mut url = url::Url::parse(url).expect("a URL");

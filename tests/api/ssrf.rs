@@ -76,8 +76,9 @@ async fn internal_targets_are_refused_unless_their_range_is_opened() {
 
 /// Attempts the process's metrics count as refused by the SSRF guard.
 async fn refused_attempts(app: &crate::helpers::TestApp) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(r#"spenza_delivery_attempts_total{outcome="refused"} "#))
-        .map_or(0.0, |count| count.parse().unwrap())
+    crate::helpers::metric(
+        &app.address,
+        r#"spenza_delivery_attempts_total{outcome="refused"}"#,
+    )
+    .await
 }
