@@ -161,7 +161,8 @@ async fn log_lines_about_an_event_name_its_request_and_subscription_at_the_level
     assert_eq!(graveyard["status_code"], 500);
 
     // At the default level, none of the debug lines.
-    let mut relay = RelayProcess::start_logging(&resources, &[], &log).await;
+    let mut relay =
+        RelayProcess::start_logging(&resources, &[("SPENZA_RETRY_SCHEDULE", "100ms")], &log).await;
     let quiet = post(&relay.subscribe(&key, &flaky.url).await, "provider-req-3").await;
     relay.wait_for_status(&key, &quiet, "completed").await;
     assert!(relay.signal("TERM").await.success());
@@ -349,7 +350,8 @@ async fn metrics_count_what_ingest_and_delivery_did_and_label_nothing_unbounded(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_given_an_address_of_their_own_are_served_there_and_not_beside_the_api() {
-    let resources = TestResources::new("100ms").await;
+    // The relay runs the default schedule: its wait queues are the ones removed at the end.
+    let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
