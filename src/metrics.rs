@@ -14,7 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
-
 use slog::{Logger, debug};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +132,7 @@ pub struct StatusLabels {
     pub status: Status,
 }
 
-/// A queue, by its name without the deployment's prefix (`deliver`, `retry-30s`, `defer-2`).
+/// A queue, by its name without the deployment's prefix (`deliver`, `retry.30s`, `defer.1s`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct QueueLabels {
     pub queue: String,

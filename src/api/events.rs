@@ -217,7 +217,6 @@ pub struct AttemptList {
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn get(
     user: ApiUser,
@@ -243,7 +242,6 @@ pub async fn get(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn attempts(
     user: ApiUser,
@@ -302,7 +300,6 @@ impl EventList {
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn list(
     user: ApiUser,
@@ -334,7 +331,6 @@ pub async fn list(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn list_all(
     user: ApiUser,
@@ -364,7 +360,6 @@ pub async fn list_all(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn replay(
     user: ApiUser,

@@ -46,6 +46,8 @@ pub const PATH: &str = "/api/v1/openapi.json";
         )
     ),
     modifiers(&BearerKeys),
+    // Every operation needs a key; the document itself is served without one, outside it.
+    security(("bearer" = [])),
     tags(
         (name = "subscriptions", description = "Where events come in and where they are delivered"),
         (name = "events", description = "What came in, how its delivery went, and replaying it"),

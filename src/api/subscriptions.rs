@@ -87,7 +87,6 @@ impl SubscriptionOut {
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn create(
     user: ApiUser,
@@ -111,7 +110,6 @@ pub async fn create(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let data = subscriptions::list(&state, user.0)
@@ -137,7 +135,6 @@ pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespo
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn get(
     user: ApiUser,
@@ -167,7 +164,6 @@ pub async fn get(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn edit(
     user: ApiUser,
@@ -196,7 +192,6 @@ pub async fn edit(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn rotate_secret(
     user: ApiUser,
@@ -228,7 +223,6 @@ pub async fn rotate_secret(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn replay(
     user: ApiUser,
@@ -257,7 +251,6 @@ pub async fn replay(
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
-    security(("bearer" = [])),
 )]
 pub async fn delete(
     user: ApiUser,

@@ -83,8 +83,8 @@ impl Intake {
         Intake { events }
     }
 
-    /// Stores `event`, which `request` brought, and answers once it is committed, with what the statement learnt of it;
-    /// `Ok(None)` when no subscription owns its token.
+    /// Stores `event`, which `request` brought, and answers once it is committed, with what the
+    /// statement learnt of it; `Ok(None)` when no subscription owns its token.
     pub async fn store(
         &self,
         event: NewEvent,
