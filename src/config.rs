@@ -196,7 +196,7 @@ pub enum LogLevel {
     Error,
 }
 
-/// The kind of the delivery queue.
+/// The kind of the delivery queue and the wait queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QueueKind {
     /// Replicated Raft queue: the durable default.
@@ -249,7 +249,7 @@ pub struct Settings {
         default_value = "spenza"
     )]
     pub amqp_prefix: String,
-    /// Kind of the delivery queue.
+    /// Kind of the delivery queue and of the wait queues (which are named after it).
     #[arg(long = "queue-kind", env = "SPENZA_QUEUE_KIND", value_enum, default_value_t = QueueKind::Quorum)]
     pub queue_kind: QueueKind,
     /// Address the HTTP server listens on (port 0 picks a free port).

@@ -132,7 +132,8 @@ pub struct StatusLabels {
     pub status: Status,
 }
 
-/// A queue, by its name without the deployment's prefix (`deliver`, `retry.30s`, `defer.1s`).
+/// A queue, by its name without the deployment's prefix (`deliver`, `retry.30s.quorum`,
+/// `defer.1s.quorum`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct QueueLabels {
     pub queue: String,

@@ -39,11 +39,11 @@ impl Topology {
         }
     }
 
-    /// The wait queue for a retry delay. The delay is in the name, so a changed schedule
-    /// declares new queues instead of clashing with the arguments of old ones (which keep
-    /// draining into the deliver exchange).
+    /// The wait queue for a retry delay. Its delay and its kind are in the name, so a changed
+    /// schedule or queue kind declares new queues instead of clashing with the arguments of old
+    /// ones (which keep draining into the deliver exchange).
     pub fn retry_queue(&self, delay: Duration) -> String {
-        format!("{}.retry.{}", self.prefix, compact_delay(delay))
+        self.wait_queue("retry", delay)
     }
 
     /// The wait queue a delivery deferred `deferrals` times before waits in while its
@@ -51,7 +51,23 @@ impl Topology {
     pub fn defer_queue(&self, deferrals: u32) -> String {
         let last = DEFER_DELAYS.len() - 1;
         let delay = DEFER_DELAYS[usize::try_from(deferrals).map_or(last, |n| n.min(last))];
-        format!("{}.defer.{}", self.prefix, compact_delay(delay))
+        self.wait_queue("defer", delay)
+    }
+
+    fn wait_queue(&self, purpose: &str, delay: Duration) -> String {
+        format!(
+            "{}.{purpose}.{}.{}",
+            self.prefix,
+            compact_delay(delay),
+            self.kind_name()
+        )
+    }
+
+    fn kind_name(&self) -> &'static str {
+        match self.kind {
+            QueueKind::Quorum => "quorum",
+            QueueKind::Classic => "classic",
+        }
     }
 
     /// The direct exchange deliveries are published to.
@@ -87,7 +103,7 @@ impl Topology {
     }
 
     /// Every queue of this deployment, the deliver queue first, each with its name and its
-    /// name without the prefix (`deliver`, `retry.30s`, `defer.1s`).
+    /// name without the prefix (`deliver`, `retry.30s.quorum`, `defer.1s.quorum`).
     pub fn queues(&self) -> Vec<(String, String)> {
         std::iter::once(self.deliver_queue())
             .chain(self.waits().map(|(queue, _)| queue))
@@ -108,12 +124,9 @@ impl Topology {
                 ..ExchangeDeclareOptions::default()
             },
         )?;
+        let kind = || AmqpValue::LongString(self.kind_name().into());
         let mut arguments = FieldTable::new();
-        let kind = match self.kind {
-            QueueKind::Quorum => "quorum",
-            QueueKind::Classic => "classic",
-        };
-        arguments.insert("x-queue-type".into(), AmqpValue::LongString(kind.into()));
+        arguments.insert("x-queue-type".into(), kind());
         channel.queue_declare(
             self.deliver_queue(),
             QueueDeclareOptions {
@@ -129,14 +142,14 @@ impl Topology {
             FieldTable::new(),
         )?;
         for (queue, delay) in self.waits() {
-            // Classic queues: a wait queue only holds messages until their TTL dead-letters them
-            // back to the deliver exchange. Should one be lost, the event is still due in
-            // PostgreSQL and the reaper publishes it again.
+            // A wait queue only holds messages until their TTL dead-letters them back to the
+            // deliver exchange. Quorum wait queues are replicated like the deliver queue, and
+            // dead-letter at least once: an expired message leaves only when the deliver queue
+            // has confirmed it, so a node stopping on the way loses no retry. (Should a classic
+            // one's node be lost, its events are still due in PostgreSQL and the reaper
+            // publishes them again.)
             let mut arguments = FieldTable::new();
-            arguments.insert(
-                "x-queue-type".into(),
-                AmqpValue::LongString("classic".into()),
-            );
+            arguments.insert("x-queue-type".into(), kind());
             arguments.insert(
                 "x-message-ttl".into(),
                 AmqpValue::LongLongInt(delay.as_millis() as i64),
@@ -149,6 +162,18 @@ impl Topology {
                 "x-dead-letter-routing-key".into(),
                 AmqpValue::LongString(self.deliver_routing_key().into()),
             );
+            if self.kind == QueueKind::Quorum {
+                // At-least-once dead-lettering needs publishes refused, not heads dropped, at a
+                // length limit (these queues have none).
+                arguments.insert(
+                    "x-dead-letter-strategy".into(),
+                    AmqpValue::LongString("at-least-once".into()),
+                );
+                arguments.insert(
+                    "x-overflow".into(),
+                    AmqpValue::LongString("reject-publish".into()),
+                );
+            }
             channel.queue_declare(
                 queue,
                 QueueDeclareOptions {
@@ -189,10 +214,34 @@ mod tests {
     #[test]
     fn a_delivery_deferred_again_waits_longer_up_to_half_a_minute() {
         let topology = Topology::new("p", QueueKind::Quorum, Vec::new());
-        assert_eq!(topology.defer_queue(0), "p.defer.1s");
-        assert_eq!(topology.defer_queue(1), "p.defer.2s");
-        assert_eq!(topology.defer_queue(4), "p.defer.16s");
-        assert_eq!(topology.defer_queue(5), "p.defer.30s");
-        assert_eq!(topology.defer_queue(u32::MAX), "p.defer.30s");
+        assert_eq!(topology.defer_queue(0), "p.defer.1s.quorum");
+        assert_eq!(topology.defer_queue(1), "p.defer.2s.quorum");
+        assert_eq!(topology.defer_queue(4), "p.defer.16s.quorum");
+        assert_eq!(topology.defer_queue(5), "p.defer.30s.quorum");
+        assert_eq!(topology.defer_queue(u32::MAX), "p.defer.30s.quorum");
+    }
+
+    #[test]
+    fn a_wait_queue_is_named_after_its_delay_and_its_kind() {
+        let delays = vec![Duration::from_secs(30), Duration::from_secs(300)];
+        let quorum = Topology::new("p", QueueKind::Quorum, delays.clone());
+        let classic = Topology::new("p", QueueKind::Classic, delays);
+        assert_eq!(
+            quorum.retry_queue(Duration::from_secs(30)),
+            "p.retry.30s.quorum"
+        );
+        assert_eq!(
+            classic.retry_queue(Duration::from_secs(300)),
+            "p.retry.5m.classic"
+        );
+        let names: Vec<_> = quorum
+            .queues()
+            .into_iter()
+            .map(|(_, short)| short)
+            .collect();
+        assert_eq!(
+            names[..3],
+            ["deliver", "retry.30s.quorum", "retry.5m.quorum"]
+        );
     }
 }

@@ -320,7 +320,7 @@ async fn metrics_count_what_ingest_and_delivery_did_and_label_nothing_unbounded(
         0.0
     );
     assert_eq!(
-        counter("spenza_queue_messages", &[("queue", "retry.100ms")]),
+        counter("spenza_queue_messages", &[("queue", "retry.100ms.quorum")]),
         0.0
     );
 
