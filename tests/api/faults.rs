@@ -5,40 +5,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use spenza::config::QueueKind;
 use spenza::queue::Topology;
 
 use crate::helpers::{
-    FaultProxy, RelayProcess, Script, Sink, TestResources, amqp_url, create_user_with_key, metric,
-    spawn_app_with, through, wait_until,
+    FaultProxy, RelayProcess, Script, Sink, TestResources, all_delivered, amqp_url,
+    create_user_with_key, metric, spawn_app_with, start_load, through, wait_until,
 };
-
-/// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
-async fn all_delivered(sink: &Sink, accepted: &HashSet<String>) -> usize {
-    wait_until(
-        Duration::from_secs(60),
-        "every accepted event at the sink",
-        || async {
-            let delivered = sink.unique_ids();
-            let missing = accepted.difference(&delivered).count();
-            if missing == 0 {
-                Ok(())
-            } else {
-                Err(format!("{missing} of {} missing", accepted.len()))
-            }
-        },
-    )
-    .await;
-    let duplicates = sink.received().len() - sink.unique_ids().len();
-    println!(
-        "{} accepted, all delivered, {duplicates} duplicate deliveries",
-        accepted.len()
-    );
-    duplicates
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_accepted_while_the_broker_is_away_are_delivered_seconds_after_it_is_back() {
@@ -240,42 +215,6 @@ async fn accept(ingest_url: &str) -> String {
     assert_eq!(response.status(), 202);
     let body: Value = response.json().await.unwrap();
     body["event_id"].as_str().expect("an event id").to_owned()
-}
-
-/// Posts `events` events to `ingest_url`, `concurrency` at a time, in a task of its own; the
-/// ids of those accepted arrive on the receiver as their 202s do. A request cut off by a kill
-/// is not accepted: the provider would retry it.
-fn start_load(
-    ingest_url: Arc<str>,
-    events: usize,
-    concurrency: usize,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::mpsc::UnboundedReceiver<String>,
-) {
-    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
-    let client = reqwest::Client::new();
-    let load = tokio::spawn(async move {
-        futures_util::stream::iter(0..events)
-            .for_each_concurrent(concurrency, |n| {
-                let (client, url, accepted) =
-                    (client.clone(), ingest_url.clone(), accepted_tx.clone());
-                async move {
-                    if let Ok(response) = client
-                        .post(&*url)
-                        .body(format!(r#"{{"n":{n}}}"#))
-                        .send()
-                        .await
-                        && response.status() == 202
-                        && let Ok(body) = response.json::<Value>().await
-                    {
-                        let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
-                    }
-                }
-            })
-            .await
-    });
-    (load, accepted_rx)
 }
 
 // The grace period is short, so that what the reaper repairs shows up within the test, and

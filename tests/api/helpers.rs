@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use spenza::config::{Cli, Command, DEFAULT_RETRY_SCHEDULE, QueueKind, Settings};
 use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
@@ -414,10 +415,15 @@ pub async fn stop_publisher(publisher: Publisher, thread: PublisherThread) {
 }
 
 /// Messages ready in a queue of the broker (not those handed to a consumer), or why they could
-/// not be counted. A failed passive declare closes its channel: each look has its own
-/// connection.
+/// not be counted.
 pub fn ready_in(queue: &str) -> Result<u32, String> {
-    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).expect("the broker");
+    ready_in_at(&amqp_url(), queue)
+}
+
+/// As [`ready_in`], asking the broker (or cluster node) at `url`. A failed passive declare
+/// closes its channel: each look has its own connection.
+pub fn ready_in_at(url: &str, queue: &str) -> Result<u32, String> {
+    let mut connection = amiquip::Connection::insecure_open(url).map_err(|e| e.to_string())?;
     let declared = connection
         .open_channel(None)
         .unwrap()
@@ -1085,4 +1091,64 @@ impl Dashboard {
         let start = page.find(marker).expect("the page shows the ingest URL") + marker.len();
         page[start..].split('"').next().unwrap().to_owned()
     }
+}
+
+/// Waits until every id in `accepted` reached the sink; returns how many duplicates arrived.
+pub async fn all_delivered(sink: &Sink, accepted: &HashSet<String>) -> usize {
+    wait_until(
+        Duration::from_secs(60),
+        "every accepted event at the sink",
+        || async {
+            let delivered = sink.unique_ids();
+            let missing = accepted.difference(&delivered).count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} of {} missing", accepted.len()))
+            }
+        },
+    )
+    .await;
+    let duplicates = sink.received().len() - sink.unique_ids().len();
+    println!(
+        "{} accepted, all delivered, {duplicates} duplicate deliveries",
+        accepted.len()
+    );
+    duplicates
+}
+
+/// Posts `events` events to `ingest_url`, `concurrency` at a time, in a task of its own; the
+/// ids of those accepted arrive on the receiver as their 202s do. A request cut off by a kill
+/// is not accepted: the provider would retry it.
+pub fn start_load(
+    ingest_url: Arc<str>,
+    events: usize,
+    concurrency: usize,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (accepted_tx, accepted_rx) = tokio::sync::mpsc::unbounded_channel();
+    let client = reqwest::Client::new();
+    let load = tokio::spawn(async move {
+        futures_util::stream::iter(0..events)
+            .for_each_concurrent(concurrency, |n| {
+                let (client, url, accepted) =
+                    (client.clone(), ingest_url.clone(), accepted_tx.clone());
+                async move {
+                    if let Ok(response) = client
+                        .post(&*url)
+                        .body(format!(r#"{{"n":{n}}}"#))
+                        .send()
+                        .await
+                        && response.status() == 202
+                        && let Ok(body) = response.json::<Value>().await
+                    {
+                        let _ = accepted.send(body["event_id"].as_str().unwrap().to_owned());
+                    }
+                }
+            })
+            .await
+    });
+    (load, accepted_rx)
 }

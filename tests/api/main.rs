@@ -4,6 +4,7 @@
 mod assets;
 mod browser;
 mod cli;
+mod cluster;
 mod correctness;
 mod dashboard;
 mod dashboard_browser;
