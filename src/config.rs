@@ -357,6 +357,11 @@ pub struct Settings {
     /// public port.
     #[arg(long = "metrics-bind", env = "SPENZA_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
+    /// Also count accepted events and delivery attempts by subscription id (one series per
+    /// subscription and outcome, kept until the process restarts): for a handful of
+    /// subscriptions, not thousands.
+    #[arg(long = "metrics-per-subscription", env = "SPENZA_METRICS_PER_SUBSCRIPTION", action = clap::ArgAction::Set, default_value_t = false)]
+    pub metrics_per_subscription: bool,
     /// How often the metrics that are counted rather than kept (events by status, messages in
     /// each queue) are read again.
     #[arg(long = "gauge-interval", env = "SPENZA_GAUGE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
@@ -423,10 +428,13 @@ pub fn reference() -> String {
             if !meaning.is_empty() && !meaning.ends_with('.') {
                 meaning.push('.');
             }
-            let choices: Vec<String> = arg
+            let values: Vec<_> = arg
                 .get_possible_values()
-                .iter()
+                .into_iter()
                 .filter(|value| !value.is_hide_set())
+                .collect();
+            let choices: Vec<String> = values
+                .iter()
                 .map(|value| match value.get_help() {
                     Some(help) => {
                         let help = help.to_string();
@@ -444,8 +452,16 @@ pub fn reference() -> String {
                     None => format!("`{}`", value.get_name()),
                 })
                 .collect();
-            if !choices.is_empty() {
-                write!(meaning, " One of {}.", choices.join("; ")).expect("writing to a String");
+            match choices.as_slice() {
+                [] => {}
+                // Plain values, as a boolean's: "`true` or `false`".
+                [.., last] if values.iter().all(|value| value.get_help().is_none()) => {
+                    let others = &choices[..choices.len() - 1];
+                    write!(meaning, " {} or {last}.", others.join(", "))
+                        .expect("writing to a String");
+                }
+                _ => write!(meaning, " One of {}.", choices.join("; "))
+                    .expect("writing to a String"),
             }
             let meaning = meaning
                 .split_whitespace()

@@ -2,10 +2,11 @@
 //!
 //! One registry for the process, as Prometheus sees a process: every part of the relay counts
 //! into [`get()`]. No label takes an unbounded value: each is an enum here, or a queue name
-//! drawn from the configured topology.
+//! drawn from the configured topology. The one exception is for the operator to choose
+//! ([`init`]): counts by subscription id.
 
 use std::fmt::Write as _;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -20,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
 use crate::db::models::event;
-use crate::domain::EventStatus;
+use crate::domain::{EventStatus, SubscriptionId};
 use crate::queue::{Topology, connect};
 
 /// The content type of [`encode`]'s text.
@@ -128,6 +129,17 @@ pub struct AttemptLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SubscriptionLabels {
+    pub subscription: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SubscriptionAttemptLabels {
+    pub subscription: String,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: Status,
 }
@@ -166,10 +178,18 @@ pub struct Metrics {
     pub publish_confirm: Histogram,
     /// Dashboard pages connected to the live WebSocket.
     pub live_connections: Gauge,
+    /// Counts by subscription, when the operator asked for them.
+    by_subscription: Option<BySubscription>,
+}
+
+/// Counts labelled with subscription ids: one series per subscription (and outcome).
+struct BySubscription {
+    ingested: Family<SubscriptionLabels, Counter>,
+    attempts: Family<SubscriptionAttemptLabels, Counter>,
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    fn new(per_subscription: bool) -> Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("spenza"),
             ingest_requests: Family::default(),
@@ -184,6 +204,10 @@ impl Metrics {
             reaper_republished: Counter::default(),
             publish_confirm: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             live_connections: Gauge::default(),
+            by_subscription: per_subscription.then(|| BySubscription {
+                ingested: Family::default(),
+                attempts: Family::default(),
+            }),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -250,6 +274,18 @@ impl Metrics {
             "Dashboard pages connected to the live WebSocket",
             metrics.live_connections.clone(),
         );
+        if let Some(by_subscription) = &metrics.by_subscription {
+            registry.register(
+                "subscription_events_ingested",
+                "Events stored, by subscription",
+                by_subscription.ingested.clone(),
+            );
+            registry.register(
+                "subscription_delivery_attempts",
+                "Delivery attempts, by subscription and how they ended",
+                by_subscription.attempts.clone(),
+            );
+        }
         metrics
     }
 
@@ -261,31 +297,66 @@ impl Metrics {
         self.ingest_duration.observe(took.as_secs_f64());
     }
 
-    /// Counts a delivery attempt that ended as `outcome` after `took`; the time of one the
-    /// SSRF guard refused, which sent nothing, is not observed.
-    pub fn attempted(&self, outcome: AttemptOutcome, took: Duration) {
+    /// Counts an event stored for `subscription` (only by subscription: the ingest request
+    /// is counted by [`Metrics::ingested`]).
+    pub fn stored(&self, subscription: SubscriptionId) {
+        if let Some(by_subscription) = &self.by_subscription {
+            by_subscription
+                .ingested
+                .get_or_create(&SubscriptionLabels {
+                    subscription: subscription.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// Counts a delivery attempt at `subscription`'s endpoint that ended as `outcome` after
+    /// `took`; the time of one the SSRF guard refused, which sent nothing, is not observed.
+    pub fn attempted(&self, subscription: SubscriptionId, outcome: AttemptOutcome, took: Duration) {
         self.delivery_attempts
             .get_or_create(&AttemptLabels { outcome })
             .inc();
+        if let Some(by_subscription) = &self.by_subscription {
+            by_subscription
+                .attempts
+                .get_or_create(&SubscriptionAttemptLabels {
+                    subscription: subscription.to_string(),
+                    outcome,
+                })
+                .inc();
+        }
         if outcome != AttemptOutcome::Refused {
             self.delivery_duration.observe(took.as_secs_f64());
         }
     }
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static METRICS: OnceLock<Metrics> = OnceLock::new();
+
+/// Sets the process's metrics up, counting by subscription too if `per_subscription`. The
+/// first call decides, or the first [`get`] (without counts by subscription): a process serves
+/// one relay, and tests that start several in one process share the first one's.
+pub fn init(per_subscription: bool) {
+    METRICS.get_or_init(|| Metrics::new(per_subscription));
+}
 
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
-    &METRICS
+    METRICS.get_or_init(|| Metrics::new(false))
 }
 
-/// The metrics in the OpenMetrics text format.
+/// The process's metrics in the OpenMetrics text format.
 pub fn encode() -> String {
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &get().registry)
-        .expect("writing to a String cannot fail");
-    text
+    get().encode()
+}
+
+impl Metrics {
+    fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
 }
 
 /// Sets the events gauge from fresh counts; a status without events reads 0.
@@ -422,7 +493,11 @@ mod tests {
     #[test]
     fn every_metric_is_described_and_labels_take_their_bounded_values() {
         get().ingested(IngestStatus::Duplicate, Duration::from_millis(3));
-        get().attempted(AttemptOutcome::Refused, Duration::ZERO);
+        get().attempted(
+            SubscriptionId(uuid::Uuid::nil()),
+            AttemptOutcome::Refused,
+            Duration::ZERO,
+        );
         set_event_counts(&[(EventStatus::Retrying, 7)]);
         // A family shows once it has a member; the gauge reader makes these.
         get()
@@ -472,6 +547,36 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn counts_by_subscription_are_made_only_when_the_operator_asks() {
+        let subscription = SubscriptionId(uuid::Uuid::now_v7());
+        let count = |metrics: &Metrics| {
+            metrics.stored(subscription);
+            metrics.attempted(subscription, AttemptOutcome::Status5xx, Duration::ZERO);
+            metrics.attempted(subscription, AttemptOutcome::Status5xx, Duration::ZERO);
+            metrics.encode()
+        };
+        let text = count(&Metrics::new(true));
+        assert!(
+            text.contains(&format!(
+                "spenza_subscription_events_ingested_total{{subscription=\"{subscription}\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "spenza_subscription_delivery_attempts_total{{subscription=\"{subscription}\",outcome=\"5xx\"}} 2"
+            )),
+            "{text}"
+        );
+        let text = count(&Metrics::new(false));
+        assert!(!text.contains("subscription"), "{text}");
+        assert!(
+            text.contains(r#"spenza_delivery_attempts_total{outcome="5xx"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -243,7 +243,7 @@ impl Deliverer {
         let attempt = self.http.attempt(id, &found).await;
         drop(slot);
         let took = Duration::from_millis(u64::try_from(attempt.duration_ms).unwrap_or(0));
-        metrics::get().attempted(attempt.outcome, took);
+        metrics::get().attempted(job.envelope.subscription_id, attempt.outcome, took);
         if attempt.succeeded() {
             let waited = (Utc::now() - found.received_at)
                 .to_std()

@@ -166,6 +166,7 @@ async fn receive(
     };
     match (accepted.stored, key) {
         (Some(stored), _) => {
+            metrics::get().stored(accepted.subscription_id);
             debug!(ingest.log(), "event stored";
                 "request_id" => %ingest.request_id,
                 "event_id" => %stored,

@@ -367,6 +367,93 @@ async fn metrics_given_an_address_of_their_own_are_served_there_and_not_beside_t
     assert_eq!(value(&scrape, "spenza_live_connections", &[]), 0.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_who_asks_gets_counts_by_subscription_as_well() {
+    let resources = TestResources::new("100ms").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let working = Sink::start(Script::Ok).await;
+    let broken = Sink::start(Script::Always(500)).await;
+    let relay = RelayProcess::start(
+        &resources,
+        &[
+            ("SPENZA_RETRY_SCHEDULE", "100ms"),
+            ("SPENZA_METRICS_PER_SUBSCRIPTION", "true"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut subscriptions = Vec::new();
+    for sink in [&working, &broken] {
+        let subscription: Value = client
+            .post(format!("{}/api/v1/subscriptions", relay.address))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({ "name": "counted", "target_url": sink.url }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ingest_url = subscription["ingest_url"].as_str().unwrap();
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            let answer: Value = client
+                .post(ingest_url)
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            events.push(answer["event_id"].as_str().unwrap().to_owned());
+        }
+        subscriptions.push((subscription["id"].as_str().unwrap().to_owned(), events));
+    }
+    for (status, (_, events)) in ["completed", "failed"].into_iter().zip(&subscriptions) {
+        for id in events {
+            relay.wait_for_status(&key, id, status).await;
+        }
+    }
+
+    let after = scrape(&relay.address).await;
+    let counter = |metric: &str, labels: &[(&str, &str)]| value(&after, metric, labels);
+    let (working_id, broken_id) = (&subscriptions[0].0, &subscriptions[1].0);
+    for id in [working_id, broken_id] {
+        assert_eq!(
+            counter(
+                "spenza_subscription_events_ingested_total",
+                &[("subscription", id)]
+            ),
+            2.0
+        );
+    }
+    assert_eq!(
+        counter(
+            "spenza_subscription_delivery_attempts_total",
+            &[("subscription", working_id), ("outcome", "2xx")]
+        ),
+        2.0
+    );
+    // Two events, each tried twice: the attempt and its one retry.
+    assert_eq!(
+        counter(
+            "spenza_subscription_delivery_attempts_total",
+            &[("subscription", broken_id), ("outcome", "5xx")]
+        ),
+        4.0
+    );
+    assert!(
+        !after.samples.iter().any(|sample| sample.metric
+            == "spenza_subscription_delivery_attempts_total"
+            && sample.labels.get("subscription") == Some(working_id.as_str())
+            && sample.labels.get("outcome") == Some("5xx")),
+        "no series for an outcome a subscription never had"
+    );
+    working.stop().await;
+    broken.stop().await;
+}
+
 /// Stores an event of `subscription` that arrived `age` ago, in `status`, finished `finished`
 /// ago (if given), with one attempt; its id.
 async fn backdated_event(
