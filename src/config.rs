@@ -249,7 +249,7 @@ pub struct Settings {
         default_value = "spenza"
     )]
     pub amqp_prefix: String,
-    /// Kind of the delivery queue and of the wait queues (which are named after it).
+    /// Kind of the delivery queue and of the wait queues.
     #[arg(long = "queue-kind", env = "SPENZA_QUEUE_KIND", value_enum, default_value_t = QueueKind::Quorum)]
     pub queue_kind: QueueKind,
     /// Address the HTTP server listens on (port 0 picks a free port).
@@ -357,9 +357,9 @@ pub struct Settings {
     /// public port.
     #[arg(long = "metrics-bind", env = "SPENZA_METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
-    /// Also count accepted events and delivery attempts by subscription id (one series per
-    /// subscription and outcome, kept until the process restarts): for a handful of
-    /// subscriptions, not thousands.
+    /// Also count stored events and delivery attempts by subscription id (one series per
+    /// subscription and outcome, kept until the process restarts): for tens of subscriptions,
+    /// not thousands; served beside the API unless `SPENZA_METRICS_BIND` moves it.
     #[arg(long = "metrics-per-subscription", env = "SPENZA_METRICS_PER_SUBSCRIPTION", action = clap::ArgAction::Set, default_value_t = false)]
     pub metrics_per_subscription: bool,
     /// How often the metrics that are counted rather than kept (events by status, messages in
@@ -455,13 +455,16 @@ pub fn reference() -> String {
             match choices.as_slice() {
                 [] => {}
                 // Plain values, as a boolean's: "`true` or `false`".
-                [.., last] if values.iter().all(|value| value.get_help().is_none()) => {
-                    let others = &choices[..choices.len() - 1];
+                [others @ .., last]
+                    if !others.is_empty()
+                        && values.iter().all(|value| value.get_help().is_none()) =>
+                {
                     write!(meaning, " {} or {last}.", others.join(", "))
                         .expect("writing to a String");
                 }
-                _ => write!(meaning, " One of {}.", choices.join("; "))
-                    .expect("writing to a String"),
+                _ => {
+                    write!(meaning, " One of {}.", choices.join("; ")).expect("writing to a String")
+                }
             }
             let meaning = meaning
                 .split_whitespace()

@@ -145,7 +145,7 @@ pub struct StatusLabels {
 }
 
 /// A queue, by its name without the deployment's prefix (`deliver`, `retry.30s.quorum`,
-/// `defer.1s.quorum`).
+/// `defer.1s.quorum`; `retry.30s` for a classic queue).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct QueueLabels {
     pub queue: String,
@@ -335,14 +335,20 @@ static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 /// Sets the process's metrics up, counting by subscription too if `per_subscription`. The
 /// first call decides, or the first [`get`] (without counts by subscription): a process serves
-/// one relay, and tests that start several in one process share the first one's.
-pub fn init(per_subscription: bool) {
-    METRICS.get_or_init(|| Metrics::new(per_subscription));
+/// one relay, and tests that start several in one process share the first one's. Whether
+/// the metrics count by subscription as asked.
+#[must_use]
+pub fn init(per_subscription: bool) -> bool {
+    get_or_init(per_subscription).by_subscription.is_some() == per_subscription
+}
+
+fn get_or_init(per_subscription: bool) -> &'static Metrics {
+    METRICS.get_or_init(|| Metrics::new(per_subscription))
 }
 
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
-    METRICS.get_or_init(|| Metrics::new(false))
+    get_or_init(false)
 }
 
 /// The process's metrics in the OpenMetrics text format.

@@ -92,7 +92,10 @@ impl Application {
     /// consumer and delivery pool) and binds the HTTP listener. Must run inside the main tokio
     /// runtime.
     pub async fn build(settings: Settings, log: Logger) -> anyhow::Result<Self> {
-        metrics::init(settings.metrics_per_subscription);
+        if !metrics::init(settings.metrics_per_subscription) {
+            warn!(log, "this process counted its metrics before it was set up: they are not by subscription as asked";
+                "per_subscription" => settings.metrics_per_subscription);
+        }
         let applied = db::migrations::run(settings.database.url.expose()).await?;
         info!(log, "database migrated"; "applied" => applied);
         let http_workers = settings.http_workers.unwrap_or_else(|| {

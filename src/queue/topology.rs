@@ -6,6 +6,8 @@ use amiquip::{
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::config::QueueKind;
 use crate::domain::compact_delay;
 
@@ -39,9 +41,10 @@ impl Topology {
         }
     }
 
-    /// The wait queue for a retry delay. Its delay and its kind are in the name, so a changed
-    /// schedule or queue kind declares new queues instead of clashing with the arguments of old
-    /// ones (which keep draining into the deliver exchange).
+    /// The wait queue for a retry delay. The delay is in the name, so a changed schedule
+    /// declares new queues instead of clashing with the arguments of old ones (which keep
+    /// draining into the deliver exchange); so is the kind, for quorum queues (see
+    /// [`Topology::wait_queue`]).
     pub fn retry_queue(&self, delay: Duration) -> String {
         self.wait_queue("retry", delay)
     }
@@ -54,13 +57,15 @@ impl Topology {
         self.wait_queue("defer", delay)
     }
 
+    /// `<prefix>.<purpose>.<delay>`, and `.quorum` after it for a quorum queue: a quorum
+    /// queue cannot take the name of the classic one it replaces (wait queues were classic
+    /// until quorum queues could expire messages), and classic ones keep their names.
     fn wait_queue(&self, purpose: &str, delay: Duration) -> String {
-        format!(
-            "{}.{purpose}.{}.{}",
-            self.prefix,
-            compact_delay(delay),
-            self.kind_name()
-        )
+        let name = format!("{}.{purpose}.{}", self.prefix, compact_delay(delay));
+        match self.kind {
+            QueueKind::Quorum => format!("{name}.quorum"),
+            QueueKind::Classic => name,
+        }
     }
 
     fn kind_name(&self) -> &'static str {
@@ -103,7 +108,8 @@ impl Topology {
     }
 
     /// Every queue of this deployment, the deliver queue first, each with its name and its
-    /// name without the prefix (`deliver`, `retry.30s.quorum`, `defer.1s.quorum`).
+    /// name without the prefix (`deliver`, `retry.30s.quorum`, `defer.1s.quorum`; without
+    /// `.quorum` for classic queues).
     pub fn queues(&self) -> Vec<(String, String)> {
         std::iter::once(self.deliver_queue())
             .chain(self.waits().map(|(queue, _)| queue))
@@ -115,7 +121,7 @@ impl Topology {
     }
 
     /// Declares everything; safe to repeat on every start and every reconnect.
-    pub fn declare(&self, channel: &Channel) -> amiquip::Result<()> {
+    pub fn declare(&self, channel: &Channel) -> anyhow::Result<()> {
         channel.exchange_declare(
             ExchangeType::Direct,
             self.deliver_exchange(),
@@ -124,9 +130,11 @@ impl Topology {
                 ..ExchangeDeclareOptions::default()
             },
         )?;
-        let kind = || AmqpValue::LongString(self.kind_name().into());
         let mut arguments = FieldTable::new();
-        arguments.insert("x-queue-type".into(), kind());
+        arguments.insert(
+            "x-queue-type".into(),
+            AmqpValue::LongString(self.kind_name().into()),
+        );
         channel.queue_declare(
             self.deliver_queue(),
             QueueDeclareOptions {
@@ -142,48 +150,62 @@ impl Topology {
             FieldTable::new(),
         )?;
         for (queue, delay) in self.waits() {
-            // A wait queue only holds messages until their TTL dead-letters them back to the
-            // deliver exchange. Quorum wait queues are replicated like the deliver queue, and
-            // dead-letter at least once: an expired message leaves only when the deliver queue
-            // has confirmed it, so a node stopping on the way loses no retry. (Should a classic
-            // one's node be lost, its events are still due in PostgreSQL and the reaper
-            // publishes them again.)
-            let mut arguments = FieldTable::new();
-            arguments.insert("x-queue-type".into(), kind());
-            arguments.insert(
-                "x-message-ttl".into(),
-                AmqpValue::LongLongInt(delay.as_millis() as i64),
-            );
-            arguments.insert(
-                "x-dead-letter-exchange".into(),
-                AmqpValue::LongString(self.deliver_exchange()),
-            );
-            arguments.insert(
-                "x-dead-letter-routing-key".into(),
-                AmqpValue::LongString(self.deliver_routing_key().into()),
-            );
-            if self.kind == QueueKind::Quorum {
-                // At-least-once dead-lettering needs publishes refused, not heads dropped, at a
-                // length limit (these queues have none).
-                arguments.insert(
-                    "x-dead-letter-strategy".into(),
-                    AmqpValue::LongString("at-least-once".into()),
-                );
-                arguments.insert(
-                    "x-overflow".into(),
-                    AmqpValue::LongString("reject-publish".into()),
-                );
-            }
-            channel.queue_declare(
-                queue,
-                QueueDeclareOptions {
-                    durable: true,
-                    arguments,
-                    ..QueueDeclareOptions::default()
-                },
-            )?;
+            channel
+                .queue_declare(
+                    queue.as_str(),
+                    QueueDeclareOptions {
+                        durable: true,
+                        arguments: self.wait_arguments(delay),
+                        ..QueueDeclareOptions::default()
+                    },
+                )
+                .with_context(|| match self.kind {
+                    QueueKind::Quorum => format!(
+                        "declaring the wait queue {queue} (a quorum queue with a message TTL: \
+                         RabbitMQ 3.10 or later)"
+                    ),
+                    QueueKind::Classic => format!("declaring the wait queue {queue}"),
+                })?;
         }
         Ok(())
+    }
+
+    /// A wait queue only holds messages until their TTL dead-letters them back to the deliver
+    /// exchange. Quorum wait queues are replicated like the deliver queue, and dead-letter at
+    /// least once: an expired message leaves only once the deliver queue has confirmed it, so a
+    /// node stopping on the way loses no retry. (Should a classic one's node be lost, its
+    /// events are still due in PostgreSQL and the reaper publishes them again.)
+    fn wait_arguments(&self, delay: Duration) -> FieldTable {
+        let mut arguments = FieldTable::new();
+        let mut set = |name: &str, value| {
+            arguments.insert(name.into(), value);
+        };
+        set(
+            "x-queue-type",
+            AmqpValue::LongString(self.kind_name().into()),
+        );
+        set(
+            "x-message-ttl",
+            AmqpValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
+        );
+        set(
+            "x-dead-letter-exchange",
+            AmqpValue::LongString(self.deliver_exchange()),
+        );
+        set(
+            "x-dead-letter-routing-key",
+            AmqpValue::LongString(self.deliver_routing_key().into()),
+        );
+        if self.kind == QueueKind::Quorum {
+            // At-least-once dead-lettering needs publishes refused, not heads dropped, at a
+            // length limit (these queues have none).
+            set(
+                "x-dead-letter-strategy",
+                AmqpValue::LongString("at-least-once".into()),
+            );
+            set("x-overflow", AmqpValue::LongString("reject-publish".into()));
+        }
+        arguments
     }
 
     /// Deletes everything this topology declares, and the live exchange (tests use it to leave
@@ -222,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wait_queue_is_named_after_its_delay_and_its_kind() {
+    fn a_quorum_wait_queue_is_named_apart_from_the_classic_one_it_replaces() {
         let delays = vec![Duration::from_secs(30), Duration::from_secs(300)];
         let quorum = Topology::new("p", QueueKind::Quorum, delays.clone());
         let classic = Topology::new("p", QueueKind::Classic, delays);
@@ -230,10 +252,8 @@ mod tests {
             quorum.retry_queue(Duration::from_secs(30)),
             "p.retry.30s.quorum"
         );
-        assert_eq!(
-            classic.retry_queue(Duration::from_secs(300)),
-            "p.retry.5m.classic"
-        );
+        assert_eq!(classic.retry_queue(Duration::from_secs(300)), "p.retry.5m");
+        assert_eq!(classic.defer_queue(0), "p.defer.1s");
         let names: Vec<_> = quorum
             .queues()
             .into_iter()
@@ -243,5 +263,36 @@ mod tests {
             names[..3],
             ["deliver", "retry.30s.quorum", "retry.5m.quorum"]
         );
+    }
+
+    #[test]
+    fn quorum_wait_queues_dead_letter_at_least_once_and_classic_ones_as_they_can() {
+        let text = |kind| {
+            let topology = Topology::new("p", kind, Vec::new());
+            let arguments = topology.wait_arguments(Duration::from_secs(30));
+            let mut pairs: Vec<_> = arguments
+                .iter()
+                .map(|(name, value)| format!("{}={value:?}", name.as_str()))
+                .collect();
+            pairs.sort();
+            pairs.join(" ")
+        };
+        let quorum = text(QueueKind::Quorum);
+        for expected in [
+            r#"x-queue-type=LongString("quorum")"#,
+            "x-message-ttl=LongLongInt(30000)",
+            r#"x-dead-letter-exchange=LongString("p.deliver")"#,
+            r#"x-dead-letter-routing-key=LongString("deliver")"#,
+            r#"x-dead-letter-strategy=LongString("at-least-once")"#,
+            r#"x-overflow=LongString("reject-publish")"#,
+        ] {
+            assert!(quorum.contains(expected), "{expected} in {quorum}");
+        }
+        let classic = text(QueueKind::Classic);
+        assert!(
+            classic.contains(r#"x-queue-type=LongString("classic")"#),
+            "{classic}"
+        );
+        assert!(!classic.contains("x-dead-letter-strategy"), "{classic}");
     }
 }
