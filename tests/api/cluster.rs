@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use crate::helpers::{
 
 /// The one retry's wait: long enough to stop a node while retries wait, well short of the
 /// reaper's grace, so that what the retries arrive through is the wait queue.
-const RETRY: &str = "10s";
-const REAPER_GRACE: &str = "30s";
+const RETRY: &str = "15s";
+const REAPER_GRACE: &str = "45s";
 const DELIVERY_CONCURRENCY: usize = 16;
 
 /// Three RabbitMQ nodes of the script's, removed with everything they hold when dropped.
@@ -32,8 +32,9 @@ struct Cluster {
 
 impl Cluster {
     /// Starts and joins the three nodes, on AMQP ports of their own whose distribution ports
-    /// (20000 above) are free too.
+    /// (20000 above) are free too, after taking down what aborted runs left.
     async fn up() -> Cluster {
+        take_down_abandoned().await;
         let port = (5700..6000)
             .step_by(3)
             .find(|&first| {
@@ -42,12 +43,13 @@ impl Cluster {
                     .all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
             })
             .expect("three free ports");
-        let dir = std::env::temp_dir().join(format!("spenza-cluster-{port}"));
+        let dir = std::env::temp_dir().join(format!("{CLUSTER_DIR}{port}"));
         let mut cluster = Cluster {
             dir,
             urls: Vec::new(),
         };
         let urls = cluster.script(&["up", &port.to_string()]).await;
+        std::fs::write(cluster.dir.join(OWNER), std::process::id().to_string()).unwrap();
         cluster.urls = urls.trim().split(',').map(str::to_owned).collect();
         assert_eq!(cluster.urls.len(), 3, "{urls}");
         cluster
@@ -55,20 +57,7 @@ impl Cluster {
 
     /// Runs the script on this cluster's folder; what it printed.
     async fn script(&self, arguments: &[&str]) -> String {
-        let mut command = std::process::Command::new(script_path());
-        command
-            .arg(arguments[0])
-            .arg(&self.dir)
-            .args(&arguments[1..]);
-        let output = tokio::task::spawn_blocking(move || command.output().expect("bash runs"))
-            .await
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "rabbitmq-cluster.sh {arguments:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        script(&self.dir, arguments).await
     }
 
     /// Stops node `n` (1-3) at once, as a crash would.
@@ -114,6 +103,41 @@ impl Drop for Cluster {
             .arg(&self.dir)
             .status();
     }
+}
+
+/// The clusters' folders are this in the temporary folder, and their first port.
+const CLUSTER_DIR: &str = "spenza-cluster-";
+/// The file in a cluster's folder naming the test process that made it.
+const OWNER: &str = "test-process";
+
+/// Takes down the clusters of test processes that are gone (killed before they could).
+async fn take_down_abandoned() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let ours = entry.file_name().to_string_lossy().starts_with(CLUSTER_DIR);
+        let owner = std::fs::read_to_string(dir.join(OWNER)).unwrap_or_default();
+        if ours && !owner.is_empty() && !PathBuf::from(format!("/proc/{owner}")).exists() {
+            script(&dir, &["down"]).await;
+        }
+    }
+}
+
+/// Runs `scripts/rabbitmq-cluster.sh` on the cluster in `dir`; what it printed.
+async fn script(dir: &Path, arguments: &[&str]) -> String {
+    let mut command = std::process::Command::new(script_path());
+    command.arg(arguments[0]).arg(dir).args(&arguments[1..]);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("bash runs"))
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "rabbitmq-cluster.sh {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn script_path() -> PathBuf {
@@ -178,11 +202,12 @@ async fn load_through(
     accepted
 }
 
-/// Waits until every accepted event reached `sink`, and prints the case's figures: duplicates,
-/// the time from each event's 202 to its delivery, and the reaper's republishes. The
-/// duplicates.
+/// Waits until every accepted event reached `sink` and is `completed` in the database, prints
+/// the case's figures (duplicates, the time from each event's 202 to its delivery, the reaper's
+/// republishes), and returns the number of duplicates.
 async fn report(
     case: &str,
+    database: &str,
     sink: &Sink,
     accepted: &HashMap<String, Instant>,
     relays: &[RelayProcess; 2],
@@ -190,6 +215,8 @@ async fn report(
 ) -> usize {
     let ids = accepted.keys().cloned().collect();
     let duplicates = all_delivered(sink, &ids).await;
+    let completed = completed(database, accepted.keys()).await;
+    assert_eq!(completed, accepted.len(), "case {case}: events completed");
     let mut first_arrival = HashMap::new();
     for request in sink.received() {
         if let Some(id) = request.header("webhook-id") {
@@ -213,6 +240,25 @@ async fn report(
         republished(relays).await - republished_before
     );
     duplicates
+}
+
+/// How many of the events `ids` are `completed` in the database at `url`.
+async fn completed(url: &str, ids: impl Iterator<Item = &String>) -> usize {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use spenza::db::schema::events;
+    let ids: Vec<uuid::Uuid> = ids.map(|id| id.parse().unwrap()).collect();
+    let mut connection = diesel_async::AsyncPgConnection::establish(url)
+        .await
+        .unwrap();
+    let completed: i64 = events::table
+        .filter(events::id.eq_any(ids))
+        .filter(events::status.eq("completed"))
+        .count()
+        .get_result(&mut connection)
+        .await
+        .unwrap();
+    usize::try_from(completed).unwrap()
 }
 
 /// `ingest_url` (made by one relay) on `relay`.
@@ -277,7 +323,7 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
     let in_flight = 2 * DELIVERY_CONCURRENCY;
     assert!(
         cluster.connections(1).await >= 6,
-        "each relay's publisher, consumer and live bus connect to node 1"
+        "each relay's publisher, consumer, live bus and gauge reader connect to node 1"
     );
     assert_eq!(
         (cluster.connections(2).await, cluster.connections(3).await),
@@ -290,7 +336,15 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
     let both = [on(&relays[0], &ingest_url), on(&relays[1], &ingest_url)];
     let before = republished(&relays).await;
     let accepted = load_through(both, events, cluster.kill(2)).await;
-    let duplicates = report("(a)", &sink, &accepted, &relays, before).await;
+    let duplicates = report(
+        "(a)",
+        &resources.database.url,
+        &sink,
+        &accepted,
+        &relays,
+        before,
+    )
+    .await;
     assert!(duplicates <= in_flight, "(a) {duplicates} duplicates");
     sink.stop().await;
     cluster.start(2).await;
@@ -301,11 +355,19 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
     let both = [on(&relays[0], &ingest_url), on(&relays[1], &ingest_url)];
     let before = republished(&relays).await;
     let accepted = load_through(both, events, cluster.kill(1)).await;
-    let duplicates = report("(b)", &sink, &accepted, &relays, before).await;
+    let duplicates = report(
+        "(b)",
+        &resources.database.url,
+        &sink,
+        &accepted,
+        &relays,
+        before,
+    )
+    .await;
     assert!(duplicates <= in_flight, "(b) {duplicates} duplicates");
     assert!(
         cluster.connections(2).await >= 6,
-        "both relays reconnected to node 2, the next URL of their list"
+        "both relays' publishers, consumers and live buses reconnected to node 2, the next URL"
     );
     for relay in &relays {
         let ready = reqwest::get(format!("{}/readyz", relay.address))
@@ -319,6 +381,7 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
     // (c) The node leading the wait queue stops while retries wait there: they are delivered
     // from the queue's copies on the other nodes, not republished by the reaper. (Which node
     // leads it by now depends on the elections the stops above caused.)
+    let home = cluster.home(&wait_queue).await;
     let sink = Sink::start(Script::Always(503)).await;
     let ingest_url: Arc<str> = relays[0].subscribe(&key, &sink.url).await.into();
     let (load, mut accepted_rx) = start_load(ingest_url, events / 10, 10);
@@ -332,14 +395,23 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
         Duration::from_secs(30),
         "every retry waiting in the wait queue",
         || async {
-            match cluster.ready(2, &wait_queue).await? {
+            match cluster.ready(home, &wait_queue).await? {
                 waiting if waiting as usize == retried.len() => Ok(()),
-                waiting => Err(format!("{waiting} waiting")),
+                waiting => {
+                    let failed = metric(
+                        &relays[0].address,
+                        r#"spenza_delivery_attempts_total{outcome="5xx"}"#,
+                    )
+                    .await;
+                    Err(format!(
+                        "{waiting} waiting on node {home}, {failed} failed attempts, {} at the sink",
+                        sink.received().len()
+                    ))
+                }
             }
         },
     )
     .await;
-    let home = cluster.home(&wait_queue).await;
     let republished_before = republished(&relays).await;
     cluster.kill(home).await;
     let killed = Instant::now();
@@ -368,6 +440,19 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
             },
         )
         .await;
+    }
+    for id in &retried {
+        let (before, after): (Vec<_>, Vec<_>) = sink
+            .received()
+            .into_iter()
+            .filter(|request| request.header("webhook-id") == Some(id.as_str()))
+            .partition(|request| request.at < killed);
+        assert_eq!(
+            (before.len(), after.len()),
+            (1, 1),
+            "event {id}: its failed attempt before the stop, its retry after (a retry before it \
+             means the wait queue's TTL ran out before the node was stopped)"
+        );
     }
     println!(
         "case (c): {} retries waiting on node {home}, all delivered {:?} after it stopped; {} \
