@@ -329,6 +329,13 @@ impl Metrics {
             self.delivery_duration.observe(took.as_secs_f64());
         }
     }
+
+    fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -354,15 +361,6 @@ pub fn get() -> &'static Metrics {
 /// The process's metrics in the OpenMetrics text format.
 pub fn encode() -> String {
     get().encode()
-}
-
-impl Metrics {
-    fn encode(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
-        text
-    }
 }
 
 /// Sets the events gauge from fresh counts; a status without events reads 0.
