@@ -242,6 +242,33 @@ async fn report(
     duplicates
 }
 
+/// What the cases that kill a node mid-load share.
+struct Case<'a> {
+    cluster: &'a Cluster,
+    relays: &'a [RelayProcess; 2],
+    key: &'a str,
+    database: &'a str,
+    events: usize,
+}
+
+impl Case<'_> {
+    /// Posts the events through both relays to a new subscription, kills node `node` once a
+    /// third are accepted, and waits for them all (see [`report`]); the duplicates.
+    async fn kill_mid_load(&self, case: &str, node: u8) -> usize {
+        let sink = Sink::start(Script::Ok).await;
+        let ingest_url = self.relays[0].subscribe(self.key, &sink.url).await;
+        let both = [
+            on(&self.relays[0], &ingest_url),
+            on(&self.relays[1], &ingest_url),
+        ];
+        let before = republished(self.relays).await;
+        let accepted = load_through(both, self.events, self.cluster.kill(node)).await;
+        let duplicates = report(case, self.database, &sink, &accepted, self.relays, before).await;
+        sink.stop().await;
+        duplicates
+    }
+}
+
 /// How many of the events `ids` are `completed` in the database at `url`.
 async fn completed(url: &str, ids: impl Iterator<Item = &String>) -> usize {
     use diesel::prelude::*;
@@ -331,39 +358,19 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
     );
 
     // (a) A node neither relay is connected to, and which leads no queue, stops mid-load.
-    let sink = Sink::start(Script::Ok).await;
-    let ingest_url = relays[0].subscribe(&key, &sink.url).await;
-    let both = [on(&relays[0], &ingest_url), on(&relays[1], &ingest_url)];
-    let before = republished(&relays).await;
-    let accepted = load_through(both, events, cluster.kill(2)).await;
-    let duplicates = report(
-        "(a)",
-        &resources.database.url,
-        &sink,
-        &accepted,
-        &relays,
-        before,
-    )
-    .await;
+    let case = Case {
+        cluster: &cluster,
+        relays: &relays,
+        key: &key,
+        database: &resources.database.url,
+        events,
+    };
+    let duplicates = case.kill_mid_load("(a)", 2).await;
     assert!(duplicates <= in_flight, "(a) {duplicates} duplicates");
-    sink.stop().await;
     cluster.start(2).await;
 
     // (b) The node both relays are connected to stops mid-load: they move to node 2.
-    let sink = Sink::start(Script::Ok).await;
-    let ingest_url = relays[0].subscribe(&key, &sink.url).await;
-    let both = [on(&relays[0], &ingest_url), on(&relays[1], &ingest_url)];
-    let before = republished(&relays).await;
-    let accepted = load_through(both, events, cluster.kill(1)).await;
-    let duplicates = report(
-        "(b)",
-        &resources.database.url,
-        &sink,
-        &accepted,
-        &relays,
-        before,
-    )
-    .await;
+    let duplicates = case.kill_mid_load("(b)", 1).await;
     assert!(duplicates <= in_flight, "(b) {duplicates} duplicates");
     assert!(
         cluster.connections(2).await >= 6,
@@ -375,7 +382,6 @@ async fn two_relays_on_a_three_node_cluster_lose_nothing_whichever_node_stops_mi
             .unwrap();
         assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
     }
-    sink.stop().await;
     cluster.start(1).await;
 
     // (c) The node leading the wait queue stops while retries wait there: they are delivered

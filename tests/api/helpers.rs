@@ -537,7 +537,13 @@ impl RelayProcess {
 
     /// Creates a subscription to `target` through the API with `key`; its ingest URL.
     pub async fn subscribe(&self, key: &str, target: &str) -> String {
-        let subscription: Value = reqwest::Client::new()
+        let subscription = self.create_subscription(key, target).await;
+        subscription["ingest_url"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a subscription to `target` through the API with `key`; the API's answer.
+    pub async fn create_subscription(&self, key: &str, target: &str) -> Value {
+        reqwest::Client::new()
             .post(format!("{}/api/v1/subscriptions", self.address))
             .bearer_auth(key)
             .json(&serde_json::json!({ "name": "fault", "target_url": target }))
@@ -546,8 +552,7 @@ impl RelayProcess {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        subscription["ingest_url"].as_str().unwrap().to_owned()
+            .unwrap()
     }
 
     /// Waits until the API, asked with `key`, shows event `id` in `status`.

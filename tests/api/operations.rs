@@ -384,16 +384,7 @@ async fn an_operator_who_asks_gets_counts_by_subscription_as_well() {
     let client = reqwest::Client::new();
     let mut subscriptions = Vec::new();
     for sink in [&working, &broken] {
-        let subscription: Value = client
-            .post(format!("{}/api/v1/subscriptions", relay.address))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({ "name": "counted", "target_url": sink.url }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let subscription = relay.create_subscription(&key, &sink.url).await;
         let ingest_url = subscription["ingest_url"].as_str().unwrap();
         let mut events = Vec::new();
         for _ in 0..2 {
