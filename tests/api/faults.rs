@@ -11,7 +11,7 @@ use spenza::config::QueueKind;
 use spenza::queue::Topology;
 
 use crate::helpers::{
-    FaultProxy, RelayProcess, Script, Sink, TestResources, all_delivered, amqp_url,
+    FaultProxy, RelayProcess, Script, Sink, TestResources, accept, all_delivered, amqp_url,
     create_user_with_key, metric, spawn_app_with, start_load, through, wait_until,
 };
 
@@ -202,19 +202,6 @@ async fn events_the_broker_returns_as_unroutable_are_delivered_once_routing_is_b
     assert_eq!(sink.received().len(), 1, "delivered once");
     sink.stop().await;
     app.shutdown().await;
-}
-
-/// Posts an event straight to a relay process's ingest URL; returns its id once accepted.
-async fn accept(ingest_url: &str) -> String {
-    let response = reqwest::Client::new()
-        .post(ingest_url)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let body: Value = response.json().await.unwrap();
-    body["event_id"].as_str().expect("an event id").to_owned()
 }
 
 // The grace period is short, so that what the reaper repairs shows up within the test, and

@@ -1157,3 +1157,16 @@ pub fn start_load(
     });
     (load, accepted_rx)
 }
+
+/// Posts an event straight to a relay process's ingest URL; returns its id once accepted.
+pub async fn accept(ingest_url: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(ingest_url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    body["event_id"].as_str().expect("an event id").to_owned()
+}

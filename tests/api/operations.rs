@@ -2,7 +2,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app};
+use crate::helpers::{
+    RelayProcess, Script, Sink, TestResources, accept, create_user_with_key, spawn_app,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_carries_a_request_id_the_clients_when_sane_a_new_one_otherwise() {
@@ -381,23 +383,13 @@ async fn an_operator_who_asks_gets_counts_by_subscription_as_well() {
         ],
     )
     .await;
-    let client = reqwest::Client::new();
     let mut subscriptions = Vec::new();
     for sink in [&working, &broken] {
         let subscription = relay.create_subscription(&key, &sink.url).await;
         let ingest_url = subscription["ingest_url"].as_str().unwrap();
         let mut events = Vec::new();
         for _ in 0..2 {
-            let answer: Value = client
-                .post(ingest_url)
-                .body("{}")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            events.push(answer["event_id"].as_str().unwrap().to_owned());
+            events.push(accept(ingest_url).await);
         }
         subscriptions.push((subscription["id"].as_str().unwrap().to_owned(), events));
     }
