@@ -206,15 +206,27 @@ impl Browser {
     /// Clicks the element matching `css`, once it is there. An element htmx swapped out between
     /// finding and clicking it is found again, a few times.
     pub async fn click(&self, css: &str) {
+        self.on_element(css, "click", async |element| element.click().await)
+            .await
+    }
+
+    /// Runs `act` on the element matching `css` once it is there; an element swapped out
+    /// between finding it and acting on it (htmx, a live update) is found again, a few times.
+    async fn on_element<T>(
+        &self,
+        css: &str,
+        what: &str,
+        act: impl AsyncFn(fantoccini::elements::Element) -> Result<T, fantoccini::error::CmdError>,
+    ) -> T {
         for _ in 0..3 {
-            match self.wait_for(css).await.click().await {
-                Ok(()) => return,
+            match act(self.wait_for(css).await).await {
+                Ok(done) => return done,
                 Err(fantoccini::error::CmdError::Standard(error))
                     if error.error == fantoccini::error::ErrorStatus::StaleElementReference => {}
-                Err(error) => panic!("could not click `{css}`: {error}"),
+                Err(error) => panic!("could not {what} `{css}`: {error}"),
             }
         }
-        panic!("`{css}` was replaced each time it was clicked");
+        panic!("`{css}` was replaced each time, for {what}");
     }
 
     /// Types `value` into the form field named `name`, replacing what it held.
@@ -232,20 +244,18 @@ impl Browser {
 
     /// The rendered text of the element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|error| panic!("no text for `{css}`: {error}"))
+        self.on_element(css, "read the text of", async |element| {
+            element.text().await
+        })
+        .await
     }
 
     /// The attribute `name` of the element matching `css`, if it has one.
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
-        self.wait_for(css)
-            .await
-            .attr(name)
-            .await
-            .unwrap_or_else(|error| panic!("no attribute {name} for `{css}`: {error}"))
+        self.on_element(css, "read an attribute of", async |element| {
+            element.attr(name).await
+        })
+        .await
     }
 
     /// The URL the browser is on.
