@@ -20,7 +20,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
-use crate::db::models::event;
+use crate::db::models::delivery;
 use crate::domain::{EventStatus, SubscriptionId};
 use crate::queue::{Topology, connect};
 
@@ -425,7 +425,7 @@ impl Gauges {
             }
             match self
                 .db
-                .run(async |conn| event::count_unfinished(conn).await)
+                .run(async |conn| delivery::count_unfinished(conn).await)
                 .await
             {
                 Ok(counts) => set_event_counts(&counts),

@@ -1,6 +1,7 @@
-//! Retention: delivered events are removed, with their attempts, once older than
-//! `SPENZA_RETENTION`, failed ones once older than `SPENZA_FAILED_RETENTION`; events still to
-//! deliver are never removed. Every replica runs it: each batch locks its rows with
+//! Retention: deliveries made are removed, with their attempts, once their events are older
+//! than `SPENZA_RETENTION`, failed ones once older than `SPENZA_FAILED_RETENTION`, and an event
+//! goes with its last delivery (one no subscription took, after `SPENZA_RETENTION`); deliveries
+//! still to make are never removed. Every replica runs it: each batch locks its rows with
 //! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
 //! never waits behind it.
 
@@ -12,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
-use crate::db::models::event;
+use crate::db::models::delivery;
 use crate::domain::EventStatus;
 
 /// Events removed by one statement at most.
@@ -72,13 +73,15 @@ impl Retention {
             for (status, kept) in [
                 (EventStatus::Completed, self.policy.completed),
                 (EventStatus::Failed, self.policy.failed),
+                (EventStatus::Unrouted, self.policy.completed),
             ] {
                 self.remove(status, kept, &stop).await;
             }
         }
     }
 
-    /// Removes events in `status` kept longer than `kept`, batch by batch.
+    /// Removes deliveries in `status` (events, for `unrouted`) kept longer than `kept`, batch
+    /// by batch.
     async fn remove(&self, status: EventStatus, kept: Duration, stop: &CancellationToken) {
         let Ok(kept) = chrono::Duration::from_std(kept) else {
             return;
@@ -88,7 +91,10 @@ impl Retention {
         for _ in 0..BATCHES_PER_RUN {
             match self
                 .db
-                .run(async |conn| event::remove_expired(conn, status, before, BATCH).await)
+                .run(async |conn| match status {
+                    EventStatus::Unrouted => delivery::remove_unrouted(conn, before, BATCH).await,
+                    _ => delivery::remove_expired(conn, status, before, BATCH).await,
+                })
                 .await
             {
                 Ok(count) => {

@@ -1,4 +1,4 @@
-//! `/api/v1/events` and a subscription's event log.
+//! `/api/v1/events`, `/api/v1/deliveries` and a subscription's event log.
 
 use actix_web::{HttpResponse, web};
 use base64::Engine;
@@ -13,19 +13,28 @@ use super::openapi::{
     BadRequest, Conflict, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
 use super::{ApiError, ApiUser};
+use crate::db::models::delivery::{DeliverySummary, EventPage};
 use crate::db::models::delivery_attempt::DeliveryAttempt;
-use crate::db::models::event::{Event, EventPage, EventSummary};
-use crate::domain::{EventId, EventStatus, SubscriptionId};
+use crate::domain::{DeliveryId, EventId, EventStatus, SourceId, SubscriptionId};
 use crate::retention::RetentionPolicy;
 use crate::service;
+use crate::service::events::EventDetail;
 use crate::state::AppState;
 
-/// One event, body included.
+/// One event, body included, with its deliveries. Its status, attempts and times roll its
+/// deliveries' up.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventOut {
     pub id: EventId,
-    pub subscription_id: SubscriptionId,
+    /// The source it arrived at.
+    pub source_id: SourceId,
+    /// The subscription of its first delivery; null when no subscription took it.
+    #[schema(required = true)]
+    pub subscription_id: Option<SubscriptionId>,
+    /// `failed` if any delivery failed, else `retrying` if any retries, else `pending` if any
+    /// is pending, else `completed`; `unrouted` when no subscription took it.
     pub status: EventStatus,
+    /// Attempts made, by all its deliveries.
     pub attempts: i32,
     pub received_at: DateTime<Utc>,
     #[schema(required = true)]
@@ -45,6 +54,57 @@ pub struct EventOut {
     /// The body as a JSON document, when it is one.
     #[schema(value_type = Option<Value>, required = true)]
     pub payload: Option<serde_json::Value>,
+    /// One per subscription it was routed to.
+    pub deliveries: Vec<DeliveryOut>,
+}
+
+/// One event for one subscription, and where it is in its life.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub subscription_id: SubscriptionId,
+    pub status: EventStatus,
+    pub attempts: i32,
+    #[schema(required = true)]
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+}
+
+impl From<DeliverySummary> for DeliveryOut {
+    fn from(delivery: DeliverySummary) -> Self {
+        DeliveryOut {
+            id: delivery.id,
+            event_id: delivery.event_id,
+            subscription_id: delivery.subscription_id,
+            status: delivery.status,
+            attempts: delivery.attempts,
+            next_attempt_at: delivery.next_attempt_at,
+            completed_at: delivery.completed_at,
+            last_error: delivery.last_error,
+        }
+    }
+}
+
+/// One delivery with its attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetailOut {
+    #[serde(flatten)]
+    pub delivery: DeliveryOut,
+    /// Its attempts, first first.
+    pub attempt_log: Vec<AttemptOut>,
+}
+
+impl DeliveryDetailOut {
+    fn new((delivery, attempts): (DeliverySummary, Vec<DeliveryAttempt>)) -> Self {
+        DeliveryDetailOut {
+            delivery: delivery.into(),
+            attempt_log: attempts.into_iter().map(AttemptOut::from).collect(),
+        }
+    }
 }
 
 /// How an event's `body` is written.
@@ -57,34 +117,46 @@ pub enum BodyEncoding {
     Base64,
 }
 
-impl From<Event> for EventOut {
-    fn from(event: Event) -> Self {
+impl From<EventDetail> for EventOut {
+    fn from(detail: EventDetail) -> Self {
+        let status = detail.status();
+        let EventDetail { event, deliveries } = detail;
         let (body, body_encoding) = match String::from_utf8(event.body) {
             Ok(text) => (text, BodyEncoding::Utf8),
             Err(bytes) => (STANDARD.encode(bytes.into_bytes()), BodyEncoding::Base64),
         };
+        let completed_at = if status == EventStatus::Completed {
+            deliveries.iter().filter_map(|d| d.completed_at).max()
+        } else {
+            None
+        };
         EventOut {
             id: event.id,
-            subscription_id: event.subscription_id,
-            status: event.status,
-            attempts: event.attempts,
+            source_id: event.source_id,
+            subscription_id: deliveries.first().map(|d| d.subscription_id),
+            status,
+            attempts: deliveries.iter().map(|d| d.attempts).sum(),
             received_at: event.received_at,
-            completed_at: event.completed_at,
-            next_attempt_at: event.next_attempt_at,
-            last_error: event.last_error,
+            completed_at,
+            next_attempt_at: deliveries.iter().filter_map(|d| d.next_attempt_at).min(),
+            last_error: deliveries.iter().find_map(|d| d.last_error.clone()),
             content_type: event.content_type,
             headers: event.headers,
             body,
             body_encoding,
             payload: event.payload,
+            deliveries: deliveries.into_iter().map(DeliveryOut::from).collect(),
         }
     }
 }
 
-/// One event in a list: no body.
+/// One delivery in a list, as an event of its subscription: no body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventSummaryOut {
+    /// The event's id.
     pub id: EventId,
+    /// The delivery's id: pass the last row's as `before` for the next page.
+    pub delivery_id: DeliveryId,
     pub subscription_id: SubscriptionId,
     pub status: EventStatus,
     pub attempts: i32,
@@ -99,10 +171,11 @@ pub struct EventSummaryOut {
     pub content_type: Option<String>,
 }
 
-impl From<EventSummary> for EventSummaryOut {
-    fn from(event: EventSummary) -> Self {
+impl From<DeliverySummary> for EventSummaryOut {
+    fn from(event: DeliverySummary) -> Self {
         EventSummaryOut {
-            id: event.id,
+            id: event.event_id,
+            delivery_id: event.id,
             subscription_id: event.subscription_id,
             status: event.status,
             attempts: event.attempts,
@@ -115,12 +188,12 @@ impl From<EventSummary> for EventSummaryOut {
     }
 }
 
-/// A page of events, newest first; pass `next_before` as `before` for the next page.
+/// A page of deliveries, newest first; pass `next_before` as `before` for the next page.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventList {
     pub data: Vec<EventSummaryOut>,
     #[schema(required = true)]
-    pub next_before: Option<EventId>,
+    pub next_before: Option<DeliveryId>,
     /// How long finished events are kept before they are removed.
     pub retention: RetentionOut,
 }
@@ -155,9 +228,9 @@ pub struct EventQuery {
     #[garde(range(min = 1, max = 100))]
     #[param(minimum = 1, maximum = 100, default = 50)]
     pub limit: Option<i64>,
-    /// Only events older than this one: the previous page's `next_before`.
+    /// Only deliveries older than this one: the previous page's `next_before`.
     #[garde(skip)]
-    pub before: Option<EventId>,
+    pub before: Option<DeliveryId>,
     /// Only events received at or after this time (RFC 3339).
     #[garde(skip)]
     pub since: Option<DateTime<Utc>>,
@@ -172,6 +245,12 @@ pub struct EventQuery {
 /// One attempt as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AttemptOut {
+    /// The delivery that made it.
+    pub delivery_id: DeliveryId,
+    /// The subscription it was made for; null for attempts recorded before this was kept.
+    #[schema(required = true)]
+    pub subscription_id: Option<SubscriptionId>,
+    /// Its number among its delivery's attempts.
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -186,6 +265,8 @@ pub struct AttemptOut {
 impl From<DeliveryAttempt> for AttemptOut {
     fn from(attempt: DeliveryAttempt) -> Self {
         AttemptOut {
+            delivery_id: attempt.delivery_id,
+            subscription_id: attempt.subscription_id,
             attempt: attempt.attempt,
             started_at: attempt.started_at,
             duration_ms: attempt.duration_ms,
@@ -270,7 +351,7 @@ impl EventQuery {
 }
 
 impl EventList {
-    fn new(events: Vec<EventSummary>, page: &EventPage, retention: RetentionPolicy) -> Self {
+    fn new(events: Vec<DeliverySummary>, page: &EventPage, retention: RetentionPolicy) -> Self {
         let next_before = (events.len() as i64 == page.limit)
             .then(|| events.last().map(|e| e.id))
             .flatten();
@@ -342,15 +423,15 @@ pub async fn list_all(
     Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
-/// `POST /api/v1/events/{id}/replay`: delivers a completed or failed event again, same bytes
-/// and `webhook-id`, with a fresh retry budget.
+/// `POST /api/v1/events/{id}/replay`: makes an event's ended deliveries again, same bytes and
+/// `webhook-id`, with a fresh retry budget.
 #[utoipa::path(
     post,
     path = "/api/v1/events/{id}/replay",
     tag = "events",
     operation_id = "replay_event",
     summary = "Replay an event",
-    description = "Delivers a completed or failed event again: the same bytes and `webhook-id`, with a fresh retry budget. An event still being delivered is a conflict.",
+    description = "Makes again each of the event's deliveries that has ended (completed or failed): the same bytes and `webhook-id`, with a fresh retry budget. An event none of whose deliveries has ended (or that no subscription took) is a conflict.",
     params(("id" = EventId, Path, description = "The event's id")),
     responses(
         (status = 202, description = "The event, queued for delivery again", body = EventOut),
@@ -368,4 +449,57 @@ pub async fn replay(
 ) -> Result<HttpResponse, ApiError> {
     let replayed = service::events::replay(&state, user.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Accepted().json(EventOut::from(replayed)))
+}
+
+/// `GET /api/v1/deliveries/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/deliveries/{id}",
+    tag = "events",
+    operation_id = "get_delivery",
+    summary = "Get a delivery, with its attempts",
+    params(("id" = DeliveryId, Path, description = "The delivery's id")),
+    responses(
+        (status = 200, description = "The delivery, with its attempts", body = DeliveryDetailOut),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get_delivery(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let found = service::events::get_delivery(&state, user.0, DeliveryId(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(DeliveryDetailOut::new(found)))
+}
+
+/// `POST /api/v1/deliveries/{id}/replay`
+#[utoipa::path(
+    post,
+    path = "/api/v1/deliveries/{id}/replay",
+    tag = "events",
+    operation_id = "replay_delivery",
+    summary = "Replay a delivery",
+    description = "Makes a completed or failed delivery again: the same bytes and `webhook-id`, with a fresh retry budget. A delivery still being made is a conflict.",
+    params(("id" = DeliveryId, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "The delivery, queued again", body = DeliveryDetailOut),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn replay_delivery(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let replayed =
+        service::events::replay_delivery(&state, user.0, DeliveryId(id.into_inner())).await?;
+    Ok(HttpResponse::Accepted().json(DeliveryDetailOut::new(replayed)))
 }

@@ -4,6 +4,7 @@ mod auth;
 mod error;
 mod events;
 pub mod openapi;
+mod sources;
 mod subscriptions;
 mod validated;
 
@@ -42,6 +43,14 @@ api_routes! {
     get "/events/{id}" => events::get,
     get "/events/{id}/attempts" => events::attempts,
     post "/events/{id}/replay" => events::replay,
+    get "/deliveries/{id}" => events::get_delivery,
+    post "/deliveries/{id}/replay" => events::replay_delivery,
+    post "/sources" => sources::create,
+    get "/sources" => sources::list,
+    get "/sources/{id}" => sources::get,
+    patch "/sources/{id}" => sources::edit,
+    delete "/sources/{id}" => sources::delete,
+    get "/sources/{id}/events" => sources::events,
 }
 
 /// Mounts every API route, and the API's OpenAPI document beside them: the document describes

@@ -8,7 +8,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse};
 
-use super::{events, subscriptions};
+use super::{events, sources, subscriptions};
 use crate::problem::Problem;
 
 /// Where the document is served.
@@ -32,6 +32,14 @@ pub const PATH: &str = "/api/v1/openapi.json";
         events::get,
         events::attempts,
         events::replay,
+        events::get_delivery,
+        events::replay_delivery,
+        sources::create,
+        sources::list,
+        sources::get,
+        sources::edit,
+        sources::delete,
+        sources::events,
     ),
     components(
         schemas(Problem),
@@ -49,7 +57,8 @@ pub const PATH: &str = "/api/v1/openapi.json";
     // Every operation needs a key; the document itself is served without one, outside it.
     security(("bearer" = [])),
     tags(
-        (name = "subscriptions", description = "Where events come in and where they are delivered"),
+        (name = "sources", description = "Where providers send events: ingest URLs and provider checks"),
+        (name = "subscriptions", description = "Where a source's events are delivered"),
         (name = "events", description = "What came in, how its delivery went, and replaying it"),
     ),
 )]

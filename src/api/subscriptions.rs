@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::openapi::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
 use super::{ApiError, ApiUser};
 use crate::db::models::subscription::Subscription;
-use crate::domain::SubscriptionId;
+use crate::domain::{SourceId, SubscriptionId};
 use crate::service::subscriptions::{self, ReplayIn, SubscriptionIn, SubscriptionPatch};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -18,10 +18,12 @@ use crate::state::AppState;
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionOut {
     pub id: SubscriptionId,
+    /// The source whose events it receives.
+    pub source_id: SourceId,
     pub name: String,
     /// Where events are delivered.
     pub target_url: String,
-    /// Where providers send the subscription's events.
+    /// Where providers send its source's events.
     pub ingest_url: String,
     /// Whether events are delivered: false while its owner has paused it or the circuit breaker
     /// has disabled it, and its events are stored and held meanwhile.
@@ -31,7 +33,7 @@ pub struct SubscriptionOut {
     pub disabled_reason: Option<String>,
     /// The secret deliveries are signed with (`webhook-signature`, `X-Spenza-Signature`).
     pub signing_secret: String,
-    /// The provider checked at ingest, without its secret (write-only).
+    /// Its source's provider check, without its secret (write-only).
     #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
@@ -56,6 +58,7 @@ impl SubscriptionOut {
         SubscriptionOut {
             ingest_url: state.ingest_url(&subscription.ingest_token),
             id: subscription.id,
+            source_id: subscription.source_id,
             name: subscription.name,
             target_url: subscription.target_url,
             is_active: subscription.is_active,
@@ -236,16 +239,18 @@ pub async fn replay(
     Ok(HttpResponse::Accepted().json(Replayed { replayed }))
 }
 
-/// `DELETE /api/v1/subscriptions/{id}`: the subscription and its events.
+/// `DELETE /api/v1/subscriptions/{id}`: the subscription and its deliveries; a source made for
+/// it goes too, with its events, once no subscription uses it.
 #[utoipa::path(
     delete,
     path = "/api/v1/subscriptions/{id}",
     tag = "subscriptions",
     operation_id = "delete_subscription",
-    summary = "Delete a subscription and its events",
+    summary = "Delete a subscription and its deliveries",
+    description = "A source made for the subscription (it was created without `source_id`) is deleted with it, with its ingest URL and events, unless another subscription uses it.",
     params(("id" = SubscriptionId, Path, description = "The subscription's id")),
     responses(
-        (status = 204, description = "The subscription and its events are deleted"),
+        (status = 204, description = "The subscription and its deliveries are deleted"),
         (status = 401, response = Unauthorized),
         (status = 404, response = NotFound),
         (status = 500, response = Unexpected),

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use super::error::DashboardError;
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
+use crate::db::models::delivery::{DeliverySummary, EventPage, ReplayFilter};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
-use crate::db::models::event::{Event, EventPage, EventSummary, ReplayFilter};
-use crate::domain::{EventId, EventStatus, SubscriptionId, UserId};
+use crate::db::models::event::Event;
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
 use crate::problem::FieldError;
 use crate::retention::RetentionPolicy;
 use crate::service::{self, ServiceError};
@@ -23,9 +24,12 @@ const PAGE: i64 = 50;
 /// How much of a binary body the event page shows.
 const BINARY_PREVIEW: usize = 256;
 
-/// One event as the log shows it. The row carries `data-event-id` and `data-status`.
+/// One delivery of an event as the log shows it. The row carries `data-event-id`,
+/// `data-delivery-id` and `data-status`.
 pub struct EventLine {
+    /// The event's id.
     pub id: String,
+    pub delivery_id: String,
     /// The event's subscription (id, name), in a log across subscriptions.
     pub subscription: Option<(SubscriptionId, String)>,
     pub status: &'static str,
@@ -38,10 +42,11 @@ pub struct EventLine {
 }
 
 impl EventLine {
-    /// An event of the log, its time described from `now`.
-    pub fn new(event: EventSummary, last: Option<LastAttempt>, now: DateTime<Utc>) -> Self {
+    /// A delivery of the log, its time described from `now`.
+    pub fn new(event: DeliverySummary, last: Option<LastAttempt>, now: DateTime<Utc>) -> Self {
         EventLine {
-            id: event.id.to_string(),
+            id: event.event_id.to_string(),
+            delivery_id: event.id.to_string(),
             subscription: None,
             status: event.status.as_str(),
             attempts: event.attempts,
@@ -174,7 +179,7 @@ impl LogQuery {
         );
         let page = EventPage {
             status,
-            before: Uuid::parse_str(self.before.trim()).ok().map(EventId),
+            before: Uuid::parse_str(self.before.trim()).ok().map(DeliveryId),
             after: None,
             since,
             until,
@@ -243,7 +248,7 @@ pub async fn load_log(
     let (page, errors) = query.page();
     let found = service::events::log(state, session.user_id(), subscription, &page, true).await?;
     let older = (found.len() as i64 == PAGE)
-        .then(|| found.last().map(|(event, _)| event.id.to_string()))
+        .then(|| found.last().map(|(delivery, _)| delivery.id.to_string()))
         .flatten()
         .map(|last| query.older_than(&path, &last));
     // Across subscriptions, each row names its own.
@@ -262,7 +267,7 @@ pub async fn load_log(
         live_url: live_url(
             subscription,
             &page,
-            found.first().map(|(event, _)| event.id),
+            found.first().map(|(delivery, _)| delivery.event_id),
         ),
         lines: found
             .into_iter()
@@ -370,48 +375,77 @@ impl AttemptLine {
     }
 }
 
-/// Everything an event's page shows.
-pub struct EventDetail {
-    pub id: EventId,
+/// One delivery as the event's page shows it: where it went, how it stands, its attempts.
+pub struct DeliveryView {
+    pub id: DeliveryId,
     pub subscription_id: SubscriptionId,
     pub subscription_name: String,
     pub status: &'static str,
     pub replayable: bool,
-    pub received: Moment,
     pub completed: Option<Moment>,
     pub next_attempt: Option<Moment>,
     pub last_error: Option<String>,
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: BodyView,
     pub attempts: Vec<AttemptLine>,
 }
 
-/// One of the user's events as its page shows it, attempts included; its body only when asked
-/// (a live update does not show it again).
+/// Everything an event's page shows: the request once, and its deliveries.
+pub struct EventDetail {
+    pub id: EventId,
+    /// Its deliveries' statuses rolled up.
+    pub status: &'static str,
+    /// Whether a delivery of it has ended, and can be made again.
+    pub replayable: bool,
+    pub received: Moment,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: BodyView,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// One of the user's events as its page shows it, deliveries and attempts included; its body
+/// only when asked (a live update does not show it again).
 pub async fn event_detail(
     state: &AppState,
     user: UserId,
     id: EventId,
     with_body: bool,
 ) -> Result<EventDetail, DashboardError> {
-    let event = service::events::get(state, user, id).await?;
-    let attempts = service::events::attempts(state, user, id).await?;
-    let subscription = service::subscriptions::get(state, user, event.subscription_id).await?;
+    let found = service::events::get(state, user, id).await?;
+    let mut attempts = service::events::attempts(state, user, id).await?;
+    let names = service::subscriptions::list(state, user).await?;
     let now = Utc::now();
+    let status = found.status();
+    let deliveries = found
+        .deliveries
+        .iter()
+        .map(|delivery| DeliveryView {
+            id: delivery.id,
+            subscription_id: delivery.subscription_id,
+            subscription_name: names
+                .iter()
+                .find(|s| s.id == delivery.subscription_id)
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            status: delivery.status.as_str(),
+            replayable: delivery.status.is_final(),
+            completed: delivery.completed_at.map(|at| Moment::of(at, now)),
+            next_attempt: delivery
+                .next_attempt_at
+                .filter(|_| !delivery.status.is_final())
+                .map(|at| Moment::of(at, now)),
+            last_error: delivery.last_error.clone(),
+            attempts: attempts
+                .extract_if(.., |attempt| attempt.delivery_id == delivery.id)
+                .map(|attempt| AttemptLine::new(attempt, now))
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+    let event = found.event;
     Ok(EventDetail {
         id,
-        subscription_id: event.subscription_id,
-        subscription_name: subscription.name,
-        status: event.status.as_str(),
-        replayable: event.status.is_final(),
+        status: status.as_str(),
+        replayable: deliveries.iter().any(|delivery| delivery.replayable),
         received: Moment::of(event.received_at, now),
-        completed: event.completed_at.map(|at| Moment::of(at, now)),
-        next_attempt: event
-            .next_attempt_at
-            .filter(|_| !event.status.is_final())
-            .map(|at| Moment::of(at, now)),
-        last_error: event.last_error.clone(),
         content_type: event.content_type.clone(),
         headers: event
             .headers
@@ -430,10 +464,7 @@ pub async fn event_detail(
         } else {
             BodyView::default()
         },
-        attempts: attempts
-            .into_iter()
-            .map(|attempt| AttemptLine::new(attempt, now))
-            .collect(),
+        deliveries,
     })
 }
 
@@ -474,8 +505,8 @@ pub async fn show(
     })
 }
 
-/// `POST /events/{id}/replay`: delivers a completed or failed event again (409 while it is
-/// still being delivered).
+/// `POST /events/{id}/replay`: makes an event's ended deliveries again (409 while none has
+/// ended).
 pub async fn replay(
     request: HttpRequest,
     session: Session,
@@ -493,9 +524,9 @@ pub async fn replay(
     ))
 }
 
-/// `POST /events/replay`: the graveyard's bulk action. Either the events ticked (`event`, once
-/// per event) or, with `all`, every failed event the page's filters take, replayed in the
-/// background in bounded batches.
+/// `POST /events/replay`: the graveyard's bulk action. Either the deliveries ticked
+/// (`delivery`, once per delivery) or, with `all`, every failed delivery the page's filters
+/// take, replayed in the background in bounded batches.
 pub async fn replay_many(
     request: HttpRequest,
     session: Session,
@@ -545,10 +576,10 @@ pub async fn replay_many(
             if queued == 1 { "" } else { "s" }
         )));
     }
-    let ids: Vec<EventId> = fields
+    let ids: Vec<DeliveryId> = fields
         .iter()
-        .filter(|(key, _)| key == "event")
-        .filter_map(|(_, value)| Uuid::parse_str(value).ok().map(EventId))
+        .filter(|(key, _)| key == "delivery")
+        .filter_map(|(_, value)| Uuid::parse_str(value).ok().map(DeliveryId))
         .collect();
     if ids.is_empty() {
         return Ok(back("Tick the events to replay first.".into()));
@@ -558,6 +589,25 @@ pub async fn replay_many(
         "Replayed {replayed} event{}.",
         if replayed == 1 { "" } else { "s" }
     )))
+}
+
+/// `POST /deliveries/{id}/replay`: makes a completed or failed delivery again (409 while it is
+/// still being made), and shows its event.
+pub async fn replay_delivery(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = DeliveryId(id.into_inner());
+    let (delivery, _) = service::events::replay_delivery(&state, session.user_id(), id).await?;
+    Ok(redirect(
+        &request,
+        &format!("/events/{}", delivery.event_id),
+        Some(Flash::success(
+            "Replayed: the same bytes and webhook-id are on their way, with a fresh retry budget.",
+        )),
+    ))
 }
 
 #[cfg(test)]

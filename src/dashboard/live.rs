@@ -28,7 +28,7 @@ use super::events::{EventDetail, EventLine, event_detail};
 use super::session::Session;
 use super::view::Layout;
 use crate::auth;
-use crate::db::models::event::EventPage;
+use crate::db::models::delivery::EventPage;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
 use crate::live::Notice;
 use crate::metrics;
@@ -278,7 +278,13 @@ impl Connection {
         )
         .await
         {
-            Ok(missed) => pending.new.extend(missed.iter().map(|event| event.id)),
+            Ok(missed) => {
+                for delivery in missed {
+                    if !pending.new.contains(&delivery.event_id) {
+                        pending.new.push(delivery.event_id);
+                    }
+                }
+            }
             Err(error) => {
                 debug!(self.state.log, "a live page could not catch up"; "error" => %error);
                 pending.lagged = true;
@@ -371,8 +377,13 @@ impl Connection {
         let now = Utc::now();
         let (new_rows, changed_rows): (Vec<_>, Vec<_>) = lines
             .into_iter()
+            .filter(|(delivery, _)| {
+                self.watched
+                    .subscription
+                    .is_none_or(|subscription| subscription == delivery.subscription_id)
+            })
             .map(|(event, last)| {
-                let is_new = new.contains(&event.id);
+                let is_new = new.contains(&event.event_id);
                 let subscription = names
                     .iter()
                     .find(|s| s.id == event.subscription_id)

@@ -103,6 +103,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/events/replay", web::post().to(events::replay_many))
             .route("/events/{id}", web::get().to(events::show))
             .route("/events/{id}/replay", web::post().to(events::replay))
+            .route(
+                "/deliveries/{id}/replay",
+                web::post().to(events::replay_delivery),
+            )
             .route("/api-keys", web::get().to(api_keys::list))
             .route("/api-keys", web::post().to(api_keys::create))
             .route("/api-keys/{id}/revoke", web::post().to(api_keys::revoke))

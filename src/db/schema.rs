@@ -27,8 +27,24 @@ diesel::table! {
 }
 
 diesel::table! {
-    delivery_attempts (event_id, attempt) {
+    deliveries (id) {
+        id -> Uuid,
         event_id -> Uuid,
+        subscription_id -> Uuid,
+        status -> Text,
+        attempts -> Int4,
+        retry_count -> Int4,
+        next_attempt_at -> Nullable<Timestamptz>,
+        completed_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        leased_until -> Nullable<Timestamptz>,
+        republishes -> Int4,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (delivery_id, attempt) {
+        delivery_id -> Uuid,
         attempt -> Int4,
         started_at -> Timestamptz,
         duration_ms -> Int4,
@@ -42,21 +58,13 @@ diesel::table! {
 diesel::table! {
     events (id) {
         id -> Uuid,
-        subscription_id -> Uuid,
-        status -> Text,
+        source_id -> Uuid,
         body -> Bytea,
         payload -> Nullable<Jsonb>,
         content_type -> Nullable<Text>,
         headers -> Jsonb,
         idempotency_key -> Nullable<Text>,
-        attempts -> Int4,
-        retry_count -> Int4,
-        next_attempt_at -> Nullable<Timestamptz>,
         received_at -> Timestamptz,
-        completed_at -> Nullable<Timestamptz>,
-        last_error -> Nullable<Text>,
-        leased_until -> Nullable<Timestamptz>,
-        republishes -> Int4,
     }
 }
 
@@ -80,21 +88,33 @@ diesel::table! {
 }
 
 diesel::table! {
+    sources (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        name -> Text,
+        ingest_token -> Text,
+        provider -> Nullable<Jsonb>,
+        implicit -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     subscriptions (id) {
         id -> Uuid,
         user_id -> Uuid,
         name -> Text,
         target_url -> Text,
-        ingest_token -> Text,
         signing_secret -> Text,
         previous_signing_secret -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<Timestamptz>,
-        provider -> Nullable<Jsonb>,
         is_active -> Bool,
         disabled_reason -> Nullable<Text>,
         consecutive_failures -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        source_id -> Uuid,
     }
 }
 
@@ -109,18 +129,24 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> users (user_id));
 diesel::joinable!(attempt_hours -> subscriptions (subscription_id));
-diesel::joinable!(delivery_attempts -> events (event_id));
-diesel::joinable!(events -> subscriptions (subscription_id));
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(deliveries -> subscriptions (subscription_id));
+diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
+diesel::joinable!(events -> sources (source_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(sources -> users (user_id));
+diesel::joinable!(subscriptions -> sources (source_id));
 diesel::joinable!(subscriptions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     attempt_hours,
+    deliveries,
     delivery_attempts,
     events,
     login_failures,
     sessions,
+    sources,
     subscriptions,
     users,
 );

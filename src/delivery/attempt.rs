@@ -9,7 +9,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTE
 use reqwest::redirect::Policy;
 
 use super::ssrf::{GuardedResolver, Refused, TargetPolicy};
-use crate::db::models::event::DeliveryJob;
+use crate::db::models::delivery::DeliveryJob;
 use crate::domain::{EventId, SigningSecret};
 use crate::metrics::AttemptOutcome;
 use crate::signing::outgoing::{self, InvalidSecret, Signatures};

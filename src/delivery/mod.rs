@@ -15,9 +15,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::task::TaskTracker;
 
 use crate::batch::{self, Written};
-use crate::db::models::event::{self, AttemptRecord, Claim, DeliveryJob};
+use crate::db::models::delivery::{self, AttemptRecord, Claim, DeliveryJob};
 use crate::db::{Database, DbError};
-use crate::domain::{EventId, EventStatus, RetrySchedule, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventStatus, RetrySchedule, SubscriptionId, UserId};
 use crate::live::{Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Job, Publisher, Route};
@@ -135,14 +135,14 @@ impl Deliverer {
         let claims: Vec<Claim> = jobs
             .iter()
             .map(|job| Claim {
-                id: job.envelope.event_id,
+                id: job.envelope.delivery(),
                 retry_count: job.envelope.retry_count,
             })
             .collect();
         let lease = self.lease;
         let db = &self.db;
         let written = batch::write_together_or_alone(&claims, &self.log, "claim", |claims| {
-            db.run(async move |conn| event::claim_for_delivery(conn, claims, lease).await)
+            db.run(async move |conn| delivery::claim_for_delivery(conn, claims, lease).await)
         })
         .await;
         drop(slot);
@@ -167,7 +167,7 @@ impl Deliverer {
         };
         // Each claimed at the step its message carries: of a stale copy and the current
         // message in one batch, the current one takes it.
-        let mut claimed: HashMap<(EventId, i32), DeliveryJob> = rows
+        let mut claimed: HashMap<(DeliveryId, i32), DeliveryJob> = rows
             .into_iter()
             .map(|row| ((row.id, row.retry_count), row.job))
             .collect();
@@ -175,18 +175,20 @@ impl Deliverer {
         for (job, failed) in jobs.into_iter().zip(failed) {
             if failed {
                 warn!(self.log, "could not claim a delivery; left for the reaper";
-                    "event_id" => %job.envelope.event_id);
+                    "event_id" => %job.envelope.event_id,
+                    "delivery_id" => %job.envelope.delivery());
                 job.acker.reject();
                 continue;
             }
             let step = i32::try_from(job.envelope.retry_count).unwrap_or(i32::MAX);
-            match claimed.remove(&(job.envelope.event_id, step)) {
+            match claimed.remove(&(job.envelope.delivery(), step)) {
                 // Nothing to attempt: delivered or failed already, further along its chain,
                 // held by the delivery of another copy of this message, or deleted with its
                 // subscription.
                 None => {
                     debug!(self.log, "a delivery message with nothing to attempt; dropped";
                         "event_id" => %job.envelope.event_id,
+                        "delivery_id" => %job.envelope.delivery(),
                         "retry_count" => job.envelope.retry_count);
                     job.acker.ack();
                 }
@@ -200,10 +202,10 @@ impl Deliverer {
             }
         }
         if !held.is_empty() {
-            let ids: Vec<EventId> = held.iter().map(|job| job.envelope.event_id).collect();
+            let ids: Vec<DeliveryId> = held.iter().map(|job| job.envelope.delivery()).collect();
             match self
                 .db
-                .run(async |conn| event::hold(conn, &ids).await)
+                .run(async |conn| delivery::hold(conn, &ids).await)
                 .await
             {
                 Ok(()) => held.into_iter().for_each(|job| job.acker.ack()),
@@ -218,7 +220,7 @@ impl Deliverer {
 
     /// One attempt at the endpoint, passed on to be recorded.
     async fn attempt(self: Arc<Self>, job: Job, found: DeliveryJob, made: mpsc::Sender<Made>) {
-        let (id, retry_count) = (job.envelope.event_id, job.envelope.retry_count);
+        let (id, retry_count) = (job.envelope.delivery(), job.envelope.retry_count);
         // Its subscription has its share at the endpoint, and none came free in a moment (a
         // slow endpoint): the event goes back as it was, and the job waits its turn in a defer
         // queue, not in a delivery slot others need.
@@ -229,18 +231,18 @@ impl Deliverer {
         else {
             return match self
                 .db
-                .run(async |conn| event::release_lease(conn, id).await)
+                .run(async |conn| delivery::release_lease(conn, id).await)
                 .await
             {
                 Ok(()) => self.defer(job).await,
                 Err(error) => {
                     warn!(self.log, "could not release a delivery; left for the reaper";
-                        "event_id" => %id, "error" => %error);
+                        "delivery_id" => %id, "error" => %error);
                     job.acker.reject();
                 }
             };
         };
-        let attempt = self.http.attempt(id, &found).await;
+        let attempt = self.http.attempt(found.event_id, &found).await;
         drop(slot);
         let took = Duration::from_millis(u64::try_from(attempt.duration_ms).unwrap_or(0));
         metrics::get().attempted(job.envelope.subscription_id, attempt.outcome, took);
@@ -261,7 +263,8 @@ impl Deliverer {
             None => (EventStatus::Failed, retry_count),
         };
         let record = AttemptRecord {
-            event: id,
+            delivery: id,
+            event: found.event_id,
             subscription: job.envelope.subscription_id,
             started_at: attempt.started_at,
             duration_ms: attempt.duration_ms,
@@ -295,7 +298,7 @@ impl Deliverer {
         let threshold = self.breaker_threshold;
         let db = &self.db;
         let written = batch::write_together_or_alone(&records, &self.log, "record", |records| {
-            db.run(async move |conn| event::record_attempts(conn, records, threshold).await)
+            db.run(async move |conn| delivery::record_attempts(conn, records, threshold).await)
         })
         .await;
         let recorded: Vec<Result<(), DbError>> = match written {
@@ -324,7 +327,7 @@ impl Deliverer {
         for ((record, (job, user, retry)), recorded) in records.iter().zip(made).zip(recorded) {
             if let Err(error) = recorded {
                 warn!(self.log, "delivery outcome not recorded; left for the reaper";
-                    "event_id" => %record.event, "error" => %error);
+                    "delivery_id" => %record.delivery, "error" => %error);
                 job.acker.reject();
                 continue;
             }
@@ -371,6 +374,7 @@ impl Deliverer {
         }
         let log = self.log.new(slog::o!(
             "event_id" => record.event.to_string(),
+            "delivery_id" => record.delivery.to_string(),
             "subscription_id" => record.subscription.to_string(),
             "request_id" => envelope.request_id.clone(),
             "retry_count" => envelope.retry_count,
@@ -403,7 +407,7 @@ impl Deliverer {
             Ok(()) => job.acker.ack(),
             Err(error) => {
                 warn!(self.log, "could not defer a delivery; left for the reaper";
-                    "event_id" => %job.envelope.event_id, "error" => %error);
+                    "delivery_id" => %job.envelope.delivery(), "error" => %error);
                 job.acker.reject();
             }
         }

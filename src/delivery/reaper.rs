@@ -11,15 +11,16 @@ use slog::{Logger, info, warn};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::models::event::{self, DueEvent};
+use crate::db::models::delivery::{self, DueDelivery};
 use crate::db::{Database, DbError};
 use crate::metrics;
 use crate::queue::{Envelope, PublishError, Publisher, Route};
 
-/// The envelope that delivers a due event.
-pub fn envelope_for(due: &DueEvent) -> Envelope {
+/// The envelope that makes a due delivery.
+pub fn envelope_for(due: &DueDelivery) -> Envelope {
     Envelope {
-        event_id: due.id,
+        event_id: due.event_id,
+        delivery_id: Some(due.id),
         subscription_id: due.subscription_id,
         target_url: due.target_url.clone(),
         retry_count: u32::try_from(due.retry_count).unwrap_or(0),
@@ -28,9 +29,9 @@ pub fn envelope_for(due: &DueEvent) -> Envelope {
     }
 }
 
-/// Publishes events made due by a replay or a re-enabled subscription, without waiting for
+/// Publishes deliveries made due by a replay or a re-enabled subscription, without waiting for
 /// confirms: whatever fails to publish is still due, and the reaper publishes it.
-pub async fn publish_due(publisher: &Publisher, due: &[DueEvent]) {
+pub async fn publish_due(publisher: &Publisher, due: &[DueDelivery]) {
     let envelopes: Vec<Envelope> = due.iter().map(envelope_for).collect();
     // What is not published is still due: the reaper takes it.
     let _ = publisher
@@ -101,7 +102,7 @@ impl Reaper {
         let grace = self.grace;
         match self
             .db
-            .run(async |conn| event::claim_missed(conn, &missed, grace).await)
+            .run(async |conn| delivery::claim_missed(conn, &missed, grace).await)
             .await
         {
             Ok(due) => {
@@ -118,7 +119,7 @@ impl Reaper {
         let (grace, batch) = (self.grace, i64::from(self.batch));
         let due = self
             .db
-            .run(async |conn| event::claim_overdue(conn, grace, batch).await)
+            .run(async |conn| delivery::claim_overdue(conn, grace, batch).await)
             .await?;
         if due.is_empty() {
             return Ok(0);
@@ -132,7 +133,7 @@ impl Reaper {
     /// in no queue: unless the broker returned them (which it would do again), they are
     /// remembered to publish again within a second of the broker being back, rather than after
     /// the longer wait their claim set.
-    async fn publish(&self, due: &[DueEvent]) -> usize {
+    async fn publish(&self, due: &[DueDelivery]) -> usize {
         let envelopes: Vec<Envelope> = due.iter().map(envelope_for).collect();
         let results = join_all(
             envelopes
@@ -147,7 +148,7 @@ impl Reaper {
                 Err(PublishError::Unroutable) => failed += 1,
                 Err(_) => {
                     failed += 1;
-                    self.publisher.remember_missed(envelope.event_id);
+                    self.publisher.remember_missed(envelope.delivery());
                 }
             }
         }

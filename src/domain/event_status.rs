@@ -11,7 +11,8 @@ use diesel::{AsExpression, FromSqlRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The status column of `events`.
+/// Where a delivery is in its life (the status column of `deliveries`), and an event's
+/// roll-up of its deliveries' (see [`EventStatus::roll_up`]).
 #[derive(
     Debug,
     Clone,
@@ -28,7 +29,7 @@ use utoipa::ToSchema;
 #[serde(rename_all = "lowercase")]
 #[diesel(sql_type = Text)]
 #[schema(
-    description = "Where an event is in its life: `pending` (not yet attempted), `retrying` (an attempt failed, another is scheduled), `completed` (delivered), `failed` (retries exhausted; it can be replayed)."
+    description = "Where a delivery is in its life: `pending` (not yet attempted), `retrying` (an attempt failed, another is scheduled), `completed` (delivered), `failed` (retries exhausted; it can be replayed). An event's status rolls its deliveries' up: `failed` if any failed, else `retrying` if any retries, else `pending` if any is pending, else `completed`; `unrouted` when no subscription took it."
 )]
 pub enum EventStatus {
     /// Stored, not yet attempted.
@@ -39,6 +40,9 @@ pub enum EventStatus {
     Completed,
     /// Retries exhausted: in the graveyard, can be replayed.
     Failed,
+    /// An event that no subscription's filter took: kept, and delivered nowhere. Never the
+    /// status of a delivery.
+    Unrouted,
 }
 
 impl EventStatus {
@@ -49,7 +53,23 @@ impl EventStatus {
             EventStatus::Retrying => "retrying",
             EventStatus::Completed => "completed",
             EventStatus::Failed => "failed",
+            EventStatus::Unrouted => "unrouted",
         }
+    }
+
+    /// An event's status, from its deliveries': `failed` if any failed, else `retrying` if any
+    /// retries, else `pending` if any is pending, else `completed`; `unrouted` with none.
+    pub fn roll_up(deliveries: impl IntoIterator<Item = EventStatus>) -> EventStatus {
+        let mut rolled = EventStatus::Unrouted;
+        for status in deliveries {
+            rolled = match (rolled, status) {
+                (EventStatus::Failed, _) | (_, EventStatus::Failed) => EventStatus::Failed,
+                (EventStatus::Retrying, _) | (_, EventStatus::Retrying) => EventStatus::Retrying,
+                (EventStatus::Pending, _) | (_, EventStatus::Pending) => EventStatus::Pending,
+                _ => EventStatus::Completed,
+            };
+        }
+        rolled
     }
 
     /// Whether the event has reached the end of its life.
@@ -78,6 +98,7 @@ impl FromStr for EventStatus {
             "retrying" => Ok(EventStatus::Retrying),
             "completed" => Ok(EventStatus::Completed),
             "failed" => Ok(EventStatus::Failed),
+            "unrouted" => Ok(EventStatus::Unrouted),
             other => Err(UnknownStatus(other.to_owned())),
         }
     }
@@ -107,9 +128,24 @@ mod tests {
             EventStatus::Retrying,
             EventStatus::Completed,
             EventStatus::Failed,
+            EventStatus::Unrouted,
         ] {
             assert_eq!(status.as_str().parse::<EventStatus>().unwrap(), status);
         }
+    }
+
+    #[test]
+    fn an_events_status_rolls_up_its_deliveries_worst_first() {
+        use EventStatus::*;
+        assert_eq!(EventStatus::roll_up([]), Unrouted);
+        assert_eq!(EventStatus::roll_up([Completed, Completed]), Completed);
+        assert_eq!(EventStatus::roll_up([Completed, Pending]), Pending);
+        assert_eq!(
+            EventStatus::roll_up([Pending, Retrying, Completed]),
+            Retrying
+        );
+        assert_eq!(EventStatus::roll_up([Retrying, Failed, Pending]), Failed);
+        assert_eq!(EventStatus::roll_up([Failed, Completed]), Failed);
     }
 
     #[test]

@@ -55,6 +55,17 @@ uuid_id!(
     SubscriptionId
 );
 uuid_id!(
+    /// Identifies a source: what faces a provider, with its ingest URL.
+    SourceId
+);
+
+uuid_id!(
+    /// Identifies a delivery: one event for one subscription. A v7 uuid carrying its event's
+    /// arrival, so deliveries sort (and are bounded by time) as their events are.
+    DeliveryId
+);
+
+uuid_id!(
     /// Identifies an event; a v7 uuid, so ids sort by arrival. Sent as `webhook-id`.
     EventId
 );

@@ -10,7 +10,7 @@ mod target_url;
 
 pub use email::EmailAddress;
 pub use event_status::EventStatus;
-pub use ids::{ApiKeyId, EventId, SubscriptionId, UserId};
+pub use ids::{ApiKeyId, DeliveryId, EventId, SourceId, SubscriptionId, UserId};
 pub use password::Password;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
 pub use secrets::{

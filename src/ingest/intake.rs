@@ -84,7 +84,7 @@ impl Intake {
     }
 
     /// Stores `event`, which `request` brought, and answers once it is committed, with what the
-    /// statement learnt of it; `Ok(None)` when no subscription owns its token.
+    /// statement learnt of it; `Ok(None)` when no source owns its token.
     pub async fn store(
         &self,
         event: NewEvent,
@@ -132,22 +132,31 @@ impl Writer {
         }
         drop(slot);
         for (accepted, _) in &stored {
-            self.live.notify(Notice {
-                event: accepted.id,
-                subscription: accepted.subscription_id,
-                user: accepted.user_id,
-                new: true,
-            });
+            for delivery in &accepted.deliveries {
+                self.live.notify(Notice {
+                    event: accepted.id,
+                    subscription: delivery.subscription_id,
+                    user: accepted.user_id,
+                    new: true,
+                });
+            }
         }
         let envelopes: Vec<Envelope> = stored
             .into_iter()
-            .map(|(accepted, request)| Envelope {
-                event_id: accepted.id,
-                subscription_id: accepted.subscription_id,
-                target_url: accepted.target_url,
-                retry_count: 0,
-                deferrals: 0,
-                request_id: Some(request.into_string()),
+            .flat_map(|(accepted, request)| {
+                let request = request.into_string();
+                accepted
+                    .deliveries
+                    .into_iter()
+                    .map(move |delivery| Envelope {
+                        event_id: accepted.id,
+                        delivery_id: Some(delivery.id),
+                        subscription_id: delivery.subscription_id,
+                        target_url: delivery.target_url,
+                        retry_count: 0,
+                        deferrals: 0,
+                        request_id: Some(request.clone()),
+                    })
             })
             .collect();
         // What is not published is due in PostgreSQL: the reaper publishes it.

@@ -26,8 +26,8 @@ use slog::{Logger, debug, info};
 /// What a provider is told when its event is not accepted. Nothing is stored in any of them.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// No subscription has this ingest token.
-    #[error("no subscription has this ingest URL")]
+    /// No source has this ingest token.
+    #[error("no source has this ingest URL")]
     UnknownToken,
     /// The body is larger than the configured limit.
     #[error("the body is larger than {limit} bytes")]
@@ -38,8 +38,8 @@ pub enum IngestError {
     /// The provider's signature is missing, wrong or stale.
     #[error("signature check failed: {0}")]
     Signature(Rejection),
-    /// The subscription's stored configuration cannot be used (a bug or a bad migration).
-    #[error("the subscription cannot accept events: {0}")]
+    /// The source's stored configuration cannot be used (a bug or a bad migration).
+    #[error("the source cannot accept events: {0}")]
     Misconfigured(String),
     /// The event could not be made durable: the provider must retry.
     #[error("the event could not be stored; retry later")]
@@ -93,8 +93,8 @@ impl ResponseError for IngestError {
 }
 
 /// Stores the event and answers 202 with its id once it is committed; the intake publishes it
-/// without making the provider wait for the broker (if publishing fails the event is still due
-/// in PostgreSQL and the reaper publishes it). A subscription that names its provider has the
+/// without making the provider wait for the broker (if publishing fails its deliveries are still
+/// due in PostgreSQL and the reaper publishes them). A source that names its provider has the
 /// provider's signature checked before anything is stored; a repeated idempotency key answers
 /// 200 with the first event's id. Every answer is counted, with the time it took.
 pub async fn ingest(
@@ -131,7 +131,7 @@ async fn receive(
     let headers = request.headers();
     let (token, id) = (&token, EventId::new());
     let generic_key = idempotency::generic_key(headers);
-    // Most subscriptions check no signature: for those, one statement looks the token up and
+    // Most sources check no signature: for those, one statement looks the token up and
     // stores the event. Otherwise it answers with the provider, and the event is stored once
     // its signature holds.
     let first = ingest
@@ -153,7 +153,7 @@ async fn receive(
             {
                 info!(ingest.log(), "event refused: its provider's signature does not hold";
                     "request_id" => %ingest.request_id,
-                    "subscription_id" => %first.subscription_id,
+                    "source_id" => %first.source_id,
                     "reason" => %rejection);
                 return Err(IngestError::Signature(rejection));
             }
@@ -166,20 +166,28 @@ async fn receive(
     };
     match (accepted.stored, key) {
         (Some(stored), _) => {
-            metrics::get().stored(accepted.subscription_id);
+            for delivery in &accepted.deliveries {
+                metrics::get().stored(delivery.subscription_id);
+            }
+            let subscriptions: Vec<String> = accepted
+                .deliveries
+                .iter()
+                .map(|delivery| delivery.subscription_id.to_string())
+                .collect();
             debug!(ingest.log(), "event stored";
                 "request_id" => %ingest.request_id,
                 "event_id" => %stored,
-                "subscription_id" => %accepted.subscription_id);
+                "source_id" => %accepted.source_id,
+                "subscription_id" => subscriptions.join(","));
             Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
         }
         // Not stored although allowed: the key was seen before. The first event may have been
         // committed by a concurrent request after this statement began, so look it up anew.
         (None, Some(key)) => {
-            let subscription = accepted.subscription_id;
+            let source = accepted.source_id;
             let first = state
                 .db
-                .run(async |conn| event::find_by_idempotency_key(conn, subscription, &key).await)
+                .run(async |conn| event::find_by_idempotency_key(conn, source, &key).await)
                 .await
                 .map_err(IngestError::Unavailable)?
                 .ok_or_else(|| {
@@ -188,7 +196,7 @@ async fn receive(
             debug!(ingest.log(), "event not stored again: its idempotency key was seen before";
                 "request_id" => %ingest.request_id,
                 "event_id" => %first,
-                "subscription_id" => %subscription);
+                "source_id" => %source);
             Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
         }
         (None, None) => Err(IngestError::Misconfigured(
@@ -209,6 +217,7 @@ fn arrived(
     NewEvent {
         token: token.clone(),
         verified,
+        only: None,
         id,
         body: body.clone(),
         payload: body::as_document(body),

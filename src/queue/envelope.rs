@@ -2,12 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EventId, SubscriptionId};
+use crate::domain::{DeliveryId, EventId, SubscriptionId};
 
 /// One delivery to make. The worker reads the body and the subscription from PostgreSQL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub event_id: EventId,
+    /// Absent from messages published before deliveries existed: each of those events became
+    /// one delivery with the event's own id (see [`Envelope::delivery`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<DeliveryId>,
     pub subscription_id: SubscriptionId,
     pub target_url: String,
     /// How many retries preceded this delivery (kept here: RabbitMQ 4 ignores client `x-death`).
@@ -27,6 +31,11 @@ fn is_zero(count: &u32) -> bool {
 }
 
 impl Envelope {
+    /// The delivery to make.
+    pub fn delivery(&self) -> DeliveryId {
+        self.delivery_id.unwrap_or(DeliveryId(self.event_id.0))
+    }
+
     /// The JSON bytes published.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an envelope always serializes")
@@ -52,12 +61,18 @@ mod tests {
         let envelope = Envelope::from_bytes(bytes.as_bytes()).unwrap();
         assert_eq!(envelope.deferrals, 0);
         assert_eq!(envelope.request_id, None);
+        assert_eq!(
+            envelope.delivery(),
+            DeliveryId(event.0),
+            "its event's one delivery kept the event's id"
+        );
     }
 
     #[test]
     fn an_envelope_round_trips_through_its_bytes() {
         let envelope = Envelope {
             event_id: EventId::new(),
+            delivery_id: Some(DeliveryId(uuid::Uuid::now_v7())),
             subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
             target_url: "https://example.com/hook".into(),
             retry_count: 2,

@@ -14,7 +14,7 @@ use slog::{Logger, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Backoff, Envelope, Topology};
-use crate::domain::EventId;
+use crate::domain::DeliveryId;
 use crate::metrics;
 
 /// Why a message may not have reached its queue. In every case the event stays in PostgreSQL
@@ -56,7 +56,7 @@ pub enum Route {
 
 struct Request {
     route: Route,
-    event: EventId,
+    delivery: DeliveryId,
     body: Vec<u8>,
     /// Where the outcome goes; `None` for a detached publish.
     reply: Option<oneshot::Sender<Result<(), PublishError>>>,
@@ -78,30 +78,30 @@ impl Request {
                 .is_err_and(|error| *error != PublishError::Unroutable)
                 && self.route == Route::Deliver =>
             {
-                missed.remember(self.event);
+                missed.remember(self.delivery);
             }
             None => {}
         }
     }
 }
 
-/// Events whose detached delivery publish failed (the broker was away): once it is back, the
+/// Deliveries whose detached publish failed (the broker was away): once it is back, the
 /// reaper publishes them at once instead of after its grace period. Bounded: past
 /// [`Missed::MAX`], the rest wait for the grace period.
 #[derive(Default)]
-struct Missed(Mutex<Vec<EventId>>);
+struct Missed(Mutex<Vec<DeliveryId>>);
 
 impl Missed {
     const MAX: usize = 10_000;
 
-    fn remember(&self, event: EventId) {
+    fn remember(&self, delivery: DeliveryId) {
         let mut missed = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if missed.len() < Self::MAX {
-            missed.push(event);
+            missed.push(delivery);
         }
     }
 
-    fn take(&self) -> Vec<EventId> {
+    fn take(&self) -> Vec<DeliveryId> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
@@ -202,7 +202,7 @@ impl Publisher {
             if let Err(error) = self.submit(chunk, route, || None).await {
                 if route == Route::Deliver {
                     for envelope in &envelopes[n * hand_off..] {
-                        self.missed.remember(envelope.event_id);
+                        self.missed.remember(envelope.delivery());
                     }
                 }
                 return Err(error);
@@ -231,7 +231,7 @@ impl Publisher {
             .iter()
             .map(|envelope| Request {
                 route,
-                event: envelope.event_id,
+                delivery: envelope.delivery(),
                 body: envelope.to_bytes(),
                 reply: reply(),
                 _permit: permits.split(1).expect("one permit per envelope"),
@@ -242,15 +242,15 @@ impl Publisher {
             .map_err(|_| PublishError::Closed)
     }
 
-    /// Remembers an event whose delivery could not be published (the broker was away), for
-    /// the reaper to publish again as soon as it is back.
-    pub fn remember_missed(&self, event: EventId) {
-        self.missed.remember(event);
+    /// Remembers a delivery that could not be published (the broker was away), for the reaper
+    /// to publish again as soon as it is back.
+    pub fn remember_missed(&self, delivery: DeliveryId) {
+        self.missed.remember(delivery);
     }
 
-    /// The events whose detached delivery publish failed since the last call, to publish again
-    /// once the broker is back.
-    pub fn take_missed(&self) -> Vec<EventId> {
+    /// The deliveries whose detached publish failed since the last call, to publish again once
+    /// the broker is back.
+    pub fn take_missed(&self) -> Vec<DeliveryId> {
         self.missed.take()
     }
 
@@ -285,7 +285,7 @@ enum Ended {
 }
 
 struct Worker {
-    /// Events whose detached delivery publish failed, shared with the [`Publisher`].
+    /// Deliveries whose detached publish failed, shared with the [`Publisher`].
     missed: Arc<Missed>,
     /// The broker's URLs, tried in turn at each (re)connection.
     urls: Vec<String>,

@@ -1,4 +1,4 @@
-//! Events: listing and replaying.
+//! Events and their deliveries: reading, listing and replaying.
 
 use super::ServiceError;
 use crate::db::models::delivery_attempt::{self, DeliveryAttempt, LastAttempt};
@@ -6,69 +6,140 @@ use std::sync::Arc;
 
 use slog::warn;
 
-use crate::db::models::event::{self, Event, EventPage, EventSummary, ReplayFilter};
+use crate::db::models::delivery::{self, DeliverySummary, EventPage, ReplayFilter};
+use crate::db::models::event::{self, Event};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
-use crate::domain::{EventId, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
 use crate::state::AppState;
 
-/// Delivers a completed or failed event again: the same bytes and `webhook-id`, a fresh retry
-/// budget. An event still being delivered is a conflict: replaying it would start a second
-/// attempt chain beside the first.
-pub async fn replay(state: &AppState, user: UserId, id: EventId) -> Result<Event, ServiceError> {
-    let outcome = state
+/// An event, body included, with its deliveries (none when no subscription took it).
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub event: Event,
+    pub deliveries: Vec<DeliverySummary>,
+}
+
+impl EventDetail {
+    /// Its status: its deliveries' rolled up.
+    pub fn status(&self) -> EventStatus {
+        EventStatus::roll_up(self.deliveries.iter().map(|delivery| delivery.status))
+    }
+}
+
+async fn detail(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: UserId,
+    id: EventId,
+) -> diesel::QueryResult<Option<EventDetail>> {
+    let Some(event) = event::find_for_user(conn, user, id).await? else {
+        return Ok(None);
+    };
+    let deliveries = delivery::of_event(conn, id).await?;
+    Ok(Some(EventDetail { event, deliveries }))
+}
+
+/// Delivers an event again wherever its delivery has ended (delivered or failed): the same
+/// bytes and `webhook-id`, a fresh retry budget. An event none of whose deliveries has ended
+/// is a conflict: replaying it would start a second attempt chain beside the first.
+pub async fn replay(
+    state: &AppState,
+    user: UserId,
+    id: EventId,
+) -> Result<EventDetail, ServiceError> {
+    let (due, found) = state
         .db
         .run(async |conn| {
-            if let Some(due) = event::replay_for_user(conn, user, id).await? {
-                return Ok(Some(Ok(due)));
-            }
-            Ok(event::find_for_user(conn, user, id).await?.map(Err))
+            let due = delivery::replay_event_for_user(conn, user, id).await?;
+            Ok((due, detail(conn, user, id).await?))
         })
-        .await?
-        .ok_or(ServiceError::NotFound("event"))?;
-    match outcome {
-        Ok(due) => {
+        .await?;
+    let found = found.ok_or(ServiceError::NotFound("event"))?;
+    if due.is_empty() {
+        return Err(ServiceError::Conflict(match found.status() {
+            EventStatus::Unrouted => "the event was routed to no subscription: there is nothing \
+                                      to replay"
+                .to_owned(),
+            status => {
+                format!("the event is {status}: only completed or failed events can be replayed")
+            }
+        }));
+    }
+    publish_due(&state.publisher, &due).await;
+    super::subscriptions::notify_replayed(state, user, &due);
+    Ok(found)
+}
+
+/// Makes one delivery again, if it has ended (delivered or failed): the same bytes and
+/// `webhook-id`, a fresh retry budget. One still being made is a conflict.
+pub async fn replay_delivery(
+    state: &AppState,
+    user: UserId,
+    id: DeliveryId,
+) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
+    let due = state
+        .db
+        .run(async |conn| delivery::replay_for_user(conn, user, id).await)
+        .await?;
+    let (found, attempts) = get_delivery(state, user, id).await?;
+    match due {
+        Some(due) => {
             let due = std::slice::from_ref(&due);
             publish_due(&state.publisher, due).await;
             super::subscriptions::notify_replayed(state, user, due);
-            state
-                .db
-                .run(async |conn| event::find_for_user(conn, user, id).await)
-                .await?
-                .ok_or(ServiceError::NotFound("event"))
+            Ok((found, attempts))
         }
-        Err(busy) => Err(ServiceError::Conflict(format!(
-            "the event is {}: only completed or failed events can be replayed",
-            busy.status
+        None => Err(ServiceError::Conflict(format!(
+            "the delivery is {}: only completed or failed deliveries can be replayed",
+            found.status
         ))),
     }
 }
 
-/// How many events one bulk-replay transaction replays: bounded, so that replaying the whole
-/// graveyard never holds many rows locked or floods the broker at once.
+/// One of a user's deliveries, with its attempts.
+pub async fn get_delivery(
+    state: &AppState,
+    user: UserId,
+    id: DeliveryId,
+) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
+    state
+        .db
+        .run(async |conn| {
+            let Some(found) = delivery::find_for_user(conn, user, id).await? else {
+                return Ok(None);
+            };
+            let attempts = delivery_attempt::list_for_delivery(conn, id).await?;
+            Ok(Some((found, attempts)))
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("delivery"))
+}
+
+/// How many deliveries one bulk-replay transaction replays: bounded, so that replaying the
+/// whole graveyard never holds many rows locked or floods the broker at once.
 const REPLAY_BATCH: i64 = 500;
 
 /// Replays those of `ids` that are the user's and failed; answers how many.
 pub async fn replay_selected(
     state: &AppState,
     user: UserId,
-    ids: &[EventId],
+    ids: &[DeliveryId],
 ) -> Result<usize, ServiceError> {
     let due = state
         .db
-        .run(async |conn| event::replay_failed_for_user(conn, user, ids).await)
+        .run(async |conn| delivery::replay_failed_for_user(conn, user, ids).await)
         .await?;
     publish_due(&state.publisher, &due).await;
     super::subscriptions::notify_replayed(state, user, &due);
     Ok(due.len())
 }
 
-/// Replays every event of the user's the filter takes, received before now, in the background
-/// in batches of [`REPLAY_BATCH`] (each its own transaction, published before the next is
-/// taken, walking the range by id so no event is taken twice): the caller answers at once with
-/// how many there are, and a million of them hold neither a request nor more than a batch in
-/// memory. The work lives in this process: should it stop half-way, what is left keeps its
-/// status, to be replayed again.
+/// Replays every delivery of the user's the filter takes, of events received before now, in
+/// the background in batches of [`REPLAY_BATCH`] (each its own transaction, published before
+/// the next is taken, walking the range by id so none is taken twice): the caller answers at
+/// once with how many there are, and a million of them hold neither a request nor more than a
+/// batch in memory. The work lives in this process: should it stop half-way, what is left
+/// keeps its status, to be replayed again.
 pub async fn replay_in_background(
     state: Arc<AppState>,
     user: UserId,
@@ -79,7 +150,7 @@ pub async fn replay_in_background(
     filter.until = Some(filter.until.map_or(now, |until| until.min(now)));
     let matching = state
         .db
-        .run(async |conn| event::count_replayable(conn, user, &filter).await)
+        .run(async |conn| delivery::count_replayable(conn, user, &filter).await)
         .await?;
     tokio::spawn(async move {
         let mut after = None;
@@ -87,7 +158,7 @@ pub async fn replay_in_background(
             let due = match state
                 .db
                 .run(async |conn| {
-                    event::replay_batch(conn, user, &filter, after, REPLAY_BATCH).await
+                    delivery::replay_batch(conn, user, &filter, after, REPLAY_BATCH).await
                 })
                 .await
             {
@@ -99,7 +170,7 @@ pub async fn replay_in_background(
                     return;
                 }
             };
-            after = due.iter().map(|event| event.id).max();
+            after = due.iter().map(|delivery| delivery.id).max();
             publish_due(&state.publisher, &due).await;
             super::subscriptions::notify_replayed(&state, user, &due);
         }
@@ -129,16 +200,16 @@ pub fn payload_filter(raw: &str) -> Result<Option<serde_json::Value>, ServiceErr
     }
 }
 
-/// One of a user's events, body included.
-pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<Event, ServiceError> {
+/// One of a user's events, body included, with its deliveries.
+pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<EventDetail, ServiceError> {
     state
         .db
-        .run(async |conn| event::find_for_user(conn, user, id).await)
+        .run(async |conn| detail(conn, user, id).await)
         .await?
         .ok_or(ServiceError::NotFound("event"))
 }
 
-/// The delivery attempts made for one of a user's events, first first.
+/// The delivery attempts made for one of a user's events, by each of its deliveries.
 pub async fn attempts(
     state: &AppState,
     user: UserId,
@@ -151,60 +222,60 @@ pub async fn attempts(
         .ok_or(ServiceError::NotFound("event"))
 }
 
-/// A page of a user's events, newest first: of one of their subscriptions (another user's is
-/// not found), or of all of them.
+/// A page of a user's deliveries, newest first: of one of their subscriptions (another user's
+/// is not found), or of all of them.
 pub async fn list(
     state: &AppState,
     user: UserId,
     subscription: Option<SubscriptionId>,
     page: &EventPage,
-) -> Result<Vec<EventSummary>, ServiceError> {
+) -> Result<Vec<DeliverySummary>, ServiceError> {
     Ok(log(state, user, subscription, page, false)
         .await?
         .into_iter()
-        .map(|(event, _)| event)
+        .map(|(delivery, _)| delivery)
         .collect())
 }
 
-/// These of a user's events (others' are left out), newest first, each with how its latest
-/// attempt ended.
+/// The deliveries of these of a user's events (others' are left out), newest first, each with
+/// how its latest attempt ended.
 pub async fn lines(
     state: &AppState,
     user: UserId,
     ids: &[EventId],
-) -> Result<Vec<(EventSummary, Option<LastAttempt>)>, ServiceError> {
+) -> Result<Vec<(DeliverySummary, Option<LastAttempt>)>, ServiceError> {
     Ok(state
         .db
         .run(async |conn| {
-            let events = event::summaries_for_user(conn, user, ids).await?;
-            with_last_attempts(conn, events).await
+            let deliveries = delivery::summaries_for_user(conn, user, ids).await?;
+            with_last_attempts(conn, deliveries).await
         })
         .await?)
 }
 
 async fn with_last_attempts(
     conn: &mut diesel_async::AsyncPgConnection,
-    events: Vec<EventSummary>,
-) -> diesel::QueryResult<Vec<(EventSummary, Option<LastAttempt>)>> {
-    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    deliveries: Vec<DeliverySummary>,
+) -> diesel::QueryResult<Vec<(DeliverySummary, Option<LastAttempt>)>> {
+    let ids: Vec<DeliveryId> = deliveries.iter().map(|d| d.id).collect();
     let mut last = delivery_attempt::latest_of(conn, &ids).await?;
-    Ok(events
+    Ok(deliveries
         .into_iter()
-        .map(|event| {
-            let found = last.iter().position(|a| a.event_id == event.id);
-            (event, found.map(|at| last.swap_remove(at)))
+        .map(|delivery| {
+            let found = last.iter().position(|a| a.delivery_id == delivery.id);
+            (delivery, found.map(|at| last.swap_remove(at)))
         })
         .collect())
 }
 
-/// [`list`], each event with how its latest attempt ended (when `with_last_attempt`).
+/// [`list`], each delivery with how its latest attempt ended (when `with_last_attempt`).
 pub async fn log(
     state: &AppState,
     user: UserId,
     subscription: Option<SubscriptionId>,
     page: &EventPage,
     with_last_attempt: bool,
-) -> Result<Vec<(EventSummary, Option<LastAttempt>)>, ServiceError> {
+) -> Result<Vec<(DeliverySummary, Option<LastAttempt>)>, ServiceError> {
     state
         .db
         .run(async |conn| {
@@ -213,11 +284,11 @@ pub async fn log(
             {
                 return Ok(None);
             }
-            let events = event::list_for_user(conn, user, subscription, page).await?;
+            let deliveries = delivery::list_for_user(conn, user, subscription, page).await?;
             if with_last_attempt {
-                with_last_attempts(conn, events).await.map(Some)
+                with_last_attempts(conn, deliveries).await.map(Some)
             } else {
-                Ok(Some(events.into_iter().map(|e| (e, None)).collect()))
+                Ok(Some(deliveries.into_iter().map(|d| (d, None)).collect()))
             }
         })
         .await?

@@ -5,6 +5,7 @@
 
 pub mod api_keys;
 pub mod events;
+pub mod sources;
 mod subscription_form;
 pub mod subscriptions;
 

@@ -76,6 +76,7 @@ impl SubscriptionForm {
         let mut input = SubscriptionIn {
             name: self.name.clone(),
             target_url: self.target_url.trim().to_owned(),
+            source_id: None,
             provider: None,
         };
         match self.provider(current) {

@@ -12,13 +12,15 @@ use uuid::Uuid;
 
 use super::ServiceError;
 use super::subscription_form::SubscriptionForm;
+use crate::db::models::delivery::{DueDelivery, ReplayFilter};
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
-use crate::db::models::event::{DueEvent, NewEvent, ReplayFilter};
+use crate::db::models::event::NewEvent;
+use crate::db::models::source::{self, NewSource, SourceChanges};
 use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
 };
 use crate::domain::{
-    EventId, EventStatus, IngestToken, SigningSecret, SubscriptionId, TargetUrl, UserId,
+    EventId, EventStatus, IngestToken, SigningSecret, SourceId, SubscriptionId, TargetUrl, UserId,
 };
 use crate::live::Notice;
 use crate::problem::FieldError;
@@ -36,7 +38,13 @@ pub struct SubscriptionIn {
     /// Where events are delivered: an `http` or `https` URL.
     #[garde(custom(valid_target_url))]
     pub target_url: String,
-    /// The provider whose signatures ingest checks; absent or null for none.
+    /// The source whose events it receives. Absent: a source is made for it (named after it,
+    /// with its own ingest URL and the `provider` given here), and deleted with it.
+    #[serde(default)]
+    #[garde(skip)]
+    pub source_id: Option<SourceId>,
+    /// The provider whose signatures ingest checks, set on the source made for the
+    /// subscription; absent or null for none. With `source_id`, set it on that source instead.
     #[serde(default)]
     #[garde(custom(valid_provider))]
     pub provider: Option<ProviderConfig>,
@@ -52,7 +60,8 @@ pub struct SubscriptionPatch {
     pub target_url: Option<String>,
     #[garde(skip)]
     pub is_active: Option<bool>,
-    /// Absent: unchanged; null: check no signature; an object: the new provider.
+    /// Its source's provider check. Absent: unchanged; null: check no signature; an object:
+    /// the new provider.
     #[serde(default, deserialize_with = "present")]
     #[garde(custom(valid_changed_provider))]
     pub provider: Option<Option<ProviderConfig>>,
@@ -94,7 +103,7 @@ impl SubscriptionState {
 }
 
 /// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,
@@ -102,20 +111,23 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-fn valid_provider(value: &Option<ProviderConfig>, _: &()) -> garde::Result {
+pub(super) fn valid_provider(value: &Option<ProviderConfig>, _: &()) -> garde::Result {
     match value {
         Some(provider) => provider.check().map_err(garde::Error::new),
         None => Ok(()),
     }
 }
 
-fn valid_changed_provider(value: &Option<Option<ProviderConfig>>, context: &()) -> garde::Result {
+pub(super) fn valid_changed_provider(
+    value: &Option<Option<ProviderConfig>>,
+    context: &(),
+) -> garde::Result {
     value
         .as_ref()
         .map_or(Ok(()), |provider| valid_provider(provider, context))
 }
 
-fn valid_name(value: &str, _: &()) -> garde::Result {
+pub(super) fn valid_name(value: &str, _: &()) -> garde::Result {
     match value.trim().chars().count() {
         0 => Err(garde::Error::new("a name is required")),
         1..=200 => Ok(()),
@@ -123,7 +135,7 @@ fn valid_name(value: &str, _: &()) -> garde::Result {
     }
 }
 
-fn valid_optional_name(value: &Option<String>, context: &()) -> garde::Result {
+pub(super) fn valid_optional_name(value: &Option<String>, context: &()) -> garde::Result {
     value
         .as_ref()
         .map_or(Ok(()), |name| valid_name(name, context))
@@ -150,7 +162,7 @@ fn final_status(value: &Option<EventStatus>, _: &()) -> garde::Result {
     }
 }
 
-fn stored(provider: &ProviderConfig) -> Result<serde_json::Value, ServiceError> {
+pub(super) fn stored(provider: &ProviderConfig) -> Result<serde_json::Value, ServiceError> {
     serde_json::to_value(provider).map_err(|e| ServiceError::Unexpected(e.into()))
 }
 
@@ -231,28 +243,60 @@ pub async fn edit_from_form(
     edit(state, user, id, patch).await
 }
 
-/// Creates a subscription for `user` with a fresh ingest token and signing secret.
+/// Creates a subscription for `user` with a fresh signing secret, on the source it names or on
+/// a source made for it, with a fresh ingest token.
 pub async fn create(
     state: &AppState,
     user: UserId,
     input: SubscriptionIn,
 ) -> Result<Subscription, ServiceError> {
     let target_url = check_new(state, &input)?;
+    let provider = input.provider.as_ref().map(stored).transpose()?;
+    if input.source_id.is_some() && provider.is_some() {
+        return Err(ServiceError::invalid(
+            "provider",
+            "the provider check belongs to the source: set it on the source instead",
+        ));
+    }
+    let name = input.name.trim();
     let token = IngestToken::generate();
     let secret = SigningSecret::generate();
-    let new = NewSubscription {
-        id: SubscriptionId(Uuid::new_v4()),
-        user_id: user,
-        name: input.name.trim(),
-        target_url: target_url.as_str(),
-        ingest_token: token.as_str(),
-        signing_secret: secret.expose(),
-        provider: input.provider.as_ref().map(stored).transpose()?,
-    };
-    Ok(state
+    let created = state
         .db
-        .run(async |conn| subscription::insert(conn, &new).await)
-        .await?)
+        .run(async |conn| {
+            use diesel_async::AsyncConnection;
+            conn.transaction(async |conn| {
+                let source_id = match input.source_id {
+                    Some(id) => match source::find_for_user(conn, user, id).await? {
+                        Some(found) => found.id,
+                        None => return Ok(None),
+                    },
+                    None => {
+                        let new = NewSource {
+                            id: SourceId(Uuid::new_v4()),
+                            user_id: user,
+                            name,
+                            ingest_token: token.as_str(),
+                            provider,
+                            implicit: true,
+                        };
+                        source::insert(conn, &new).await?.id
+                    }
+                };
+                let new = NewSubscription {
+                    id: SubscriptionId(Uuid::new_v4()),
+                    user_id: user,
+                    source_id,
+                    name,
+                    target_url: target_url.as_str(),
+                    signing_secret: secret.expose(),
+                };
+                subscription::insert(conn, &new).await.map(Some)
+            })
+            .await
+        })
+        .await?;
+    created.ok_or_else(|| ServiceError::invalid("source_id", "you have no source with this id"))
 }
 
 /// A user's subscriptions, oldest first.
@@ -316,15 +360,33 @@ pub async fn edit(
         is_active: patch.is_active,
         disabled_reason: reenabled.then_some(None),
         consecutive_failures: reenabled.then_some(0),
-        provider: patch
-            .provider
-            .as_ref()
-            .map(|provider| provider.as_ref().map(stored).transpose())
-            .transpose()?,
     };
+    let provider = patch
+        .provider
+        .as_ref()
+        .map(|provider| provider.as_ref().map(stored).transpose())
+        .transpose()?;
     let updated = state
         .db
-        .run(async |conn| subscription::update_for_user(conn, user, id, &changes).await)
+        .run(async |conn| {
+            use diesel_async::AsyncConnection;
+            conn.transaction(async |conn| {
+                let Some(updated) = subscription::update_for_user(conn, user, id, &changes).await?
+                else {
+                    return Ok(None);
+                };
+                if provider.is_none() {
+                    return Ok(Some(updated));
+                }
+                let changes = SourceChanges {
+                    name: None,
+                    provider,
+                };
+                source::update_for_user(conn, user, updated.source_id, &changes).await?;
+                subscription::find_for_user(conn, user, id).await
+            })
+            .await
+        })
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
     if reenabled {
@@ -367,8 +429,9 @@ pub async fn rotate_secret(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// Delivers again every event of the subscription with the status (default `failed`) received
-/// in `[since, until)`, in the background in bounded batches; answers how many it queued.
+/// Makes again every delivery of the subscription with the status (default `failed`) of events
+/// received in `[since, until)`, in the background in bounded batches; answers how many it
+/// queued.
 pub async fn replay(
     state: Arc<AppState>,
     user: UserId,
@@ -387,21 +450,21 @@ pub async fn replay(
     super::events::replay_in_background(state, user, filter).await
 }
 
-/// Tells `user`'s pages that these events of theirs are to be delivered again.
-pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueEvent]) {
-    for event in due {
+/// Tells `user`'s pages that these deliveries of theirs are to be made again.
+pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueDelivery]) {
+    for delivery in due {
         state.live.notify(Notice {
-            event: event.id,
-            subscription: event.subscription_id,
+            event: delivery.event_id,
+            subscription: delivery.subscription_id,
             user,
             new: false,
         });
     }
 }
 
-/// Stores a small JSON event for the subscription, as if its provider had sent it, and hands it
-/// to delivery; answers its id. No provider signature is asked for: its owner sends it, with
-/// `request`.
+/// Stores a small JSON event on the subscription's source, as if its provider had sent it, and
+/// hands it to delivery to this subscription only; answers its id. No provider signature is
+/// asked for: its owner sends it, with `request`.
 pub async fn send_test_event(
     state: &AppState,
     user: UserId,
@@ -421,6 +484,7 @@ pub async fn send_test_event(
     let new = NewEvent {
         token,
         verified: true,
+        only: Some(id),
         id: event_id,
         body: payload.to_string().into(),
         payload: Some(payload),
@@ -485,7 +549,8 @@ pub async fn activity(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// Deletes one of a user's subscriptions and, with it, its events.
+/// Deletes one of a user's subscriptions and, with it, its deliveries; a source made for it,
+/// that no other subscription uses, goes too, with its ingest URL and events.
 pub async fn delete(
     state: &AppState,
     user: UserId,
@@ -493,7 +558,17 @@ pub async fn delete(
 ) -> Result<(), ServiceError> {
     let deleted = state
         .db
-        .run(async |conn| subscription::delete_for_user(conn, user, id).await)
+        .run(async |conn| {
+            use diesel_async::AsyncConnection;
+            conn.transaction(async |conn| {
+                let Some(source) = subscription::delete_for_user(conn, user, id).await? else {
+                    return Ok(false);
+                };
+                source::delete_if_implicit_and_unused(conn, source).await?;
+                Ok(true)
+            })
+            .await
+        })
         .await?;
     if deleted {
         Ok(())

@@ -273,14 +273,14 @@ impl Case<'_> {
 async fn completed(url: &str, ids: impl Iterator<Item = &String>) -> usize {
     use diesel::prelude::*;
     use diesel_async::{AsyncConnection, RunQueryDsl};
-    use spenza::db::schema::events;
+    use spenza::db::schema::deliveries;
     let ids: Vec<uuid::Uuid> = ids.map(|id| id.parse().unwrap()).collect();
     let mut connection = diesel_async::AsyncPgConnection::establish(url)
         .await
         .unwrap();
-    let completed: i64 = events::table
-        .filter(events::id.eq_any(ids))
-        .filter(events::status.eq("completed"))
+    let completed: i64 = deliveries::table
+        .filter(deliveries::event_id.eq_any(ids))
+        .filter(deliveries::status.eq("completed"))
         .count()
         .get_result(&mut connection)
         .await

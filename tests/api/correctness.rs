@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::Value;
 use spenza::config::QueueKind;
-use spenza::domain::{EventId, RetrySchedule, SubscriptionId};
+use spenza::domain::{DeliveryId, EventId, RetrySchedule, SubscriptionId};
 use spenza::queue::{Envelope, Publisher, PublisherThread, Route, Topology};
 
 use crate::helpers::{
@@ -46,6 +46,7 @@ async fn two_copies_of_a_delivery_in_flight_make_one_attempt_and_schedule_one_re
     sink.wait_for_requests(1).await;
     let copy = Envelope {
         event_id: EventId(id.parse().unwrap()),
+        delivery_id: Some(DeliveryId(app.delivery_of(&id).await.parse().unwrap())),
         subscription_id: SubscriptionId(subscription["id"].as_str().unwrap().parse().unwrap()),
         target_url: sink.url.clone(),
         retry_count: 0,
@@ -298,13 +299,14 @@ async fn a_failed_attempt_is_acknowledged_without_waiting_for_the_brokers_confir
     app.shutdown().await;
 }
 
-/// An attempt of `event` (of `subscription`) that ended as `status`, to record.
+/// An attempt of `delivery` (of `event`, for `subscription`) that ended as `status`, to record.
 fn attempt_of(
-    event: &str,
+    (event, delivery): &(String, String),
     subscription: &str,
     status: spenza::domain::EventStatus,
-) -> spenza::db::models::event::AttemptRecord {
-    spenza::db::models::event::AttemptRecord {
+) -> spenza::db::models::delivery::AttemptRecord {
+    spenza::db::models::delivery::AttemptRecord {
+        delivery: DeliveryId(delivery.parse().unwrap()),
         event: EventId(event.parse().unwrap()),
         subscription: SubscriptionId(subscription.parse().unwrap()),
         started_at: chrono::Utc::now(),
@@ -342,7 +344,7 @@ async fn breaker_of(app: &TestApp, subscription: &str) -> (i32, bool) {
 #[tokio::test]
 async fn attempts_recorded_in_batches_count_toward_the_breaker_in_order_and_all_of_them() {
     use diesel_async::{AsyncConnection, RunQueryDsl};
-    use spenza::db::models::event::record_attempts;
+    use spenza::db::models::delivery::record_attempts;
     use spenza::domain::EventStatus::{Completed, Failed};
 
     // No consumer: the test records every attempt itself.
@@ -354,7 +356,9 @@ async fn attempts_recorded_in_batches_count_toward_the_breaker_in_order_and_all_
     );
     let mut events = Vec::new();
     for n in 0..6 {
-        events.push(app.accept(ingest_url, &format!(r#"{{"n":{n}}}"#)).await);
+        let event = app.accept(ingest_url, &format!(r#"{{"n":{n}}}"#)).await;
+        let delivery = app.delivery_of(&event).await;
+        events.push((event, delivery));
     }
 
     // Two failures then a success, threshold 2: the breaker opened on the way, and stays open
@@ -438,15 +442,15 @@ async fn attempts_recorded_in_batches_count_toward_the_breaker_in_order_and_all_
 #[tokio::test]
 async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current_step() {
     use diesel_async::RunQueryDsl;
-    use spenza::db::models::event::{Claim, claim_for_delivery};
+    use spenza::db::models::delivery::{Claim, claim_for_delivery};
 
     let app = spawn_app_with(|s| s.role = spenza::config::Role::Api).await;
     let subscription = app.create_subscription("http://127.0.0.1:9/").await;
     let id = app
         .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
         .await;
-    let event = EventId(id.parse().unwrap());
-    diesel::sql_query("UPDATE events SET status = 'retrying', retry_count = 1")
+    let event = DeliveryId(app.delivery_of(&id).await.parse().unwrap());
+    diesel::sql_query("UPDATE deliveries SET status = 'retrying', retry_count = 1")
         .execute(&mut app.db().await)
         .await
         .unwrap();

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use spenza::config::SignupPolicy;
-use spenza::db::schema::{api_keys, sessions, subscriptions, users};
+use spenza::db::schema::{api_keys, sessions, sources, subscriptions, users};
 
 use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, Script, Sink, TestApp, csrf_token_in, set_cookie, spawn_app,
@@ -588,7 +588,8 @@ async fn a_subscription_is_managed_from_its_page() {
         .await;
     assert_eq!(saved.status(), 303);
     let provider: Option<serde_json::Value> = subscriptions::table
-        .select(subscriptions::provider)
+        .inner_join(sources::table)
+        .select(sources::provider)
         .first(&mut app.db().await)
         .await
         .unwrap();

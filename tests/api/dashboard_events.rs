@@ -254,14 +254,19 @@ async fn the_graveyard_replays_the_events_ticked_or_all_that_match() {
     }
     let graveyard = dashboard.page("/events?status=failed").await;
     assert!(graveyard.contains("data-action=\"replay-all\""));
-    assert!(graveyard.contains(&format!("name=\"event\" value=\"{}\"", events[0])));
+    let first = app.delivery_of(&events[0]).await;
+    assert!(graveyard.contains(&format!("name=\"delivery\" value=\"{first}\"")));
     sink.set_script(Script::Ok);
 
     // Ticked: only those, and only final ones of this user.
     let ticked = dashboard
         .post(
             "/events/replay",
-            &[("all", "0"), ("event", &events[0]), ("event", "not-an-id")],
+            &[
+                ("all", "0"),
+                ("delivery", &first),
+                ("delivery", "not-an-id"),
+            ],
         )
         .await;
     assert_eq!(ticked.status(), 303);
@@ -347,7 +352,7 @@ async fn a_days_chart_counts_a_settled_hour_once_and_the_last_hour_as_it_happens
     let ingest_url = created["ingest_url"].as_str().unwrap().to_owned();
     let first = app.accept(&ingest_url, "{}").await;
     app.wait_for_status(&first, "completed").await;
-    let event = uuid::Uuid::parse_str(&first).unwrap();
+    let delivery = uuid::Uuid::parse_str(&app.delivery_of(&first).await).unwrap();
     let subscription = uuid::Uuid::parse_str(&id).unwrap();
     let dashboard = app.owner_dashboard().await;
     let day = async || {
@@ -361,10 +366,10 @@ async fn a_days_chart_counts_a_settled_hour_once_and_the_last_hour_as_it_happens
     let mut conn = app.db().await;
     diesel::sql_query(
         "INSERT INTO delivery_attempts \
-             (event_id, attempt, started_at, duration_ms, status_code, subscription_id) \
+             (delivery_id, attempt, started_at, duration_ms, status_code, subscription_id) \
          SELECT $1, n, now() - interval '3 hours', 40, 200, $2 FROM generate_series(10, 14) AS n",
     )
-    .bind::<Uuid, _>(event)
+    .bind::<Uuid, _>(delivery)
     .bind::<Uuid, _>(subscription)
     .execute(&mut conn)
     .await
@@ -373,8 +378,8 @@ async fn a_days_chart_counts_a_settled_hour_once_and_the_last_hour_as_it_happens
         "Deliveries per hour, last 24 hours: 6 delivery attempts, 6 of them delivered (2xx), 0 not";
     assert_eq!(day().await, counted);
     // Once counted, the hour is read from its count: the attempts are no longer looked at.
-    diesel::sql_query("DELETE FROM delivery_attempts WHERE event_id = $1 AND attempt >= 10")
-        .bind::<Uuid, _>(event)
+    diesel::sql_query("DELETE FROM delivery_attempts WHERE delivery_id = $1 AND attempt >= 10")
+        .bind::<Uuid, _>(delivery)
         .execute(&mut conn)
         .await
         .unwrap();

@@ -188,7 +188,15 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Starts the app after `adjust` has changed its settings, as a fresh install: no user yet.
 pub async fn spawn_fresh_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    let mut resources = TestResources::new(DEFAULT_RETRY_SCHEDULE).await;
+    spawn_app_in(TestResources::new(DEFAULT_RETRY_SCHEDULE).await, adjust).await
+}
+
+/// Starts the app on `resources` (a database the test may have written already: the app
+/// migrates it) after `adjust` has changed its settings; no API key is made.
+pub async fn spawn_app_in(
+    mut resources: TestResources,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let database_url = resources.database.url.clone();
     let mut settings = test_settings(&database_url, &resources.prefix);
     adjust(&mut settings);
@@ -324,6 +332,14 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// The id of the event's only delivery.
+    pub async fn delivery_of(&self, event: &str) -> String {
+        let found = self.event(event).await;
+        let deliveries = found["deliveries"].as_array().expect("deliveries");
+        assert_eq!(deliveries.len(), 1, "{found}");
+        deliveries[0]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Waits until the event has `status`; returns it.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
         wait_until(
@@ -441,6 +457,7 @@ pub fn ready_in_at(url: &str, queue: &str) -> Result<u32, String> {
 pub fn made_up_envelope() -> Envelope {
     Envelope {
         event_id: EventId::new(),
+        delivery_id: None,
         subscription_id: SubscriptionId(uuid::Uuid::new_v4()),
         target_url: "https://example.com/hook".into(),
         retry_count: 0,

@@ -301,6 +301,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     let event = |body: &str| NewEvent {
         token: token.clone(),
         verified: false,
+        only: None,
         id: spenza::domain::EventId::new(),
         body: body.to_owned().into(),
         payload: None,

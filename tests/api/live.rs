@@ -79,7 +79,7 @@ fn marker_count(message: &str) -> Option<usize> {
 
 /// The status an update gives `event`'s row, if it has the row.
 fn status_in<'a>(message: &'a str, event: &str) -> Option<&'a str> {
-    let row = &message[message.find(&format!("id=\"event-{event}\""))?..];
+    let row = &message[message.find(&format!("data-event-id=\"{event}\""))?..];
     let marker = "data-status=\"";
     let start = row.find(marker)? + marker.len();
     row[start..].split('"').next()
@@ -404,7 +404,9 @@ async fn a_page_that_reconnects_gets_what_it_missed_at_once() {
         "{caught_up}"
     );
     assert_eq!(
-        caught_up.matches(&format!("id=\"event-{shown}\"")).count(),
+        caught_up
+            .matches(&format!("data-event-id=\"{shown}\""))
+            .count(),
         1,
         "the row it had is replaced, not added: {caught_up}"
     );

@@ -53,9 +53,9 @@ async fn a_thousand_events_posted_fifty_at_a_time_are_all_delivered() {
     )
     .await;
     let completed: i64 = wait_until(Duration::from_secs(30), "every event completed", || async {
-        use spenza::db::schema::events;
-        let completed: i64 = events::table
-            .filter(events::status.eq("completed"))
+        use spenza::db::schema::deliveries;
+        let completed: i64 = deliveries::table
+            .filter(deliveries::status.eq("completed"))
             .count()
             .get_result(&mut app.db().await)
             .await

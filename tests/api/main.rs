@@ -18,6 +18,7 @@ mod load;
 mod operations;
 mod queue;
 mod retries;
+mod routing;
 mod secrets;
 mod signatures;
 mod ssrf;

@@ -437,11 +437,11 @@ async fn an_operator_who_asks_gets_counts_by_subscription_as_well() {
     broken.stop().await;
 }
 
-/// Stores an event of `subscription` that arrived `age` ago, in `status`, finished `finished`
-/// ago (if given), with one attempt; its id.
+/// Stores an event of `subscription` (on `source`) that arrived `age` ago, with one delivery
+/// (of the event's id) in `status`, finished `finished` ago (if given), with one attempt; its id.
 async fn backdated_event(
     conn: &mut diesel_async::AsyncPgConnection,
-    subscription: &str,
+    (source, subscription): (&str, &str),
     status: &str,
     age: std::time::Duration,
     finished: Option<std::time::Duration>,
@@ -461,17 +461,19 @@ async fn backdated_event(
         _ => "NULL".to_owned(),
     };
     diesel::sql_query(format!(
-        "INSERT INTO events (id, subscription_id, status, body, received_at, completed_at, \
+        "WITH stored AS (INSERT INTO events (id, source_id, body, received_at) \
+             VALUES ('{id}', '{source}', '\\x7b7d', {}) RETURNING id) \
+         INSERT INTO deliveries (id, event_id, subscription_id, status, completed_at, \
              next_attempt_at) \
-         VALUES ('{id}', '{subscription}', '{status}', '\\x7b7d', {}, {completed}, \
-             now() + interval '1 day')",
+         SELECT id, id, '{subscription}', '{status}', {completed}, now() + interval '1 day' \
+         FROM stored",
         ago(age)
     ))
     .execute(conn)
     .await
     .unwrap();
     diesel::sql_query(format!(
-        "INSERT INTO delivery_attempts (event_id, subscription_id, attempt, started_at, \
+        "INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
              duration_ms) VALUES ('{id}', '{subscription}', 1, {}, 5)",
         ago(age)
     ))
@@ -492,7 +494,10 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
     })
     .await;
     let subscription = app.create_subscription("http://127.0.0.1:9/hook").await;
-    let subscription = subscription["id"].as_str().unwrap();
+    let subscription = (
+        subscription["source_id"].as_str().unwrap(),
+        subscription["id"].as_str().unwrap(),
+    );
     let listed = app.get_json("/api/v1/events").await;
     assert_eq!(listed["retention"]["completed_seconds"], 20);
     assert_eq!(listed["retention"]["failed_seconds"], 40);
@@ -527,7 +532,7 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
         .await
         .unwrap();
     diesel::sql_query(format!(
-        "SELECT id FROM events WHERE id = '{locked}' FOR UPDATE"
+        "SELECT id FROM deliveries WHERE id = '{locked}' FOR UPDATE"
     ))
     .execute(&mut other)
     .await
@@ -550,7 +555,8 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
             .join(",");
         let rows: Vec<Row> = diesel::sql_query(format!(
             "SELECT id::text AS id FROM events WHERE id IN ({list}) \
-             UNION ALL SELECT event_id::text FROM delivery_attempts WHERE event_id IN ({list})"
+             UNION ALL SELECT delivery_id::text FROM delivery_attempts \
+             WHERE delivery_id IN ({list})"
         ))
         .load(&mut conn)
         .await

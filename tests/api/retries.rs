@@ -394,22 +394,26 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
     let sink = Sink::start(Script::Ok).await;
     let subscription = app.create_subscription(&sink.url).await;
     let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
+    let source: uuid::Uuid = subscription["source_id"].as_str().unwrap().parse().unwrap();
     // A graveyard of 20,000, written straight to the database: forty batches.
     let ids: Vec<uuid::Uuid> = (0..FAILED)
         .map(|_| spenza::domain::EventId::new().0)
         .collect();
     let mut conn = app.db().await;
     diesel::sql_query(
-        "INSERT INTO events (id, subscription_id, status, body, attempts, last_error) \
-         SELECT id, $2, 'failed', '\\x7b7d', 1, 'scripted 500' FROM unnest($1) AS id",
+        "WITH stored AS (INSERT INTO events (id, source_id, body) \
+             SELECT id, $3, '\\x7b7d' FROM unnest($1) AS id RETURNING id) \
+         INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, last_error) \
+         SELECT id, id, $2, 'failed', 1, 'scripted 500' FROM stored",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<SqlUuid, _>(sub)
+    .bind::<SqlUuid, _>(source)
     .execute(&mut conn)
     .await
     .unwrap();
     let still_failed = async |conn: &mut diesel_async::AsyncPgConnection| {
-        diesel::sql_query("SELECT count(*) AS count FROM events WHERE status = 'failed'")
+        diesel::sql_query("SELECT count(*) AS count FROM deliveries WHERE status = 'failed'")
             .get_result::<Count>(conn)
             .await
             .unwrap()
@@ -454,6 +458,7 @@ async fn a_bulk_replay_of_delivered_events_delivers_each_once_more() {
     let sink = Sink::start(Script::Ok).await;
     let subscription = app.create_subscription(&sink.url).await;
     let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
+    let source: uuid::Uuid = subscription["source_id"].as_str().unwrap().parse().unwrap();
     // Delivered before, written straight to the database: three batches, each delivered again
     // (so back to completed, the status replayed) before the next is taken.
     let ids: Vec<uuid::Uuid> = (0..DELIVERED)
@@ -461,11 +466,14 @@ async fn a_bulk_replay_of_delivered_events_delivers_each_once_more() {
         .collect();
     let mut conn = app.db().await;
     diesel::sql_query(
-        "INSERT INTO events (id, subscription_id, status, body, attempts, completed_at) \
-         SELECT id, $2, 'completed', '\\x7b7d', 1, now() FROM unnest($1) AS id",
+        "WITH stored AS (INSERT INTO events (id, source_id, body) \
+             SELECT id, $3, '\\x7b7d' FROM unnest($1) AS id RETURNING id) \
+         INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, completed_at) \
+         SELECT id, id, $2, 'completed', 1, now() FROM stored",
     )
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<SqlUuid, _>(sub)
+    .bind::<SqlUuid, _>(source)
     .execute(&mut conn)
     .await
     .unwrap();

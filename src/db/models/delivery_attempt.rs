@@ -4,13 +4,16 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::{attempt_hours, delivery_attempts, events, subscriptions};
-use crate::domain::{EventId, SubscriptionId, UserId};
+use crate::db::schema::{attempt_hours, deliveries, delivery_attempts, events, sources};
+use crate::domain::{DeliveryId, EventId, SubscriptionId, UserId};
 
 /// One attempt as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = delivery_attempts)]
 pub struct DeliveryAttempt {
+    pub delivery_id: DeliveryId,
+    /// The subscription it was made for (unknown for attempts recorded before it was kept).
+    pub subscription_id: Option<SubscriptionId>,
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
@@ -19,16 +22,17 @@ pub struct DeliveryAttempt {
     pub response_body: Option<String>,
 }
 
-/// The attempts made for one of a user's events, first first; `None` when the event is not theirs.
+/// The attempts made for one of a user's events, by all its deliveries, each delivery's first
+/// first; `None` when the event is not theirs.
 pub async fn list_for_event(
     conn: &mut AsyncPgConnection,
     user: UserId,
     event: EventId,
 ) -> QueryResult<Option<Vec<DeliveryAttempt>>> {
     let owned: Option<EventId> = events::table
-        .inner_join(subscriptions::table)
+        .inner_join(sources::table)
         .filter(events::id.eq(event))
-        .filter(subscriptions::user_id.eq(user))
+        .filter(sources::user_id.eq(user))
         .select(events::id)
         .first(conn)
         .await
@@ -37,36 +41,53 @@ pub async fn list_for_event(
         return Ok(None);
     }
     delivery_attempts::table
-        .filter(delivery_attempts::event_id.eq(event))
-        .order(delivery_attempts::attempt.asc())
+        .inner_join(deliveries::table)
+        .filter(deliveries::event_id.eq(event))
+        .order((
+            delivery_attempts::delivery_id.asc(),
+            delivery_attempts::attempt.asc(),
+        ))
         .select(DeliveryAttempt::as_select())
         .load(conn)
         .await
         .map(Some)
 }
 
-/// How an event's latest attempt ended.
+/// The attempts made for one delivery, first first.
+pub async fn list_for_delivery(
+    conn: &mut AsyncPgConnection,
+    delivery: DeliveryId,
+) -> QueryResult<Vec<DeliveryAttempt>> {
+    delivery_attempts::table
+        .filter(delivery_attempts::delivery_id.eq(delivery))
+        .order(delivery_attempts::attempt.asc())
+        .select(DeliveryAttempt::as_select())
+        .load(conn)
+        .await
+}
+
+/// How a delivery's latest attempt ended.
 #[derive(Debug, Clone, Queryable)]
 pub struct LastAttempt {
-    pub event_id: EventId,
+    pub delivery_id: DeliveryId,
     pub status_code: Option<i32>,
     pub error: Option<String>,
 }
 
-/// The latest attempt of each of these events that has one (looked up by primary key).
+/// The latest attempt of each of these deliveries that has one (looked up by primary key).
 pub async fn latest_of(
     conn: &mut AsyncPgConnection,
-    events: &[EventId],
+    deliveries: &[DeliveryId],
 ) -> QueryResult<Vec<LastAttempt>> {
     delivery_attempts::table
-        .filter(delivery_attempts::event_id.eq_any(events))
-        .distinct_on(delivery_attempts::event_id)
+        .filter(delivery_attempts::delivery_id.eq_any(deliveries))
+        .distinct_on(delivery_attempts::delivery_id)
         .order((
-            delivery_attempts::event_id,
+            delivery_attempts::delivery_id,
             delivery_attempts::attempt.desc(),
         ))
         .select((
-            delivery_attempts::event_id,
+            delivery_attempts::delivery_id,
             delivery_attempts::status_code,
             delivery_attempts::error,
         ))

@@ -2,10 +2,12 @@
 //! takes `&mut AsyncPgConnection`, so callers can compose them in one transaction.
 
 pub mod api_key;
+pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
 pub mod login_failure;
 pub mod session;
+pub mod source;
 pub mod subscription;
 pub mod user;
 

@@ -1,26 +1,31 @@
-//! `subscriptions`: an ingest URL, the endpoint it relays to, and how deliveries are signed.
+//! `subscriptions`: a route from a source to an endpoint, and how its deliveries are signed.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::subscriptions;
-use crate::domain::{EventId, SubscriptionId, UserId};
+use crate::db::schema::{sources, subscriptions};
+use crate::domain::{EventId, SourceId, SubscriptionId, UserId};
 
-/// A subscription as stored. `Debug` leaves out its token and secrets.
+/// A subscription as stored, with its source's ingest token and provider check (select it from
+/// `subscriptions` joined to `sources`). `Debug` leaves out its token and secrets.
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = subscriptions)]
 pub struct Subscription {
     pub id: SubscriptionId,
     pub user_id: UserId,
+    pub source_id: SourceId,
     pub name: String,
     pub target_url: String,
+    /// Its source's.
+    #[diesel(select_expression = sources::ingest_token)]
     pub ingest_token: String,
     pub signing_secret: String,
     pub previous_signing_secret: Option<String>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
-    /// The provider whose signatures ingest checks, secret included (never shown).
+    /// Its source's provider check, secret included (never shown).
+    #[diesel(select_expression = sources::provider)]
     pub provider: Option<serde_json::Value>,
     pub is_active: bool,
     pub disabled_reason: Option<String>,
@@ -35,16 +40,14 @@ pub struct Subscription {
 pub struct NewSubscription<'a> {
     pub id: SubscriptionId,
     pub user_id: UserId,
+    pub source_id: SourceId,
     pub name: &'a str,
     pub target_url: &'a str,
-    pub ingest_token: &'a str,
     pub signing_secret: &'a str,
-    pub provider: Option<serde_json::Value>,
 }
 
-/// The fields an edit may change; `None` leaves a field as it is. No `Debug`: a provider holds
-/// its secret.
-#[derive(Default, AsChangeset)]
+/// The fields an edit may change; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = subscriptions)]
 pub struct SubscriptionChanges<'a> {
     pub name: Option<&'a str>,
@@ -52,7 +55,6 @@ pub struct SubscriptionChanges<'a> {
     pub is_active: Option<bool>,
     pub disabled_reason: Option<Option<&'a str>>,
     pub consecutive_failures: Option<i32>,
-    pub provider: Option<Option<serde_json::Value>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for Subscription {
         f.debug_struct("Subscription")
             .field("id", &self.id)
             .field("user_id", &self.user_id)
+            .field("source_id", &self.source_id)
             .field("name", &self.name)
             // Its query may carry the endpoint's own token.
             .field(
@@ -89,8 +92,13 @@ pub async fn insert(
 ) -> QueryResult<Subscription> {
     diesel::insert_into(subscriptions::table)
         .values(subscription)
-        .returning(Subscription::as_returning())
-        .get_result(conn)
+        .execute(conn)
+        .await?;
+    subscriptions::table
+        .inner_join(sources::table)
+        .filter(subscriptions::id.eq(subscription.id))
+        .select(Subscription::as_select())
+        .first(conn)
         .await
 }
 
@@ -100,7 +108,22 @@ pub async fn list_for_user(
     user: UserId,
 ) -> QueryResult<Vec<Subscription>> {
     subscriptions::table
+        .inner_join(sources::table)
         .filter(subscriptions::user_id.eq(user))
+        .order(subscriptions::created_at.asc())
+        .select(Subscription::as_select())
+        .load(conn)
+        .await
+}
+
+/// A source's subscriptions, oldest first.
+pub async fn list_for_source(
+    conn: &mut AsyncPgConnection,
+    source: SourceId,
+) -> QueryResult<Vec<Subscription>> {
+    subscriptions::table
+        .inner_join(sources::table)
+        .filter(subscriptions::source_id.eq(source))
         .order(subscriptions::created_at.asc())
         .select(Subscription::as_select())
         .load(conn)
@@ -114,6 +137,7 @@ pub async fn find_for_user(
     id: SubscriptionId,
 ) -> QueryResult<Option<Subscription>> {
     subscriptions::table
+        .inner_join(sources::table)
         .filter(subscriptions::id.eq(id))
         .filter(subscriptions::user_id.eq(user))
         .select(Subscription::as_select())
@@ -129,32 +153,36 @@ pub async fn update_for_user(
     id: SubscriptionId,
     changes: &SubscriptionChanges<'_>,
 ) -> QueryResult<Option<Subscription>> {
-    diesel::update(
+    let updated = diesel::update(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
             .filter(subscriptions::user_id.eq(user)),
     )
     .set((changes, subscriptions::updated_at.eq(diesel::dsl::now)))
-    .returning(Subscription::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    .execute(conn)
+    .await?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    find_for_user(conn, user, id).await
 }
 
-/// Deletes one of a user's subscriptions and, with it, its events; whether it existed.
+/// Deletes one of a user's subscriptions and, with it, its deliveries; the source it was on,
+/// when it exists.
 pub async fn delete_for_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
     id: SubscriptionId,
-) -> QueryResult<bool> {
+) -> QueryResult<Option<SourceId>> {
     diesel::delete(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
             .filter(subscriptions::user_id.eq(user)),
     )
-    .execute(conn)
+    .returning(subscriptions::source_id)
+    .get_result(conn)
     .await
-    .map(|deleted| deleted > 0)
+    .optional()
 }
 
 /// Gives one of a user's subscriptions a new signing secret; the old one keeps signing
@@ -166,7 +194,7 @@ pub async fn rotate_secret(
     new_secret: &str,
     previous_until: DateTime<Utc>,
 ) -> QueryResult<Option<Subscription>> {
-    diesel::update(
+    let updated = diesel::update(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
             .filter(subscriptions::user_id.eq(user)),
@@ -177,10 +205,12 @@ pub async fn rotate_secret(
         subscriptions::signing_secret.eq(new_secret),
         subscriptions::updated_at.eq(diesel::dsl::now),
     ))
-    .returning(Subscription::as_returning())
-    .get_result(conn)
-    .await
-    .optional()
+    .execute(conn)
+    .await?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    find_for_user(conn, user, id).await
 }
 
 /// How a subscription has done over a recent window.
@@ -188,7 +218,7 @@ pub async fn rotate_secret(
 pub struct SubscriptionStats {
     #[diesel(sql_type = SqlUuid)]
     pub subscription_id: SubscriptionId,
-    /// Events received in the window.
+    /// Deliveries made for events received in the window.
     #[diesel(sql_type = BigInt)]
     pub events: i64,
     /// Delivery attempts made in the window, and how many of them the endpoint took (2xx).
@@ -201,11 +231,10 @@ pub struct SubscriptionStats {
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// Each of a user's subscriptions' events received since `since`, and the attempts made since
-/// then. Both walk the `(subscription_id, id)` index from an id bound rather than scanning by
-/// time (event ids are v7 uuids, ordered by arrival); attempts are looked for on events received
-/// up to a day earlier than `since`, which covers the default retry schedule (its last retry
-/// comes about 11 hours after an event arrives) but not a replay of an older event.
+/// Each of a user's subscriptions' deliveries of events received since `since`, and the
+/// attempts made since then. Deliveries walk the `(subscription_id, id)` index from an id
+/// bound rather than scanning by time (delivery ids carry their event's arrival); attempts,
+/// the `(subscription_id, started_at)` index.
 pub async fn stats_for_user(
     conn: &mut AsyncPgConnection,
     user: UserId,
@@ -213,21 +242,20 @@ pub async fn stats_for_user(
 ) -> QueryResult<Vec<SubscriptionStats>> {
     diesel::sql_query(
         "SELECT s.id AS subscription_id, \
-             (SELECT count(*) FROM events e WHERE e.subscription_id = s.id AND e.id >= $2) \
+             (SELECT count(*) FROM deliveries d WHERE d.subscription_id = s.id AND d.id >= $2) \
                  AS events, \
              a.attempts, a.successes, a.last_attempt_at \
          FROM subscriptions s \
          CROSS JOIN LATERAL ( \
              SELECT count(*) AS attempts, \
-                 count(*) FILTER (WHERE d.status_code BETWEEN 200 AND 299) AS successes, \
-                 max(d.started_at) AS last_attempt_at \
-             FROM events e JOIN delivery_attempts d ON d.event_id = e.id \
-             WHERE e.subscription_id = s.id AND e.id >= $3 AND d.started_at >= $4) a \
+                 count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS successes, \
+                 max(a.started_at) AS last_attempt_at \
+             FROM delivery_attempts a \
+             WHERE a.subscription_id = s.id AND a.started_at >= $3) a \
          WHERE s.user_id = $1",
     )
     .bind::<SqlUuid, _>(user)
     .bind::<SqlUuid, _>(EventId::first_at(since))
-    .bind::<SqlUuid, _>(EventId::first_at(since - chrono::TimeDelta::days(1)))
     .bind::<Timestamptz, _>(since)
     .load(conn)
     .await
@@ -242,6 +270,7 @@ mod tests {
         let subscription = Subscription {
             id: SubscriptionId(uuid::Uuid::new_v4()),
             user_id: UserId(uuid::Uuid::new_v4()),
+            source_id: SourceId(uuid::Uuid::new_v4()),
             name: "shop".into(),
             target_url: "https://example.com/hook?token=endpoint-token".into(),
             ingest_token: "ingest-token-value".into(),

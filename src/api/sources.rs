@@ -1,0 +1,268 @@
+//! `/api/v1/sources`: create, list, get, edit, delete, and a source's events.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::openapi::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
+use super::{ApiError, ApiUser};
+use crate::db::models::event::EventLine;
+use crate::db::models::source::Source;
+use crate::domain::{EventId, EventStatus, SourceId};
+use crate::service::sources::{self, SourceIn, SourcePatch};
+use crate::signing::incoming::ProviderConfig;
+use crate::state::AppState;
+
+/// A source as the API shows it to its owner.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceOut {
+    pub id: SourceId,
+    pub name: String,
+    /// Where providers send the source's events.
+    pub ingest_url: String,
+    /// The provider checked at ingest, without its secret (write-only).
+    #[schema(value_type = Option<Object>, required = true)]
+    pub provider: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SourceOut {
+    fn new(source: Source, state: &AppState) -> Self {
+        SourceOut {
+            ingest_url: state.ingest_url(&source.ingest_token),
+            id: source.id,
+            name: source.name,
+            provider: source
+                .provider
+                .and_then(|stored| serde_json::from_value::<ProviderConfig>(stored).ok())
+                .map(|provider| provider.public_view()),
+            created_at: source.created_at,
+            updated_at: source.updated_at,
+        }
+    }
+}
+
+/// A list of sources.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceList {
+    pub data: Vec<SourceOut>,
+}
+
+/// One event of a source, routed or not: no body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceEventOut {
+    pub id: EventId,
+    /// Its deliveries' statuses rolled up; `unrouted` when no subscription took it.
+    pub status: EventStatus,
+    /// How many subscriptions it was routed to.
+    pub deliveries: usize,
+    pub received_at: DateTime<Utc>,
+    #[schema(required = true)]
+    pub content_type: Option<String>,
+}
+
+impl From<EventLine> for SourceEventOut {
+    fn from(line: EventLine) -> Self {
+        SourceEventOut {
+            status: line.status(),
+            deliveries: line.statuses.len(),
+            id: line.id,
+            received_at: line.received_at,
+            content_type: line.content_type,
+        }
+    }
+}
+
+/// A page of a source's events, newest first; pass `next_before` as `before` for the next page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceEventList {
+    pub data: Vec<SourceEventOut>,
+    #[schema(required = true)]
+    pub next_before: Option<EventId>,
+}
+
+/// Query of a source's events.
+#[derive(Debug, Deserialize, Validate, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SourceEventQuery {
+    /// How many events a page holds at most.
+    #[garde(range(min = 1, max = 100))]
+    #[param(minimum = 1, maximum = 100, default = 50)]
+    pub limit: Option<i64>,
+    /// Only events older than this one: the previous page's `next_before`.
+    #[garde(skip)]
+    pub before: Option<EventId>,
+}
+
+/// `POST /api/v1/sources`
+#[utoipa::path(
+    post,
+    path = "/api/v1/sources",
+    tag = "sources",
+    operation_id = "create_source",
+    summary = "Create a source",
+    request_body = SourceIn,
+    responses(
+        (status = 201, description = "The source, created, with its ingest URL", body = SourceOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn create(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    input: web::Json<SourceIn>,
+) -> Result<HttpResponse, ApiError> {
+    let created = sources::create(&state, user.0, input.into_inner()).await?;
+    Ok(HttpResponse::Created().json(SourceOut::new(created, &state)))
+}
+
+/// `GET /api/v1/sources`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources",
+    tag = "sources",
+    operation_id = "list_sources",
+    summary = "List the key owner's sources",
+    responses(
+        (status = 200, description = "The key owner's sources, oldest first", body = SourceList),
+        (status = 401, response = Unauthorized),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let data = sources::list(&state, user.0)
+        .await?
+        .into_iter()
+        .map(|s| SourceOut::new(s, &state))
+        .collect();
+    Ok(HttpResponse::Ok().json(SourceList { data }))
+}
+
+/// `GET /api/v1/sources/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    operation_id = "get_source",
+    summary = "Get a source",
+    params(("id" = SourceId, Path, description = "The source's id")),
+    responses(
+        (status = 200, description = "The source", body = SourceOut),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn get(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let found = sources::get(&state, user.0, SourceId(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(SourceOut::new(found, &state)))
+}
+
+/// `PATCH /api/v1/sources/{id}`
+#[utoipa::path(
+    patch,
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    operation_id = "edit_source",
+    summary = "Edit a source",
+    description = "Every field is optional. `provider: null` checks no signature from then on.",
+    params(("id" = SourceId, Path, description = "The source's id")),
+    request_body = SourcePatch,
+    responses(
+        (status = 200, description = "The source, edited", body = SourceOut),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn edit(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    patch: web::Json<SourcePatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SourceId(id.into_inner());
+    let updated = sources::edit(&state, user.0, id, patch.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(SourceOut::new(updated, &state)))
+}
+
+/// `DELETE /api/v1/sources/{id}`: the source, its subscriptions and its events.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sources/{id}",
+    tag = "sources",
+    operation_id = "delete_source",
+    summary = "Delete a source, its subscriptions and its events",
+    params(("id" = SourceId, Path, description = "The source's id")),
+    responses(
+        (status = 204, description = "The source, its subscriptions and its events are deleted"),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn delete(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    sources::delete(&state, user.0, SourceId(id.into_inner())).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /api/v1/sources/{id}/events?limit=&before=`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/events",
+    tag = "sources",
+    operation_id = "list_source_events",
+    summary = "List a source's events",
+    description = "A page of the events that arrived at the source, newest first, routed or not; pass `next_before` as `before` for the next page.",
+    params(("id" = SourceId, Path, description = "The source's id"), SourceEventQuery),
+    responses(
+        (status = 200, description = "A page of the source's events, newest first", body = SourceEventList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn events(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    query: web::Query<SourceEventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    query.validate()?;
+    let limit = query.limit.unwrap_or(50);
+    let id = SourceId(id.into_inner());
+    let lines = sources::events(&state, user.0, id, query.before, limit).await?;
+    let next_before = (lines.len() as i64 == limit)
+        .then(|| lines.last().map(|line| line.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(SourceEventList {
+        data: lines.into_iter().map(SourceEventOut::from).collect(),
+        next_before,
+    }))
+}

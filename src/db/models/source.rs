@@ -1,0 +1,151 @@
+//! `sources`: what faces a provider: a name, the ingest URL's token and the provider check.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::db::schema::{sources, subscriptions};
+use crate::domain::{SourceId, UserId};
+
+/// A source as stored. `Debug` leaves out its token and the provider's secret.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = sources)]
+pub struct Source {
+    pub id: SourceId,
+    pub user_id: UserId,
+    pub name: String,
+    pub ingest_token: String,
+    /// The provider whose signatures ingest checks, secret included (never shown).
+    pub provider: Option<serde_json::Value>,
+    /// Made for a subscription created without a source; deleted with its last subscription.
+    pub implicit: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("name", &self.name)
+            .field(
+                "provider",
+                &self
+                    .provider
+                    .as_ref()
+                    .and_then(|provider| provider.get("kind")),
+            )
+            .field("implicit", &self.implicit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A source to create. No `Debug`: it holds the token and the provider's secret.
+#[derive(Insertable)]
+#[diesel(table_name = sources)]
+pub struct NewSource<'a> {
+    pub id: SourceId,
+    pub user_id: UserId,
+    pub name: &'a str,
+    pub ingest_token: &'a str,
+    pub provider: Option<serde_json::Value>,
+    pub implicit: bool,
+}
+
+/// The fields an edit may change; `None` leaves a field as it is. No `Debug`: a provider holds
+/// its secret.
+#[derive(Default, AsChangeset)]
+#[diesel(table_name = sources)]
+pub struct SourceChanges<'a> {
+    pub name: Option<&'a str>,
+    pub provider: Option<Option<serde_json::Value>>,
+}
+
+/// Stores a new source.
+pub async fn insert(conn: &mut AsyncPgConnection, source: &NewSource<'_>) -> QueryResult<Source> {
+    diesel::insert_into(sources::table)
+        .values(source)
+        .returning(Source::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// A user's sources, oldest first.
+pub async fn list_for_user(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Source>> {
+    sources::table
+        .filter(sources::user_id.eq(user))
+        .order(sources::created_at.asc())
+        .select(Source::as_select())
+        .load(conn)
+        .await
+}
+
+/// One of a user's sources; someone else's is `None`, exactly like a missing one.
+pub async fn find_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SourceId,
+) -> QueryResult<Option<Source>> {
+    sources::table
+        .filter(sources::id.eq(id))
+        .filter(sources::user_id.eq(user))
+        .select(Source::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Applies an edit to one of a user's sources; `None` when it is not theirs.
+pub async fn update_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SourceId,
+    changes: &SourceChanges<'_>,
+) -> QueryResult<Option<Source>> {
+    diesel::update(
+        sources::table
+            .filter(sources::id.eq(id))
+            .filter(sources::user_id.eq(user)),
+    )
+    .set((changes, sources::updated_at.eq(diesel::dsl::now)))
+    .returning(Source::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Deletes one of a user's sources and, with it, its subscriptions and events; whether it
+/// existed.
+pub async fn delete_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    id: SourceId,
+) -> QueryResult<bool> {
+    diesel::delete(
+        sources::table
+            .filter(sources::id.eq(id))
+            .filter(sources::user_id.eq(user)),
+    )
+    .execute(conn)
+    .await
+    .map(|deleted| deleted > 0)
+}
+
+/// Deletes the source if it was made for a subscription and none is left on it.
+pub async fn delete_if_implicit_and_unused(
+    conn: &mut AsyncPgConnection,
+    id: SourceId,
+) -> QueryResult<()> {
+    diesel::delete(
+        sources::table
+            .filter(sources::id.eq(id))
+            .filter(sources::implicit)
+            .filter(diesel::dsl::not(diesel::dsl::exists(
+                subscriptions::table.filter(subscriptions::source_id.eq(sources::id)),
+            ))),
+    )
+    .execute(conn)
+    .await
+    .map(drop)
+}
