@@ -118,6 +118,10 @@ async fn first_session(options: BrowserOptions, run: &str) {
     browser
         .click("nav.tabs a[href='/events?status=failed']")
         .await;
+    // Every log has the empty row (hidden behind rows): wait for the graveyard's own page.
+    browser
+        .wait_for("nav.tabs a[href='/events?status=failed'][aria-current='page']")
+        .await;
     browser.wait_for("tr.empty-row").await;
     let graveyard = browser.text("main").await;
     assert!(
