@@ -2,6 +2,7 @@
 
 mod email;
 mod event_status;
+mod filter;
 mod ids;
 mod password;
 mod retry_schedule;
@@ -10,6 +11,10 @@ mod target_url;
 
 pub use email::EmailAddress;
 pub use event_status::EventStatus;
+pub use filter::{
+    Explanation, Filter, FilterError, FilterInput, MAX_BYTES as MAX_FILTER_BYTES,
+    MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES,
+};
 pub use ids::{ApiKeyId, DeliveryId, EventId, SourceId, SubscriptionId, UserId};
 pub use password::Password;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
