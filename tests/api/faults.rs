@@ -498,6 +498,9 @@ async fn an_api_process_and_two_workers_lose_nothing_when_a_worker_is_killed_mid
     let status = doomed.signal("KILL").await;
     assert!(!status.success());
     let before = delivered_by(&survivor).await;
+    // A fast load may have been delivered in full before the kill: then nothing is left to
+    // take over, and only what was not is the survivor's to deliver.
+    let delivered_when_killed = sink.unique_ids().len();
     load.await.unwrap();
     while let Ok(id) = accepted_rx.try_recv() {
         accepted.insert(id);
@@ -514,7 +517,7 @@ async fn an_api_process_and_two_workers_lose_nothing_when_a_worker_is_killed_mid
         "{duplicates} duplicates: more than the {IN_FLIGHT} deliveries the killed worker had in flight"
     );
     assert!(
-        delivered_by(&survivor).await > before,
+        delivered_when_killed == EVENTS || delivered_by(&survivor).await > before,
         "the surviving worker delivered the rest"
     );
     assert_eq!(
