@@ -410,8 +410,7 @@ pub async fn event_detail(
     id: EventId,
     with_body: bool,
 ) -> Result<EventDetail, DashboardError> {
-    let found = service::events::get(state, user, id).await?;
-    let mut attempts = service::events::attempts(state, user, id).await?;
+    let (found, mut attempts) = service::events::get_with_attempts(state, user, id).await?;
     let names = service::subscriptions::list(state, user).await?;
     let now = Utc::now();
     let status = found.status();

@@ -209,6 +209,26 @@ pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<EventDet
         .ok_or(ServiceError::NotFound("event"))
 }
 
+/// One of a user's events, body included, with its deliveries and their attempts, read
+/// together.
+pub async fn get_with_attempts(
+    state: &AppState,
+    user: UserId,
+    id: EventId,
+) -> Result<(EventDetail, Vec<DeliveryAttempt>), ServiceError> {
+    state
+        .db
+        .run(async |conn| {
+            let Some(found) = detail(conn, user, id).await? else {
+                return Ok(None);
+            };
+            let attempts = delivery_attempt::of_event(conn, id).await?;
+            Ok(Some((found, attempts)))
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("event"))
+}
+
 /// The delivery attempts made for one of a user's events, by each of its deliveries.
 pub async fn attempts(
     state: &AppState,

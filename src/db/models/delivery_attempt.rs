@@ -40,6 +40,14 @@ pub async fn list_for_event(
     if owned.is_none() {
         return Ok(None);
     }
+    of_event(conn, event).await.map(Some)
+}
+
+/// The attempts made for an event, by all its deliveries, each delivery's first first.
+pub async fn of_event(
+    conn: &mut AsyncPgConnection,
+    event: EventId,
+) -> QueryResult<Vec<DeliveryAttempt>> {
     delivery_attempts::table
         .inner_join(deliveries::table)
         .filter(deliveries::event_id.eq(event))
@@ -50,7 +58,6 @@ pub async fn list_for_event(
         .select(DeliveryAttempt::as_select())
         .load(conn)
         .await
-        .map(Some)
 }
 
 /// The attempts made for one delivery, first first.
