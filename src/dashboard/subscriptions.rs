@@ -154,6 +154,8 @@ struct DeletePage {
     layout: Layout,
     id: SubscriptionId,
     name: String,
+    /// Whether its source (made for it, used by no other) goes with it.
+    takes_source: bool,
 }
 
 pages!(ListPage, FormPage, ShowPage, DeletePage);
@@ -399,11 +401,13 @@ pub async fn confirm_delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    let (subscription, takes_source) =
+        subscriptions::get_for_deletion(&state, session.user_id(), id).await?;
     render(&DeletePage {
         layout: session.layout(Nav::Subscriptions),
         id,
         name: subscription.name,
+        takes_source,
     })
 }
 

@@ -549,6 +549,25 @@ pub async fn activity(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
+/// One of a user's subscriptions, and whether deleting it deletes its source too, with the
+/// source's ingest URL and events (see [`delete`]).
+pub async fn get_for_deletion(
+    state: &AppState,
+    user: UserId,
+    id: SubscriptionId,
+) -> Result<(Subscription, bool), ServiceError> {
+    state
+        .db
+        .run(async |conn| {
+            let Some(found) = subscription::find_for_user(conn, user, id).await? else {
+                return Ok(None);
+            };
+            Ok(Some((found, source::goes_with(conn, id).await?)))
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
+}
+
 /// Deletes one of a user's subscriptions and, with it, its deliveries; a source made for it,
 /// that no other subscription uses, goes too, with its ingest URL and events.
 pub async fn delete(

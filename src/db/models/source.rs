@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{SourceId, UserId};
+use crate::domain::{SourceId, SubscriptionId, UserId};
 
 /// A source as stored. `Debug` leaves out its token and the provider's secret.
 #[derive(Clone, Queryable, Selectable)]
@@ -130,6 +130,29 @@ pub async fn delete_for_user(
     .execute(conn)
     .await
     .map(|deleted| deleted > 0)
+}
+
+/// Whether deleting the subscription deletes its source too: the source was made for it, and
+/// no other subscription uses it (see [`delete_if_implicit_and_unused`]).
+pub async fn goes_with(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+) -> QueryResult<bool> {
+    let others = diesel::alias!(subscriptions as others);
+    subscriptions::table
+        .inner_join(sources::table)
+        .filter(subscriptions::id.eq(subscription))
+        .select(
+            sources::implicit.and(diesel::dsl::not(diesel::dsl::exists(
+                others
+                    .filter(others.field(subscriptions::source_id).eq(sources::id))
+                    .filter(others.field(subscriptions::id).ne(subscription)),
+            ))),
+        )
+        .first(conn)
+        .await
+        .optional()
+        .map(|goes| goes.unwrap_or(false))
 }
 
 /// Deletes the source if it was made for a subscription and none is left on it.
