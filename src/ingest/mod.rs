@@ -9,7 +9,7 @@ pub use intake::Intake;
 use std::time::Instant;
 
 use crate::db::DbError;
-use crate::db::models::event::{self, Accepted, NewEvent};
+use crate::db::models::event::{self, Accepted, NewEvent, Routed};
 use crate::domain::{EventId, IngestToken};
 use crate::metrics::{self, IngestStatus};
 use crate::problem::Problem;
@@ -169,16 +169,11 @@ async fn receive(
             for delivery in &accepted.deliveries {
                 metrics::get().stored(delivery.subscription_id);
             }
-            let subscriptions: Vec<String> = accepted
-                .deliveries
-                .iter()
-                .map(|delivery| delivery.subscription_id.to_string())
-                .collect();
             debug!(ingest.log(), "event stored";
                 "request_id" => %ingest.request_id,
                 "event_id" => %stored,
                 "source_id" => %accepted.source_id,
-                "subscription_id" => subscriptions.join(","));
+                "subscription_id" => %SubscriptionIds(&accepted.deliveries));
             Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
         }
         // Not stored although allowed: the key was seen before. The first event may have been
@@ -202,6 +197,22 @@ async fn receive(
         (None, None) => Err(IngestError::Misconfigured(
             "the event was neither stored nor a duplicate".into(),
         )),
+    }
+}
+
+/// The subscriptions an event was routed to, comma-separated: written out only when its log
+/// line is, so ingest builds no string for a line at a level not logged.
+struct SubscriptionIds<'a>(&'a [Routed]);
+
+impl std::fmt::Display for SubscriptionIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (n, delivery) in self.0.iter().enumerate() {
+            if n > 0 {
+                f.write_str(",")?;
+            }
+            delivery.subscription_id.fmt(f)?;
+        }
+        Ok(())
     }
 }
 
