@@ -166,7 +166,7 @@ pub struct Metrics {
     pub delivery_duration: Histogram,
     /// From an event's arrival to its successful delivery, retries included.
     pub end_to_end: Histogram,
-    /// Events by status, counted every few seconds (completed events are not counted).
+    /// Deliveries by status, counted every few seconds (completed ones are not counted).
     pub events: Family<StatusLabels, Gauge>,
     /// Messages ready in each queue, read every few seconds.
     pub queue_messages: Family<QueueLabels, Gauge>,
@@ -245,7 +245,7 @@ impl Metrics {
         );
         registry.register(
             "events",
-            "Events still to deliver or failed, by status, counted every few seconds",
+            "Deliveries (one per event and subscription) still to make or failed, by status, counted every few seconds",
             metrics.events.clone(),
         );
         registry.register(
@@ -400,7 +400,7 @@ impl Drop for LiveConnection {
     }
 }
 
-/// What reads the gauges that are counted rather than kept: events by status, from
+/// What reads the gauges that are counted rather than kept: deliveries by status, from
 /// PostgreSQL, and messages in each queue, from the broker.
 pub struct Gauges {
     pub db: Database,
