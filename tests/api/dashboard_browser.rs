@@ -379,3 +379,123 @@ async fn log_in(browser: &Browser, address: &str) {
         .await;
     browser.wait_for("nav.mainnav").await;
 }
+
+/// An event routed to two subscriptions, one of which failed, on a desktop and on a phone:
+/// the request is shown once, each delivery with its own state, attempts and Replay; replaying
+/// the failed one from the page delivers it, and the event turns completed. An event no
+/// subscription took, and one that does not exist, are shown too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_page_shows_each_delivery_and_replays_one() {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let (billing, analytics) = (
+        Sink::start(Script::Ok).await,
+        Sink::start(Script::Always(500)).await,
+    );
+    let create = async |path: &str, body: Value| -> Value {
+        let response = app.send_json(Method::POST, path, &body).await;
+        assert_eq!(response.status(), 201, "{path}");
+        response.json().await.unwrap()
+    };
+    let source = create("/api/v1/sources", json!({"name": "stripe"})).await;
+    for (name, sink) in [("billing", &billing), ("analytics", &analytics)] {
+        create(
+            "/api/v1/subscriptions",
+            json!({"name": name, "target_url": sink.url, "source_id": source["id"]}),
+        )
+        .await;
+    }
+    let id = app
+        .accept(
+            source["ingest_url"].as_str().unwrap(),
+            r#"{"type":"invoice.paid","amount":4200}"#,
+        )
+        .await;
+    app.wait_for_status(&id, "failed").await;
+    let nobody = create("/api/v1/sources", json!({"name": "nobody listens"})).await;
+    let unrouted = app
+        .accept(nobody["ingest_url"].as_str().unwrap(), "{}")
+        .await;
+
+    for (screen, run) in [(Screen::Desktop, "desktop"), (Screen::Phone, "phone")] {
+        let browser = Browser::start_with(BrowserOptions {
+            javascript: true,
+            screen,
+        })
+        .await;
+        log_in(&browser, &app.address).await;
+        browser.goto(&format!("{}/events/{id}", app.address)).await;
+        browser
+            .wait_for(".delivery[data-status='failed'] [data-action='replay-delivery']")
+            .await;
+        assert_eq!(
+            browser
+                .attr("#event-state .badge", "data-status")
+                .await
+                .as_deref(),
+            Some("failed")
+        );
+        let text = browser.text("#event-attempts").await;
+        assert!(
+            text.contains("billing") && text.contains("analytics"),
+            "{text}"
+        );
+        assert!(
+            text.contains("HTTP 500") && text.contains("HTTP 200"),
+            "{text}"
+        );
+        browser
+            .screenshot(screenshot_path(&format!("{run}-event-deliveries.png")))
+            .await;
+        browser
+            .execute("document.getElementById('event-attempts').scrollIntoView();")
+            .await;
+        browser
+            .screenshot(screenshot_path(&format!(
+                "{run}-event-deliveries-below.png"
+            )))
+            .await;
+        browser
+            .goto(&format!("{}/events/{unrouted}", app.address))
+            .await;
+        browser.wait_for("#event-attempts").await;
+        assert!(browser.text("#event-attempts").await.contains("Unrouted"));
+        browser
+            .screenshot(screenshot_path(&format!("{run}-event-unrouted.png")))
+            .await;
+        browser
+            .goto(&format!("{}/events/{}", app.address, uuid::Uuid::now_v7()))
+            .await;
+        browser.wait_for("main").await;
+        browser
+            .screenshot(screenshot_path(&format!("{run}-event-missing.png")))
+            .await;
+        browser.close().await;
+    }
+
+    // Replayed from the page, the failed delivery goes out again and the event completes.
+    analytics.set_script(Script::Ok);
+    let browser = Browser::start().await;
+    log_in(&browser, &app.address).await;
+    browser.goto(&format!("{}/events/{id}", app.address)).await;
+    browser
+        .click(".delivery[data-status='failed'] [data-action='replay-delivery']")
+        .await;
+    browser
+        .wait_for("#event-state .badge[data-status='completed']")
+        .await;
+    assert_eq!(analytics.received().len(), 2);
+    assert_eq!(
+        billing.received().len(),
+        1,
+        "the delivered one is not made again"
+    );
+    browser
+        .screenshot(screenshot_path("desktop-event-replayed.png"))
+        .await;
+    browser.close().await;
+    billing.stop().await;
+    analytics.stop().await;
+    app.shutdown().await;
+}

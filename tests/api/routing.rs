@@ -153,7 +153,7 @@ async fn one_source_fans_out_to_each_subscription_and_each_delivery_lives_on_its
     assert_eq!(delivery["attempt_log"].as_array().unwrap().len(), 2);
     assert_eq!(delivery["attempt_log"][1]["status_code"], 200);
 
-    // A completed delivery replays; one being made would be a conflict; a stranger's is not found.
+    // Another user's delivery is not found.
     let stranger = app.another_user("stranger@example.com").await;
     let theirs = app
         .api
@@ -235,6 +235,15 @@ async fn a_subscription_made_without_a_source_gets_its_own_and_takes_it_along_wh
     assert_eq!(listed[0]["ingest_url"], made["ingest_url"]);
     assert_eq!(listed[0]["name"], made["name"]);
 
+    // The dashboard says, before deleting, that the source and its URL go too.
+    let dashboard = app.owner_dashboard().await;
+    let asked = dashboard
+        .page(&format!(
+            "/subscriptions/{}/delete",
+            made["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(asked.contains("Its ingest URL stops working"), "{asked}");
     let deleted = app
         .send_json(
             Method::DELETE,
@@ -259,6 +268,13 @@ async fn a_subscription_made_without_a_source_gets_its_own_and_takes_it_along_wh
     let on_source = app
         .subscribe_to(&source, "orders", "http://127.0.0.1:9/hook")
         .await;
+    let asked = dashboard
+        .page(&format!(
+            "/subscriptions/{}/delete",
+            on_source["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(asked.contains("Its source keeps its ingest URL"), "{asked}");
     app.send_json(
         Method::DELETE,
         &format!(
