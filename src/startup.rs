@@ -16,7 +16,7 @@ use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
-use crate::ingest::Intake;
+use crate::ingest::{IngestState, Intake, Routes};
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::retention::{Retention, RetentionPolicy};
@@ -213,6 +213,7 @@ impl Application {
         let consumer = delivery.as_ref().map(|delivery| delivery.consumer.status());
         let http_log = log.clone();
         let http_shutdown = shutdown.clone();
+        let routes = Arc::new(Routes::default());
         let serves_http = settings.role.serves_http();
         let metrics_apart = settings.metrics_bind.is_some();
         let metrics_server = match settings.metrics_bind {
@@ -233,18 +234,25 @@ impl Application {
             let pool = db::build_pool(&database, pools.per_http_worker, Commits::Durable)
                 .expect("pool settings were validated at start-up");
             let db = Database::new(pool, database.timeout);
+            let intake = Intake::start(
+                db.clone(),
+                pools.per_http_worker,
+                publisher.clone(),
+                live.clone(),
+                http_log.new(slog::o!("component" => "intake")),
+            );
+            let ingest_state = web::Data::new(IngestState {
+                db: db.clone(),
+                intake: intake.clone(),
+                routes: routes.clone(),
+                max_body_bytes,
+                log: http_log.clone(),
+            });
             let state = web::Data::new(AppState {
-                intake: Intake::start(
-                    db.clone(),
-                    pools.per_http_worker,
-                    publisher.clone(),
-                    live.clone(),
-                    http_log.new(slog::o!("component" => "intake")),
-                ),
+                intake,
                 db,
                 publisher: publisher.clone(),
                 consumer: consumer.clone(),
-                max_body_bytes,
                 public_base: public_base.clone(),
                 target_policy: target_policy.clone(),
                 secret_rotation_overlap,
@@ -262,6 +270,7 @@ impl Application {
             let errors_log = http_log.clone();
             let app = App::new()
                 .app_data(state)
+                .app_data(ingest_state)
                 // Server errors answer clients with a short problem; the cause goes to the log.
                 .wrap_fn(move |request, service| {
                     let log = errors_log.clone();

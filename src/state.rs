@@ -23,7 +23,6 @@ pub struct AppState {
     pub publisher: Publisher,
     /// This process's consumer, when it delivers.
     pub consumer: Option<ConsumerStatus>,
-    pub max_body_bytes: usize,
     pub public_base: String,
     /// The longest a delivery attempt takes.
     pub delivery_timeout: std::time::Duration,

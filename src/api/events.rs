@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::{
+use super::responses::{
     BadRequest, Conflict, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
 use super::{ApiError, ApiUser};
@@ -48,6 +48,11 @@ pub struct EventOut {
     /// The request headers kept with the event, by lower-case name; credentials are not kept.
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub headers: serde_json::Value,
+    /// The path it was posted to after the ingest token, with its leading `/`; empty when
+    /// there was none. As received (percent-encoded).
+    pub path: String,
+    /// The query it was posted with, as received, without the `?`; empty when there was none.
+    pub query: String,
     /// The body as received: text when it is UTF-8, otherwise base64 (see `body_encoding`).
     pub body: String,
     pub body_encoding: BodyEncoding,
@@ -72,6 +77,11 @@ pub struct DeliveryOut {
     pub completed_at: Option<DateTime<Utc>>,
     #[schema(required = true)]
     pub last_error: Option<String>,
+    /// What it waits for until `next_attempt_at`: `retry` (its next retry) or `rate_limit` (its
+    /// subscription's rate limit, which uses no attempt and no retry); null when it waits for
+    /// nothing.
+    #[schema(required = true)]
+    pub waiting: Option<String>,
 }
 
 impl From<DeliverySummary> for DeliveryOut {
@@ -85,6 +95,7 @@ impl From<DeliverySummary> for DeliveryOut {
             next_attempt_at: delivery.next_attempt_at,
             completed_at: delivery.completed_at,
             last_error: delivery.last_error,
+            waiting: delivery.waiting,
         }
     }
 }
@@ -142,6 +153,8 @@ impl From<EventDetail> for EventOut {
             last_error: deliveries.iter().find_map(|d| d.last_error.clone()),
             content_type: event.content_type,
             headers: event.headers,
+            path: event.path,
+            query: event.query,
             body,
             body_encoding,
             payload: event.payload,

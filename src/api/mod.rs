@@ -4,6 +4,7 @@ mod auth;
 mod error;
 mod events;
 pub mod openapi;
+pub mod responses;
 mod sources;
 mod subscriptions;
 mod validated;

@@ -6,8 +6,11 @@ use std::sync::LazyLock;
 
 use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::{Modify, OpenApi};
 
+use super::responses::{
+    BadRequest, Conflict, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
+};
 use super::{events, sources, subscriptions};
 use crate::problem::Problem;
 
@@ -80,45 +83,6 @@ impl Modify for BearerKeys {
             .add_security_scheme("bearer", SecurityScheme::Http(scheme));
     }
 }
-
-/// The request could not be understood: a body that is not JSON or is too large, or a query
-/// string that does not parse.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct BadRequest(pub Problem);
-
-/// No API key, or one that is unknown or revoked.
-#[derive(ToResponse)]
-#[response(
-    content_type = "application/problem+json",
-    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
-)]
-pub struct Unauthorized(pub Problem);
-
-/// No such resource of the key's owner: missing, somebody else's, or an id that is not a UUID.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct NotFound(pub Problem);
-
-/// The resource is not in a state that allows this.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct Conflict(pub Problem);
-
-/// The input failed validation: `errors` names every field that did, and why.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct Invalid(pub Problem);
-
-/// An unforeseen failure; its details go to the log, not to the client.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct Unexpected(pub Problem);
-
-/// The database did not answer in time; retry later.
-#[derive(ToResponse)]
-#[response(content_type = "application/problem+json")]
-pub struct Unavailable(pub Problem);
 
 /// The document, built once.
 static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);

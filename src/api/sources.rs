@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::openapi::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
+use super::responses::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
 use super::{ApiError, ApiUser};
 use crate::db::models::event::EventLine;
 use crate::db::models::source::Source;

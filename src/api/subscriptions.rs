@@ -6,10 +6,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::openapi::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
+use super::responses::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
 use super::{ApiError, ApiUser};
 use crate::db::models::subscription::Subscription;
-use crate::domain::{SourceId, SubscriptionId};
+use crate::domain::{Policy, RateLimit, SourceId, SubscriptionId, compact_delay};
 use crate::service::subscriptions::{self, ReplayIn, SubscriptionIn, SubscriptionPatch};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -36,8 +36,49 @@ pub struct SubscriptionOut {
     /// Its source's provider check, without its secret (write-only).
     #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
+    /// Which of its source's events it receives; null for every event.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub filter: Option<serde_json::Value>,
+    /// Whether the path and query each event arrived with are appended to the target URL.
+    pub forward_path: bool,
+    /// How its deliveries are made, where not as the process-wide settings say.
+    pub policy: PolicyOut,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A subscription's delivery policy: each field null (or, for `headers`, empty) follows the
+/// process-wide setting.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyOut {
+    /// The waits before each retry, such as `["5s", "1m"]`.
+    #[schema(required = true)]
+    pub retry_schedule: Option<Vec<String>>,
+    /// How long an attempt may take, such as `"10s"`.
+    #[schema(required = true)]
+    pub timeout: Option<String>,
+    /// Attempts at the endpoint at once, per delivering process.
+    #[schema(required = true)]
+    pub max_in_flight: Option<u32>,
+    #[schema(required = true)]
+    pub rate_limit: Option<RateLimit>,
+    /// The names of the extra headers added to every delivery; their values are write-only.
+    pub headers: Vec<String>,
+}
+
+impl From<Policy> for PolicyOut {
+    fn from(policy: Policy) -> Self {
+        let text = |ms: u64| compact_delay(std::time::Duration::from_millis(ms));
+        PolicyOut {
+            retry_schedule: policy
+                .retry_schedule_ms
+                .map(|delays| delays.into_iter().map(text).collect()),
+            timeout: policy.timeout_ms.map(text),
+            max_in_flight: policy.max_in_flight,
+            rate_limit: policy.rate_limit,
+            headers: policy.headers.into_keys().collect(),
+        }
+    }
 }
 
 /// A list of subscriptions.
@@ -68,6 +109,9 @@ impl SubscriptionOut {
                 .provider
                 .and_then(|stored| serde_json::from_value::<ProviderConfig>(stored).ok())
                 .map(|provider| provider.public_view()),
+            filter: subscription.filter,
+            forward_path: subscription.forward_path,
+            policy: Policy::from_stored(&subscription.policy).into(),
             created_at: subscription.created_at,
             updated_at: subscription.updated_at,
         }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::error::DashboardError;
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render};
-use crate::db::models::delivery::{DeliverySummary, EventPage, ReplayFilter};
+use crate::db::models::delivery::{DeliverySummary, EventPage, RATE_LIMIT, ReplayFilter};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
 use crate::db::models::event::Event;
 use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
@@ -384,6 +384,8 @@ pub struct DeliveryView {
     pub replayable: bool,
     pub completed: Option<Moment>,
     pub next_attempt: Option<Moment>,
+    /// Why it waits, when not for a retry, in words.
+    pub waiting: Option<&'static str>,
     pub last_error: Option<String>,
     pub attempts: Vec<AttemptLine>,
 }
@@ -432,6 +434,13 @@ pub async fn event_detail(
                 .next_attempt_at
                 .filter(|_| !delivery.status.is_final())
                 .map(|at| Moment::of(at, now)),
+            waiting: match delivery.waiting.as_deref() {
+                Some(RATE_LIMIT) if !delivery.status.is_final() => Some(
+                    "Waiting its turn under its subscription's rate limit: \
+                     this uses no attempt and no retry.",
+                ),
+                _ => None,
+            },
             last_error: delivery.last_error.clone(),
             attempts: attempts
                 .extract_if(.., |attempt| attempt.delivery_id == delivery.id)

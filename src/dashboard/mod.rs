@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod live;
 mod session;
+mod sources;
 mod subscriptions;
 mod view;
 
@@ -62,6 +63,17 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/login", web::get().to(accounts::login_page))
             .route("/login", web::post().to(accounts::login))
             .route("/logout", web::post().to(accounts::logout))
+            .route("/sources", web::get().to(sources::list))
+            .route("/sources", web::post().to(sources::create))
+            .route("/sources/new", web::get().to(sources::new))
+            .route("/sources/{id}", web::get().to(sources::show))
+            .route("/sources/{id}", web::post().to(sources::edit))
+            .route("/sources/{id}/edit", web::get().to(sources::edit_page))
+            .route(
+                "/sources/{id}/delete",
+                web::get().to(sources::confirm_delete),
+            )
+            .route("/sources/{id}/delete", web::post().to(sources::delete))
             .route("/subscriptions", web::get().to(subscriptions::list))
             .route("/subscriptions", web::post().to(subscriptions::create))
             .route("/subscriptions/new", web::get().to(subscriptions::new))

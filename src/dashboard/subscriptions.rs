@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use chrono::Utc;
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::charts::{Chart, subscription_charts};
@@ -13,14 +14,15 @@ use super::events::{EventLog, LogQuery, load_log};
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
-use crate::domain::SubscriptionId;
-use crate::service::ServiceError;
+use crate::domain::{EventId, Filter, Policy, SubscriptionId};
+use crate::problem::FieldError;
 use crate::service::SubscriptionForm;
 use crate::service::subscriptions::{self, SubscriptionState, stored_provider};
+use crate::service::{self, ServiceError};
 use crate::state::AppState;
 
-/// The providers a subscription can check, as the form offers them.
-const PROVIDERS: [(&str, &str); 7] = [
+/// The providers a source can check, as the forms offer them.
+pub(super) const PROVIDERS: [(&str, &str); 7] = [
     ("none", "None: accept unsigned requests"),
     ("stripe", "Stripe"),
     ("github", "GitHub"),
@@ -38,7 +40,7 @@ pub struct StateBadge {
 }
 
 impl StateBadge {
-    fn of(subscription: &Subscription) -> Self {
+    pub(super) fn of(subscription: &Subscription) -> Self {
         match SubscriptionState::of(subscription) {
             SubscriptionState::Active => StateBadge {
                 label: "Active",
@@ -114,6 +116,38 @@ struct FormPage {
     errors: FormErrors,
     /// Whether the subscription already has a provider secret that a blank field keeps.
     has_secret: bool,
+    /// The user's sources, which a new subscription may receive events from.
+    sources: Vec<SourceChoice>,
+    /// The names of the extra headers set now (an edit form never holds their values).
+    header_names: Vec<String>,
+    /// What trying the filter showed, when the form was posted to try it.
+    trial: Option<FilterTrial>,
+}
+
+/// A source the form offers.
+pub struct SourceChoice {
+    pub id: String,
+    pub name: String,
+}
+
+/// What trying a filter on the source's recent events showed.
+pub enum FilterTrial {
+    /// The filter is valid (it was checked, not tried): what it takes, in a line.
+    Valid(String),
+    /// The subscription would get a source of its own, which has no events yet.
+    NewSource,
+    /// The source has received no events yet.
+    NoEvents,
+    /// The filter was tried on these events, newest first.
+    Tried(Vec<TrialLine>),
+}
+
+/// One event a filter was tried on.
+pub struct TrialLine {
+    pub event_id: EventId,
+    pub received: Moment,
+    pub matched: bool,
+    pub mismatch: Option<String>,
 }
 
 impl FormPage {
@@ -127,6 +161,149 @@ impl FormPage {
             None => "/subscriptions".to_owned(),
         }
     }
+
+    /// The name of the source an edited subscription receives events from.
+    fn source_name(&self) -> &str {
+        self.sources
+            .iter()
+            .find(|source| source.id == self.form.source_id)
+            .map_or("its source", |source| source.name.as_str())
+    }
+
+    /// Whether the policy's fields start unfolded: some are set, or wrong.
+    fn policy_open(&self) -> bool {
+        let form = &self.form;
+        [
+            &form.retry_schedule,
+            &form.timeout,
+            &form.max_in_flight,
+            &form.rate_limit_count,
+        ]
+        .iter()
+        .any(|field| !field.is_empty())
+            || !self.header_names.is_empty()
+            || [
+                "policy.retry_schedule",
+                "policy.timeout",
+                "policy.max_in_flight",
+                "policy.rate_limit",
+                "policy.headers",
+            ]
+            .iter()
+            .any(|field| self.errors.of(field).is_some())
+    }
+
+    /// An example filter, for the editor's placeholder.
+    fn filter_example(&self) -> &'static str {
+        FILTER_EXAMPLE
+    }
+}
+
+/// What the filter editor shows before anything is typed.
+const FILTER_EXAMPLE: &str = "{\"body\": {\"type\": {\"$startsWith\": \"invoice.\"}}}";
+
+/// The form page, with the user's sources to choose from, and what trying its filter showed.
+async fn form_page(
+    state: &AppState,
+    session: &Session,
+    editing: Option<&Subscription>,
+    form: SubscriptionForm,
+    errors: FormErrors,
+    trial: Option<FilterTrial>,
+) -> Result<FormPage, DashboardError> {
+    let sources = service::sources::list(state, session.user_id())
+        .await?
+        .into_iter()
+        .map(|source| SourceChoice {
+            id: source.id.to_string(),
+            name: source.name,
+        })
+        .collect();
+    Ok(FormPage {
+        layout: session.layout(Nav::Subscriptions),
+        editing: editing.map(|subscription| subscription.id),
+        has_secret: editing.is_some_and(|subscription| subscription.provider.is_some()),
+        header_names: editing
+            .map(|subscription| {
+                Policy::from_stored(&subscription.policy)
+                    .headers
+                    .into_keys()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        form,
+        errors,
+        sources,
+        trial,
+    })
+}
+
+/// Checks the form's filter and, unless it is only `checking`, tries it on its source's recent
+/// events: the page to show, with the problem of a filter that is not valid beside it. Always
+/// `200`: the page shows the verdict, and htmx swaps it in.
+async fn try_filter(
+    state: &AppState,
+    session: &Session,
+    editing: Option<&Subscription>,
+    form: SubscriptionForm,
+    checking: bool,
+) -> Result<HttpResponse, DashboardError> {
+    let source = match editing {
+        Some(subscription) => Ok(Some(subscription.source_id)),
+        None => form.source(),
+    };
+    let filter = form.filter_json().and_then(|json| {
+        json.as_ref()
+            .map(Filter::parse)
+            .transpose()
+            .map_err(|error| error.to_string())
+    });
+    let (trial, errors) = match (source, filter) {
+        (Err(error), _) => (None, vec![error]),
+        (_, Err(message)) => (
+            None,
+            vec![FieldError {
+                field: "filter".to_owned(),
+                message,
+            }],
+        ),
+        (_, Ok(filter)) if checking => (
+            filter.map(|filter| FilterTrial::Valid(filter.summary())),
+            Vec::new(),
+        ),
+        (Ok(None), Ok(_)) => (Some(FilterTrial::NewSource), Vec::new()),
+        (Ok(Some(source)), Ok(filter)) => {
+            let filter = filter.unwrap_or_else(Filter::everything);
+            let trials =
+                service::filters::try_on_source(state, session.user_id(), source, &filter).await?;
+            let now = Utc::now();
+            let lines: Vec<TrialLine> = trials
+                .into_iter()
+                .map(|trial| TrialLine {
+                    event_id: trial.event_id,
+                    received: Moment::of(trial.received_at, now),
+                    matched: trial.matched,
+                    mismatch: trial.mismatch,
+                })
+                .collect();
+            let trial = if lines.is_empty() {
+                FilterTrial::NoEvents
+            } else {
+                FilterTrial::Tried(lines)
+            };
+            (Some(trial), Vec::new())
+        }
+    };
+    let page = form_page(
+        state,
+        session,
+        editing,
+        form.without_secret(),
+        FormErrors::new(errors),
+        trial,
+    )
+    .await?;
+    render(&page)
 }
 
 #[derive(Template)]
@@ -192,18 +369,28 @@ pub async fn list(
     })
 }
 
-/// `GET /subscriptions/new`
-pub async fn new(session: Session) -> Result<HttpResponse, DashboardError> {
-    render(&FormPage {
-        layout: session.layout(Nav::Subscriptions),
-        editing: None,
-        form: SubscriptionForm::default(),
-        errors: FormErrors::default(),
-        has_secret: false,
-    })
+/// Which source a new subscription starts on, when it is made from a source's page.
+#[derive(Debug, Deserialize)]
+pub struct NewQuery {
+    pub source_id: Option<Uuid>,
 }
 
-/// `POST /subscriptions`
+/// `GET /subscriptions/new`
+pub async fn new(
+    session: Session,
+    state: web::Data<AppState>,
+    query: web::Query<NewQuery>,
+) -> Result<HttpResponse, DashboardError> {
+    let form = SubscriptionForm {
+        source_id: query.source_id.map(|id| id.to_string()).unwrap_or_default(),
+        ..SubscriptionForm::default()
+    };
+    let page = form_page(&state, &session, None, form, FormErrors::default(), None).await?;
+    render(&page)
+}
+
+/// `POST /subscriptions`: creates the subscription, or, from **Test filter**, shows what its
+/// filter makes of the source's recent events.
 pub async fn create(
     request: HttpRequest,
     session: Session,
@@ -211,6 +398,10 @@ pub async fn create(
     form: web::Form<SubscriptionForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
+    if form.tests_filter() || form.checks_filter() {
+        let checking = form.checks_filter();
+        return try_filter(&state, &session, None, form, checking).await;
+    }
     match subscriptions::create_from_form(&state, session.user_id(), &form).await {
         Ok(created) => Ok(redirect(
             &request,
@@ -219,16 +410,12 @@ pub async fn create(
                 "Subscription created. Point your provider at its ingest URL.",
             )),
         )),
-        Err(error) => render_with(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &FormPage {
-                layout: session.layout(Nav::Subscriptions),
-                editing: None,
-                errors: field_errors(error)?,
-                form: form.without_secret(),
-                has_secret: false,
-            },
-        ),
+        Err(error) => {
+            let errors = field_errors(error)?;
+            let page =
+                form_page(&state, &session, None, form.without_secret(), errors, None).await?;
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
     }
 }
 
@@ -286,16 +473,21 @@ pub async fn edit_page(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     let subscription = subscriptions::get(&state, session.user_id(), id).await?;
-    render(&FormPage {
-        layout: session.layout(Nav::Subscriptions),
-        editing: Some(id),
-        form: SubscriptionForm::of(&subscription),
-        errors: FormErrors::default(),
-        has_secret: subscription.provider.is_some(),
-    })
+    let form = SubscriptionForm::of(&subscription);
+    let page = form_page(
+        &state,
+        &session,
+        Some(&subscription),
+        form,
+        FormErrors::default(),
+        None,
+    )
+    .await?;
+    render(&page)
 }
 
-/// `POST /subscriptions/{id}/edit`
+/// `POST /subscriptions/{id}/edit`: saves the changes, or, from **Test filter**, shows what the
+/// filter typed makes of the source's recent events.
 pub async fn edit(
     request: HttpRequest,
     session: Session,
@@ -305,24 +497,27 @@ pub async fn edit(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     let form = form.into_inner();
+    if form.tests_filter() || form.checks_filter() {
+        let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+        let checking = form.checks_filter();
+        return try_filter(&state, &session, Some(&subscription), form, checking).await;
+    }
     match subscriptions::edit_from_form(&state, session.user_id(), id, &form).await {
         Ok(_) => Ok(back_to(&request, id, "Changes saved.")),
         Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
         Err(error) => {
-            let has_secret = subscriptions::get(&state, session.user_id(), id)
-                .await?
-                .provider
-                .is_some();
-            render_with(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &FormPage {
-                    layout: session.layout(Nav::Subscriptions),
-                    editing: Some(id),
-                    errors: field_errors(error)?,
-                    form: form.without_secret(),
-                    has_secret,
-                },
+            let errors = field_errors(error)?;
+            let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+            let page = form_page(
+                &state,
+                &session,
+                Some(&subscription),
+                form.without_secret(),
+                errors,
+                None,
             )
+            .await?;
+            render_with(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
     }
 }

@@ -18,6 +18,7 @@ const FLASH_COOKIE: &str = "spenza_flash";
 /// Which navigation item a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
+    Sources,
     Subscriptions,
     Events,
     ApiKeys,
@@ -82,6 +83,7 @@ impl Layout {
     /// `aria-current` for a navigation link: `page` for the page's own item.
     pub fn current(&self, item: &str) -> &'static str {
         let nav = match item {
+            "sources" => Nav::Sources,
             "subscriptions" => Nav::Subscriptions,
             "events" => Nav::Events,
             _ => Nav::ApiKeys,

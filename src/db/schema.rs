@@ -39,6 +39,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         leased_until -> Nullable<Timestamptz>,
         republishes -> Int4,
+        waiting -> Nullable<Text>,
     }
 }
 
@@ -65,6 +66,8 @@ diesel::table! {
         headers -> Jsonb,
         idempotency_key -> Nullable<Text>,
         received_at -> Timestamptz,
+        path -> Text,
+        query -> Text,
     }
 }
 
@@ -73,6 +76,14 @@ diesel::table! {
         id -> Int8,
         email -> Text,
         failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    rate_limits (subscription_id) {
+        subscription_id -> Uuid,
+        next_send -> Timestamptz,
+        reserved_until -> Timestamptz,
     }
 }
 
@@ -97,6 +108,7 @@ diesel::table! {
         implicit -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        routing_version -> Int8,
     }
 }
 
@@ -115,6 +127,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         source_id -> Uuid,
+        filter -> Nullable<Jsonb>,
+        forward_path -> Bool,
+        policy -> Jsonb,
     }
 }
 
@@ -133,6 +148,7 @@ diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(events -> sources (source_id));
+diesel::joinable!(rate_limits -> subscriptions (subscription_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(sources -> users (user_id));
 diesel::joinable!(subscriptions -> sources (source_id));
@@ -145,6 +161,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_attempts,
     events,
     login_failures,
+    rate_limits,
     sessions,
     sources,
     subscriptions,

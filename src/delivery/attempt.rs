@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
-use reqwest::redirect::Policy;
+use reqwest::redirect::Policy as Redirects;
 
 use super::ssrf::{GuardedResolver, Refused, TargetPolicy};
 use crate::db::models::delivery::DeliveryJob;
-use crate::domain::{EventId, SigningSecret};
+use crate::domain::{EventId, Policy, SigningSecret, is_reserved_header};
 use crate::metrics::AttemptOutcome;
 use crate::signing::outgoing::{self, InvalidSecret, Signatures};
 
@@ -71,7 +71,7 @@ impl HttpClient {
             // A proxy would resolve target names itself, past the guard.
             .no_proxy()
             .user_agent(concat!("Spenza/", env!("CARGO_PKG_VERSION")))
-            .redirect(Policy::none())
+            .redirect(Redirects::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(30))
@@ -83,12 +83,19 @@ impl HttpClient {
         })
     }
 
-    /// POSTs the event's exact bytes to its endpoint.
-    pub async fn attempt(&self, id: EventId, job: &DeliveryJob) -> Attempt {
+    /// The timeout of an attempt whose subscription sets none.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// POSTs the event's exact bytes to its endpoint, as its subscription's policy says: within
+    /// its timeout, with its extra headers (never in place of the relay's own).
+    pub async fn attempt(&self, id: EventId, job: &DeliveryJob, policy: &Policy) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
         // Names are checked as they resolve; an IP literal never reaches the resolver.
-        let literal_refusal = url::Url::parse(&job.target_url)
+        let url = job.url();
+        let literal_refusal = url::Url::parse(&url)
             .ok()
             .and_then(|url| self.policy.refusal_for_literal(&url));
         if let Some(refusal) = literal_refusal {
@@ -104,9 +111,14 @@ impl HttpClient {
                 );
             }
         };
-        let mut request = self
-            .client
-            .post(&job.target_url)
+        let timeout = policy.timeout().unwrap_or(self.timeout);
+        let mut request = self.client.post(url.as_ref()).timeout(timeout);
+        for (name, value) in &policy.headers {
+            if !is_reserved_header(name) {
+                request = request.header(name, value);
+            }
+        }
+        let mut request = request
             .header("webhook-id", id.to_string())
             .header("webhook-timestamp", started_at.timestamp().to_string())
             .header("webhook-signature", signatures.webhook_signature)
@@ -154,7 +166,7 @@ impl HttpClient {
             }
             Err(error) => {
                 let outcome = outcome_of(&error);
-                (None, Some(self.describe(&error)), None, None, outcome)
+                (None, Some(describe(&error, timeout)), None, None, outcome)
             }
         };
         Attempt {
@@ -167,15 +179,16 @@ impl HttpClient {
             outcome,
         }
     }
+}
 
-    fn describe(&self, error: &reqwest::Error) -> String {
-        if error.is_timeout() {
-            format!("timed out after {:?}", self.timeout)
-        } else if error.is_connect() {
-            format!("connection failed: {}", root_cause(error))
-        } else {
-            format!("request failed: {}", root_cause(error))
-        }
+/// What went wrong with a request that got no answer.
+fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        format!("timed out after {timeout:?}")
+    } else if error.is_connect() {
+        format!("connection failed: {}", root_cause(error))
+    } else {
+        format!("request failed: {}", root_cause(error))
     }
 }
 

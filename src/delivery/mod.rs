@@ -16,8 +16,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::batch::{self, Written};
 use crate::db::models::delivery::{self, AttemptRecord, Claim, DeliveryJob};
+use crate::db::models::rate_limit;
 use crate::db::{Database, DbError};
-use crate::domain::{DeliveryId, EventStatus, RetrySchedule, SubscriptionId, UserId};
+use crate::domain::{
+    DeliveryId, EventStatus, Policy, RateLimit, RetrySchedule, SubscriptionId, UserId,
+};
 use crate::live::{Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Job, Publisher, Route};
@@ -36,6 +39,20 @@ pub struct DeliveryPolicy {
     pub lease: Duration,
     /// Attempts at their endpoints at once for one subscription, in this process.
     pub per_subscription: usize,
+}
+
+/// How much earlier than it is due a delivery may be attempted: a message back from a wait
+/// queue sooner than that waits again.
+const EARLY: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// The longest a delivery waits here for its rate limit's next send; past it, it waits in a
+/// queue for a slot of its own.
+const RATE_WAIT: Duration = Duration::from_secs(1);
+
+/// When a rate-limited delivery may be sent.
+enum Turn {
+    Now,
+    /// At this slot, handed to it: it waits in a queue until then.
+    WaitFor(chrono::DateTime<Utc>),
 }
 
 /// Claims taken, and attempts recorded, in one statement each at most; per process.
@@ -139,10 +156,12 @@ impl Deliverer {
                 retry_count: job.envelope.retry_count,
             })
             .collect();
-        let lease = self.lease;
+        let (lease, timeout) = (self.lease, self.http.timeout());
         let db = &self.db;
         let written = batch::write_together_or_alone(&claims, &self.log, "claim", |claims| {
-            db.run(async move |conn| delivery::claim_for_delivery(conn, claims, lease).await)
+            db.run(async move |conn| {
+                delivery::claim_for_delivery(conn, claims, lease, timeout).await
+            })
         })
         .await;
         drop(slot);
@@ -195,6 +214,13 @@ impl Deliverer {
                 // Held while its subscription is disabled; once it is re-enabled, the reaper
                 // takes what was held.
                 Some(found) if !found.is_active => held.push(job),
+                // Back from a wait queue before it is due: it waits again for what is left.
+                Some(DeliveryJob {
+                    next_attempt_at: Some(due),
+                    ..
+                }) if due > Utc::now() + EARLY => {
+                    self.tasks.spawn(self.clone().wait_until(job, due, None));
+                }
                 Some(found) => {
                     self.tasks
                         .spawn(self.clone().attempt(job, found, made.clone()));
@@ -221,12 +247,17 @@ impl Deliverer {
     /// One attempt at the endpoint, passed on to be recorded.
     async fn attempt(self: Arc<Self>, job: Job, found: DeliveryJob, made: mpsc::Sender<Made>) {
         let (id, retry_count) = (job.envelope.delivery(), job.envelope.retry_count);
+        let policy = Policy::from_stored(&found.policy);
         // Its subscription has its share at the endpoint, and none came free in a moment (a
         // slow endpoint): the event goes back as it was, and the job waits its turn in a defer
         // queue, not in a delivery slot others need.
         let Some(slot) = self
             .in_flight
-            .take(job.envelope.subscription_id, SHARE_WAIT)
+            .take(
+                job.envelope.subscription_id,
+                policy.max_in_flight.map(|cap| cap as usize),
+                SHARE_WAIT,
+            )
             .await
         else {
             return match self
@@ -242,7 +273,21 @@ impl Deliverer {
                 }
             };
         };
-        let attempt = self.http.attempt(found.event_id, &found).await;
+        if let Some(limit) = policy.rate_limit {
+            match self.take_send(job.envelope.subscription_id, limit).await {
+                Ok(Turn::Now) => {}
+                Ok(Turn::WaitFor(turn)) => {
+                    drop(slot);
+                    return self.wait_until(job, turn, Some(limit)).await;
+                }
+                Err(error) => {
+                    warn!(self.log, "could not check a rate limit; left for the reaper";
+                        "delivery_id" => %id, "error" => %error);
+                    return job.acker.reject();
+                }
+            }
+        }
+        let attempt = self.http.attempt(found.event_id, &found, &policy).await;
         drop(slot);
         let took = Duration::from_millis(u64::try_from(attempt.duration_ms).unwrap_or(0));
         metrics::get().attempted(job.envelope.subscription_id, attempt.outcome, took);
@@ -255,7 +300,11 @@ impl Deliverer {
         let retry = if attempt.succeeded() {
             None
         } else {
-            self.schedule.next_delay(retry_count, attempt.retry_after)
+            policy
+                .retry_schedule()
+                .as_ref()
+                .unwrap_or(&self.schedule)
+                .next_delay(retry_count, attempt.retry_after)
         };
         let (status, retry_count) = match retry {
             _ if attempt.succeeded() => (EventStatus::Completed, retry_count),
@@ -356,7 +405,7 @@ impl Deliverer {
         for (delay, envelopes) in retries {
             if let Err(error) = self
                 .publisher
-                .publish_all_detached(&envelopes, Route::Retry(delay))
+                .publish_all_detached(&envelopes, Route::Wait(delay))
                 .await
             {
                 warn!(self.log, "could not publish retries; left for the reaper";
@@ -388,6 +437,82 @@ impl Deliverer {
                 "retry_in" => %humantime::format_duration(delay)),
             (_, None) => warn!(log, "delivery failed for good: the event is in the graveyard";
                 "error" => record.error.as_deref()),
+        }
+    }
+
+    /// Takes the subscription's next send under its rate limit: now, after a short wait here,
+    /// or, when the wait would be long, at a slot handed to this delivery to come back at.
+    async fn take_send(
+        &self,
+        subscription: SubscriptionId,
+        limit: RateLimit,
+    ) -> Result<Turn, DbError> {
+        let spacing = limit.spacing();
+        let deadline = Instant::now() + RATE_WAIT;
+        loop {
+            let taken = self
+                .db
+                .run(async |conn| rate_limit::take_send(conn, subscription, spacing).await)
+                .await?;
+            let free_at = match taken {
+                Ok(()) => return Ok(Turn::Now),
+                Err(free_at) => free_at,
+            };
+            let wait = (free_at - Utc::now()).to_std().unwrap_or_default();
+            if Instant::now() + wait > deadline {
+                let slot = self
+                    .db
+                    .run(async |conn| rate_limit::reserve_slot(conn, subscription, spacing).await)
+                    .await?;
+                return Ok(Turn::WaitFor(slot));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Sends a delivery to wait until `due`, without an attempt and without using a retry: it
+    /// is due then in PostgreSQL (saying why, when it waits for a rate limit), and its message
+    /// waits in a wait queue.
+    async fn wait_until(
+        self: Arc<Self>,
+        job: Job,
+        due: chrono::DateTime<Utc>,
+        rate_limit: Option<RateLimit>,
+    ) {
+        let id = job.envelope.delivery();
+        let saved = match rate_limit {
+            Some(_) => {
+                self.db
+                    .run(async |conn| delivery::wait_for_rate_limit(conn, id, due).await)
+                    .await
+            }
+            None => {
+                self.db
+                    .run(async |conn| delivery::release_lease(conn, id).await)
+                    .await
+            }
+        };
+        if let Err(error) = saved {
+            warn!(self.log, "could not send a delivery to wait; left for the reaper";
+                "delivery_id" => %id, "error" => %error);
+            return job.acker.reject();
+        }
+        if let Some(limit) = rate_limit {
+            debug!(self.log, "delivery waits for its subscription's rate limit";
+                "delivery_id" => %id, "rate_limit" => %limit, "until" => %due);
+        }
+        let wait = (due - Utc::now()).to_std().unwrap_or_default();
+        match self
+            .publisher
+            .publish(&job.envelope, Route::Wait(wait))
+            .await
+        {
+            Ok(()) => job.acker.ack(),
+            Err(error) => {
+                warn!(self.log, "could not send a delivery to wait; left for the reaper";
+                    "delivery_id" => %id, "error" => %error);
+                job.acker.reject();
+            }
         }
     }
 
@@ -424,12 +549,22 @@ struct InFlight {
 
 /// One subscription's attempts under way.
 struct Share {
+    /// How many it may have at once: its policy's cap, or the process's.
+    limit: usize,
     slots: Arc<Semaphore>,
     /// When each attempt under way started (a count per instant).
     running: Mutex<BTreeMap<Instant, usize>>,
 }
 
 impl Share {
+    fn new(limit: usize) -> Arc<Share> {
+        Arc::new(Share {
+            limit,
+            slots: Arc::new(Semaphore::new(limit)),
+            running: Mutex::new(BTreeMap::new()),
+        })
+    }
+
     /// Whether at least half of its attempts under way have run for [`SLOW`] already: its
     /// endpoint is slow, and a delivery would wait long for a place. (One attempt stuck on a
     /// fast endpoint, say behind a lost packet, does not make it slow.)
@@ -456,22 +591,32 @@ impl InFlight {
         }
     }
 
-    /// A slot for one delivery of `subscription`'s, held until dropped. With every slot taken,
-    /// it waits for one up to `wait`, unless the subscription's endpoint is slow; `None` when
-    /// it got none.
-    async fn take(&self, subscription: SubscriptionId, wait: Duration) -> Option<Slot<'_>> {
-        let share = self
-            .subscriptions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(subscription)
-            .or_insert_with(|| {
-                Arc::new(Share {
-                    slots: Arc::new(Semaphore::new(self.limit)),
-                    running: Mutex::new(BTreeMap::new()),
+    /// A slot for one delivery of `subscription`'s, which allows `limit` at once (`None`: the
+    /// process's limit), held until dropped. With every slot taken, it waits for one up to
+    /// `wait`, unless the subscription's endpoint is slow; `None` when it got none. A changed
+    /// limit applies to the attempts that start after the change.
+    async fn take(
+        &self,
+        subscription: SubscriptionId,
+        limit: Option<usize>,
+        wait: Duration,
+    ) -> Option<Slot<'_>> {
+        let limit = limit.unwrap_or(self.limit).max(1);
+        let share = {
+            let mut subscriptions = self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let share = subscriptions
+                .entry(subscription)
+                .and_modify(|share| {
+                    if share.limit != limit {
+                        *share = Share::new(limit);
+                    }
                 })
-            })
-            .clone();
+                .or_insert_with(|| Share::new(limit));
+            share.clone()
+        };
         let permit = match share.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if share.is_slow() => return None,
@@ -528,8 +673,12 @@ impl Drop for Slot<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Idle (all its slots free, nobody waiting: only the map and this hold it): forgotten.
-        if Arc::strong_count(&self.share) == 2
-            && self.share.slots.available_permits() == self.in_flight.limit
+        let current = subscriptions
+            .get(&self.subscription)
+            .is_some_and(|share| Arc::ptr_eq(share, &self.share));
+        if current
+            && Arc::strong_count(&self.share) == 2
+            && self.share.slots.available_permits() == self.share.limit
         {
             subscriptions.remove(&self.subscription);
         }
@@ -549,6 +698,7 @@ mod tests {
                 *running.entry(*started).or_insert(0) += 1;
             }
             Share {
+                limit: 8,
                 slots: Arc::new(Semaphore::new(8)),
                 running: Mutex::new(running),
             }
@@ -568,21 +718,49 @@ mod tests {
             SubscriptionId(uuid::Uuid::new_v4()),
         );
         let wait = Duration::from_millis(50);
-        let first = in_flight.take(busy, wait).await.expect("a first slot");
-        let second = in_flight.take(busy, wait).await.expect("a second slot");
+        let first = in_flight
+            .take(busy, None, wait)
+            .await
+            .expect("a first slot");
+        let second = in_flight
+            .take(busy, None, wait)
+            .await
+            .expect("a second slot");
         assert!(
-            in_flight.take(busy, wait).await.is_none(),
+            in_flight.take(busy, None, wait).await.is_none(),
             "a third is over the limit, and none comes free"
         );
         assert!(
-            in_flight.take(other, wait).await.is_some(),
+            in_flight.take(other, None, wait).await.is_some(),
             "another subscription has its own"
         );
-        let (third, ()) = tokio::join!(in_flight.take(busy, Duration::from_secs(10)), async {
-            drop(first);
-        });
+        let (third, ()) =
+            tokio::join!(in_flight.take(busy, None, Duration::from_secs(10)), async {
+                drop(first);
+            });
         assert!(third.is_some(), "a slot that comes free is taken");
         drop((second, third));
+        assert!(
+            in_flight.subscriptions.lock().unwrap().is_empty(),
+            "idle ones are forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_subscription_with_its_own_cap_takes_slots_up_to_it() {
+        let in_flight = InFlight::new(8);
+        let capped = SubscriptionId(uuid::Uuid::new_v4());
+        let wait = Duration::from_millis(50);
+        let first = in_flight.take(capped, Some(1), wait).await.expect("a slot");
+        assert!(
+            in_flight.take(capped, Some(1), wait).await.is_none(),
+            "its cap of one is taken"
+        );
+        // Its cap raised: attempts from now on count against the new one.
+        let second = in_flight.take(capped, Some(2), wait).await.expect("a slot");
+        let third = in_flight.take(capped, Some(2), wait).await.expect("a slot");
+        assert!(in_flight.take(capped, Some(2), wait).await.is_none());
+        drop((first, second, third));
         assert!(
             in_flight.subscriptions.lock().unwrap().is_empty(),
             "idle ones are forgotten"

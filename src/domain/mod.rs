@@ -5,6 +5,8 @@ mod event_status;
 mod filter;
 mod ids;
 mod password;
+mod policy;
+mod request_id;
 mod retry_schedule;
 mod secrets;
 mod target_url;
@@ -13,12 +15,17 @@ pub use email::EmailAddress;
 pub use event_status::EventStatus;
 pub use filter::{
     Explanation, Filter, FilterError, FilterInput, MAX_BYTES as MAX_FILTER_BYTES,
-    MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES,
+    MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES, query_object,
 };
 pub use ids::{ApiKeyId, DeliveryId, EventId, SourceId, SubscriptionId, UserId};
 pub use password::Password;
+pub use policy::{
+    MAX_IN_FLIGHT as MAX_POLICY_IN_FLIGHT, Per, Policy, RateLimit, check_headers, check_rate_limit,
+    is_reserved_header, parse_retry_schedule, parse_timeout,
+};
+pub use request_id::RequestId;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
 pub use secrets::{
     ApiKey, IngestToken, SecretUrl, SigningSecret, is_token_shaped, random_bytes, random_token,
 };
-pub use target_url::TargetUrl;
+pub use target_url::{TargetUrl, forwarded_url};

@@ -51,6 +51,11 @@ impl fmt::Display for RetrySchedule {
 }
 
 impl RetrySchedule {
+    /// A schedule of these waits, in order.
+    pub fn new(delays: impl IntoIterator<Item = Duration>) -> Self {
+        RetrySchedule(delays.into_iter().collect())
+    }
+
     /// Every distinct delay, each of which needs a wait queue.
     pub fn delays(&self) -> Vec<Duration> {
         let mut delays = self.0.clone();

@@ -27,7 +27,7 @@ pub fn is_token_shaped(raw: &str) -> bool {
 }
 
 /// The secret part of a subscription's ingest URL: 32 random bytes, base64url.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct IngestToken(String);
 
 impl IngestToken {

@@ -55,6 +55,27 @@ impl fmt::Display for TargetUrl {
     }
 }
 
+/// The URL a subscription that forwards paths delivers an event to: its target URL with the
+/// event's path appended to the target's own, and the event's query after the target's own. A
+/// target that is not a URL is left as it is (its delivery is refused as it would be anyway).
+pub fn forwarded_url(target: &str, path: &str, query: &str) -> String {
+    let Ok(mut url) = Url::parse(target) else {
+        return target.to_owned();
+    };
+    if !path.is_empty() {
+        let joined = format!("{}{path}", url.path().trim_end_matches('/'));
+        url.set_path(&joined);
+    }
+    if !query.is_empty() {
+        let joined = match url.query() {
+            Some(own) if !own.is_empty() => format!("{own}&{query}"),
+            _ => query.to_owned(),
+        };
+        url.set_query(Some(&joined));
+    }
+    url.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +97,25 @@ mod tests {
         ] {
             assert!(TargetUrl::parse(raw).is_err(), "{raw:?} should be refused");
         }
+    }
+
+    #[test]
+    fn a_forwarded_url_appends_the_path_and_the_query_to_the_targets_own() {
+        assert_eq!(
+            forwarded_url("https://example.com/hooks/", "/orders/create", "a=1"),
+            "https://example.com/hooks/orders/create?a=1"
+        );
+        assert_eq!(
+            forwarded_url("https://example.com/hooks?key=k", "/x", "a=1&b=2"),
+            "https://example.com/hooks/x?key=k&a=1&b=2"
+        );
+        assert_eq!(
+            forwarded_url("https://example.com", "/x%20y", ""),
+            "https://example.com/x%20y"
+        );
+        assert_eq!(
+            forwarded_url("https://example.com/h?k=v", "", ""),
+            "https://example.com/h?k=v"
+        );
     }
 }

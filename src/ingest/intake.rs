@@ -16,11 +16,10 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use crate::batch::{self, Written};
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::db::{Database, DbError};
-use crate::domain::EventId;
+use crate::domain::{EventId, RequestId};
 use crate::live::{Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Publisher, Route};
-use crate::request_id::RequestId;
 
 /// Batches committing at once, per HTTP worker: two (one fills while the other commits),
 /// leaving at least one of the worker's connections to its other requests.

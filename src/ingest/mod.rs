@@ -3,23 +3,37 @@
 mod body;
 mod idempotency;
 mod intake;
+mod routes;
+mod target;
 
 pub use intake::Intake;
+pub use routes::Routes;
 
+/// What ingest needs, shared by one HTTP worker's requests.
+pub struct IngestState {
+    pub db: Database,
+    /// Stores events, in batches, on this worker's connections.
+    pub intake: Intake,
+    /// How each source routes its events, as this process last read it (shared by its workers).
+    pub routes: Arc<Routes>,
+    /// The largest body accepted.
+    pub max_body_bytes: usize,
+    pub log: Logger,
+}
+
+use std::sync::Arc;
 use std::time::Instant;
 
-use crate::db::DbError;
 use crate::db::models::event::{self, Accepted, NewEvent, Routed};
-use crate::domain::{EventId, IngestToken};
+use crate::db::models::source;
+use crate::db::{Database, DbError};
+use crate::domain::{EventId, FilterInput, IngestToken, RequestId, query_object};
 use crate::metrics::{self, IngestStatus};
 use crate::problem::Problem;
-use crate::request_id::RequestId;
-use crate::signing::incoming::{ProviderConfig, Rejection};
-use crate::state::AppState;
+use crate::signing::incoming::Rejection;
 use actix_web::http::StatusCode;
-use actix_web::http::header::HeaderMap;
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use routes::Route;
 use serde_json::json;
 use slog::{Logger, debug, info};
 
@@ -35,6 +49,9 @@ pub enum IngestError {
     /// The body could not be read from the connection.
     #[error("the body could not be read: {0}")]
     BadBody(String),
+    /// The path after the token, or the query, cannot be kept or forwarded.
+    #[error("{0}")]
+    BadPath(&'static str),
     /// The provider's signature is missing, wrong or stale.
     #[error("signature check failed: {0}")]
     Signature(Rejection),
@@ -52,7 +69,7 @@ impl IngestError {
         match self {
             IngestError::UnknownToken => IngestStatus::NotFound,
             IngestError::TooLarge { .. } => IngestStatus::TooLarge,
-            IngestError::BadBody(_) => IngestStatus::BadRequest,
+            IngestError::BadBody(_) | IngestError::BadPath(_) => IngestStatus::BadRequest,
             IngestError::Signature(_) => IngestStatus::Unauthorized,
             IngestError::Misconfigured(_) => IngestStatus::Error,
             IngestError::Unavailable(_) => IngestStatus::Unavailable,
@@ -65,7 +82,7 @@ impl ResponseError for IngestError {
         match self {
             IngestError::UnknownToken => StatusCode::NOT_FOUND,
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            IngestError::BadBody(_) => StatusCode::BAD_REQUEST,
+            IngestError::BadBody(_) | IngestError::BadPath(_) => StatusCode::BAD_REQUEST,
             IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
             IngestError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -76,7 +93,7 @@ impl ResponseError for IngestError {
         let title = match self {
             IngestError::UnknownToken => "Not Found",
             IngestError::TooLarge { .. } => "Payload Too Large",
-            IngestError::BadBody(_) => "Bad Request",
+            IngestError::BadBody(_) | IngestError::BadPath(_) => "Bad Request",
             IngestError::Signature(_) => "Unauthorized",
             IngestError::Misconfigured(_) => "Internal Server Error",
             IngestError::Unavailable(_) => "Service Unavailable",
@@ -99,13 +116,12 @@ impl ResponseError for IngestError {
 /// 200 with the first event's id. Every answer is counted, with the time it took.
 pub async fn ingest(
     request: HttpRequest,
-    token: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<IngestState>,
     request_id: RequestId,
 ) -> Result<HttpResponse, IngestError> {
     let arrived = Instant::now();
-    let answer = receive(request, token, payload, state, request_id).await;
+    let answer = receive(request, payload, state, request_id).await;
     let status = match &answer {
         Ok(response) if response.status() == StatusCode::OK => IngestStatus::Duplicate,
         Ok(_) => IngestStatus::Accepted,
@@ -115,89 +131,90 @@ pub async fn ingest(
     answer
 }
 
+/// How many times an event is routed anew when its source's routing changed while it was
+/// being stored; past it the provider is asked to retry.
+const ROUTING_TRIES: usize = 3;
+
 async fn receive(
     request: HttpRequest,
-    token: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: web::Data<IngestState>,
     request_id: RequestId,
 ) -> Result<HttpResponse, IngestError> {
-    let token = IngestToken::parse(&token).ok_or(IngestError::UnknownToken)?;
+    let token = request
+        .match_info()
+        .get("token")
+        .and_then(IngestToken::parse)
+        .ok_or(IngestError::UnknownToken)?;
     let ingest = Ingest {
         state: &state,
         request_id,
     };
+    let (path, query) = target::path_and_query(&request, &token)?;
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
     let headers = request.headers();
-    let (token, id) = (&token, EventId::new());
+    let id = EventId::new();
     let generic_key = idempotency::generic_key(headers);
-    // Most sources check no signature: for those, one statement looks the token up and
-    // stores the event. Otherwise it answers with the provider, and the event is stored once
-    // its signature holds.
-    let first = ingest
-        .store(arrived(
-            token,
-            id,
-            &body,
-            headers,
-            false,
-            generic_key.clone(),
-        ))
-        .await?;
-    let (accepted, key) = match &first.provider {
-        Some(provider) if first.stored.is_none() => {
-            let provider: ProviderConfig = serde_json::from_value(provider.clone())
-                .map_err(|e| IngestError::Misconfigured(e.to_string()))?;
-            let validator = provider.validator();
-            if let Err(rejection) = validator.verify(headers, &body, chrono::Utc::now().timestamp())
-            {
+    for _ in 0..ROUTING_TRIES {
+        let mut route = ingest.route(&token).await?;
+        if let Err(rejection) = route.verify(headers, &body) {
+            // The check kept may be out of date (a new secret, or the source is gone): the
+            // refusal stands only against the source as it is now.
+            state.routes.forget(&token);
+            route = ingest.route(&token).await?;
+            if route.verify(headers, &body).is_err() {
                 info!(ingest.log(), "event refused: its provider's signature does not hold";
                     "request_id" => %ingest.request_id,
-                    "source_id" => %first.source_id,
+                    "source_id" => %route.source_id,
                     "reason" => %rejection);
                 return Err(IngestError::Signature(rejection));
             }
-            let key =
-                idempotency::bounded(validator.idempotency_key(headers, &body)).or(generic_key);
-            let event = arrived(token, id, &body, headers, true, key.clone());
-            (ingest.store(event).await?, key)
         }
-        _ => (first, generic_key),
-    };
-    match (accepted.stored, key) {
-        (Some(stored), _) => {
-            for delivery in &accepted.deliveries {
-                metrics::get().stored(delivery.subscription_id);
+        let key = route
+            .validator
+            .as_ref()
+            .and_then(|validator| idempotency::bounded(validator.idempotency_key(headers, &body)))
+            .or_else(|| generic_key.clone());
+        let payload = body::as_document(&body);
+        let kept_headers = body::selected_headers(headers);
+        let routes = route.matching(&FilterInput {
+            body: payload.as_ref(),
+            headers: &kept_headers,
+            query: &query_object(&query),
+            path: &path,
+        });
+        let event = NewEvent {
+            token: token.clone(),
+            routing_version: Some(route.version),
+            routes,
+            id,
+            body: body.clone(),
+            payload,
+            content_type: headers
+                .get(actix_web::http::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            headers: kept_headers,
+            path: path.clone(),
+            query: query.clone(),
+            idempotency_key: key.clone(),
+        };
+        let accepted = match ingest.store(event).await {
+            Err(IngestError::UnknownToken) => {
+                state.routes.forget(&token);
+                return Err(IngestError::UnknownToken);
             }
-            debug!(ingest.log(), "event stored";
-                "request_id" => %ingest.request_id,
-                "event_id" => %stored,
-                "source_id" => %accepted.source_id,
-                "subscription_id" => %SubscriptionIds(&accepted.deliveries));
-            Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
+            answer => answer?,
+        };
+        if !accepted.current {
+            state.routes.forget(&token);
+            continue;
         }
-        // Not stored although allowed: the key was seen before. The first event may have been
-        // committed by a concurrent request after this statement began, so look it up anew.
-        (None, Some(key)) => {
-            let source = accepted.source_id;
-            let first = state
-                .db
-                .run(async |conn| event::find_by_idempotency_key(conn, source, &key).await)
-                .await
-                .map_err(IngestError::Unavailable)?
-                .ok_or_else(|| {
-                    IngestError::Misconfigured("a duplicate key without its event".into())
-                })?;
-            debug!(ingest.log(), "event not stored again: its idempotency key was seen before";
-                "request_id" => %ingest.request_id,
-                "event_id" => %first,
-                "source_id" => %source);
-            Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
-        }
-        (None, None) => Err(IngestError::Misconfigured(
-            "the event was neither stored nor a duplicate".into(),
-        )),
+        return ingest.answer(accepted, key).await;
     }
+    Err(IngestError::Unavailable(DbError::Unavailable(
+        "the source's routing kept changing while the event was stored".into(),
+    )))
 }
 
 /// The subscriptions an event was routed to, comma-separated: written out only when its log
@@ -216,40 +233,34 @@ impl std::fmt::Display for SubscriptionIds<'_> {
     }
 }
 
-/// The event as it arrived, to store.
-fn arrived(
-    token: &IngestToken,
-    id: EventId,
-    body: &Bytes,
-    headers: &HeaderMap,
-    verified: bool,
-    idempotency_key: Option<String>,
-) -> NewEvent {
-    NewEvent {
-        token: token.clone(),
-        verified,
-        only: None,
-        id,
-        body: body.clone(),
-        payload: body::as_document(body),
-        content_type: headers
-            .get(actix_web::http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        headers: body::selected_headers(headers),
-        idempotency_key,
-    }
-}
-
 /// One ingest request's view of the app.
 struct Ingest<'a> {
-    state: &'a AppState,
+    state: &'a IngestState,
     request_id: RequestId,
 }
 
 impl Ingest<'_> {
     fn log(&self) -> &Logger {
         &self.state.log
+    }
+
+    /// How the token's source routes its events: as this process last read it, or read now.
+    async fn route(&self, token: &IngestToken) -> Result<Arc<Route>, IngestError> {
+        if let Some(route) = self.state.routes.get(token) {
+            return Ok(route);
+        }
+        let routing = self
+            .state
+            .db
+            .run(async |conn| source::routing_for_token(conn, token.as_str()).await)
+            .await
+            .map_err(IngestError::Unavailable)?
+            .ok_or(IngestError::UnknownToken)?;
+        let route = Arc::new(
+            Route::new(routing).map_err(|error| IngestError::Misconfigured(error.to_string()))?,
+        );
+        self.state.routes.keep(token, route.clone());
+        Ok(route)
     }
 
     async fn store(&self, event: NewEvent) -> Result<Accepted, IngestError> {
@@ -260,9 +271,56 @@ impl Ingest<'_> {
             .map_err(IngestError::Unavailable)?
             .ok_or(IngestError::UnknownToken)
     }
+
+    /// The answer to an event its current route was applied to: 202 when it was stored, 200
+    /// with the first event's id when its key was seen before.
+    async fn answer(
+        &self,
+        accepted: Accepted,
+        key: Option<String>,
+    ) -> Result<HttpResponse, IngestError> {
+        match (accepted.stored, key) {
+            (Some(stored), _) => {
+                for delivery in &accepted.deliveries {
+                    metrics::get().stored(delivery.subscription_id);
+                }
+                debug!(self.log(), "event stored";
+                    "request_id" => %self.request_id,
+                    "event_id" => %stored,
+                    "source_id" => %accepted.source_id,
+                    "subscription_id" => %SubscriptionIds(&accepted.deliveries));
+                Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
+            }
+            // Not stored although current: the key was seen before. The first event may have
+            // been committed by a concurrent request after this statement began, so look it up
+            // anew.
+            (None, Some(key)) => {
+                let source = accepted.source_id;
+                let first = self
+                    .state
+                    .db
+                    .run(async |conn| event::find_by_idempotency_key(conn, source, &key).await)
+                    .await
+                    .map_err(IngestError::Unavailable)?
+                    .ok_or_else(|| {
+                        IngestError::Misconfigured("a duplicate key without its event".into())
+                    })?;
+                debug!(self.log(), "event not stored again: its idempotency key was seen before";
+                    "request_id" => %self.request_id,
+                    "event_id" => %first,
+                    "source_id" => %source);
+                Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
+            }
+            (None, None) => Err(IngestError::Misconfigured(
+                "the event was neither stored nor a duplicate".into(),
+            )),
+        }
+    }
 }
 
-/// Mounts the ingest route.
+/// Mounts the ingest routes: the token alone, or followed by a path.
 pub fn routes(config: &mut web::ServiceConfig) {
-    config.route("/ingest/{token}", web::post().to(ingest));
+    config
+        .route("/ingest/{token}", web::post().to(ingest))
+        .route("/ingest/{token}/{rest:.*}", web::post().to(ingest));
 }

@@ -46,9 +46,9 @@ pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Route {
     /// Straight to the delivery queue.
     Deliver,
-    /// To the wait queue of this retry delay, which dead-letters it to the delivery queue when
-    /// the delay has passed.
-    Retry(Duration),
+    /// To wait about this long (see [`super::Topology::wait_queue_for`]) in a wait queue, which
+    /// dead-letters it to the delivery queue when its delay has passed.
+    Wait(Duration),
     /// To a defer queue, after this many deferrals of the same delivery: back in the delivery
     /// queue a moment later (longer for each deferral), no retry used.
     Defer(u32),
@@ -432,7 +432,7 @@ impl Session {
                     deliver_exchange,
                     worker.topology.deliver_routing_key().to_owned(),
                 ),
-                Route::Retry(delay) => ("", worker.topology.retry_queue(delay)),
+                Route::Wait(delay) => ("", worker.topology.wait_queue_for(delay)),
                 Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
             };
             let publish = Publish {

@@ -49,6 +49,26 @@ impl Topology {
         self.wait_queue("retry", delay)
     }
 
+    /// The wait queue for a delivery that is to wait `delay`: the retry queue of that delay
+    /// when the process's schedule has one, else the longest wait queue no longer than the
+    /// delay (the shortest when all are longer). A delivery back before it is due waits again
+    /// for what is left (a subscription's own schedule, a rate limit), so any wait is kept to
+    /// within the shortest queue's delay, in a few hops at most.
+    pub fn wait_queue_for(&self, delay: Duration) -> String {
+        if self.retry_delays.contains(&delay) {
+            return self.retry_queue(delay);
+        }
+        let waits: Vec<(String, Duration)> = self.waits().collect();
+        let within = waits
+            .iter()
+            .filter(|(_, wait)| *wait <= delay)
+            .max_by_key(|(_, wait)| *wait);
+        within
+            .or_else(|| waits.iter().min_by_key(|(_, wait)| *wait))
+            .map(|(queue, _)| queue.clone())
+            .unwrap_or_else(|| self.defer_queue(0))
+    }
+
     /// The wait queue a delivery deferred `deferrals` times before waits in while its
     /// subscription has its share of attempts under way.
     pub fn defer_queue(&self, deferrals: u32) -> String {
@@ -232,6 +252,23 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_takes_its_own_retry_queue_or_the_longest_queue_within_it() {
+        let topology = Topology::new(
+            "p",
+            QueueKind::Classic,
+            vec![Duration::from_secs(30), Duration::from_secs(300)],
+        );
+        let wait = |secs: f64| topology.wait_queue_for(Duration::from_secs_f64(secs));
+        assert_eq!(wait(30.0), "p.retry.30s");
+        assert_eq!(wait(300.0), "p.retry.5m");
+        assert_eq!(wait(600.0), "p.retry.5m");
+        assert_eq!(wait(60.0), "p.defer.30s");
+        assert_eq!(wait(5.0), "p.defer.4s");
+        assert_eq!(wait(1.0), "p.defer.1s");
+        assert_eq!(wait(0.2), "p.defer.1s");
+    }
 
     #[test]
     fn a_delivery_deferred_again_waits_longer_up_to_half_a_minute() {

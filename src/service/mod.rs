@@ -5,6 +5,8 @@
 
 pub mod api_keys;
 pub mod events;
+pub mod filters;
+pub mod policy;
 pub mod sources;
 mod subscription_form;
 pub mod subscriptions;

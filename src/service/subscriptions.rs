@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ServiceError;
+use super::policy::PolicyIn;
 use super::subscription_form::SubscriptionForm;
 use crate::db::models::delivery::{DueDelivery, ReplayFilter};
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
@@ -20,11 +21,11 @@ use crate::db::models::subscription::{
     self, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStats,
 };
 use crate::domain::{
-    EventId, EventStatus, IngestToken, SigningSecret, SourceId, SubscriptionId, TargetUrl, UserId,
+    EventId, EventStatus, Filter, IngestToken, Policy, RequestId, SigningSecret, SourceId,
+    SubscriptionId, TargetUrl, UserId,
 };
 use crate::live::Notice;
 use crate::problem::FieldError;
-use crate::request_id::RequestId;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -48,6 +49,21 @@ pub struct SubscriptionIn {
     #[serde(default)]
     #[garde(custom(valid_provider))]
     pub provider: Option<ProviderConfig>,
+    /// Which of the source's events it receives; absent or null for every event. See the
+    /// README for the filter language, and its limits of size and depth.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    #[garde(custom(valid_filter))]
+    pub filter: Option<serde_json::Value>,
+    /// Whether the path and query each event arrived with after its ingest token are appended
+    /// to the target URL. Default false.
+    #[serde(default)]
+    #[garde(skip)]
+    pub forward_path: bool,
+    /// How its deliveries are made, where not as the process-wide settings say.
+    #[serde(default)]
+    #[garde(dive)]
+    pub policy: Option<PolicyIn>,
 }
 
 /// An edit: every field is optional.
@@ -65,6 +81,16 @@ pub struct SubscriptionPatch {
     #[serde(default, deserialize_with = "present")]
     #[garde(custom(valid_changed_provider))]
     pub provider: Option<Option<ProviderConfig>>,
+    /// Absent: unchanged; null: every event; an object: the new filter.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    #[garde(custom(valid_changed_filter))]
+    pub filter: Option<Option<serde_json::Value>>,
+    #[garde(skip)]
+    pub forward_path: Option<bool>,
+    /// The fields of its delivery policy to change.
+    #[garde(dive)]
+    pub policy: Option<PolicyIn>,
 }
 
 /// Which events a bulk replay takes: one status (default `failed`), received in a time range.
@@ -125,6 +151,21 @@ pub(super) fn valid_changed_provider(
     value
         .as_ref()
         .map_or(Ok(()), |provider| valid_provider(provider, context))
+}
+
+fn valid_filter(value: &Option<serde_json::Value>, _: &()) -> garde::Result {
+    match value {
+        Some(filter) => Filter::parse(filter)
+            .map(drop)
+            .map_err(|error| garde::Error::new(error.to_string())),
+        None => Ok(()),
+    }
+}
+
+fn valid_changed_filter(value: &Option<Option<serde_json::Value>>, context: &()) -> garde::Result {
+    value
+        .as_ref()
+        .map_or(Ok(()), |filter| valid_filter(filter, context))
 }
 
 pub(super) fn valid_name(value: &str, _: &()) -> garde::Result {
@@ -219,7 +260,7 @@ pub async fn create_from_form(
     user: UserId,
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
-    let input = form.input(None, |others| check_new(state, others).map(drop))?;
+    let input = form.input(None, false, |others| check_new(state, others).map(drop))?;
     create(state, user, input).await
 }
 
@@ -231,7 +272,7 @@ pub async fn edit_from_form(
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
     let current = stored_provider(&get(state, user, id).await?);
-    let input = form.input(current.as_ref(), |others| {
+    let input = form.input(current.as_ref(), true, |others| {
         check_new(state, others).map(drop)
     })?;
     let patch = SubscriptionPatch {
@@ -239,6 +280,9 @@ pub async fn edit_from_form(
         target_url: Some(input.target_url),
         is_active: None,
         provider: (input.provider != current).then_some(input.provider),
+        filter: Some(input.filter),
+        forward_path: Some(input.forward_path),
+        policy: input.policy,
     };
     edit(state, user, id, patch).await
 }
@@ -258,6 +302,12 @@ pub async fn create(
             "the provider check belongs to the source: set it on the source instead",
         ));
     }
+    let policy = input
+        .policy
+        .as_ref()
+        .map(|edit| edit.applied_to(Policy::default()))
+        .unwrap_or_default()
+        .to_stored();
     let name = input.name.trim();
     let token = IngestToken::generate();
     let secret = SigningSecret::generate();
@@ -290,6 +340,9 @@ pub async fn create(
                     name,
                     target_url: target_url.as_str(),
                     signing_secret: secret.expose(),
+                    filter: input.filter.as_ref(),
+                    forward_path: input.forward_path,
+                    policy: policy.clone(),
                 };
                 subscription::insert(conn, &new).await.map(Some)
             })
@@ -353,6 +406,13 @@ pub async fn edit(
     patch: SubscriptionPatch,
 ) -> Result<Subscription, ServiceError> {
     let target_url = checked(state, patch.validate(), patch.target_url.as_deref())?;
+    let policy = match &patch.policy {
+        Some(edit) => {
+            let current = Policy::from_stored(&get(state, user, id).await?.policy);
+            Some(edit.applied_to(current).to_stored())
+        }
+        None => None,
+    };
     let reenabled = patch.is_active == Some(true);
     let changes = SubscriptionChanges {
         name: patch.name.as_deref().map(str::trim),
@@ -360,6 +420,9 @@ pub async fn edit(
         is_active: patch.is_active,
         disabled_reason: reenabled.then_some(None),
         consecutive_failures: reenabled.then_some(0),
+        filter: patch.filter.as_ref().map(Option::as_ref),
+        forward_path: patch.forward_path,
+        policy,
     };
     let provider = patch
         .provider
@@ -483,13 +546,15 @@ pub async fn send_test_event(
     });
     let new = NewEvent {
         token,
-        verified: true,
-        only: Some(id),
+        routing_version: None,
+        routes: vec![id],
         id: event_id,
         body: payload.to_string().into(),
         payload: Some(payload),
         content_type: Some("application/json".into()),
         headers: json!({}),
+        path: String::new(),
+        query: String::new(),
         idempotency_key: None,
     };
     // Stored, announced and handed to delivery as an ingested event is.

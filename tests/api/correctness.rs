@@ -464,9 +464,14 @@ async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current
             retry_count: 1,
         },
     ];
-    let claimed = claim_for_delivery(&mut app.db().await, &claims, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let claimed = claim_for_delivery(
+        &mut app.db().await,
+        &claims,
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
     assert_eq!(claimed.len(), 1, "one claim of the event");
     assert_eq!((claimed[0].id, claimed[0].retry_count), (event, 1));
     app.shutdown().await;

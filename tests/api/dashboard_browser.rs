@@ -56,7 +56,7 @@ async fn first_session(options: BrowserOptions, run: &str) {
     browser.fill("target_url", &sink.url).await;
     browser.screenshot(shot("subscription-new")).await;
     browser
-        .click("form[action='/subscriptions'] button[type='submit']")
+        .click("form[action='/subscriptions'] button.primary[type='submit']")
         .await;
     let ingest_url = browser
         .attr("[data-ingest-url]", "data-ingest-url")
@@ -498,4 +498,175 @@ async fn an_events_page_shows_each_delivery_and_replays_one() {
     billing.stop().await;
     analytics.stop().await;
     app.shutdown().await;
+}
+
+/// A second subscription, with a filter, on a source that already has one, made through the
+/// form: the filter is checked as it is typed and tried on the source's events with **Test
+/// filter**; once saved, an event lands only where the filters let it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_subscription_with_a_filter_gets_only_the_events_it_matches() {
+    use reqwest::Method;
+    use serde_json::{Value, json};
+    let app = spawn_app().await;
+    let (everything, invoices) = (Sink::start(Script::Ok).await, Sink::start(Script::Ok).await);
+    let source: Value = app
+        .send_json(Method::POST, "/api/v1/sources", &json!({"name": "stripe"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (source_id, ingest_url) = (
+        source["id"].as_str().unwrap().to_owned(),
+        source["ingest_url"].as_str().unwrap().to_owned(),
+    );
+    let first = app
+        .send_json(
+            Method::POST,
+            "/api/v1/subscriptions",
+            &json!({"name": "everything", "target_url": everything.url, "source_id": source_id}),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let charge = app
+        .accept(&ingest_url, r#"{"type": "charge.succeeded"}"#)
+        .await;
+    let paid = app.accept(&ingest_url, r#"{"type": "invoice.paid"}"#).await;
+
+    for (screen, run) in [(Screen::Desktop, "desktop"), (Screen::Phone, "phone")] {
+        let browser = Browser::start_with(BrowserOptions {
+            javascript: true,
+            screen,
+        })
+        .await;
+        log_in(&browser, &app.address).await;
+        browser
+            .goto(&format!("{}/subscriptions/new", app.address))
+            .await;
+        browser.wait_for("select[name='source_id']").await;
+        browser
+            .execute(&format!(
+                "document.querySelector(\"select[name='source_id']\").value = '{source_id}';"
+            ))
+            .await;
+        browser.fill("name", &format!("invoices ({run})")).await;
+        browser.fill("target_url", &invoices.url).await;
+
+        // Checked as it is typed.
+        browser
+            .fill("filter", r#"{"body": {"type": {"$gtt": "invoice."}}}"#)
+            .await;
+        browser.wait_for("#filter-trial .field-error").await;
+        assert_eq!(
+            browser.text("#filter-trial .field-error").await,
+            "/body/type/$gtt: unknown operator"
+        );
+        browser
+            .screenshot(screenshot_path(&format!("{run}-filter-invalid.png")))
+            .await;
+        browser
+            .fill(
+                "filter",
+                r#"{"body": {"type": {"$startsWith": "invoice."}}}"#,
+            )
+            .await;
+        browser.wait_for("#filter-trial .ok").await;
+
+        // Tried on the source's latest events, nothing saved.
+        browser.click("button[value='test-filter']").await;
+        browser.wait_for("ul.trials li").await;
+        assert_eq!(
+            browser
+                .attr(
+                    &format!("ul.trials li[data-event-id='{paid}']"),
+                    "data-matched"
+                )
+                .await
+                .as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            browser
+                .attr(
+                    &format!("ul.trials li[data-event-id='{charge}']"),
+                    "data-matched"
+                )
+                .await
+                .as_deref(),
+            Some("false")
+        );
+        assert!(
+            browser
+                .text(&format!("ul.trials li[data-event-id='{charge}'] .mismatch"))
+                .await
+                .contains("/body/type"),
+        );
+        browser
+            .execute("document.getElementById('filter-trial').scrollIntoView();")
+            .await;
+        browser
+            .screenshot(screenshot_path(&format!("{run}-filter-tested.png")))
+            .await;
+        browser.click("details.policy summary").await;
+        browser.fill("retry_schedule", "5s, 1m, 10m").await;
+        browser.fill("rate_limit_count", "10").await;
+        browser
+            .execute("document.querySelector('details.policy').scrollIntoView();")
+            .await;
+        browser
+            .screenshot(screenshot_path(&format!("{run}-subscription-policy.png")))
+            .await;
+        if run == "phone" {
+            // One subscription from the form is enough; the phone only looks.
+            break;
+        }
+        browser
+            .click("form[action='/subscriptions'] button.primary[type='submit']")
+            .await;
+        browser.wait_for("[data-ingest-url]").await;
+        assert_eq!(
+            browser
+                .attr("[data-ingest-url]", "data-ingest-url")
+                .await
+                .as_deref(),
+            Some(ingest_url.as_str()),
+            "it shares the source's ingest URL"
+        );
+    }
+
+    let created = app.get_json("/api/v1/subscriptions").await;
+    let data = created["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{created}");
+    let filtered = data
+        .iter()
+        .find(|s| s["name"] == "invoices (desktop)")
+        .expect("the subscription made in the browser");
+    assert_eq!(
+        filtered["filter"],
+        json!({"body": {"type": {"$startsWith": "invoice."}}})
+    );
+    assert_eq!(filtered["source_id"], source_id.as_str());
+    assert_eq!(
+        filtered["policy"]["retry_schedule"],
+        json!(["5s", "1m", "10m"])
+    );
+    assert_eq!(
+        filtered["policy"]["rate_limit"],
+        json!({"count": 10, "per": "second"})
+    );
+
+    let invoice = app
+        .accept(&ingest_url, r#"{"type": "invoice.created"}"#)
+        .await;
+    let customer = app
+        .accept(&ingest_url, r#"{"type": "customer.created"}"#)
+        .await;
+    everything.wait_for_requests(4).await;
+    invoices.wait_for_requests(1).await;
+    assert_eq!(invoices.unique_ids(), [invoice].into_iter().collect());
+    let routed = app.event(&customer).await;
+    assert_eq!(
+        routed["deliveries"].as_array().unwrap().len(),
+        1,
+        "{routed}"
+    );
 }

@@ -669,6 +669,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub path: String,
+    /// The query, without its `?`; empty when there was none.
+    pub query: String,
 }
 
 impl Received {
@@ -783,6 +785,7 @@ async fn record(
         headers,
         body: body.to_vec(),
         path: request.path().to_owned(),
+        query: request.query_string().to_owned(),
     };
     let seen = {
         let mut all = state.received.lock().unwrap();

@@ -262,6 +262,8 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     let ingest_url = subscription["ingest_url"].as_str().unwrap();
     let token = spenza::domain::IngestToken::parse(ingest_url.rsplit('/').next().unwrap())
         .expect("a token");
+    let subscription_id: spenza::domain::SubscriptionId =
+        serde_json::from_value(subscription["id"].clone()).unwrap();
     // A row at fault: the database refuses any event whose body says "poison".
     let mut admin = app.db().await;
     diesel::sql_query(
@@ -300,13 +302,15 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     .unwrap();
     let event = |body: &str| NewEvent {
         token: token.clone(),
-        verified: false,
-        only: None,
+        routing_version: None,
+        routes: vec![subscription_id],
         id: spenza::domain::EventId::new(),
         body: body.to_owned().into(),
         payload: None,
         content_type: None,
         headers: serde_json::json!({}),
+        path: String::new(),
+        query: String::new(),
         idempotency_key: None,
     };
 

@@ -24,14 +24,23 @@ async fn publishes_are_confirmed_and_unroutable_ones_are_reported_as_such() {
     assert_eq!(publisher.publish(&envelope, Route::Deliver).await, Ok(()));
     assert_eq!(
         publisher
-            .publish(&envelope, Route::Retry(Duration::from_secs(1)))
+            .publish(&envelope, Route::Wait(Duration::from_secs(1)))
             .await,
         Ok(())
     );
-    // A wait queue this topology never declared: the broker returns the message.
+    // A wait queue gone from the broker (deleted by hand): the broker returns the message.
+    let wait_queue = topology.wait_queue_for(Duration::from_secs(1));
+    {
+        let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+        let channel = connection.open_channel(None).unwrap();
+        channel
+            .queue_delete(&wait_queue, amiquip::QueueDeleteOptions::default())
+            .unwrap();
+        connection.close().unwrap();
+    }
     assert_eq!(
         publisher
-            .publish(&envelope, Route::Retry(Duration::from_secs(7)))
+            .publish(&envelope, Route::Wait(Duration::from_secs(1)))
             .await,
         Err(PublishError::Unroutable)
     );

@@ -71,8 +71,25 @@ async fn one_source_fans_out_to_each_subscription_and_each_delivery_lives_on_its
             r#"{"type":"invoice.paid"}"#,
         )
         .await;
-    // Failed at analytics (no retries), delivered at billing: the event rolls up to failed.
-    let event = app.wait_for_status(&id, "failed").await;
+    // Failed at analytics (no retries), delivered at billing: the event rolls up to failed
+    // (as soon as one delivery has failed: the other may still be under way).
+    app.wait_for_status(&id, "failed").await;
+    let event = wait_until(
+        Duration::from_secs(30),
+        "both deliveries to end",
+        || async {
+            let event = app.event(&id).await;
+            let ended = deliveries_of(&event)
+                .iter()
+                .all(|(_, status)| status == "completed" || status == "failed");
+            if ended {
+                Ok(event)
+            } else {
+                Err(event.to_string())
+            }
+        },
+    )
+    .await;
     let mut deliveries = deliveries_of(&event);
     deliveries.sort();
     let mut expected = vec![

@@ -354,3 +354,47 @@ async fn standard_webhooks_and_svix_signatures_are_checked_and_their_ids_dedupe(
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_provider_secret_applies_from_the_next_request_and_the_old_one_stops() {
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = subscription_with_provider(
+        &app,
+        &sink.url,
+        json!({ "kind": "github", "secret": "old-secret" }),
+    )
+    .await;
+    let ingest_url = subscription["ingest_url"].as_str().unwrap();
+    let post = |secret: &'static [u8], delivery: &'static str| {
+        let body = format!(r#"{{"delivery":"{delivery}"}}"#);
+        let signature = format!(
+            "sha256={}",
+            hex::encode(hmac_sha256(secret, body.as_bytes()))
+        );
+        app.api
+            .post(ingest_url)
+            .header("x-github-delivery", delivery)
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+    };
+    // The relay has read the source's check, and keeps it.
+    assert_eq!(post(b"old-secret", "1").await.unwrap().status(), 202);
+
+    let changed = app
+        .send_json(
+            Method::PATCH,
+            &format!(
+                "/api/v1/sources/{}",
+                subscription["source_id"].as_str().unwrap()
+            ),
+            &json!({"provider": { "kind": "github", "secret": "new-secret" }}),
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(post(b"new-secret", "2").await.unwrap().status(), 202);
+    assert_eq!(post(b"old-secret", "3").await.unwrap().status(), 401);
+    assert_eq!(app.stored_events().await, 2);
+    app.shutdown().await;
+}

@@ -12,7 +12,7 @@ use diesel::sql_types::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{deliveries, events, subscriptions};
-use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId, forwarded_url};
 
 /// A delivery as listed: its state, and of its event what a list shows (no body).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -31,6 +31,8 @@ pub struct DeliverySummary {
     pub received_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// What it waits for until `next_attempt_at`: `retry` (its next retry) or [`RATE_LIMIT`].
+    pub waiting: Option<String>,
 }
 
 /// Which page of deliveries to list, newest first.
@@ -74,6 +76,29 @@ pub struct DeliveryJob {
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
     /// When the event arrived, for the end-to-end latency of its delivery.
     pub received_at: DateTime<Utc>,
+    /// Whether the subscription forwards the path and query the event arrived with.
+    pub forward_path: bool,
+    pub path: String,
+    pub query: String,
+    /// The subscription's delivery policy, as stored (see [`Policy`]).
+    pub policy: serde_json::Value,
+    /// When the delivery is due, as its retry or its rate limit set it: a message may bring it
+    /// back before (see [`crate::queue::Route::Wait`]). `None` when it waits for nothing (`waiting`
+    /// is null): due now, or republished by the reaper, whose claim pushes `next_attempt_at` on to
+    /// mark when it may republish it again, not when it is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl DeliveryJob {
+    /// Where the event goes: the target URL, with the event's path and query when the
+    /// subscription forwards them.
+    pub fn url(&self) -> std::borrow::Cow<'_, str> {
+        if self.forward_path {
+            forwarded_url(&self.target_url, &self.path, &self.query).into()
+        } else {
+            self.target_url.as_str().into()
+        }
+    }
 }
 
 /// What a delivery worker needs, for the delivery it claimed.
@@ -104,6 +129,8 @@ struct ClaimForDelivery {
     ids: Vec<DeliveryId>,
     retry_counts: Vec<i32>,
     lease_ms: i64,
+    /// The process's delivery timeout.
+    timeout_ms: i64,
 }
 
 impl QueryId for ClaimForDelivery {
@@ -126,6 +153,11 @@ impl Query for ClaimForDelivery {
             Nullable<Text>,
             Nullable<Timestamptz>,
             Timestamptz,
+            Bool,
+            Text,
+            Text,
+            Jsonb,
+            Nullable<Timestamptz>,
         ),
     );
 }
@@ -138,11 +170,17 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
         out.push_sql(
             ") AS wanted (id, retry_count)) \
-             UPDATE deliveries SET leased_until = now() + make_interval(secs => ",
+             UPDATE deliveries SET leased_until = now() + make_interval(secs => (",
         );
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
+        // A subscription whose timeout is longer than the process's holds its deliveries
+        // longer by as much.
+        out.push_sql(" + greatest(0, coalesce((subscriptions.policy ->> 'timeout_ms')::bigint, ");
+        out.push_bind_param::<BigInt, _>(&self.timeout_ms)?;
+        out.push_sql(") - ");
+        out.push_bind_param::<BigInt, _>(&self.timeout_ms)?;
         out.push_sql(
-            " / 1000.0), republishes = 0 FROM subscriptions, events, wanted \
+            ")) / 1000.0), republishes = 0 FROM subscriptions, events, wanted \
              WHERE subscriptions.id = deliveries.subscription_id \
                AND events.id = deliveries.event_id AND deliveries.id = wanted.id \
                AND deliveries.status IN ('pending', 'retrying') \
@@ -152,7 +190,9 @@ impl QueryFragment<Pg> for ClaimForDelivery {
              events.body, events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at, \
-             events.received_at",
+             events.received_at, subscriptions.forward_path, events.path, events.query, \
+             subscriptions.policy, \
+             CASE WHEN deliveries.waiting IS NOT NULL THEN deliveries.next_attempt_at END",
         );
         Ok(())
     }
@@ -167,6 +207,7 @@ pub async fn claim_for_delivery(
     conn: &mut AsyncPgConnection,
     claims: &[Claim],
     lease: std::time::Duration,
+    timeout: std::time::Duration,
 ) -> QueryResult<Vec<Claimed>> {
     ClaimForDelivery {
         ids: claims.iter().map(|claim| claim.id).collect(),
@@ -175,10 +216,32 @@ pub async fn claim_for_delivery(
             .map(|claim| i32::try_from(claim.retry_count).unwrap_or(i32::MAX))
             .collect(),
         lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+        timeout_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
     }
     .load(conn)
     .await
 }
+
+/// Sends a delivery to wait for its subscription's rate limit, without an attempt: due at
+/// `until`, saying why it waits, its hold given up.
+pub async fn wait_for_rate_limit(
+    conn: &mut AsyncPgConnection,
+    id: DeliveryId,
+    until: DateTime<Utc>,
+) -> QueryResult<()> {
+    diesel::update(deliveries::table.filter(deliveries::id.eq(id)))
+        .set((
+            deliveries::leased_until.eq(None::<DateTime<Utc>>),
+            deliveries::next_attempt_at.eq(until),
+            deliveries::waiting.eq(RATE_LIMIT),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// What `deliveries.waiting` holds for a delivery waiting for its subscription's rate limit.
+pub const RATE_LIMIT: &str = "rate_limit";
 
 /// Gives up a delivery's hold on `id` without an attempt.
 pub async fn release_lease(conn: &mut AsyncPgConnection, id: DeliveryId) -> QueryResult<()> {
@@ -199,6 +262,7 @@ pub async fn hold(conn: &mut AsyncPgConnection, ids: &[DeliveryId]) -> QueryResu
     )
     .set((
         deliveries::next_attempt_at.eq(None::<DateTime<Utc>>),
+        deliveries::waiting.eq(None::<String>),
         deliveries::leased_until.eq(None::<DateTime<Utc>>),
     ))
     .execute(conn)
@@ -348,7 +412,8 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                  last_error = CASE WHEN deliveries.status = 'completed' \
                      OR outcome.status = 'completed' THEN NULL ELSE outcome.error END, \
                  leased_until = NULL, retry_count = outcome.retry_count, \
-                 next_attempt_at = outcome.next_attempt_at \
+                 next_attempt_at = outcome.next_attempt_at, \
+                 waiting = CASE WHEN outcome.status = 'retrying' THEN 'retry' END \
                  FROM outcome WHERE deliveries.id = outcome.id \
                  RETURNING deliveries.id, deliveries.attempts, deliveries.subscription_id), \
              step AS (SELECT unnested.*, ",
@@ -463,7 +528,7 @@ pub struct DueDelivery {
 
 /// Makes deliveries matching the conditions that follow due again with a fresh retry budget.
 const REPLAY: &str = "UPDATE deliveries SET status = 'pending', retry_count = 0, \
-     next_attempt_at = now(), completed_at = NULL \
+     next_attempt_at = now(), completed_at = NULL, waiting = NULL \
      FROM subscriptions WHERE subscriptions.id = deliveries.subscription_id";
 /// What a due delivery's envelope needs, from an `UPDATE deliveries ... FROM subscriptions`.
 const RETURNING_DUE: &str = " RETURNING deliveries.id, deliveries.event_id, \
@@ -485,7 +550,7 @@ pub async fn claim_overdue(
     diesel::sql_query(format!(
         "UPDATE deliveries SET next_attempt_at = now() \
              + make_interval(secs => $1 / 1000.0 * 2 ^ least(deliveries.republishes, 6)), \
-             republishes = deliveries.republishes + 1 \
+             republishes = deliveries.republishes + 1, waiting = NULL \
          FROM subscriptions \
          WHERE subscriptions.id = deliveries.subscription_id AND deliveries.id IN ( \
              SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
@@ -514,7 +579,8 @@ pub async fn claim_missed(
 ) -> QueryResult<Vec<DueDelivery>> {
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     diesel::sql_query(format!(
-        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0) \
+        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1 / 1000.0), \
+             waiting = NULL \
          FROM subscriptions \
          WHERE subscriptions.id = deliveries.subscription_id AND deliveries.id = ANY($2) \
            AND deliveries.status IN ('pending', 'retrying') AND subscriptions.is_active \

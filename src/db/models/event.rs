@@ -27,6 +27,9 @@ pub struct Event {
     pub content_type: Option<String>,
     pub headers: serde_json::Value,
     pub received_at: DateTime<Utc>,
+    /// The path it was posted to after the token (`""` or starting with `/`), and its raw query.
+    pub path: String,
+    pub query: String,
 }
 
 /// An event as received at an ingest URL, to store. Owned: it waits for its batch.
@@ -34,16 +37,19 @@ pub struct Event {
 pub struct NewEvent {
     /// The ingest token it arrived with, which names its source.
     pub token: IngestToken,
-    /// Whether its provider's signature has been checked (see [`Accepted`]).
-    pub verified: bool,
-    /// Routed to this one of its source's subscriptions only (a test event sent to one);
-    /// `None`: to every subscription of the source.
-    pub only: Option<SubscriptionId>,
+    /// The source's routing version `routes` were chosen at: the event is stored only if it is
+    /// still the source's (see [`Accepted::current`]). `None`: stored whatever it is.
+    pub routing_version: Option<i64>,
+    /// The subscriptions of its source it is to be delivered to.
+    pub routes: Vec<SubscriptionId>,
     pub id: EventId,
     pub body: Bytes,
     pub payload: Option<serde_json::Value>,
     pub content_type: Option<String>,
     pub headers: serde_json::Value,
+    /// The path it was posted to after the token (`""` or starting with `/`), and its raw query.
+    pub path: String,
+    pub query: String,
     /// The provider's id for the event: a second event with the same key is a retry of the
     /// first and is not stored again.
     pub idempotency_key: Option<String>,
@@ -57,19 +63,19 @@ pub struct Routed {
     pub target_url: String,
 }
 
-/// What ingest learns of one event from the accept statement. No `Debug`: it holds the
-/// provider's secret.
-#[derive(Clone)]
+/// What ingest learns of one event from the accept statement.
+#[derive(Debug, Clone)]
 pub struct Accepted {
     /// The event as it arrived (whether stored or not).
     pub id: EventId,
     pub source_id: SourceId,
     /// The source's owner, whose pages hear of the event.
     pub user_id: UserId,
-    /// The provider whose signature must be checked, as stored (secret included).
-    pub provider: Option<serde_json::Value>,
-    /// The stored event's id; `None` when nothing was stored: a provider signature must be
-    /// checked first, or the idempotency key was seen before.
+    /// Whether the event's routes were chosen at the source's current routing version; when
+    /// not, nothing was stored and it must be routed again.
+    pub current: bool,
+    /// The stored event's id; `None` when nothing was stored: its routes are out of date, or
+    /// its idempotency key was seen before.
     pub stored: Option<EventId>,
     /// The deliveries made for it, one per subscription it was routed to.
     pub deliveries: Vec<Routed>,
@@ -81,26 +87,25 @@ struct AcceptedRow {
     id: EventId,
     source_id: SourceId,
     user_id: UserId,
-    provider: Option<serde_json::Value>,
+    current: bool,
     stored: Option<EventId>,
     delivery: Option<DeliveryId>,
     subscription_id: Option<SubscriptionId>,
     target_url: Option<String>,
 }
 
-/// The ingest statement: looks up the tokens, stores the events and routes each to a delivery
-/// per subscription of its source, any number of events, in one round trip, so that the
-/// lookups, the events and their deliveries commit together or not at all: a `202` means every
-/// delivery is durable. An event is stored only when its source checks no provider signature,
-/// or the caller has checked it (`verified`); a repeated idempotency key stores nothing, also
-/// within the batch. Rows are inserted in the order of their keys, so two batches with the same
-/// keys wait for each other rather than deadlock. Hand-written (a CTE over `unnest` the query
-/// builder cannot express) with a static query id, so it is prepared once per connection
-/// whatever the batch's size.
+/// The ingest statement: looks up the tokens, stores the events and makes each a delivery per
+/// subscription it was routed to, any number of events, in one round trip, so that the lookups,
+/// the events and their deliveries commit together or not at all: a `202` means every delivery
+/// is durable. An event is stored only when the routing version its routes were chosen at is
+/// still its source's (the statement's snapshot sees one version of the source and its
+/// subscriptions); a repeated idempotency key stores nothing, also within the batch. Rows are
+/// inserted in the order of their keys, so two batches with the same keys wait for each other
+/// rather than deadlock. Hand-written (a CTE over `unnest` the query builder cannot express)
+/// with a static query id, so it is prepared once per connection whatever the batch's size.
 struct AcceptEvents<'a> {
     tokens: Vec<&'a str>,
-    verified: Vec<bool>,
-    only: Vec<Option<SubscriptionId>>,
+    versions: Vec<Option<i64>>,
     ids: Vec<EventId>,
     /// The arrival each id carries.
     received_at: Vec<DateTime<Utc>>,
@@ -108,7 +113,12 @@ struct AcceptEvents<'a> {
     payloads: Vec<Option<&'a serde_json::Value>>,
     content_types: Vec<Option<&'a str>>,
     headers: Vec<&'a serde_json::Value>,
+    paths: Vec<&'a str>,
+    queries: Vec<&'a str>,
     keys: Vec<Option<&'a str>>,
+    /// The routes, as pairs: an event and one subscription it goes to.
+    routed_events: Vec<EventId>,
+    routed_subscriptions: Vec<SubscriptionId>,
 }
 
 impl QueryId for AcceptEvents<'_> {
@@ -121,7 +131,7 @@ impl Query for AcceptEvents<'_> {
         SqlUuid,
         SqlUuid,
         SqlUuid,
-        Nullable<Jsonb>,
+        Bool,
         Nullable<SqlUuid>,
         Nullable<SqlUuid>,
         Nullable<SqlUuid>,
@@ -134,9 +144,7 @@ impl QueryFragment<Pg> for AcceptEvents<'_> {
         out.push_sql("WITH arriving AS (SELECT * FROM unnest(");
         out.push_bind_param::<Array<Text>, _>(&self.tokens)?;
         out.push_sql(", ");
-        out.push_bind_param::<Array<Bool>, _>(&self.verified)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.only)?;
+        out.push_bind_param::<Array<Nullable<BigInt>>, _>(&self.versions)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
         out.push_sql(", ");
@@ -150,30 +158,40 @@ impl QueryFragment<Pg> for AcceptEvents<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Array<Jsonb>, _>(&self.headers)?;
         out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.paths)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.queries)?;
+        out.push_sql(", ");
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.keys)?;
         out.push_sql(
-            ") AS arriving (token, verified, only_subscription, id, received_at, body, payload, \
-                 content_type, headers, idempotency_key)), \
+            ") AS arriving (token, routing_version, id, received_at, body, payload, \
+                 content_type, headers, path, query, idempotency_key)), \
+             routes AS (SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.routed_events)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.routed_subscriptions)?;
+        out.push_sql(
+            ") AS routes (event_id, subscription_id)), \
              matched AS (SELECT arriving.*, sources.id AS source_id, sources.user_id, \
-                 sources.provider \
+                 sources.routing_version = arriving.routing_version IS NOT FALSE AS current \
                  FROM arriving JOIN sources ON sources.ingest_token = arriving.token), \
              inserted AS (INSERT INTO events (id, received_at, source_id, body, payload, \
-                 content_type, headers, idempotency_key) \
-                 SELECT id, received_at, source_id, body, payload, content_type, headers, \
-                     idempotency_key FROM matched \
-                 WHERE provider IS NULL OR verified \
+                 content_type, headers, path, query, idempotency_key) \
+                 SELECT id, received_at, source_id, body, payload, content_type, headers, path, \
+                     query, idempotency_key FROM matched \
+                 WHERE current \
                  ORDER BY source_id, idempotency_key, id \
                  ON CONFLICT (source_id, idempotency_key) DO NOTHING \
                  RETURNING id, source_id), \
              routed AS (INSERT INTO deliveries (id, event_id, subscription_id, next_attempt_at) \
                  SELECT delivery_id(inserted.id), inserted.id, subscriptions.id, now() \
-                 FROM inserted JOIN matched ON matched.id = inserted.id \
-                 JOIN subscriptions ON subscriptions.source_id = inserted.source_id \
-                 WHERE matched.only_subscription IS NULL \
-                     OR subscriptions.id = matched.only_subscription \
+                 FROM inserted JOIN routes ON routes.event_id = inserted.id \
+                 JOIN subscriptions ON subscriptions.id = routes.subscription_id \
+                     AND subscriptions.source_id = inserted.source_id \
                  ORDER BY inserted.id, subscriptions.id \
                  RETURNING id, event_id, subscription_id) \
-             SELECT matched.id, matched.source_id, matched.user_id, matched.provider, \
+             SELECT matched.id, matched.source_id, matched.user_id, matched.current, \
                  inserted.id, routed.id, routed.subscription_id, subscriptions.target_url \
              FROM matched LEFT JOIN inserted ON inserted.id = matched.id \
              LEFT JOIN routed ON routed.event_id = inserted.id \
@@ -192,8 +210,7 @@ pub async fn accept_all(
 ) -> QueryResult<Vec<Accepted>> {
     let rows: Vec<AcceptedRow> = AcceptEvents {
         tokens: events.iter().map(|event| event.token.as_str()).collect(),
-        verified: events.iter().map(|event| event.verified).collect(),
-        only: events.iter().map(|event| event.only).collect(),
+        versions: events.iter().map(|event| event.routing_version).collect(),
         ids: events.iter().map(|event| event.id).collect(),
         received_at: events.iter().map(|event| event.id.arrival()).collect(),
         bodies: events.iter().map(|event| event.body.as_ref()).collect(),
@@ -203,6 +220,16 @@ pub async fn accept_all(
             .map(|event| event.content_type.as_deref())
             .collect(),
         headers: events.iter().map(|event| &event.headers).collect(),
+        paths: events.iter().map(|event| event.path.as_str()).collect(),
+        queries: events.iter().map(|event| event.query.as_str()).collect(),
+        routed_events: events
+            .iter()
+            .flat_map(|event| event.routes.iter().map(|_| event.id))
+            .collect(),
+        routed_subscriptions: events
+            .iter()
+            .flat_map(|event| event.routes.iter().copied())
+            .collect(),
         keys: events
             .iter()
             .map(|event| event.idempotency_key.as_deref())
@@ -226,7 +253,7 @@ pub async fn accept_all(
                 id: row.id,
                 source_id: row.source_id,
                 user_id: row.user_id,
-                provider: row.provider,
+                current: row.current,
                 stored: row.stored,
                 deliveries: routed.into_iter().collect(),
             }),
@@ -308,4 +335,19 @@ pub async fn list_for_source(
     .bind::<BigInt, _>(limit)
     .load(conn)
     .await
+}
+
+/// A source's most recent events, bodies included, newest first.
+pub async fn recent_for_source(
+    conn: &mut AsyncPgConnection,
+    source: SourceId,
+    limit: i64,
+) -> QueryResult<Vec<Event>> {
+    events::table
+        .filter(events::source_id.eq(source))
+        .order(events::id.desc())
+        .limit(limit)
+        .select(Event::as_select())
+        .load(conn)
+        .await
 }

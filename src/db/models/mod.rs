@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
 pub mod login_failure;
+pub mod rate_limit;
 pub mod session;
 pub mod source;
 pub mod subscription;

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{SourceId, SubscriptionId, UserId};
+use crate::domain::{EventId, SourceId, SubscriptionId, UserId};
 
 /// A source as stored. `Debug` leaves out its token and the provider's secret.
 #[derive(Clone, Queryable, Selectable)]
@@ -96,6 +97,38 @@ pub async fn find_for_user(
         .optional()
 }
 
+/// How much a source has: its subscriptions, and the events it received in a recent window.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct SourceCounts {
+    #[diesel(sql_type = SqlUuid)]
+    pub source_id: SourceId,
+    #[diesel(sql_type = BigInt)]
+    pub subscriptions: i64,
+    /// Events received since the window's start, routed or not.
+    #[diesel(sql_type = BigInt)]
+    pub events: i64,
+}
+
+/// Each of a user's sources' subscriptions, and the events it received since `since`. Events
+/// walk the `(source_id, id)` index from an id bound rather than scanning by time (event ids
+/// carry their arrival).
+pub async fn counts_for_user(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    since: DateTime<Utc>,
+) -> QueryResult<Vec<SourceCounts>> {
+    diesel::sql_query(
+        "SELECT s.id AS source_id, \
+             (SELECT count(*) FROM subscriptions b WHERE b.source_id = s.id) AS subscriptions, \
+             (SELECT count(*) FROM events e WHERE e.source_id = s.id AND e.id >= $2) AS events \
+         FROM sources s WHERE s.user_id = $1",
+    )
+    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(EventId::first_at(since))
+    .load(conn)
+    .await
+}
+
 /// Applies an edit to one of a user's sources; `None` when it is not theirs.
 pub async fn update_for_user(
     conn: &mut AsyncPgConnection,
@@ -171,4 +204,59 @@ pub async fn delete_if_implicit_and_unused(
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// What ingest routes a source's events by, read in one statement: the source, its provider
+/// check, its routing version and each subscription's filter.
+pub struct Routing {
+    pub source_id: SourceId,
+    pub user_id: UserId,
+    /// The provider check, secret included.
+    pub provider: Option<serde_json::Value>,
+    /// Bumped by the database whenever where the source's events go changes.
+    pub version: i64,
+    /// Each subscription, with its filter as stored.
+    pub subscriptions: Vec<(SubscriptionId, Option<serde_json::Value>)>,
+}
+
+/// How the source with this ingest token routes its events; `None` when no source has it.
+pub async fn routing_for_token(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+) -> QueryResult<Option<Routing>> {
+    type Row = (
+        SourceId,
+        UserId,
+        Option<serde_json::Value>,
+        i64,
+        Option<SubscriptionId>,
+        Option<serde_json::Value>,
+    );
+    let rows: Vec<Row> = sources::table
+        .left_join(subscriptions::table)
+        .filter(sources::ingest_token.eq(token))
+        .order(subscriptions::id.nullable().asc())
+        .select((
+            sources::id,
+            sources::user_id,
+            sources::provider,
+            sources::routing_version,
+            subscriptions::id.nullable(),
+            subscriptions::filter.nullable(),
+        ))
+        .load(conn)
+        .await?;
+    let mut rows = rows.into_iter().peekable();
+    let Some((source_id, user_id, provider, version, _, _)) = rows.peek().cloned() else {
+        return Ok(None);
+    };
+    Ok(Some(Routing {
+        source_id,
+        user_id,
+        provider,
+        version,
+        subscriptions: rows
+            .filter_map(|(.., subscription, filter)| Some((subscription?, filter)))
+            .collect(),
+    }))
 }

@@ -32,6 +32,13 @@ pub struct Subscription {
     pub consecutive_failures: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Which of its source's events it receives (a filter document, checked when saved);
+    /// `None`: every event.
+    pub filter: Option<serde_json::Value>,
+    /// Whether the path and query each event arrived with are appended to its target URL.
+    pub forward_path: bool,
+    /// Its delivery policy, as stored (see [`crate::domain::Policy`]): it holds secrets.
+    pub policy: serde_json::Value,
 }
 
 /// A subscription to create. No `Debug`: it holds the token and secrets.
@@ -44,6 +51,9 @@ pub struct NewSubscription<'a> {
     pub name: &'a str,
     pub target_url: &'a str,
     pub signing_secret: &'a str,
+    pub filter: Option<&'a serde_json::Value>,
+    pub forward_path: bool,
+    pub policy: serde_json::Value,
 }
 
 /// The fields an edit may change; `None` leaves a field as it is.
@@ -55,6 +65,9 @@ pub struct SubscriptionChanges<'a> {
     pub is_active: Option<bool>,
     pub disabled_reason: Option<Option<&'a str>>,
     pub consecutive_failures: Option<i32>,
+    pub filter: Option<Option<&'a serde_json::Value>>,
+    pub forward_path: Option<bool>,
+    pub policy: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -79,6 +92,9 @@ impl std::fmt::Debug for Subscription {
             .field("is_active", &self.is_active)
             .field("disabled_reason", &self.disabled_reason)
             .field("consecutive_failures", &self.consecutive_failures)
+            .field("filter", &self.filter)
+            .field("forward_path", &self.forward_path)
+            .field("policy", &crate::domain::Policy::from_stored(&self.policy))
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish_non_exhaustive()
@@ -283,6 +299,9 @@ mod tests {
             consecutive_failures: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            filter: None,
+            forward_path: false,
+            policy: serde_json::json!({"headers": {"Authorization": "Bearer endpoint-token"}}),
         };
         let shown = format!("{subscription:?}");
         for secret in ["ingest-token-value", "whsec_", "endpoint-token"] {

@@ -1,0 +1,359 @@
+//! Source pages: the list, create, the source's own page (its ingest URL, its subscriptions and
+//! its latest events), edit, delete.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::error::DashboardError;
+use super::session::Session;
+use super::subscriptions::{PROVIDERS, StateBadge};
+use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
+use crate::db::models::event::EventLine;
+use crate::db::models::source::{Source, SourceCounts};
+use crate::db::models::subscription::Subscription;
+use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
+use crate::service::ServiceError;
+use crate::service::sources::{self, SourceForm, stored_provider};
+use crate::state::AppState;
+
+/// How many of its latest events a source's page lists.
+const RECENT_EVENTS: i64 = 20;
+
+/// The provider a source checks, as the form names it; `None` when it checks none.
+fn provider_label(source: &Source) -> Option<&'static str> {
+    stored_provider(source).map(|provider| {
+        PROVIDERS
+            .iter()
+            .find(|(kind, _)| *kind == provider.kind())
+            .map_or(provider.kind(), |(_, label)| *label)
+    })
+}
+
+/// One line of the sources list.
+pub struct SourceRow {
+    pub id: SourceId,
+    pub name: String,
+    pub ingest_url: String,
+    pub provider: Option<&'static str>,
+    pub subscriptions: i64,
+    pub events_24h: i64,
+}
+
+impl SourceRow {
+    fn new(source: Source, counts: Option<SourceCounts>, state: &AppState) -> Self {
+        let (subscriptions, events_24h) = counts.map_or((0, 0), |c| (c.subscriptions, c.events));
+        SourceRow {
+            id: source.id,
+            ingest_url: state.ingest_url(&source.ingest_token),
+            provider: provider_label(&source),
+            name: source.name,
+            subscriptions,
+            events_24h,
+        }
+    }
+}
+
+/// One subscription of a source, as the source's page lists it.
+pub struct SubscriptionLine {
+    pub id: SubscriptionId,
+    pub name: String,
+    pub target_url: String,
+    pub state: StateBadge,
+    /// What its filter takes, in short; `None` when it takes every event.
+    pub filter: Option<String>,
+    /// Deliveries made for it of events received in the last 24 hours.
+    pub matched_24h: i64,
+}
+
+impl SubscriptionLine {
+    fn new(subscription: Subscription, matched_24h: i64) -> Self {
+        SubscriptionLine {
+            id: subscription.id,
+            state: StateBadge::of(&subscription),
+            filter: subscription
+                .filter
+                .as_ref()
+                .map(|json| match Filter::parse(json) {
+                    Ok(filter) => filter.summary(),
+                    // Checked when saved: only a new filter language makes one unreadable.
+                    Err(error) => format!("unreadable filter: {error}"),
+                }),
+            name: subscription.name,
+            target_url: subscription.target_url,
+            matched_24h,
+        }
+    }
+}
+
+/// One of a source's latest events.
+pub struct RecentEvent {
+    pub id: EventId,
+    /// Its deliveries' statuses rolled up; `unrouted` when no subscription took it.
+    pub status: &'static str,
+    /// How many subscriptions it was routed to.
+    pub deliveries: usize,
+    pub received: Moment,
+}
+
+impl RecentEvent {
+    fn new(line: EventLine, now: DateTime<Utc>) -> Self {
+        RecentEvent {
+            id: line.id,
+            status: line.status().as_str(),
+            deliveries: line.statuses.len(),
+            received: Moment::of(line.received_at, now),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sources/list.html")]
+struct ListPage {
+    layout: Layout,
+    rows: Vec<SourceRow>,
+}
+
+#[derive(Template)]
+#[template(path = "sources/form.html")]
+struct FormPage {
+    layout: Layout,
+    /// `None` when creating.
+    editing: Option<SourceId>,
+    form: SourceForm,
+    errors: FormErrors,
+    /// Whether the source already has a provider secret that a blank field keeps.
+    has_secret: bool,
+}
+
+impl FormPage {
+    fn providers(&self) -> &'static [(&'static str, &'static str)] {
+        &PROVIDERS
+    }
+
+    fn action(&self) -> String {
+        match self.editing {
+            Some(id) => format!("/sources/{id}"),
+            None => "/sources".to_owned(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "sources/show.html")]
+struct ShowPage {
+    layout: Layout,
+    id: SourceId,
+    name: String,
+    ingest_url: String,
+    curl: String,
+    provider: Option<&'static str>,
+    created: Moment,
+    subscriptions: Vec<SubscriptionLine>,
+    events: Vec<RecentEvent>,
+}
+
+#[derive(Template)]
+#[template(path = "sources/delete.html")]
+struct DeletePage {
+    layout: Layout,
+    id: SourceId,
+    name: String,
+    /// The names of the subscriptions deleted with it.
+    subscriptions: Vec<String>,
+}
+
+pages!(ListPage, FormPage, ShowPage, DeletePage);
+
+fn field_errors(error: ServiceError) -> Result<FormErrors, DashboardError> {
+    match error {
+        ServiceError::Invalid(fields) => Ok(FormErrors::new(fields)),
+        other => Err(other.into()),
+    }
+}
+
+/// `GET /sources`
+pub async fn list(
+    session: Session,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, DashboardError> {
+    let rows = sources::list_with_counts(&state, session.user_id())
+        .await?
+        .into_iter()
+        .map(|(source, counts)| SourceRow::new(source, counts, &state))
+        .collect();
+    render(&ListPage {
+        layout: session.layout(Nav::Sources),
+        rows,
+    })
+}
+
+/// `GET /sources/new`
+pub async fn new(session: Session) -> Result<HttpResponse, DashboardError> {
+    render(&FormPage {
+        layout: session.layout(Nav::Sources),
+        editing: None,
+        form: SourceForm {
+            provider_kind: "none".to_owned(),
+            ..SourceForm::default()
+        },
+        errors: FormErrors::default(),
+        has_secret: false,
+    })
+}
+
+/// `POST /sources`
+pub async fn create(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    form: web::Form<SourceForm>,
+) -> Result<HttpResponse, DashboardError> {
+    let form = form.into_inner();
+    match sources::create_from_form(&state, session.user_id(), &form).await {
+        Ok(created) => Ok(redirect(
+            &request,
+            &format!("/sources/{}", created.id),
+            Some(Flash::success(
+                "Source created. Give its ingest URL to your provider, then add a subscription.",
+            )),
+        )),
+        Err(error) => render_with(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &FormPage {
+                layout: session.layout(Nav::Sources),
+                editing: None,
+                errors: field_errors(error)?,
+                form: form.without_secret(),
+                has_secret: false,
+            },
+        ),
+    }
+}
+
+/// `GET /sources/{id}`
+pub async fn show(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SourceId(id.into_inner());
+    let overview = sources::overview(&state, session.user_id(), id, RECENT_EVENTS).await?;
+    let now = Utc::now();
+    let source = overview.source;
+    let ingest_url = state.ingest_url(&source.ingest_token);
+    render(&ShowPage {
+        layout: session.layout(Nav::Sources),
+        id,
+        curl: format!(
+            "curl -X POST '{ingest_url}' -H 'Content-Type: application/json' \
+             -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
+        ),
+        ingest_url,
+        provider: provider_label(&source),
+        created: Moment::of(source.created_at, now),
+        subscriptions: overview
+            .subscriptions
+            .into_iter()
+            .map(|(subscription, matched)| SubscriptionLine::new(subscription, matched))
+            .collect(),
+        events: overview
+            .recent_events
+            .into_iter()
+            .map(|line| RecentEvent::new(line, now))
+            .collect(),
+        name: source.name,
+    })
+}
+
+/// `GET /sources/{id}/edit`
+pub async fn edit_page(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SourceId(id.into_inner());
+    let source = sources::get(&state, session.user_id(), id).await?;
+    render(&FormPage {
+        layout: session.layout(Nav::Sources),
+        editing: Some(id),
+        form: SourceForm::of(&source),
+        errors: FormErrors::default(),
+        has_secret: source.provider.is_some(),
+    })
+}
+
+/// `POST /sources/{id}`
+pub async fn edit(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    form: web::Form<SourceForm>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SourceId(id.into_inner());
+    let form = form.into_inner();
+    match sources::edit_from_form(&state, session.user_id(), id, &form).await {
+        Ok(_) => Ok(redirect(
+            &request,
+            &format!("/sources/{id}"),
+            Some(Flash::success("Changes saved.")),
+        )),
+        Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
+        Err(error) => {
+            let has_secret = sources::get(&state, session.user_id(), id)
+                .await?
+                .provider
+                .is_some();
+            render_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &FormPage {
+                    layout: session.layout(Nav::Sources),
+                    editing: Some(id),
+                    errors: field_errors(error)?,
+                    form: form.without_secret(),
+                    has_secret,
+                },
+            )
+        }
+    }
+}
+
+/// `GET /sources/{id}/delete`: asks before deleting.
+pub async fn confirm_delete(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SourceId(id.into_inner());
+    let (source, subscriptions) =
+        sources::get_with_subscriptions(&state, session.user_id(), id).await?;
+    render(&DeletePage {
+        layout: session.layout(Nav::Sources),
+        id,
+        name: source.name,
+        subscriptions: subscriptions.into_iter().map(|s| s.name).collect(),
+    })
+}
+
+/// `POST /sources/{id}/delete`
+pub async fn delete(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SourceId(id.into_inner());
+    let source = sources::get(&state, session.user_id(), id).await?;
+    sources::delete(&state, session.user_id(), id).await?;
+    Ok(redirect(
+        &request,
+        "/sources",
+        Some(Flash::success(format!(
+            "Deleted {}, its subscriptions and its events.",
+            source.name
+        ))),
+    ))
+}
