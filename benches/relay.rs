@@ -1,8 +1,10 @@
 //! Load benchmark: starts the release `spenza` binary against a fresh database and queue prefix,
-//! runs a local sink, and measures ingest and end-to-end latency open-loop at a fixed rate, then
-//! open-loop again at a high rate (2,000 events/s by default, where the relay's throughput
-//! limits show), then throughput at full speed, plus the relay's peak memory. Loopback only;
-//! every loop is bounded in count and in time.
+//! runs a local sink, and measures ingest and end-to-end latency open-loop at a fixed rate (then
+//! again with ten more subscriptions on the source whose filters match nothing), then open-loop
+//! again at a high rate (2,000 events/s by default, where the relay's throughput limits show),
+//! then throughput at full speed, then fan-out: one source with five subscriptions whose filters
+//! match every event, open-loop at 200 events/s (1,000 deliveries/s); plus the relay's peak
+//! memory. Loopback only; every loop is bounded in count and in time.
 //!
 //! For every phase it also reports what a delivered event costs: the relay's CPU time (utime +
 //! stime from `/proc/<pid>/stat`) per 1,000 delivered events, and PostgreSQL commits per
@@ -11,7 +13,7 @@
 //! configuration is never changed).
 //!
 //! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_HIGH_RATE, BENCH_SECONDS,
-//! BENCH_EVENTS, BENCH_CONCURRENCY, and BENCH_LIVE=1 to keep the subscription's dashboard page
+//! BENCH_EVENTS, BENCH_CONCURRENCY, BENCH_FANOUT_RATE, and BENCH_LIVE=1 to keep the subscription's dashboard page
 //! open on the live WebSocket throughout; see `Plan::from_env`; BENCH_RELAY_LOG=<file> keeps
 //! the relay's log).
 
@@ -43,9 +45,16 @@ struct Plan {
     seconds: u64,
     events: usize,
     concurrency: usize,
+    /// The fan-out phase's rate, in events (each delivered to [`FAN_OUT`] endpoints).
+    fanout_rate: u64,
     /// Whether a dashboard page follows the subscription live while the load runs.
     live: bool,
 }
+
+/// The subscriptions of the fan-out phase's source, each with a filter every event passes.
+const FAN_OUT: usize = 5;
+/// The subscriptions with a filter no event passes that the second phase adds to the source.
+const NOT_MATCHING: usize = 10;
 
 impl Plan {
     fn from_env() -> Self {
@@ -61,12 +70,14 @@ impl Plan {
             seconds: get("BENCH_SECONDS", 30),
             events: get("BENCH_EVENTS", 30_000) as usize,
             concurrency: get("BENCH_CONCURRENCY", 64) as usize,
+            fanout_rate: get("BENCH_FANOUT_RATE", 200),
             live: get("BENCH_LIVE", 0) == 1,
         }
     }
 }
 
-/// Arrival time of each event id at the sink.
+/// Arrival time of each delivery at the sink, by event id and the path it was delivered to
+/// (see [`delivery_key`]).
 #[derive(Default)]
 struct Arrivals {
     at: Mutex<HashMap<String, Instant>>,
@@ -91,11 +102,19 @@ async fn sink(
             .at
             .lock()
             .unwrap()
-            .entry(id.to_owned())
+            .entry(delivery_key(id, request.path()))
             .or_insert(now);
     }
     HttpResponse::NoContent().finish()
 }
+
+/// An event's delivery to one of the sink's paths.
+fn delivery_key(event: &str, path: &str) -> String {
+    format!("{event} {path}")
+}
+
+/// The sink's path for the bench's own subscription.
+const HOOK: &str = "/hook";
 
 /// One ingest request: when it was due, how long it took, the event id if accepted.
 struct Sent {
@@ -153,8 +172,13 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-/// Waits (bounded) until every accepted event has reached the sink; returns the last arrival.
-async fn wait_for_deliveries(arrivals: &Arrivals, sent: &[Sent]) -> Option<Instant> {
+/// Waits (bounded) until every accepted event has reached the sink at each of `paths`; returns
+/// the last arrival.
+async fn wait_for_deliveries(
+    arrivals: &Arrivals,
+    sent: &[Sent],
+    paths: &[String],
+) -> Option<Instant> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (missing, last) = {
@@ -162,9 +186,11 @@ async fn wait_for_deliveries(arrivals: &Arrivals, sent: &[Sent]) -> Option<Insta
             let mut missing = 0;
             let mut last: Option<Instant> = None;
             for id in sent.iter().filter_map(|s| s.event_id.as_ref()) {
-                match at.get(id) {
-                    Some(t) => last = Some(last.map_or(*t, |l| l.max(*t))),
-                    None => missing += 1,
+                for path in paths {
+                    match at.get(&delivery_key(id, path)) {
+                        Some(t) => last = Some(last.map_or(*t, |l| l.max(*t))),
+                        None => missing += 1,
+                    }
                 }
             }
             (missing, last)
@@ -173,19 +199,21 @@ async fn wait_for_deliveries(arrivals: &Arrivals, sent: &[Sent]) -> Option<Insta
             return last;
         }
         if Instant::now() > deadline {
-            println!("  !! {missing} accepted events not delivered within 120 s");
+            println!("  !! {missing} deliveries of accepted events not made within 120 s");
             return last;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Prints what a phase measured; returns how many of its accepted events were delivered.
+/// Prints what a phase measured; returns how many deliveries of its accepted events were made
+/// (one per event and path).
 fn report(
     name: &str,
     started: Instant,
     sent: &[Sent],
     arrivals: &Arrivals,
+    paths: &[String],
     finished: Option<Instant>,
 ) -> usize {
     let accepted: Vec<&Sent> = sent.iter().filter(|s| s.event_id.is_some()).collect();
@@ -200,8 +228,9 @@ fn report(
     let at = arrivals.at.lock().unwrap();
     let mut e2e: Vec<Duration> = accepted
         .iter()
-        .filter_map(|s| {
-            at.get(s.event_id.as_ref()?)
+        .flat_map(|s| paths.iter().map(move |path| (s, path)))
+        .filter_map(|(s, path)| {
+            at.get(&delivery_key(s.event_id.as_ref()?, path))
                 .map(|t| t.duration_since(s.due))
         })
         .collect();
@@ -210,9 +239,10 @@ fn report(
     let delivery_secs = finished.map_or(f64::NAN, |f| f.duration_since(started).as_secs_f64());
     println!("{name}");
     println!(
-        "  sent {} / accepted {} / delivered {delivered}",
+        "  sent {} / accepted {} / delivered {delivered} / missing {}",
         sent.len(),
-        accepted.len()
+        accepted.len(),
+        accepted.len() * paths.len() - delivered
     );
     println!(
         "  ingest throughput   {:.0} events/s",
@@ -229,7 +259,7 @@ fn report(
         ms(percentile(&e2e, 99.0))
     );
     println!(
-        "  deliveries          {:.0} events/s (first ingest to last delivery)",
+        "  deliveries          {:.0}/s (first ingest to last delivery)",
         delivered as f64 / delivery_secs
     );
     delivered
@@ -707,6 +737,99 @@ async fn open_live_page(address: &str, subscription: &str) -> LivePage {
     }
 }
 
+/// What every phase reads and reports with, and the reading its costs start from.
+struct Bench {
+    client: reqwest::Client,
+    arrivals: web::Data<Arrivals>,
+    pid: u32,
+    counters: PgCounters,
+    ticks_per_second: u64,
+    seconds: u64,
+    mark: Usage,
+}
+
+impl Bench {
+    /// An open-loop phase at `rate` events/s to `url`, each event to be delivered at each of
+    /// the sink's `paths`; `what` is added to its name.
+    async fn open_phase(&mut self, what: &str, url: &str, rate: u64, paths: &[String]) {
+        let run = open_loop(&self.client, url, rate, self.seconds).await;
+        let name = format!("open loop, {rate} events/s for {} s{what}", self.seconds);
+        self.finish_phase(&name, run.started, &run.sent, paths, Some(&run))
+            .await;
+    }
+
+    /// Waits for a phase's deliveries and reports it, its sender's schedule when it was an
+    /// open loop, the relay's memory and what each delivery cost.
+    async fn finish_phase(
+        &mut self,
+        name: &str,
+        started: Instant,
+        sent: &[Sent],
+        paths: &[String],
+        open_loop: Option<&OpenLoop>,
+    ) {
+        let finished = wait_for_deliveries(&self.arrivals, sent, paths).await;
+        let (peak, rss) = memory_kib(self.pid);
+        let now = usage(self.pid, &mut self.counters).await;
+        let delivered = report(name, started, sent, &self.arrivals, paths, finished);
+        if let Some(run) = open_loop {
+            report_sender(run);
+        }
+        report_memory(peak, rss);
+        report_costs(&self.mark, &now, delivered, self.ticks_per_second);
+        self.mark = now;
+    }
+}
+
+/// The relay's JSON API, as the benchmark's user.
+struct Api {
+    client: reqwest::Client,
+    address: String,
+    key: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "POST {path}");
+        response.json().await.unwrap()
+    }
+
+    /// A subscription on `source` delivering to `target` through `filter`.
+    async fn subscribe(
+        &self,
+        source: &str,
+        target: &str,
+        filter: serde_json::Value,
+    ) -> serde_json::Value {
+        self.post(
+            "/api/v1/subscriptions",
+            serde_json::json!({
+                "name": target, "target_url": target, "source_id": source, "filter": filter,
+            }),
+        )
+        .await
+    }
+
+    async fn delete(&self, path: &str) {
+        let response = self
+            .client
+            .delete(format!("{}{path}", self.address))
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "DELETE {path}");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let plan = Plan::from_env();
@@ -726,7 +849,8 @@ async fn main() {
 
     let arrivals = web::Data::new(Arrivals::default());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let sink_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let sink_base = format!("http://{}", listener.local_addr().unwrap());
+    let sink_url = format!("{sink_base}{HOOK}");
     let shared = arrivals.clone();
     let server = HttpServer::new(move || {
         App::new()
@@ -787,33 +911,61 @@ async fn main() {
     }
 
     // Warm-up: connections, caches, queue; not reported.
+    let hook = [HOOK.to_owned()];
     let warm: Vec<Sent> = futures_util::stream::iter(0..500)
         .map(|_| send(&client, &ingest_url, Instant::now()))
         .buffer_unordered(16)
         .collect()
         .await;
-    wait_for_deliveries(&arrivals, &warm).await;
+    wait_for_deliveries(&arrivals, &warm, &hook).await;
 
     // Each phase's costs run from the reading before it to the reading after it, so the
     // readings between phases are shared and no work of the relay falls between two phases.
-    let mut mark = usage(pid, &mut counters).await;
-    for rate in [plan.rate, plan.high_rate] {
-        let run = open_loop(&client, &ingest_url, rate, plan.seconds).await;
-        let finished = wait_for_deliveries(&arrivals, &run.sent).await;
-        let (peak, rss) = memory_kib(pid);
-        let now = usage(pid, &mut counters).await;
-        let delivered = report(
-            &format!("open loop, {rate} events/s for {} s", plan.seconds),
-            run.started,
-            &run.sent,
-            &arrivals,
-            finished,
-        );
-        report_sender(&run);
-        report_memory(peak, rss);
-        report_costs(&mark, &now, delivered, ticks_per_second);
-        mark = now;
+    let mut bench = Bench {
+        mark: usage(pid, &mut counters).await,
+        client: client.clone(),
+        arrivals: arrivals.clone(),
+        pid,
+        counters,
+        ticks_per_second,
+        seconds: plan.seconds,
+    };
+    bench.open_phase("", &ingest_url, plan.rate, &hook).await;
+
+    // The same, with subscriptions on the source whose filters no event passes: what
+    // evaluating them costs ingest. They go again before the next phase.
+    let api = Api {
+        client: client.clone(),
+        address: address.clone(),
+        key: key.expose().to_owned(),
+    };
+    let source = subscription["source_id"].as_str().unwrap().to_owned();
+    let mut not_matching = Vec::new();
+    for n in 0..NOT_MATCHING {
+        let created = api
+            .subscribe(
+                &source,
+                &format!("{sink_base}/never/{n}"),
+                serde_json::json!({"body": {"type": format!("never.sent.{n}")}}),
+            )
+            .await;
+        not_matching.push(created["id"].as_str().unwrap().to_owned());
     }
+    bench
+        .open_phase(
+            &format!(", {NOT_MATCHING} more subscriptions whose filters match nothing"),
+            &ingest_url,
+            plan.rate,
+            &hook,
+        )
+        .await;
+    for id in &not_matching {
+        api.delete(&format!("/api/v1/subscriptions/{id}")).await;
+    }
+
+    bench
+        .open_phase("", &ingest_url, plan.high_rate, &hook)
+        .await;
 
     // Full speed: a fixed number of events, `concurrency` in flight, bounded in time.
     let started = Instant::now();
@@ -824,21 +976,42 @@ async fn main() {
         .buffer_unordered(plan.concurrency)
         .collect()
         .await;
-    let finished = wait_for_deliveries(&arrivals, &sent).await;
-    let (peak, rss) = memory_kib(pid);
-    let now = usage(pid, &mut counters).await;
-    let delivered = report(
-        &format!(
-            "full speed, {} events, {} in flight",
-            plan.events, plan.concurrency
-        ),
-        started,
-        &sent,
-        &arrivals,
-        finished,
-    );
-    report_memory(peak, rss);
-    report_costs(&mark, &now, delivered, ticks_per_second);
+    bench
+        .finish_phase(
+            &format!(
+                "full speed, {} events, {} in flight",
+                plan.events, plan.concurrency
+            ),
+            started,
+            &sent,
+            &hook,
+            None,
+        )
+        .await;
+
+    // Fan-out: a source of its own, with subscriptions whose filters every event passes, each
+    // delivering to its own path of the sink.
+    let fanned: serde_json::Value = api
+        .post("/api/v1/sources", serde_json::json!({"name": "fan-out"}))
+        .await;
+    let fan_paths: Vec<String> = (0..FAN_OUT).map(|n| format!("/fan/{n}")).collect();
+    for path in &fan_paths {
+        api.subscribe(
+            fanned["id"].as_str().unwrap(),
+            &format!("{sink_base}{path}"),
+            serde_json::json!({"body": {"object": "event"}}),
+        )
+        .await;
+    }
+    bench
+        .open_phase(
+            &format!(", fanned out to {FAN_OUT} subscriptions"),
+            fanned["ingest_url"].as_str().unwrap(),
+            plan.fanout_rate,
+            &fan_paths,
+        )
+        .await;
+
     let duplicates = arrivals.requests.load(Ordering::Relaxed) - arrivals.at.lock().unwrap().len();
     println!("duplicate deliveries: {duplicates}");
     if let Some(page) = live_page {
@@ -851,7 +1024,7 @@ async fn main() {
     }
 
     // Its connection to the bench's database would otherwise only end when that is dropped.
-    drop(counters);
+    drop(bench);
     sink_handle.stop(false).await;
     relay.stop().await;
 }
