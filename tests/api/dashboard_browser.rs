@@ -12,7 +12,7 @@ use crate::helpers::{
 };
 
 /// Where a test leaves its screenshots, to look at after a run.
-fn screenshot_path(name: &str) -> PathBuf {
+pub(crate) fn screenshot_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
         .join(name)
@@ -370,7 +370,7 @@ async fn a_live_page_reconnects_on_its_own_after_the_relay_restarts() {
 }
 
 /// Logs in as the owner through the form.
-async fn log_in(browser: &Browser, address: &str) {
+pub(crate) async fn log_in(browser: &Browser, address: &str) {
     browser.goto(&format!("{address}/login")).await;
     browser.fill("email", OWNER_EMAIL).await;
     browser.fill("password", PASSWORD).await;

@@ -2,31 +2,12 @@
 //! a problem, and a source's page with its subscriptions and events, none of them spilling
 //! sideways.
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, BrowserOptions, Screen};
-use crate::helpers::{OWNER_EMAIL, PASSWORD, Script, Sink, TestApp, spawn_app};
-
-/// Where a test leaves its screenshots, to look at after a run.
-fn screenshot_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("screenshots")
-        .join(name)
-}
-
-/// Logs in as the owner through the form.
-async fn log_in(browser: &Browser, address: &str) {
-    browser.goto(&format!("{address}/login")).await;
-    browser.fill("email", OWNER_EMAIL).await;
-    browser.fill("password", PASSWORD).await;
-    browser
-        .click("form[action='/login'] button[type='submit']")
-        .await;
-    browser.wait_for("nav.mainnav").await;
-}
+use crate::dashboard_browser::{log_in, screenshot_path};
+use crate::helpers::{Script, Sink, TestApp, spawn_app};
 
 /// Whether the page is wider than the screen, or a table scrolls sideways in its frame.
 async fn spills(browser: &Browser) -> bool {
