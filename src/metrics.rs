@@ -23,6 +23,7 @@ use crate::db::Database;
 use crate::db::models::delivery;
 use crate::domain::{EventStatus, SubscriptionId};
 use crate::queue::{Topology, connect};
+use crate::signing::incoming::Rejection;
 
 /// The content type of [`encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -36,8 +37,14 @@ pub enum IngestStatus {
     Duplicate,
     /// 400: its body could not be read.
     BadRequest,
-    /// 401: its provider's signature does not hold.
+    /// 401: its provider's signature or credentials do not hold.
     Unauthorized,
+    /// 403: a handshake the relay may not answer (a wrong verify token).
+    Forbidden,
+    /// 405: neither a `POST` nor the provider's handshake.
+    MethodNotAllowed,
+    /// 200: a provider's handshake, answered by the relay.
+    Handshake,
     /// 404: no subscription has its token.
     NotFound,
     /// 413: its body is over the limit.
@@ -55,6 +62,9 @@ impl EncodeLabelValue for IngestStatus {
             IngestStatus::Duplicate => "200",
             IngestStatus::BadRequest => "400",
             IngestStatus::Unauthorized => "401",
+            IngestStatus::Forbidden => "403",
+            IngestStatus::MethodNotAllowed => "405",
+            IngestStatus::Handshake => "handshake",
             IngestStatus::NotFound => "404",
             IngestStatus::TooLarge => "413",
             IngestStatus::Error => "500",
@@ -123,6 +133,14 @@ pub struct IngestLabels {
     pub status: IngestStatus,
 }
 
+/// A refused ingest request: the source's provider kind (or `none`) and a `Rejection::reason`,
+/// both from fixed sets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RejectionLabels {
+    pub kind: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct AttemptLabels {
     pub outcome: AttemptOutcome,
@@ -156,6 +174,8 @@ pub struct Metrics {
     registry: Registry,
     /// Ingest requests, by the status they were answered with.
     pub ingest_requests: Family<IngestLabels, Counter>,
+    /// Refused ingest requests, by the source's provider kind and the reason.
+    pub ingest_rejections: Family<RejectionLabels, Counter>,
     /// From an ingest request's arrival to its answer.
     pub ingest_duration: Histogram,
     /// Events written by one ingest statement (group commit).
@@ -193,6 +213,7 @@ impl Metrics {
         let mut metrics = Metrics {
             registry: Registry::with_prefix("spenza"),
             ingest_requests: Family::default(),
+            ingest_rejections: Family::default(),
             ingest_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
             ingest_batch_events: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
             delivery_attempts: Family::default(),
@@ -214,6 +235,11 @@ impl Metrics {
             "ingest_requests",
             "Ingest requests, by the status they were answered with",
             metrics.ingest_requests.clone(),
+        );
+        registry.register(
+            "ingest_rejections",
+            "Ingest requests refused by their source's check, by provider kind and reason",
+            metrics.ingest_rejections.clone(),
         );
         registry.register_with_unit(
             "ingest_duration",
@@ -295,6 +321,16 @@ impl Metrics {
             .get_or_create(&IngestLabels { status })
             .inc();
         self.ingest_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts a request refused by a source whose provider is `kind` (`none` when it has none).
+    pub fn rejected(&self, kind: &'static str, rejection: Rejection) {
+        self.ingest_rejections
+            .get_or_create(&RejectionLabels {
+                kind,
+                reason: rejection.reason(),
+            })
+            .inc();
     }
 
     /// Counts an event stored for `subscription` (only by subscription: the ingest request

@@ -16,7 +16,7 @@ use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
 use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
-use crate::ingest::{IngestState, Intake, Routes};
+use crate::ingest::{IngestState, Intake, Refusals, Routes};
 use crate::live::LiveThread;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::retention::{Retention, RetentionPolicy};
@@ -214,6 +214,7 @@ impl Application {
         let http_log = log.clone();
         let http_shutdown = shutdown.clone();
         let routes = Arc::new(Routes::default());
+        let refusals = Arc::new(Refusals::default());
         let serves_http = settings.role.serves_http();
         let metrics_apart = settings.metrics_bind.is_some();
         let metrics_server = match settings.metrics_bind {
@@ -246,6 +247,8 @@ impl Application {
                 intake: intake.clone(),
                 routes: routes.clone(),
                 max_body_bytes,
+                public_base: public_base.clone(),
+                refusals: refusals.clone(),
                 log: http_log.clone(),
             });
             let state = web::Data::new(AppState {

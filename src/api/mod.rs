@@ -52,6 +52,7 @@ api_routes! {
     patch "/sources/{id}" => sources::edit,
     delete "/sources/{id}" => sources::delete,
     get "/sources/{id}/events" => sources::events,
+    get "/sources/{id}/rejections" => sources::rejections,
 }
 
 /// Mounts every API route, and the API's OpenAPI document beside them: the document describes

@@ -43,6 +43,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         sources::edit,
         sources::delete,
         sources::events,
+        sources::rejections,
     ),
     components(
         schemas(Problem),

@@ -10,8 +10,9 @@ use uuid::Uuid;
 use super::responses::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
 use super::{ApiError, ApiUser};
 use crate::db::models::event::EventLine;
+use crate::db::models::rejected_request::KEPT_PER_SOURCE;
 use crate::db::models::source::Source;
-use crate::domain::{EventId, EventStatus, SourceId};
+use crate::domain::{EventId, EventStatus, IngestResponse, SourceId};
 use crate::service::sources::{self, SourceIn, SourcePatch};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -26,20 +27,41 @@ pub struct SourceOut {
     /// The provider checked at ingest, without its secret (write-only).
     #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
+    /// What a request the source accepts is answered with; null for the default (`202` and
+    /// the event id).
+    #[schema(required = true)]
+    pub response: Option<IngestResponse>,
+    /// When the relay last answered the provider's handshake at this source, and how.
+    #[schema(required = true)]
+    pub last_handshake: Option<HandshakeOut>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+/// The last provider handshake a source's ingest URL answered (or refused).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandshakeOut {
+    pub at: DateTime<Utc>,
+    /// `answered`, or why it was refused (`bad_signature`, `failed_handshake`, ...).
+    pub outcome: String,
+}
+
 impl SourceOut {
     fn new(source: Source, state: &AppState) -> Self {
+        let response = sources::stored_response(&source);
         SourceOut {
             ingest_url: state.ingest_url(&source.ingest_token),
             id: source.id,
             name: source.name,
+            response,
             provider: source
                 .provider
                 .and_then(|stored| serde_json::from_value::<ProviderConfig>(stored).ok())
                 .map(|provider| provider.public_view()),
+            last_handshake: source
+                .last_handshake_at
+                .zip(source.last_handshake_outcome)
+                .map(|(at, outcome)| HandshakeOut { at, outcome }),
             created_at: source.created_at,
             updated_at: source.updated_at,
         }
@@ -265,4 +287,71 @@ pub async fn events(
         data: lines.into_iter().map(SourceEventOut::from).collect(),
         next_before,
     }))
+}
+
+/// A request a source's check refused, as its owner may see it: credentials masked.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectionOut {
+    pub received_at: DateTime<Utc>,
+    /// `missing_header`, `malformed`, `bad_signature`, `stale_timestamp`, `wrong_method`,
+    /// `failed_handshake` or `wrong_credentials`.
+    pub reason: String,
+    /// Refused while answering the provider's handshake.
+    pub handshake: bool,
+    pub method: String,
+    /// The path after the ingest token, and the query.
+    pub path: String,
+    /// The headers it came with, credentials masked.
+    #[schema(value_type = Object)]
+    pub headers: serde_json::Value,
+    /// The start of its body (at most 1 KiB), as text with invalid UTF-8 replaced.
+    pub body_sample: String,
+    /// The whole body's length in bytes.
+    pub body_bytes: i32,
+}
+
+/// A source's latest refused requests, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectionList {
+    pub data: Vec<RejectionOut>,
+}
+
+/// `GET /api/v1/sources/{id}/rejections`
+#[utoipa::path(
+    get,
+    path = "/api/v1/sources/{id}/rejections",
+    tag = "sources",
+    operation_id = "list_source_rejections",
+    summary = "List a source's refused requests",
+    description = "The last requests the source's check refused (at most 100 are kept), newest first, with why: how to find out that a secret was pasted wrong.",
+    params(("id" = SourceId, Path, description = "The source's id")),
+    responses(
+        (status = 200, description = "The source's refused requests, newest first", body = RejectionList),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn rejections(
+    user: ApiUser,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = SourceId(id.into_inner());
+    let data = sources::rejections(&state, user.0, id, KEPT_PER_SOURCE)
+        .await?
+        .into_iter()
+        .map(|rejected| RejectionOut {
+            received_at: rejected.received_at,
+            reason: rejected.reason,
+            handshake: rejected.handshake,
+            method: rejected.method,
+            path: rejected.path,
+            headers: rejected.headers,
+            body_sample: String::from_utf8_lossy(&rejected.body_sample).into_owned(),
+            body_bytes: rejected.body_bytes,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(RejectionList { data }))
 }

@@ -88,6 +88,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    rejected_requests (id) {
+        id -> Uuid,
+        source_id -> Uuid,
+        received_at -> Timestamptz,
+        reason -> Text,
+        handshake -> Bool,
+        method -> Text,
+        path -> Text,
+        headers -> Jsonb,
+        body_sample -> Bytea,
+        body_bytes -> Int4,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Uuid,
         user_id -> Uuid,
@@ -109,6 +124,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         routing_version -> Int8,
+        response -> Nullable<Jsonb>,
+        last_handshake_at -> Nullable<Timestamptz>,
+        last_handshake_outcome -> Nullable<Text>,
     }
 }
 
@@ -149,6 +167,7 @@ diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(events -> sources (source_id));
 diesel::joinable!(rate_limits -> subscriptions (subscription_id));
+diesel::joinable!(rejected_requests -> sources (source_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(sources -> users (user_id));
 diesel::joinable!(subscriptions -> sources (source_id));
@@ -162,6 +181,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     login_failures,
     rate_limits,
+    rejected_requests,
     sessions,
     sources,
     subscriptions,

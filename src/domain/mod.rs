@@ -4,6 +4,7 @@ mod email;
 mod event_status;
 mod filter;
 mod ids;
+mod ingest_response;
 mod password;
 mod policy;
 mod request_id;
@@ -18,6 +19,7 @@ pub use filter::{
     MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES, query_object,
 };
 pub use ids::{ApiKeyId, DeliveryId, EventId, SourceId, SubscriptionId, UserId};
+pub use ingest_response::IngestResponse;
 pub use password::Password;
 pub use policy::{
     MAX_IN_FLIGHT as MAX_POLICY_IN_FLIGHT, Per, Policy, RateLimit, check_headers, check_rate_limit,

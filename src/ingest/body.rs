@@ -44,11 +44,10 @@ pub fn as_document(body: &[u8]) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
-/// Headers never kept: credentials, and what only describes this hop.
-const DROPPED: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
+/// Credentials by their whole name.
+const CREDENTIALS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+/// What only describes this hop.
+const HOP: &[&str] = &[
     "host",
     "connection",
     "content-length",
@@ -68,36 +67,84 @@ const CREDENTIAL_MARKS: &[&str] = &["token", "secret", "password", "apikey", "au
 const KEY_SUFFIX: &str = "-key";
 const NOT_A_CREDENTIAL: &[&str] = &["idempotency-key"];
 
-/// Whether a header (by lower-case name) is never kept with an event.
-fn dropped(name: &str) -> bool {
+/// Whether a header (by lower-case name) carries a credential.
+fn is_credential(name: &str) -> bool {
     let name = name.replace('_', "-");
-    DROPPED.contains(&name.as_str())
+    CREDENTIALS.contains(&name.as_str())
         || name.starts_with("proxy-")
         || CREDENTIAL_MARKS.iter().any(|mark| name.contains(mark))
         || (name.ends_with(KEY_SUFFIX) && !NOT_A_CREDENTIAL.contains(&name.as_str()))
 }
+
+/// Whether a header (by lower-case name) is never kept with an event: a credential (`also` names
+/// the source's own, if any), or what only describes this hop.
+fn dropped(name: &str, also: Option<&str>) -> bool {
+    HOP.contains(&name) || is_credential(name) || also == Some(name)
+}
+
 const MAX_HEADERS: usize = 64;
 const MAX_VALUE_LEN: usize = 2048;
 
 /// The request headers kept with the event (provider ids, topics, signatures), bounded in
-/// number and size.
-pub fn selected_headers(headers: &HeaderMap) -> Value {
+/// number and size. `also` is the source's own credential header, if it has one.
+pub fn selected_headers(headers: &HeaderMap, also: Option<&str>) -> Value {
+    bounded(headers, |name, value| {
+        (!dropped(name, also)).then(|| Value::String(value.to_owned()))
+    })
+}
+
+/// What a refused request's headers are shown as: all of them, bounded like an event's, with
+/// every credential's value masked (the source's own named by `also`).
+pub fn masked_headers(headers: &HeaderMap, also: Option<&str>) -> Value {
+    bounded(headers, |name, value| {
+        Some(Value::String(
+            if is_credential(name) || also == Some(name) {
+                MASK.to_owned()
+            } else {
+                value.to_owned()
+            },
+        ))
+    })
+}
+
+/// What a masked credential reads as.
+pub const MASK: &str = "••••••";
+
+/// At most [`MAX_HEADERS`] text headers no longer than [`MAX_VALUE_LEN`], each as `shown`
+/// makes it (`None`: left out).
+fn bounded(headers: &HeaderMap, shown: impl Fn(&str, &str) -> Option<Value>) -> Value {
     let mut kept = Map::new();
     for (name, value) in headers.iter() {
         if kept.len() == MAX_HEADERS {
             break;
         }
-        let name = name.as_str();
-        if dropped(name) {
-            continue;
-        }
         if let Ok(value) = value.to_str()
             && value.len() <= MAX_VALUE_LEN
+            && let Some(value) = shown(name.as_str(), value)
         {
-            kept.insert(name.to_owned(), Value::String(value.to_owned()));
+            kept.insert(name.as_str().to_owned(), value);
         }
     }
     Value::Object(kept)
+}
+
+/// The query with parameter `name` masked (`Some(mask)`) or left out (`None`), the other
+/// parameters as received.
+pub fn without_param(query: &str, name: &str, mask: Option<&str>) -> String {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            let decoded: String = url::form_urlencoded::parse(key.as_bytes())
+                .map(|(key, _)| key.into_owned())
+                .collect();
+            if decoded != name {
+                return Some(pair.to_owned());
+            }
+            mask.map(|mask| format!("{key}={mask}"))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]
@@ -159,7 +206,7 @@ mod tests {
             );
         }
         assert_eq!(
-            selected_headers(&headers),
+            selected_headers(&headers, None),
             serde_json::json!({
                 "idempotency-key": "order-42",
                 "stripe-signature": "t=1,v1=ab",
@@ -167,5 +214,63 @@ mod tests {
                 "user-agent": "GitHub-Hookshot"
             })
         );
+    }
+
+    #[test]
+    fn the_sources_own_credential_header_is_not_kept_either() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-hook-pass"),
+            HeaderValue::from_static("s3cret"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-event"),
+            HeaderValue::from_static("created"),
+        );
+        assert_eq!(
+            selected_headers(&headers, Some("x-hook-pass")),
+            serde_json::json!({"x-event": "created"})
+        );
+        assert_eq!(
+            masked_headers(&headers, Some("x-hook-pass")),
+            serde_json::json!({"x-hook-pass": MASK, "x-event": "created"})
+        );
+    }
+
+    #[test]
+    fn refused_requests_show_every_header_with_credentials_masked() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("authorization", "Basic YTpi"),
+            ("x-api-key", "k"),
+            ("stripe-signature", "t=1,v1=ab"),
+            ("content-length", "2"),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        assert_eq!(
+            masked_headers(&headers, None),
+            serde_json::json!({
+                "authorization": MASK,
+                "x-api-key": MASK,
+                "stripe-signature": "t=1,v1=ab",
+                "content-length": "2"
+            })
+        );
+    }
+
+    #[test]
+    fn a_query_parameter_is_masked_or_left_out_by_its_decoded_name() {
+        let query = "a=1&api%5Fkey=s3cret&b=2&api_key=again";
+        assert_eq!(without_param(query, "api_key", None), "a=1&b=2");
+        assert_eq!(
+            without_param(query, "api_key", Some("masked")),
+            "a=1&api%5Fkey=masked&b=2&api_key=masked"
+        );
+        assert_eq!(without_param("a=1", "api_key", None), "a=1");
+        assert_eq!(without_param("", "api_key", None), "");
     }
 }

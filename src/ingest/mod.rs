@@ -3,10 +3,12 @@
 mod body;
 mod idempotency;
 mod intake;
+mod refusals;
 mod routes;
 mod target;
 
 pub use intake::Intake;
+pub use refusals::Refusals;
 pub use routes::Routes;
 
 /// What ingest needs, shared by one HTTP worker's requests.
@@ -18,6 +20,10 @@ pub struct IngestState {
     pub routes: Arc<Routes>,
     /// The largest body accepted.
     pub max_body_bytes: usize,
+    /// The relay's public URL, without a trailing `/`: the URL providers sign starts with it.
+    pub public_base: String,
+    /// Bounds how many refused requests are written down at once.
+    pub refusals: Arc<refusals::Refusals>,
     pub log: Logger,
 }
 
@@ -27,13 +33,14 @@ use std::time::Instant;
 use crate::db::models::event::{self, Accepted, NewEvent, Routed};
 use crate::db::models::source;
 use crate::db::{Database, DbError};
-use crate::domain::{EventId, FilterInput, IngestToken, RequestId, query_object};
+use crate::domain::{EventId, FilterInput, IngestResponse, IngestToken, RequestId, query_object};
 use crate::metrics::{self, IngestStatus};
 use crate::problem::Problem;
-use crate::signing::incoming::Rejection;
+use crate::signing::incoming::{Answer, Incoming, Rejection};
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use routes::Route;
+use routes::{Admission, Refusal, Route};
 use serde_json::json;
 use slog::{Logger, debug, info};
 
@@ -52,9 +59,14 @@ pub enum IngestError {
     /// The path after the token, or the query, cannot be kept or forwarded.
     #[error("{0}")]
     BadPath(&'static str),
-    /// The provider's signature is missing, wrong or stale.
-    #[error("signature check failed: {0}")]
-    Signature(Rejection),
+    /// The source's check refused the request: a signature missing, wrong or stale, wrong
+    /// credentials, a refused handshake, or a method other than `POST`.
+    #[error("{}", refused_text(*.rejection))]
+    Refused {
+        rejection: Rejection,
+        /// The source takes HTTP Basic credentials, so a 401 says so.
+        basic: bool,
+    },
     /// The source's stored configuration cannot be used (a bug or a bad migration).
     #[error("the source cannot accept events: {0}")]
     Misconfigured(String),
@@ -70,7 +82,11 @@ impl IngestError {
             IngestError::UnknownToken => IngestStatus::NotFound,
             IngestError::TooLarge { .. } => IngestStatus::TooLarge,
             IngestError::BadBody(_) | IngestError::BadPath(_) => IngestStatus::BadRequest,
-            IngestError::Signature(_) => IngestStatus::Unauthorized,
+            IngestError::Refused { rejection, .. } => match rejection {
+                Rejection::WrongMethod => IngestStatus::MethodNotAllowed,
+                Rejection::Handshake => IngestStatus::Forbidden,
+                _ => IngestStatus::Unauthorized,
+            },
             IngestError::Misconfigured(_) => IngestStatus::Error,
             IngestError::Unavailable(_) => IngestStatus::Unavailable,
         }
@@ -83,7 +99,11 @@ impl ResponseError for IngestError {
             IngestError::UnknownToken => StatusCode::NOT_FOUND,
             IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::BadBody(_) | IngestError::BadPath(_) => StatusCode::BAD_REQUEST,
-            IngestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            IngestError::Refused { rejection, .. } => match rejection {
+                Rejection::WrongMethod => StatusCode::METHOD_NOT_ALLOWED,
+                Rejection::Handshake => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNAUTHORIZED,
+            },
             IngestError::Misconfigured(_) => StatusCode::INTERNAL_SERVER_ERROR,
             IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -94,18 +114,47 @@ impl ResponseError for IngestError {
             IngestError::UnknownToken => "Not Found",
             IngestError::TooLarge { .. } => "Payload Too Large",
             IngestError::BadBody(_) | IngestError::BadPath(_) => "Bad Request",
-            IngestError::Signature(_) => "Unauthorized",
+            IngestError::Refused { .. } => self
+                .status_code()
+                .canonical_reason()
+                .unwrap_or("Unauthorized"),
             IngestError::Misconfigured(_) => "Internal Server Error",
             IngestError::Unavailable(_) => "Service Unavailable",
         };
         let mut response = Problem::new(self.status_code(), title, self.to_string()).response();
-        if let IngestError::Unavailable(_) = self {
-            response.headers_mut().insert(
-                actix_web::http::header::RETRY_AFTER,
-                actix_web::http::header::HeaderValue::from_static("5"),
-            );
+        let headers = response.headers_mut();
+        match self {
+            IngestError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            IngestError::Refused {
+                rejection: Rejection::WrongMethod,
+                ..
+            } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            IngestError::Refused {
+                rejection: Rejection::Credentials,
+                basic: true,
+            } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"spenza\", charset=\"UTF-8\""),
+                );
+            }
+            _ => {}
         }
         response
+    }
+}
+
+/// What a provider is told when its request is refused.
+fn refused_text(rejection: Rejection) -> String {
+    match rejection {
+        Rejection::WrongMethod | Rejection::Handshake | Rejection::Credentials => {
+            rejection.to_string()
+        }
+        _ => format!("signature check failed: {rejection}"),
     }
 }
 
@@ -123,12 +172,31 @@ pub async fn ingest(
     let arrived = Instant::now();
     let answer = receive(request, payload, state, request_id).await;
     let status = match &answer {
-        Ok(response) if response.status() == StatusCode::OK => IngestStatus::Duplicate,
-        Ok(_) => IngestStatus::Accepted,
+        Ok(Answered::Handshake(_)) => IngestStatus::Handshake,
+        Ok(Answered::Duplicate(_)) => IngestStatus::Duplicate,
+        Ok(Answered::Stored(_)) => IngestStatus::Accepted,
         Err(error) => error.counted_as(),
     };
     metrics::get().ingested(status, arrived.elapsed());
-    answer
+    answer.map(Answered::into_response)
+}
+
+/// How an ingest request was answered, so that it is counted as what it was whatever status
+/// its source answers with.
+enum Answered {
+    Handshake(HttpResponse),
+    Stored(HttpResponse),
+    Duplicate(HttpResponse),
+}
+
+impl Answered {
+    fn into_response(self) -> HttpResponse {
+        match self {
+            Answered::Handshake(response)
+            | Answered::Stored(response)
+            | Answered::Duplicate(response) => response,
+        }
+    }
 }
 
 /// How many times an event is routed anew when its source's routing changed while it was
@@ -140,7 +208,7 @@ async fn receive(
     payload: web::Payload,
     state: web::Data<IngestState>,
     request_id: RequestId,
-) -> Result<HttpResponse, IngestError> {
+) -> Result<Answered, IngestError> {
     let token = request
         .match_info()
         .get("token")
@@ -153,34 +221,39 @@ async fn receive(
     let (path, query) = target::path_and_query(&request, &token)?;
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
     let headers = request.headers();
+    let url = format!("{}{}", state.public_base, request.uri());
+    let incoming = Incoming {
+        method: request.method(),
+        headers,
+        query: &query,
+        body: &body,
+        url: &url,
+        now: chrono::Utc::now().timestamp(),
+    };
     let id = EventId::new();
     let generic_key = idempotency::generic_key(headers);
     for _ in 0..ROUTING_TRIES {
-        let mut route = ingest.route(&token).await?;
-        if let Err(rejection) = route.verify(headers, &body) {
-            // The check kept may be out of date (a new secret, or the source is gone): the
-            // refusal stands only against the source as it is now.
-            state.routes.forget(&token);
-            route = ingest.route(&token).await?;
-            if route.verify(headers, &body).is_err() {
-                info!(ingest.log(), "event refused: its provider's signature does not hold";
-                    "request_id" => %ingest.request_id,
-                    "source_id" => %route.source_id,
-                    "reason" => %rejection);
-                return Err(IngestError::Signature(rejection));
+        let route = match ingest.admit(&token, &incoming, &path).await? {
+            (route, Admission::Event) => route,
+            (route, Admission::Handshake(answer)) => {
+                return Ok(Answered::Handshake(ingest.answer_handshake(&route, answer)));
             }
-        }
+        };
         let key = route
             .validator
             .as_ref()
-            .and_then(|validator| idempotency::bounded(validator.idempotency_key(headers, &body)))
+            .and_then(|validator| idempotency::bounded(validator.idempotency_key(&incoming)))
             .or_else(|| generic_key.clone());
         let payload = body::as_document(&body);
-        let kept_headers = body::selected_headers(headers);
+        let kept_headers = body::selected_headers(headers, route.credential_header.as_deref());
+        let kept_query = match &route.credential_query {
+            Some(name) => body::without_param(&query, name, None),
+            None => query.clone(),
+        };
         let routes = route.matching(&FilterInput {
             body: payload.as_ref(),
             headers: &kept_headers,
-            query: &query_object(&query),
+            query: &query_object(&kept_query),
             path: &path,
         });
         let event = NewEvent {
@@ -191,12 +264,12 @@ async fn receive(
             body: body.clone(),
             payload,
             content_type: headers
-                .get(actix_web::http::header::CONTENT_TYPE)
+                .get(header::CONTENT_TYPE)
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned),
             headers: kept_headers,
             path: path.clone(),
-            query: query.clone(),
+            query: kept_query,
             idempotency_key: key.clone(),
         };
         let accepted = match ingest.store(event).await {
@@ -210,7 +283,7 @@ async fn receive(
             state.routes.forget(&token);
             continue;
         }
-        return ingest.answer(accepted, key).await;
+        return ingest.answer(accepted, key, route.response.as_ref()).await;
     }
     Err(IngestError::Unavailable(DbError::Unavailable(
         "the source's routing kept changing while the event was stored".into(),
@@ -263,6 +336,71 @@ impl Ingest<'_> {
         Ok(route)
     }
 
+    /// The token's route and what its check makes of the request. A refusal stands only
+    /// against the source as it is now: the route kept may be out of date (a new secret, or
+    /// the source is gone), so it is read again before refusing. A refusal is counted and
+    /// written down for the source's page.
+    async fn admit(
+        &self,
+        token: &IngestToken,
+        request: &Incoming<'_>,
+        target: &str,
+    ) -> Result<(Arc<Route>, Admission), IngestError> {
+        let route = self.route(token).await?;
+        if let Ok(admission) = route.admit(request) {
+            return Ok((route, admission));
+        }
+        self.state.routes.forget(token);
+        let route = self.route(token).await?;
+        match route.admit(request) {
+            Ok(admission) => Ok((route, admission)),
+            Err(refusal) => Err(self.refuse(&route, request, target, refusal).await),
+        }
+    }
+
+    async fn refuse(
+        &self,
+        route: &Route,
+        request: &Incoming<'_>,
+        target: &str,
+        refusal: Refusal,
+    ) -> IngestError {
+        let Refusal {
+            rejection,
+            handshake,
+        } = refusal;
+        info!(self.log(), "request refused by its source's check";
+            "request_id" => %self.request_id,
+            "source_id" => %route.source_id,
+            "kind" => route.kind,
+            "handshake" => handshake,
+            "reason" => rejection.reason());
+        metrics::get().rejected(route.kind, rejection);
+        self.state
+            .refusals
+            .write_down(&self.state.db, route, request, target, refusal, self.log())
+            .await;
+        IngestError::Refused {
+            rejection,
+            basic: route.kind == "basic",
+        }
+    }
+
+    /// The relay's answer to the provider's handshake, noted on the source.
+    fn answer_handshake(&self, route: &Route, answer: Answer) -> HttpResponse {
+        info!(self.log(), "handshake answered";
+            "request_id" => %self.request_id,
+            "source_id" => %route.source_id,
+            "kind" => route.kind);
+        self.state
+            .refusals
+            .note_handshake(&self.state.db, route.source_id, self.log());
+        HttpResponse::Ok()
+            .content_type(answer.content_type)
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .body(answer.body)
+    }
+
     async fn store(&self, event: NewEvent) -> Result<Accepted, IngestError> {
         self.state
             .intake
@@ -273,12 +411,14 @@ impl Ingest<'_> {
     }
 
     /// The answer to an event its current route was applied to: 202 when it was stored, 200
-    /// with the first event's id when its key was seen before.
+    /// with the first event's id when its key was seen before; or what the source says to
+    /// answer instead.
     async fn answer(
         &self,
         accepted: Accepted,
         key: Option<String>,
-    ) -> Result<HttpResponse, IngestError> {
+        response: Option<&IngestResponse>,
+    ) -> Result<Answered, IngestError> {
         match (accepted.stored, key) {
             (Some(stored), _) => {
                 for delivery in &accepted.deliveries {
@@ -289,7 +429,11 @@ impl Ingest<'_> {
                     "event_id" => %stored,
                     "source_id" => %accepted.source_id,
                     "subscription_id" => %SubscriptionIds(&accepted.deliveries));
-                Ok(HttpResponse::Accepted().json(json!({ "event_id": stored })))
+                Ok(Answered::Stored(respond(
+                    response,
+                    StatusCode::ACCEPTED,
+                    json!({ "event_id": stored }),
+                )))
             }
             // Not stored although current: the key was seen before. The first event may have
             // been committed by a concurrent request after this statement began, so look it up
@@ -309,7 +453,11 @@ impl Ingest<'_> {
                     "request_id" => %self.request_id,
                     "event_id" => %first,
                     "source_id" => %source);
-                Ok(HttpResponse::Ok().json(json!({ "event_id": first, "duplicate": true })))
+                Ok(Answered::Duplicate(respond(
+                    response,
+                    StatusCode::OK,
+                    json!({ "event_id": first, "duplicate": true }),
+                )))
             }
             (None, None) => Err(IngestError::Misconfigured(
                 "the event was neither stored nor a duplicate".into(),
@@ -318,9 +466,30 @@ impl Ingest<'_> {
     }
 }
 
-/// Mounts the ingest routes: the token alone, or followed by a path.
+/// The answer to an accepted request: the source's own when it sets one (its body, or the
+/// default JSON under its status), otherwise `default` and its JSON.
+fn respond(
+    response: Option<&IngestResponse>,
+    default: StatusCode,
+    json: serde_json::Value,
+) -> HttpResponse {
+    let Some(response) = response else {
+        return HttpResponse::build(default).json(json);
+    };
+    let status = StatusCode::from_u16(response.status).unwrap_or(default);
+    let mut answer = HttpResponse::build(status);
+    match response.custom_body() {
+        _ if status == StatusCode::NO_CONTENT => answer.finish(),
+        Some((body, content_type)) => answer.content_type(content_type).body(body.to_owned()),
+        None => answer.json(json),
+    }
+}
+
+/// Mounts the ingest routes: the token alone, or followed by a path. Every method reaches
+/// ingest: events come by `POST`, providers' handshakes by `GET` or `POST`, and anything else is
+/// refused (405) by the source's check, so that the source's page shows it.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route("/ingest/{token}", web::post().to(ingest))
-        .route("/ingest/{token}/{rest:.*}", web::post().to(ingest));
+        .route("/ingest/{token}", web::route().to(ingest))
+        .route("/ingest/{token}/{rest:.*}", web::route().to(ingest));
 }

@@ -7,11 +7,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use actix_web::http::header::HeaderMap;
+use actix_web::http::Method;
 
 use crate::db::models::source::Routing;
-use crate::domain::{Filter, FilterInput, IngestToken, SourceId, SubscriptionId, UserId};
-use crate::signing::incoming::{ProviderConfig, Rejection, Validator};
+use crate::domain::{
+    Filter, FilterInput, IngestResponse, IngestToken, SourceId, SubscriptionId, UserId,
+};
+use crate::signing::incoming::{Answer, Incoming, ProviderConfig, Rejection, Validator};
 
 /// The most sources whose routes a process keeps; past it, it starts afresh (a route costs one
 /// query to read again).
@@ -22,8 +24,16 @@ pub struct Route {
     pub source_id: SourceId,
     /// The source's owner, whose pages hear of its events.
     pub user_id: UserId,
+    /// The provider's kind, or `none`: how its refusals are counted.
+    pub kind: &'static str,
     /// Checks the provider's signature, when the source names a provider.
     pub validator: Option<Box<dyn Validator>>,
+    /// A header carrying the source's credential, beyond those never kept: dropped and masked.
+    pub credential_header: Option<String>,
+    /// A query parameter carrying the source's credential: left out of what is kept.
+    pub credential_query: Option<String>,
+    /// What an accepted request is answered with, when not the default.
+    pub response: Option<IngestResponse>,
     pub version: i64,
     /// Each subscription, with its filter (`None`: it takes every event).
     subscriptions: Vec<(SubscriptionId, Option<Filter>)>,
@@ -35,6 +45,8 @@ pub struct Route {
 pub enum BadRoute {
     #[error("its provider check cannot be read: {0}")]
     Provider(serde_json::Error),
+    #[error("its response cannot be read: {0}")]
+    Response(serde_json::Error),
     #[error("the filter of subscription {0} is invalid: {1}")]
     Filter(SubscriptionId, crate::domain::FilterError),
 }
@@ -42,12 +54,16 @@ pub enum BadRoute {
 impl Route {
     /// Reads a source's stored routing.
     pub fn new(routing: Routing) -> Result<Route, BadRoute> {
-        let validator = routing
+        let provider = routing
             .provider
             .map(serde_json::from_value::<ProviderConfig>)
             .transpose()
-            .map_err(BadRoute::Provider)?
-            .map(|provider| provider.validator());
+            .map_err(BadRoute::Provider)?;
+        let response = routing
+            .response
+            .map(serde_json::from_value::<IngestResponse>)
+            .transpose()
+            .map_err(BadRoute::Response)?;
         let subscriptions = routing
             .subscriptions
             .into_iter()
@@ -63,17 +79,40 @@ impl Route {
         Ok(Route {
             source_id: routing.source_id,
             user_id: routing.user_id,
-            validator,
+            kind: provider.as_ref().map_or("none", ProviderConfig::kind),
+            validator: provider.as_ref().map(ProviderConfig::validator),
+            credential_header: provider
+                .as_ref()
+                .and_then(ProviderConfig::credential_header),
+            credential_query: provider.as_ref().and_then(ProviderConfig::credential_query),
+            response,
             version: routing.version,
             subscriptions,
         })
     }
 
-    /// Accepts a request whose provider signature holds, or any when the source checks none.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Rejection> {
-        match &self.validator {
-            Some(validator) => validator.verify(headers, body, chrono::Utc::now().timestamp()),
-            None => Ok(()),
+    /// What to do with a request: answer the provider's handshake, or take it as an event when
+    /// it is a `POST` that the provider's check (if any) accepts.
+    pub fn admit(&self, request: &Incoming<'_>) -> Result<Admission, Refusal> {
+        let refused = |rejection, handshake| Refusal {
+            rejection,
+            handshake,
+        };
+        let Some(validator) = &self.validator else {
+            return if request.method == Method::POST {
+                Ok(Admission::Event)
+            } else {
+                Err(refused(Rejection::WrongMethod, false))
+            };
+        };
+        match validator.handshake(request) {
+            Some(Ok(answer)) => Ok(Admission::Handshake(answer)),
+            Some(Err(rejection)) => Err(refused(rejection, true)),
+            None if request.method != Method::POST => Err(refused(Rejection::WrongMethod, false)),
+            None => validator
+                .verify(request)
+                .map(|()| Admission::Event)
+                .map_err(|rejection| refused(rejection, false)),
         }
     }
 
@@ -85,6 +124,23 @@ impl Route {
             .map(|(id, _)| *id)
             .collect()
     }
+}
+
+/// What a request admitted by a source's check is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The provider's handshake: answered by the relay, not stored.
+    Handshake(Answer),
+    /// An event, to store and route.
+    Event,
+}
+
+/// Why a source's check refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub rejection: Rejection,
+    /// The request was the provider's handshake.
+    pub handshake: bool,
 }
 
 /// The routes this process has read, by ingest token; shared by its HTTP workers.
@@ -127,6 +183,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::header::HeaderMap;
     use serde_json::json;
 
     fn routing(subscriptions: Vec<(SubscriptionId, Option<serde_json::Value>)>) -> Routing {
@@ -134,6 +191,7 @@ mod tests {
             source_id: SourceId(uuid::Uuid::new_v4()),
             user_id: UserId(uuid::Uuid::new_v4()),
             provider: None,
+            response: None,
             version: 3,
             subscriptions,
         }
@@ -188,5 +246,87 @@ mod tests {
         assert_eq!(routes.get(&token).expect("kept").version, 3);
         routes.forget(&token);
         assert!(routes.get(&token).is_none());
+    }
+
+    fn request<'a>(method: &'a Method, headers: &'a HeaderMap, query: &'a str) -> Incoming<'a> {
+        Incoming {
+            method,
+            headers,
+            query,
+            body: b"{}",
+            url: "http://relay.example.com/ingest/t",
+            now: chrono::Utc::now().timestamp(),
+        }
+    }
+
+    #[test]
+    fn without_a_provider_posts_are_events_and_other_methods_refused() {
+        let route = Route::new(routing(vec![])).expect("valid");
+        let none = HeaderMap::new();
+        assert_eq!(
+            route.admit(&request(&Method::POST, &none, "")),
+            Ok(Admission::Event)
+        );
+        for method in [Method::GET, Method::PUT, Method::DELETE] {
+            assert_eq!(
+                route.admit(&request(&method, &none, "challenge=1")),
+                Err(Refusal {
+                    rejection: Rejection::WrongMethod,
+                    handshake: false
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn a_providers_handshake_is_answered_and_its_events_checked() {
+        let mut meta = routing(vec![]);
+        meta.provider = Some(json!({"kind": "meta", "secret": "s", "verify_token": "v"}));
+        let route = Route::new(meta).expect("valid");
+        assert_eq!(route.kind, "meta");
+        let none = HeaderMap::new();
+        let verification = "hub.mode=subscribe&hub.verify_token=v&hub.challenge=42";
+        assert_eq!(
+            route.admit(&request(&Method::GET, &none, verification)),
+            Ok(Admission::Handshake(Answer {
+                content_type: "text/plain; charset=utf-8",
+                body: "42".to_owned()
+            }))
+        );
+        assert_eq!(
+            route.admit(&request(
+                &Method::GET,
+                &none,
+                "hub.mode=subscribe&hub.verify_token=x"
+            )),
+            Err(Refusal {
+                rejection: Rejection::Handshake,
+                handshake: true
+            })
+        );
+        assert_eq!(
+            route.admit(&request(&Method::GET, &none, "")),
+            Err(Refusal {
+                rejection: Rejection::WrongMethod,
+                handshake: false
+            })
+        );
+        assert_eq!(
+            route.admit(&request(&Method::POST, &none, "")),
+            Err(Refusal {
+                rejection: Rejection::Missing,
+                handshake: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_source_with_an_api_key_names_its_credential_and_its_answer_is_kept() {
+        let mut keyed = routing(vec![]);
+        keyed.provider = Some(json!({"kind": "api_key", "query": "key", "value": "k"}));
+        keyed.response = Some(json!({"status": 200, "body": "ok"}));
+        let route = Route::new(keyed).expect("valid");
+        assert_eq!(route.credential_query.as_deref(), Some("key"));
+        assert_eq!(route.response.expect("kept").status, 200);
     }
 }

@@ -12,9 +12,10 @@ use super::subscriptions::{
 };
 use super::{ServiceError, SubscriptionForm};
 use crate::db::models::event::{self, EventLine};
+use crate::db::models::rejected_request::{self, RejectedRequest};
 use crate::db::models::source::{self, NewSource, Source, SourceChanges, SourceCounts};
 use crate::db::models::subscription::{self, Subscription};
-use crate::domain::{EventId, IngestToken, SourceId, UserId};
+use crate::domain::{EventId, IngestResponse, IngestToken, SourceId, UserId};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -29,6 +30,11 @@ pub struct SourceIn {
     #[serde(default)]
     #[garde(custom(valid_provider))]
     pub provider: Option<ProviderConfig>,
+    /// What a request the source accepts is answered with; absent or null for the default
+    /// (`202` and the event id).
+    #[serde(default)]
+    #[garde(custom(valid_response))]
+    pub response: Option<IngestResponse>,
 }
 
 /// An edit: every field is optional.
@@ -41,6 +47,34 @@ pub struct SourcePatch {
     #[serde(default, deserialize_with = "present")]
     #[garde(custom(valid_changed_provider))]
     pub provider: Option<Option<ProviderConfig>>,
+    /// Absent: unchanged; null: back to the default answer; an object: the new answer.
+    #[serde(default, deserialize_with = "present")]
+    #[garde(custom(valid_changed_response))]
+    pub response: Option<Option<IngestResponse>>,
+}
+
+fn valid_response(value: &Option<IngestResponse>, _: &()) -> garde::Result {
+    value.as_ref().map_or(Ok(()), |response| {
+        response.check().map_err(garde::Error::new)
+    })
+}
+
+fn valid_changed_response(value: &Option<Option<IngestResponse>>, context: &()) -> garde::Result {
+    value
+        .as_ref()
+        .map_or(Ok(()), |response| valid_response(response, context))
+}
+
+/// The answer a stored source gives accepted requests, when not the default.
+pub fn stored_response(source: &Source) -> Option<IngestResponse> {
+    source
+        .response
+        .clone()
+        .and_then(|stored| serde_json::from_value(stored).ok())
+}
+
+fn stored_json(response: &IngestResponse) -> Result<serde_json::Value, ServiceError> {
+    serde_json::to_value(response).map_err(|e| ServiceError::Unexpected(e.into()))
 }
 
 /// The values of the source form, as the dashboard posts them: a name, and the provider check in
@@ -117,12 +151,14 @@ impl SourceForm {
             let name = SourceIn {
                 name: others.name.clone(),
                 provider: None,
+                response: None,
             };
             name.validate().map_err(ServiceError::from)
         })?;
         Ok(SourceIn {
             name: input.name,
             provider: input.provider,
+            response: None,
         })
     }
 }
@@ -149,6 +185,7 @@ pub async fn create(
         name: input.name.trim(),
         ingest_token: token.as_str(),
         provider: input.provider.as_ref().map(stored).transpose()?,
+        response: input.response.as_ref().map(stored_json).transpose()?,
         implicit: false,
     };
     Ok(state
@@ -286,6 +323,7 @@ pub async fn edit_from_form(
     let patch = SourcePatch {
         name: Some(input.name),
         provider: (input.provider != current).then_some(input.provider),
+        response: None,
     };
     edit(state, user, id, patch).await
 }
@@ -305,8 +343,13 @@ pub async fn edit(
             .as_ref()
             .map(|provider| provider.as_ref().map(stored).transpose())
             .transpose()?,
+        response: patch
+            .response
+            .as_ref()
+            .map(|response| response.as_ref().map(stored_json).transpose())
+            .transpose()?,
     };
-    if changes.name.is_none() && changes.provider.is_none() {
+    if changes.name.is_none() && changes.provider.is_none() && changes.response.is_none() {
         return get(state, user, id).await;
     }
     state
@@ -347,6 +390,25 @@ pub async fn events(
             event::list_for_source(conn, id, before, limit)
                 .await
                 .map(Some)
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("source"))
+}
+
+/// One of a user's sources' refused requests, newest first (at most the last 100 are kept).
+pub async fn rejections(
+    state: &AppState,
+    user: UserId,
+    id: SourceId,
+    limit: i64,
+) -> Result<Vec<RejectedRequest>, ServiceError> {
+    state
+        .db
+        .run(async |conn| {
+            if source::find_for_user(conn, user, id).await?.is_none() {
+                return Ok(None);
+            }
+            rejected_request::recent(conn, id, limit).await.map(Some)
         })
         .await?
         .ok_or(ServiceError::NotFound("source"))

@@ -313,7 +313,7 @@ impl SubscriptionForm {
             kind => kind,
         };
         let secret = match (self.provider_secret.trim(), current) {
-            ("", Some(current)) if current.kind() == kind => current.secret().to_owned(),
+            ("", Some(current)) if current.kind() == kind => String::new(),
             ("", _) => {
                 return Err(invalid(
                     "provider_secret",
@@ -335,12 +335,19 @@ impl SubscriptionForm {
         } else {
             json!({ "kind": kind, "secret": secret })
         };
-        serde_json::from_value(config).map(Some).map_err(|_| {
-            invalid(
-                "provider_kind",
-                "choose a provider, and its options, from the lists",
-            )
-        })
+        serde_json::from_value::<ProviderConfig>(config)
+            .map(|config| {
+                Some(match current {
+                    Some(current) => config.keeping_secrets_of(current),
+                    None => config,
+                })
+            })
+            .map_err(|_| {
+                invalid(
+                    "provider_kind",
+                    "choose a provider, and its options, from the lists",
+                )
+            })
     }
 }
 

@@ -328,6 +328,7 @@ pub async fn create(
                             name,
                             ingest_token: token.as_str(),
                             provider,
+                            response: None,
                             implicit: true,
                         };
                         source::insert(conn, &new).await?.id
@@ -444,6 +445,7 @@ pub async fn edit(
                 let changes = SourceChanges {
                     name: None,
                     provider,
+                    response: None,
                 };
                 source::update_for_user(conn, user, updated.source_id, &changes).await?;
                 subscription::find_for_user(conn, user, id).await

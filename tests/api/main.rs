@@ -19,6 +19,7 @@ mod live;
 mod load;
 mod operations;
 mod policy;
+mod providers;
 mod queue;
 mod retries;
 mod routing;

@@ -7,6 +7,7 @@ pub mod delivery_attempt;
 pub mod event;
 pub mod login_failure;
 pub mod rate_limit;
+pub mod rejected_request;
 pub mod session;
 pub mod source;
 pub mod subscription;

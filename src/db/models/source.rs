@@ -22,6 +22,11 @@ pub struct Source {
     pub implicit: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What an accepted request is answered with, when not the default (a `ResponseConfig`).
+    pub response: Option<serde_json::Value>,
+    /// When the relay last answered (or refused) the provider's handshake, and how.
+    pub last_handshake_at: Option<DateTime<Utc>>,
+    pub last_handshake_outcome: Option<String>,
 }
 
 impl std::fmt::Debug for Source {
@@ -51,6 +56,7 @@ pub struct NewSource<'a> {
     pub name: &'a str,
     pub ingest_token: &'a str,
     pub provider: Option<serde_json::Value>,
+    pub response: Option<serde_json::Value>,
     pub implicit: bool,
 }
 
@@ -61,6 +67,7 @@ pub struct NewSource<'a> {
 pub struct SourceChanges<'a> {
     pub name: Option<&'a str>,
     pub provider: Option<Option<serde_json::Value>>,
+    pub response: Option<Option<serde_json::Value>>,
 }
 
 /// Stores a new source.
@@ -213,6 +220,8 @@ pub struct Routing {
     pub user_id: UserId,
     /// The provider check, secret included.
     pub provider: Option<serde_json::Value>,
+    /// What an accepted request is answered with, when set.
+    pub response: Option<serde_json::Value>,
     /// Bumped by the database whenever where the source's events go changes.
     pub version: i64,
     /// Each subscription, with its filter as stored.
@@ -228,6 +237,7 @@ pub async fn routing_for_token(
         SourceId,
         UserId,
         Option<serde_json::Value>,
+        Option<serde_json::Value>,
         i64,
         Option<SubscriptionId>,
         Option<serde_json::Value>,
@@ -240,6 +250,7 @@ pub async fn routing_for_token(
             sources::id,
             sources::user_id,
             sources::provider,
+            sources::response,
             sources::routing_version,
             subscriptions::id.nullable(),
             subscriptions::filter.nullable(),
@@ -247,16 +258,35 @@ pub async fn routing_for_token(
         .load(conn)
         .await?;
     let mut rows = rows.into_iter().peekable();
-    let Some((source_id, user_id, provider, version, _, _)) = rows.peek().cloned() else {
+    let Some((source_id, user_id, provider, response, version, _, _)) = rows.peek().cloned() else {
         return Ok(None);
     };
     Ok(Some(Routing {
         source_id,
         user_id,
         provider,
+        response,
         version,
         subscriptions: rows
             .filter_map(|(.., subscription, filter)| Some((subscription?, filter)))
             .collect(),
     }))
+}
+
+/// Notes that the source answered (`"answered"`) or refused (the reason) its provider's
+/// handshake just now.
+pub async fn record_handshake(
+    conn: &mut AsyncPgConnection,
+    id: SourceId,
+    outcome: &str,
+) -> QueryResult<()> {
+    // Neither column is part of the routing, so no routing version changes.
+    diesel::update(sources::table.filter(sources::id.eq(id)))
+        .set((
+            sources::last_handshake_at.eq(diesel::dsl::now),
+            sources::last_handshake_outcome.eq(outcome),
+        ))
+        .execute(conn)
+        .await
+        .map(drop)
 }

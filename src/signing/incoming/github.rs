@@ -4,7 +4,7 @@
 use hmac::Hmac;
 use sha2::Sha256;
 
-use super::{HeaderMap, Rejection, Validator, header, header_key, hex_bytes, verify_any};
+use super::{Incoming, Rejection, Validator, header, header_key, hex_bytes, verify_any};
 
 const SIGNATURE: &str = "x-hub-signature-256";
 const DELIVERY: &str = "x-github-delivery";
@@ -23,14 +23,16 @@ impl Github {
 }
 
 impl Validator for Github {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], _now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body) = (request.headers, request.body);
         let encoded = header(headers, SIGNATURE)?
             .strip_prefix("sha256=")
             .ok_or(Rejection::Malformed)?;
         verify_any::<Hmac<Sha256>>(&self.key, &[body], &[hex_bytes(encoded)?])
     }
 
-    fn idempotency_key(&self, headers: &HeaderMap, _body: &[u8]) -> Option<String> {
+    fn idempotency_key(&self, request: &Incoming<'_>) -> Option<String> {
+        let headers = request.headers;
         // GitHub keeps the delivery GUID when a delivery is redelivered.
         header_key(headers, DELIVERY)
     }
@@ -38,7 +40,9 @@ impl Validator for Github {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{NOW, headers, hmac_sha256, with_binary};
+    use actix_web::http::header::HeaderMap;
+
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, with_binary};
     use super::*;
 
     const SECRET: &str = "github secret";
@@ -65,16 +69,16 @@ mod tests {
     #[test]
     fn a_valid_signature_passes() {
         let value = signature(SECRET, BODY);
-        assert_eq!(validator().verify(&request(&value), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&value), BODY, NOW), Ok(()));
         let upper = format!("sha256={}", value["sha256=".len()..].to_uppercase());
-        assert_eq!(validator().verify(&request(&upper), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&upper), BODY, NOW), Ok(()));
     }
 
     #[test]
     fn a_tampered_body_is_a_mismatch() {
         let value = signature(SECRET, BODY);
         assert_eq!(
-            validator().verify(&request(&value), b"{\"action\":\"closed\"}", NOW),
+            validator().check(&request(&value), b"{\"action\":\"closed\"}", NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -83,7 +87,7 @@ mod tests {
     fn a_wrong_secret_is_a_mismatch() {
         let value = signature("another secret", BODY);
         assert_eq!(
-            validator().verify(&request(&value), BODY, NOW),
+            validator().check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -93,7 +97,7 @@ mod tests {
         let value = signature(SECRET, BODY);
         let short = &value[..value.len() - 2];
         assert_eq!(
-            validator().verify(&request(short), BODY, NOW),
+            validator().check(&request(short), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -102,7 +106,7 @@ mod tests {
     fn a_missing_header_is_missing() {
         let only_delivery = headers(&[("X-GitHub-Delivery", "abc")]);
         assert_eq!(
-            validator().verify(&only_delivery, BODY, NOW),
+            validator().check(&only_delivery, BODY, NOW),
             Err(Rejection::Missing)
         );
     }
@@ -112,14 +116,14 @@ mod tests {
         let bare = hex::encode(hmac_sha256(SECRET.as_bytes(), BODY));
         for value in [bare.clone(), format!("sha1={bare}"), "sha256=zz".to_owned()] {
             assert_eq!(
-                validator().verify(&request(&value), BODY, NOW),
+                validator().check(&request(&value), BODY, NOW),
                 Err(Rejection::Malformed),
                 "{value}"
             );
         }
         let binary = with_binary(HeaderMap::new(), "x-hub-signature-256");
         assert_eq!(
-            validator().verify(&binary, BODY, NOW),
+            validator().check(&binary, BODY, NOW),
             Err(Rejection::Malformed)
         );
     }
@@ -127,9 +131,9 @@ mod tests {
     #[test]
     fn the_idempotency_key_is_the_delivery_id() {
         assert_eq!(
-            validator().idempotency_key(&request("x"), BODY),
+            validator().key(&request("x"), BODY),
             Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".to_owned())
         );
-        assert_eq!(validator().idempotency_key(&HeaderMap::new(), BODY), None);
+        assert_eq!(validator().key(&HeaderMap::new(), BODY), None);
     }
 }

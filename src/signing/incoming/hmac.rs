@@ -5,11 +5,12 @@ use ::hmac::Hmac;
 use sha2::{Sha256, Sha512};
 
 use super::{
-    HeaderMap, HmacAlgorithm, Rejection, SignatureEncoding, Validator, base64_bytes, header,
+    HmacAlgorithm, Incoming, Rejection, SignatureEncoding, Validator, base64_bytes, header,
     hex_bytes, verify_any,
 };
 
-/// Checks a configured HMAC header.
+/// Checks a configured HMAC header. A generic sender has no known id header, so there is no
+/// idempotency key: deduplication needs a dedicated provider.
 pub(super) struct GenericHmac {
     key: Vec<u8>,
     header: String,
@@ -37,7 +38,8 @@ impl GenericHmac {
 }
 
 impl Validator for GenericHmac {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], _now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body) = (request.headers, request.body);
         // An invalid configured name finds no header, so it reads as Missing rather than failing.
         let value = header(headers, &self.header)?;
         let encoded = match &self.prefix {
@@ -55,19 +57,16 @@ impl Validator for GenericHmac {
             HmacAlgorithm::Sha512 => verify_any::<Hmac<Sha512>>(&self.key, &[body], &[signature]),
         }
     }
-
-    fn idempotency_key(&self, _headers: &HeaderMap, _body: &[u8]) -> Option<String> {
-        // A generic sender has no known id header; deduplication needs a dedicated provider.
-        None
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::HeaderMap;
+
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    use super::super::testing::{NOW, headers, hmac_sha256, hmac_sha512, with_binary};
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, hmac_sha512, with_binary};
     use super::*;
 
     const SECRET: &str = "generic shared secret";
@@ -110,7 +109,7 @@ mod tests {
     fn a_valid_signature_passes() {
         for (validator, value) in setups(SECRET, BODY) {
             assert_eq!(
-                validator.verify(&request(&value), BODY, NOW),
+                validator.check(&request(&value), BODY, NOW),
                 Ok(()),
                 "{value}"
             );
@@ -121,7 +120,7 @@ mod tests {
     fn a_tampered_body_is_a_mismatch() {
         for (validator, value) in setups(SECRET, BODY) {
             assert_eq!(
-                validator.verify(&request(&value), b"{\"event\":\"pong\"}", NOW),
+                validator.check(&request(&value), b"{\"event\":\"pong\"}", NOW),
                 Err(Rejection::Mismatch)
             );
         }
@@ -131,7 +130,7 @@ mod tests {
     fn a_wrong_secret_is_a_mismatch() {
         for (validator, value) in setups("another secret", BODY) {
             assert_eq!(
-                validator.verify(&request(&value), BODY, NOW),
+                validator.check(&request(&value), BODY, NOW),
                 Err(Rejection::Mismatch)
             );
         }
@@ -148,7 +147,7 @@ mod tests {
         );
         let value = hex::encode(hmac_sha256(SECRET.as_bytes(), BODY));
         assert_eq!(
-            sha512.verify(&request(&value), BODY, NOW),
+            sha512.check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -158,7 +157,7 @@ mod tests {
         for (validator, value) in setups(SECRET, BODY) {
             let elsewhere = headers(&[("x-other-signature", &value)]);
             assert_eq!(
-                validator.verify(&elsewhere, BODY, NOW),
+                validator.check(&elsewhere, BODY, NOW),
                 Err(Rejection::Missing)
             );
         }
@@ -170,7 +169,7 @@ mod tests {
             None,
         );
         assert_eq!(
-            invalid_name.verify(&HeaderMap::new(), BODY, NOW),
+            invalid_name.check(&HeaderMap::new(), BODY, NOW),
             Err(Rejection::Missing)
         );
     }
@@ -181,17 +180,17 @@ mod tests {
             if let Some(bare) = value.strip_prefix("sha=") {
                 // The configured prefix is required.
                 assert_eq!(
-                    validator.verify(&request(bare), BODY, NOW),
+                    validator.check(&request(bare), BODY, NOW),
                     Err(Rejection::Malformed)
                 );
             }
             assert_eq!(
-                validator.verify(&request("sha=!!"), BODY, NOW),
+                validator.check(&request("sha=!!"), BODY, NOW),
                 Err(Rejection::Malformed)
             );
             let binary = with_binary(HeaderMap::new(), "x-acme-signature");
             assert_eq!(
-                validator.verify(&binary, BODY, NOW),
+                validator.check(&binary, BODY, NOW),
                 Err(Rejection::Malformed)
             );
         }
@@ -200,7 +199,7 @@ mod tests {
     #[test]
     fn there_is_no_idempotency_key() {
         for (validator, value) in setups(SECRET, BODY) {
-            assert_eq!(validator.idempotency_key(&request(&value), BODY), None);
+            assert_eq!(validator.key(&request(&value), BODY), None);
         }
     }
 }

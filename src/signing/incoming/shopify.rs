@@ -4,7 +4,7 @@
 use hmac::Hmac;
 use sha2::Sha256;
 
-use super::{HeaderMap, Rejection, Validator, base64_bytes, header, header_key, verify_any};
+use super::{Incoming, Rejection, Validator, base64_bytes, header, header_key, verify_any};
 
 const SIGNATURE: &str = "x-shopify-hmac-sha256";
 const WEBHOOK_ID: &str = "x-shopify-webhook-id";
@@ -23,12 +23,14 @@ impl Shopify {
 }
 
 impl Validator for Shopify {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], _now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body) = (request.headers, request.body);
         let signature = base64_bytes(header(headers, SIGNATURE)?)?;
         verify_any::<Hmac<Sha256>>(&self.key, &[body], &[signature])
     }
 
-    fn idempotency_key(&self, headers: &HeaderMap, _body: &[u8]) -> Option<String> {
+    fn idempotency_key(&self, request: &Incoming<'_>) -> Option<String> {
+        let headers = request.headers;
         // Shopify sends the same webhook id on every retry of a webhook.
         header_key(headers, WEBHOOK_ID)
     }
@@ -36,10 +38,12 @@ impl Validator for Shopify {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::HeaderMap;
+
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    use super::super::testing::{NOW, headers, hmac_sha256, with_binary};
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, with_binary};
     use super::*;
 
     const SECRET: &str = "shpss_client_secret";
@@ -66,14 +70,14 @@ mod tests {
     #[test]
     fn a_valid_signature_passes() {
         let value = signature(SECRET, BODY);
-        assert_eq!(validator().verify(&request(&value), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&value), BODY, NOW), Ok(()));
     }
 
     #[test]
     fn a_tampered_body_is_a_mismatch() {
         let value = signature(SECRET, BODY);
         assert_eq!(
-            validator().verify(&request(&value), b"{\"order_id\":1}", NOW),
+            validator().check(&request(&value), b"{\"order_id\":1}", NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -82,7 +86,7 @@ mod tests {
     fn a_wrong_secret_is_a_mismatch() {
         let value = signature("shpss_other", BODY);
         assert_eq!(
-            validator().verify(&request(&value), BODY, NOW),
+            validator().check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -90,7 +94,7 @@ mod tests {
     #[test]
     fn a_missing_header_is_missing() {
         assert_eq!(
-            validator().verify(&HeaderMap::new(), BODY, NOW),
+            validator().check(&HeaderMap::new(), BODY, NOW),
             Err(Rejection::Missing)
         );
     }
@@ -98,12 +102,12 @@ mod tests {
     #[test]
     fn unparseable_headers_are_malformed() {
         assert_eq!(
-            validator().verify(&request("not base64!"), BODY, NOW),
+            validator().check(&request("not base64!"), BODY, NOW),
             Err(Rejection::Malformed)
         );
         let binary = with_binary(HeaderMap::new(), "x-shopify-hmac-sha256");
         assert_eq!(
-            validator().verify(&binary, BODY, NOW),
+            validator().check(&binary, BODY, NOW),
             Err(Rejection::Malformed)
         );
     }
@@ -111,9 +115,9 @@ mod tests {
     #[test]
     fn the_idempotency_key_is_the_webhook_id() {
         assert_eq!(
-            validator().idempotency_key(&request("x"), BODY),
+            validator().key(&request("x"), BODY),
             Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043".to_owned())
         );
-        assert_eq!(validator().idempotency_key(&HeaderMap::new(), BODY), None);
+        assert_eq!(validator().key(&HeaderMap::new(), BODY), None);
     }
 }

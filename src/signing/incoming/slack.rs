@@ -5,14 +5,16 @@ use hmac::Hmac;
 use sha2::Sha256;
 
 use super::{
-    HeaderMap, Rejection, Validator, header, hex_bytes, parse_timestamp, verify_any,
+    Answer, Incoming, Rejection, Validator, header, hex_bytes, parse_timestamp, verify_any,
     within_tolerance,
 };
 
 const SIGNATURE: &str = "x-slack-signature";
 const TIMESTAMP: &str = "x-slack-request-timestamp";
 
-/// Checks Slack's signatures.
+/// Checks Slack's signatures, and answers the Events API's URL verification. Slack sends no event
+/// id in a header, and its bodies differ by product (events, slash commands, interactivity), so
+/// there is no idempotency key.
 pub(super) struct Slack {
     key: Vec<u8>,
 }
@@ -26,7 +28,8 @@ impl Slack {
 }
 
 impl Validator for Slack {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body, now) = (request.headers, request.body, request.now);
         let encoded = header(headers, SIGNATURE)?
             .strip_prefix("v0=")
             .ok_or(Rejection::Malformed)?;
@@ -41,16 +44,22 @@ impl Validator for Slack {
         within_tolerance(timestamp, now)
     }
 
-    fn idempotency_key(&self, _headers: &HeaderMap, _body: &[u8]) -> Option<String> {
-        // Slack sends no event id in a header, and its bodies differ by product (events, slash
-        // commands, interactivity), so there is nothing uniform to deduplicate on.
-        None
+    fn handshake(&self, request: &Incoming<'_>) -> Option<Result<Answer, Rejection>> {
+        // `{"type": "url_verification", "challenge": …}`, signed like any event.
+        let body = request.json().filter(|_| request.is_post())?;
+        if body.get("type")?.as_str()? != "url_verification" {
+            return None;
+        }
+        let challenge = body.get("challenge")?.as_str()?.to_owned();
+        Some(self.verify(request).map(|()| Answer::text(challenge)))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{NOW, headers, hmac_sha256, with_binary};
+    use actix_web::http::header::HeaderMap;
+
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, post, with_binary};
     use super::*;
 
     const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
@@ -79,14 +88,14 @@ mod tests {
     #[test]
     fn a_valid_signature_passes() {
         let value = signature(SECRET, NOW, BODY);
-        assert_eq!(validator().verify(&request(&value, NOW), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&value, NOW), BODY, NOW), Ok(()));
     }
 
     #[test]
     fn a_tampered_body_is_a_mismatch() {
         let value = signature(SECRET, NOW, BODY);
         assert_eq!(
-            validator().verify(&request(&value, NOW), b"token=other", NOW),
+            validator().check(&request(&value, NOW), b"token=other", NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -95,7 +104,7 @@ mod tests {
     fn a_wrong_secret_is_a_mismatch() {
         let value = signature("another signing secret", NOW, BODY);
         assert_eq!(
-            validator().verify(&request(&value, NOW), BODY, NOW),
+            validator().check(&request(&value, NOW), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -104,7 +113,7 @@ mod tests {
     fn a_changed_timestamp_is_a_mismatch() {
         let value = signature(SECRET, NOW, BODY);
         assert_eq!(
-            validator().verify(&request(&value, NOW + 1), BODY, NOW),
+            validator().check(&request(&value, NOW + 1), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -116,7 +125,7 @@ mod tests {
         let no_timestamp = headers(&[("X-Slack-Signature", &value)]);
         for request in [HeaderMap::new(), no_signature, no_timestamp] {
             assert_eq!(
-                validator().verify(&request, BODY, NOW),
+                validator().check(&request, BODY, NOW),
                 Err(Rejection::Missing)
             );
         }
@@ -130,12 +139,12 @@ mod tests {
             ("X-Slack-Request-Timestamp", "yesterday"),
         ]);
         assert_eq!(
-            validator().verify(&bad_timestamp, BODY, NOW),
+            validator().check(&bad_timestamp, BODY, NOW),
             Err(Rejection::Malformed)
         );
         for value in [value.replace("v0=", "v1="), "v0=xyz".to_owned()] {
             assert_eq!(
-                validator().verify(&request(&value, NOW), BODY, NOW),
+                validator().check(&request(&value, NOW), BODY, NOW),
                 Err(Rejection::Malformed),
                 "{value}"
             );
@@ -145,7 +154,7 @@ mod tests {
             "x-slack-request-timestamp",
         );
         assert_eq!(
-            validator().verify(&binary, BODY, NOW),
+            validator().check(&binary, BODY, NOW),
             Err(Rejection::Malformed)
         );
     }
@@ -155,14 +164,14 @@ mod tests {
         for timestamp in [NOW - 301, NOW + 301] {
             let value = signature(SECRET, timestamp, BODY);
             assert_eq!(
-                validator().verify(&request(&value, timestamp), BODY, NOW),
+                validator().check(&request(&value, timestamp), BODY, NOW),
                 Err(Rejection::Stale)
             );
         }
         for timestamp in [NOW - 300, NOW + 300] {
             let value = signature(SECRET, timestamp, BODY);
             assert_eq!(
-                validator().verify(&request(&value, timestamp), BODY, NOW),
+                validator().check(&request(&value, timestamp), BODY, NOW),
                 Ok(())
             );
         }
@@ -171,8 +180,43 @@ mod tests {
     #[test]
     fn there_is_no_idempotency_key() {
         let value = signature(SECRET, NOW, BODY);
+        assert_eq!(validator().key(&request(&value, NOW), BODY), None);
+    }
+
+    #[test]
+    fn a_signed_url_verification_is_answered_with_its_challenge_and_an_unsigned_one_is_refused() {
+        let body = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+        let value = signature(SECRET, NOW, body);
+        let answer = validator()
+            .handshake(&post(&request(&value, NOW), body, NOW))
+            .expect("a handshake");
         assert_eq!(
-            validator().idempotency_key(&request(&value, NOW), BODY),
+            answer,
+            Ok(Answer::text(
+                "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+            ))
+        );
+        let forged = signature("not the secret", NOW, body);
+        assert_eq!(
+            validator().handshake(&post(&request(&forged, NOW), body, NOW)),
+            Some(Err(Rejection::Mismatch))
+        );
+        assert_eq!(
+            validator().handshake(&post(&HeaderMap::new(), body, NOW)),
+            Some(Err(Rejection::Missing))
+        );
+    }
+
+    #[test]
+    fn events_and_commands_are_not_handshakes() {
+        let event = br#"{"type":"event_callback","event":{"type":"app_mention"}}"#;
+        let value = signature(SECRET, NOW, event);
+        assert_eq!(
+            validator().handshake(&post(&request(&value, NOW), event, NOW)),
+            None
+        );
+        assert_eq!(
+            validator().handshake(&post(&request(&value, NOW), BODY, NOW)),
             None
         );
     }

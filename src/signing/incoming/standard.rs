@@ -6,8 +6,8 @@ use hmac::Hmac;
 use sha2::Sha256;
 
 use super::{
-    HeaderMap, Rejection, Validator, base64_bytes, header, header_key, parse_timestamp, verify_any,
-    within_tolerance,
+    HeaderMap, Incoming, Rejection, Validator, base64_bytes, header, header_key, parse_timestamp,
+    verify_any, within_tolerance,
 };
 use crate::signing::outgoing::decode_key;
 
@@ -56,7 +56,8 @@ fn names(headers: &HeaderMap) -> &'static Names {
 }
 
 impl Validator for Standard {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body, now) = (request.headers, request.body, request.now);
         let names = names(headers);
         let id = header(headers, names.id)?;
         let signed = header(headers, names.timestamp)?;
@@ -78,7 +79,8 @@ impl Validator for Standard {
         within_tolerance(timestamp, now)
     }
 
-    fn idempotency_key(&self, headers: &HeaderMap, _body: &[u8]) -> Option<String> {
+    fn idempotency_key(&self, request: &Incoming<'_>) -> Option<String> {
+        let headers = request.headers;
         // The message id stays the same across a message's retries, by the specification. It is
         // read from the set of headers whose signature was checked, so it is signed too.
         header_key(headers, names(headers).id)
@@ -90,7 +92,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
 
-    use super::super::testing::{NOW, headers, hmac_sha256, with_binary};
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, with_binary};
     use super::*;
 
     /// The Standard Webhooks specification's example.
@@ -123,7 +125,7 @@ mod tests {
     fn the_specification_example_passes() {
         let published = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         assert_eq!(
-            validator().verify(&request("webhook", 1614265330, published), BODY, 1614265330),
+            validator().check(&request("webhook", 1614265330, published), BODY, 1614265330),
             Ok(())
         );
     }
@@ -133,7 +135,7 @@ mod tests {
         let value = signature(SECRET, ID, NOW, BODY);
         for prefix in ["webhook", "svix", "Webhook", "SVIX"] {
             assert_eq!(
-                validator().verify(&request(prefix, NOW, &value), BODY, NOW),
+                validator().check(&request(prefix, NOW, &value), BODY, NOW),
                 Ok(()),
                 "{prefix}"
             );
@@ -145,7 +147,7 @@ mod tests {
         let bare = Standard::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
         let value = signature(SECRET, ID, NOW, BODY);
         assert_eq!(
-            bare.verify(&request("webhook", NOW, &value), BODY, NOW),
+            bare.check(&request("webhook", NOW, &value), BODY, NOW),
             Ok(())
         );
     }
@@ -158,12 +160,12 @@ mod tests {
             signature(SECRET, ID, NOW, BODY)
         );
         assert_eq!(
-            validator().verify(&request("webhook", NOW, &value), BODY, NOW),
+            validator().check(&request("webhook", NOW, &value), BODY, NOW),
             Ok(())
         );
         let only_other = "v1a,c29tZSBlZDI1NTE5 v2,abc";
         assert_eq!(
-            validator().verify(&request("webhook", NOW, only_other), BODY, NOW),
+            validator().check(&request("webhook", NOW, only_other), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -173,7 +175,7 @@ mod tests {
         let value = signature(SECRET, ID, NOW, BODY);
         for prefix in ["webhook", "svix"] {
             assert_eq!(
-                validator().verify(&request(prefix, NOW, &value), b"{\"test\": 1}", NOW),
+                validator().check(&request(prefix, NOW, &value), b"{\"test\": 1}", NOW),
                 Err(Rejection::Mismatch)
             );
         }
@@ -184,7 +186,7 @@ mod tests {
         let value = signature("whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", ID, NOW, BODY);
         for prefix in ["webhook", "svix"] {
             assert_eq!(
-                validator().verify(&request(prefix, NOW, &value), BODY, NOW),
+                validator().check(&request(prefix, NOW, &value), BODY, NOW),
                 Err(Rejection::Mismatch)
             );
         }
@@ -194,7 +196,7 @@ mod tests {
     fn a_different_message_id_is_a_mismatch() {
         let value = signature(SECRET, "msg_other", NOW, BODY);
         assert_eq!(
-            validator().verify(&request("webhook", NOW, &value), BODY, NOW),
+            validator().check(&request("webhook", NOW, &value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -204,7 +206,7 @@ mod tests {
         let broken = Standard::new("whsec_not base64!");
         let value = signature(SECRET, ID, NOW, BODY);
         assert_eq!(
-            broken.verify(&request("webhook", NOW, &value), BODY, NOW),
+            broken.check(&request("webhook", NOW, &value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -223,14 +225,14 @@ mod tests {
                 headers(&[(&id, ID), (&timestamp, &now)]),
             ] {
                 assert_eq!(
-                    validator().verify(&request, BODY, NOW),
+                    validator().check(&request, BODY, NOW),
                     Err(Rejection::Missing),
                     "{request:?}"
                 );
             }
         }
         assert_eq!(
-            validator().verify(&HeaderMap::new(), BODY, NOW),
+            validator().check(&HeaderMap::new(), BODY, NOW),
             Err(Rejection::Missing)
         );
     }
@@ -244,19 +246,19 @@ mod tests {
             ("webhook-signature", &value),
         ]);
         assert_eq!(
-            validator().verify(&bad_timestamp, BODY, NOW),
+            validator().check(&bad_timestamp, BODY, NOW),
             Err(Rejection::Malformed)
         );
         for value in ["v1", "v1,not base64!"] {
             assert_eq!(
-                validator().verify(&request("svix", NOW, value), BODY, NOW),
+                validator().check(&request("svix", NOW, value), BODY, NOW),
                 Err(Rejection::Malformed),
                 "{value}"
             );
         }
         let binary = with_binary(request("webhook", NOW, &value), "webhook-id");
         assert_eq!(
-            validator().verify(&binary, BODY, NOW),
+            validator().check(&binary, BODY, NOW),
             Err(Rejection::Malformed)
         );
     }
@@ -267,7 +269,7 @@ mod tests {
             for timestamp in [NOW - 301, NOW + 301] {
                 let value = signature(SECRET, ID, timestamp, BODY);
                 assert_eq!(
-                    validator().verify(&request(prefix, timestamp, &value), BODY, NOW),
+                    validator().check(&request(prefix, timestamp, &value), BODY, NOW),
                     Err(Rejection::Stale),
                     "{prefix} {timestamp}"
                 );
@@ -275,7 +277,7 @@ mod tests {
             for timestamp in [NOW - 300, NOW + 300] {
                 let value = signature(SECRET, ID, timestamp, BODY);
                 assert_eq!(
-                    validator().verify(&request(prefix, timestamp, &value), BODY, NOW),
+                    validator().check(&request(prefix, timestamp, &value), BODY, NOW),
                     Ok(())
                 );
             }
@@ -286,10 +288,10 @@ mod tests {
     fn the_idempotency_key_is_the_message_id() {
         for prefix in ["webhook", "svix"] {
             assert_eq!(
-                validator().idempotency_key(&request(prefix, NOW, "v1,x"), BODY),
+                validator().key(&request(prefix, NOW, "v1,x"), BODY),
                 Some(ID.to_owned())
             );
         }
-        assert_eq!(validator().idempotency_key(&HeaderMap::new(), BODY), None);
+        assert_eq!(validator().key(&HeaderMap::new(), BODY), None);
     }
 }

@@ -5,7 +5,7 @@ use hmac::Hmac;
 use sha2::Sha256;
 
 use super::{
-    HeaderMap, Rejection, Validator, header, hex_bytes, parse_timestamp, verify_any,
+    Incoming, Rejection, Validator, header, hex_bytes, parse_timestamp, verify_any,
     within_tolerance,
 };
 
@@ -25,7 +25,8 @@ impl Stripe {
 }
 
 impl Validator for Stripe {
-    fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), Rejection> {
+    fn verify(&self, request: &Incoming<'_>) -> Result<(), Rejection> {
+        let (headers, body, now) = (request.headers, request.body, request.now);
         let mut timestamp = None;
         let mut signatures = Vec::new();
         for item in header(headers, SIGNATURE)?.split(',') {
@@ -45,7 +46,8 @@ impl Validator for Stripe {
         within_tolerance(timestamp, now)
     }
 
-    fn idempotency_key(&self, _headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    fn idempotency_key(&self, request: &Incoming<'_>) -> Option<String> {
+        let body = request.body;
         // Every Stripe event is a JSON object whose top-level `id` (evt_...) names it.
         let event: serde_json::Value = serde_json::from_slice(body).ok()?;
         Some(event.as_object()?.get("id")?.as_str()?.to_owned())
@@ -54,7 +56,9 @@ impl Validator for Stripe {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{NOW, headers, hmac_sha256, with_binary};
+    use actix_web::http::header::HeaderMap;
+
+    use super::super::testing::{Check, NOW, headers, hmac_sha256, with_binary};
     use super::*;
 
     const SECRET: &str = "whsec_stripe_test_secret";
@@ -77,7 +81,7 @@ mod tests {
     #[test]
     fn a_valid_signature_passes() {
         let value = format!("t={NOW},v1={}", signed(SECRET, NOW, BODY));
-        assert_eq!(validator().verify(&request(&value), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&value), BODY, NOW), Ok(()));
     }
 
     #[test]
@@ -87,14 +91,14 @@ mod tests {
             signed("whsec_old", NOW, BODY),
             signed(SECRET, NOW, BODY)
         );
-        assert_eq!(validator().verify(&request(&value), BODY, NOW), Ok(()));
+        assert_eq!(validator().check(&request(&value), BODY, NOW), Ok(()));
     }
 
     #[test]
     fn a_tampered_body_is_a_mismatch() {
         let value = format!("t={NOW},v1={}", signed(SECRET, NOW, BODY));
         assert_eq!(
-            validator().verify(&request(&value), b"{\"id\":\"evt_2\"}", NOW),
+            validator().check(&request(&value), b"{\"id\":\"evt_2\"}", NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -103,7 +107,7 @@ mod tests {
     fn a_wrong_secret_is_a_mismatch() {
         let value = format!("t={NOW},v1={}", signed("whsec_other", NOW, BODY));
         assert_eq!(
-            validator().verify(&request(&value), BODY, NOW),
+            validator().check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -112,7 +116,7 @@ mod tests {
     fn a_signature_over_another_timestamp_is_a_mismatch() {
         let value = format!("t={NOW},v1={}", signed(SECRET, NOW - 1, BODY));
         assert_eq!(
-            validator().verify(&request(&value), BODY, NOW),
+            validator().check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -120,7 +124,7 @@ mod tests {
     #[test]
     fn a_missing_header_is_missing() {
         assert_eq!(
-            validator().verify(&headers(&[]), BODY, NOW),
+            validator().check(&headers(&[]), BODY, NOW),
             Err(Rejection::Missing)
         );
     }
@@ -136,14 +140,14 @@ mod tests {
             format!("t={NOW},{good}"),
         ] {
             assert_eq!(
-                validator().verify(&request(&value), BODY, NOW),
+                validator().check(&request(&value), BODY, NOW),
                 Err(Rejection::Malformed),
                 "{value}"
             );
         }
         let binary = with_binary(HeaderMap::new(), "stripe-signature");
         assert_eq!(
-            validator().verify(&binary, BODY, NOW),
+            validator().check(&binary, BODY, NOW),
             Err(Rejection::Malformed)
         );
     }
@@ -152,7 +156,7 @@ mod tests {
     fn no_v1_is_a_mismatch() {
         let value = format!("t={NOW},v0={}", signed(SECRET, NOW, BODY));
         assert_eq!(
-            validator().verify(&request(&value), BODY, NOW),
+            validator().check(&request(&value), BODY, NOW),
             Err(Rejection::Mismatch)
         );
     }
@@ -162,25 +166,22 @@ mod tests {
         for timestamp in [NOW - 301, NOW + 301] {
             let value = format!("t={timestamp},v1={}", signed(SECRET, timestamp, BODY));
             assert_eq!(
-                validator().verify(&request(&value), BODY, NOW),
+                validator().check(&request(&value), BODY, NOW),
                 Err(Rejection::Stale)
             );
         }
         for timestamp in [NOW - 300, NOW + 300] {
             let value = format!("t={timestamp},v1={}", signed(SECRET, timestamp, BODY));
-            assert_eq!(validator().verify(&request(&value), BODY, NOW), Ok(()));
+            assert_eq!(validator().check(&request(&value), BODY, NOW), Ok(()));
         }
     }
 
     #[test]
     fn the_idempotency_key_is_the_event_id() {
         let none = HeaderMap::new();
-        assert_eq!(
-            validator().idempotency_key(&none, BODY),
-            Some("evt_1".to_owned())
-        );
-        assert_eq!(validator().idempotency_key(&none, br#"{"id":7}"#), None);
-        assert_eq!(validator().idempotency_key(&none, br#"["id"]"#), None);
-        assert_eq!(validator().idempotency_key(&none, b"not json"), None);
+        assert_eq!(validator().key(&none, BODY), Some("evt_1".to_owned()));
+        assert_eq!(validator().key(&none, br#"{"id":7}"#), None);
+        assert_eq!(validator().key(&none, br#"["id"]"#), None);
+        assert_eq!(validator().key(&none, b"not json"), None);
     }
 }
