@@ -6,6 +6,9 @@ ALTER TABLE sources ADD COLUMN response jsonb;
 ALTER TABLE sources ADD COLUMN last_handshake_at timestamptz;
 -- 'answered', or the reason it was refused ('bad_signature', 'failed_handshake', ...).
 ALTER TABLE sources ADD COLUMN last_handshake_outcome text;
+-- When one was last answered: a provider may follow a good handshake with a bad one on purpose
+-- (Discord checks that a bad signature is refused).
+ALTER TABLE sources ADD COLUMN last_handshake_answered_at timestamptz;
 
 -- Ingest keeps the response with the source's route, so changing it must refresh the route.
 DROP TRIGGER sources_routing ON sources;

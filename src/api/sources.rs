@@ -44,6 +44,10 @@ pub struct HandshakeOut {
     pub at: DateTime<Utc>,
     /// `answered`, or why it was refused (`bad_signature`, `failed_handshake`, ...).
     pub outcome: String,
+    /// When one was last answered: the last may have been refused since (Discord follows a
+    /// good handshake with a badly signed one, to check that it is refused).
+    #[schema(required = true)]
+    pub answered_at: Option<DateTime<Utc>>,
 }
 
 impl SourceOut {
@@ -61,7 +65,11 @@ impl SourceOut {
             last_handshake: source
                 .last_handshake_at
                 .zip(source.last_handshake_outcome)
-                .map(|(at, outcome)| HandshakeOut { at, outcome }),
+                .map(|(at, outcome)| HandshakeOut {
+                    at,
+                    outcome,
+                    answered_at: source.last_handshake_answered_at,
+                }),
             created_at: source.created_at,
             updated_at: source.updated_at,
         }

@@ -11,6 +11,7 @@ mod csrf;
 mod error;
 mod events;
 mod live;
+mod providers;
 mod session;
 mod sources;
 mod subscriptions;
@@ -63,6 +64,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/login", web::get().to(accounts::login_page))
             .route("/login", web::post().to(accounts::login))
             .route("/logout", web::post().to(accounts::logout))
+            .route("/providers", web::get().to(providers::help))
+            .route("/provider-options", web::get().to(providers::options))
             .route("/sources", web::get().to(sources::list))
             .route("/sources", web::post().to(sources::create))
             .route("/sources/new", web::get().to(sources::new))

@@ -8,28 +8,28 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::DashboardError;
+use super::providers::{self, ProviderOptions};
 use super::session::Session;
-use super::subscriptions::{PROVIDERS, StateBadge};
+use super::subscriptions::StateBadge;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
 use crate::db::models::event::EventLine;
-use crate::db::models::source::{Source, SourceCounts};
+use crate::db::models::rejected_request::RejectedRequest;
+use crate::db::models::source::{self, Source, SourceCounts};
 use crate::db::models::subscription::Subscription;
 use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
 use crate::service::ServiceError;
+use crate::service::provider_form::{self, ProviderInfo};
 use crate::service::sources::{self, SourceForm, stored_provider};
 use crate::state::AppState;
 
 /// How many of its latest events a source's page lists.
 const RECENT_EVENTS: i64 = 20;
+/// How many of its latest refused requests a source's page lists.
+const RECENT_REJECTIONS: i64 = 25;
 
 /// The provider a source checks, as the form names it; `None` when it checks none.
 fn provider_label(source: &Source) -> Option<&'static str> {
-    stored_provider(source).map(|provider| {
-        PROVIDERS
-            .iter()
-            .find(|(kind, _)| *kind == provider.kind())
-            .map_or(provider.kind(), |(_, label)| *label)
-    })
+    stored_provider(source).map(|provider| providers::label(provider.kind()))
 }
 
 /// One line of the sources list.
@@ -109,6 +109,64 @@ impl RecentEvent {
     }
 }
 
+/// One refused request, as the source's page lists it.
+pub struct RejectionLine {
+    pub received: Moment,
+    pub reason: &'static str,
+    pub handshake: bool,
+    pub method: String,
+    pub path: String,
+    /// Its headers, credentials masked, in the order they were stored.
+    pub headers: Vec<(String, String)>,
+    pub body_sample: String,
+    pub body_bytes: i32,
+}
+
+impl RejectionLine {
+    fn new(rejected: RejectedRequest, now: DateTime<Utc>) -> Self {
+        RejectionLine {
+            received: Moment::of(rejected.received_at, now),
+            reason: reason_label(&rejected.reason),
+            handshake: rejected.handshake,
+            method: rejected.method,
+            path: rejected.path,
+            headers: rejected
+                .headers
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned()))
+                .collect(),
+            body_sample: String::from_utf8_lossy(&rejected.body_sample).into_owned(),
+            body_bytes: rejected.body_bytes,
+        }
+    }
+}
+
+/// What a refusal's reason (a `Rejection::reason`) reads as on the page.
+fn reason_label(reason: &str) -> &'static str {
+    match reason {
+        "missing_header" => "missing signature or header",
+        "malformed" => "malformed signature",
+        "bad_signature" => "bad signature",
+        "stale_timestamp" => "stale timestamp",
+        "wrong_method" => "wrong method",
+        "failed_handshake" => "failed handshake",
+        "wrong_credentials" => "wrong credentials",
+        _ => "refused",
+    }
+}
+
+/// The source's last handshake, as its page shows it.
+pub struct HandshakeLine {
+    pub when: Moment,
+    /// `answered`, or the reason it was refused, as the page reads it.
+    pub outcome: &'static str,
+    pub answered: bool,
+    /// When one was last answered, if the last was refused.
+    pub answered_before: Option<Moment>,
+}
+
 #[derive(Template)]
 #[template(path = "sources/list.html")]
 struct ListPage {
@@ -124,13 +182,33 @@ struct FormPage {
     editing: Option<SourceId>,
     form: SourceForm,
     errors: FormErrors,
-    /// Whether the source already has a provider secret that a blank field keeps.
-    has_secret: bool,
+    /// The kind of the check stored now, whose secrets a blank field keeps.
+    stored_kind: Option<&'static str>,
 }
 
 impl FormPage {
-    fn providers(&self) -> &'static [(&'static str, &'static str)] {
-        &PROVIDERS
+    fn providers(&self) -> &'static [ProviderInfo] {
+        providers::all()
+    }
+
+    fn stored_kind(&self) -> &str {
+        self.stored_kind.unwrap_or_default()
+    }
+
+    /// Whether the answer's fields start unfolded: some are set, or wrong.
+    fn answer_open(&self) -> bool {
+        let form = &self.form;
+        !(form.response_status.is_empty()
+            && form.response_body.trim().is_empty()
+            && form.response_content_type.trim().is_empty())
+            || self.errors.of("response").is_some()
+            || self.errors.of("response_status").is_some()
+    }
+
+    fn provider_options(&self) -> String {
+        ProviderOptions::new(&self.form.provider, &self.errors, self.stored_kind)
+            .render()
+            .unwrap_or_default()
     }
 
     fn action(&self) -> String {
@@ -150,9 +228,17 @@ struct ShowPage {
     ingest_url: String,
     curl: String,
     provider: Option<&'static str>,
+    /// The provider's kind, for the link to what it needs.
+    provider_kind: Option<&'static str>,
+    /// The handshake the relay answers for the provider, if it makes one.
+    handshake: Option<&'static str>,
+    last_handshake: Option<HandshakeLine>,
+    /// What an accepted request is answered, in words.
+    answer: String,
     created: Moment,
     subscriptions: Vec<SubscriptionLine>,
     events: Vec<RecentEvent>,
+    rejections: Vec<RejectionLine>,
 }
 
 #[derive(Template)]
@@ -195,12 +281,9 @@ pub async fn new(session: Session) -> Result<HttpResponse, DashboardError> {
     render(&FormPage {
         layout: session.layout(Nav::Sources),
         editing: None,
-        form: SourceForm {
-            provider_kind: "none".to_owned(),
-            ..SourceForm::default()
-        },
+        form: SourceForm::default(),
         errors: FormErrors::default(),
-        has_secret: false,
+        stored_kind: None,
     })
 }
 
@@ -227,7 +310,7 @@ pub async fn create(
                 editing: None,
                 errors: field_errors(error)?,
                 form: form.without_secret(),
-                has_secret: false,
+                stored_kind: None,
             },
         ),
     }
@@ -240,10 +323,29 @@ pub async fn show(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SourceId(id.into_inner());
-    let overview = sources::overview(&state, session.user_id(), id, RECENT_EVENTS).await?;
+    let overview = sources::overview(
+        &state,
+        session.user_id(),
+        id,
+        RECENT_EVENTS,
+        RECENT_REJECTIONS,
+    )
+    .await?;
     let now = Utc::now();
     let source = overview.source;
     let ingest_url = state.ingest_url(&source.ingest_token);
+    let kind = stored_provider(&source).map(|provider| provider.kind());
+    let answer = match sources::stored_response(&source) {
+        None => "202 with the event id as JSON (the default)".to_owned(),
+        Some(response) => match response.custom_body() {
+            Some((_, content_type)) => format!(
+                "{} with a body of its own ({content_type})",
+                response.status
+            ),
+            None if response.status == 204 => "204 with no body".to_owned(),
+            None => format!("{} with the event id as JSON", response.status),
+        },
+    };
     render(&ShowPage {
         layout: session.layout(Nav::Sources),
         id,
@@ -253,6 +355,30 @@ pub async fn show(
         ),
         ingest_url,
         provider: provider_label(&source),
+        provider_kind: kind,
+        handshake: kind
+            .and_then(provider_form::provider)
+            .and_then(|info| info.handshake),
+        last_handshake: source
+            .last_handshake_at
+            .zip(source.last_handshake_outcome.as_deref())
+            .map(|(at, outcome)| {
+                let answered = outcome == source::ANSWERED;
+                HandshakeLine {
+                    when: Moment::of(at, now),
+                    answered,
+                    outcome: if answered {
+                        source::ANSWERED
+                    } else {
+                        reason_label(outcome)
+                    },
+                    answered_before: source
+                        .last_handshake_answered_at
+                        .filter(|_| !answered)
+                        .map(|at| Moment::of(at, now)),
+                }
+            }),
+        answer,
         created: Moment::of(source.created_at, now),
         subscriptions: overview
             .subscriptions
@@ -263,6 +389,11 @@ pub async fn show(
             .recent_events
             .into_iter()
             .map(|line| RecentEvent::new(line, now))
+            .collect(),
+        rejections: overview
+            .rejections
+            .into_iter()
+            .map(|rejected| RejectionLine::new(rejected, now))
             .collect(),
         name: source.name,
     })
@@ -281,7 +412,7 @@ pub async fn edit_page(
         editing: Some(id),
         form: SourceForm::of(&source),
         errors: FormErrors::default(),
-        has_secret: source.provider.is_some(),
+        stored_kind: stored_provider(&source).map(|provider| provider.kind()),
     })
 }
 
@@ -303,10 +434,8 @@ pub async fn edit(
         )),
         Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
         Err(error) => {
-            let has_secret = sources::get(&state, session.user_id(), id)
-                .await?
-                .provider
-                .is_some();
+            let stored_kind = stored_provider(&sources::get(&state, session.user_id(), id).await?)
+                .map(|provider| provider.kind());
             render_with(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &FormPage {
@@ -314,7 +443,7 @@ pub async fn edit(
                     editing: Some(id),
                     errors: field_errors(error)?,
                     form: form.without_secret(),
-                    has_secret,
+                    stored_kind,
                 },
             )
         }

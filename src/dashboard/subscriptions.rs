@@ -11,26 +11,17 @@ use uuid::Uuid;
 use super::charts::{Chart, subscription_charts};
 use super::error::DashboardError;
 use super::events::{EventLog, LogQuery, load_log};
+use super::providers::{self, ProviderOptions};
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::{EventId, Filter, Policy, SubscriptionId};
 use crate::problem::FieldError;
 use crate::service::SubscriptionForm;
+use crate::service::provider_form::ProviderInfo;
 use crate::service::subscriptions::{self, SubscriptionState, stored_provider};
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
-
-/// The providers a source can check, as the forms offer them.
-pub(super) const PROVIDERS: [(&str, &str); 7] = [
-    ("none", "None: accept unsigned requests"),
-    ("stripe", "Stripe"),
-    ("github", "GitHub"),
-    ("shopify", "Shopify"),
-    ("slack", "Slack"),
-    ("standard", "Standard Webhooks / Svix"),
-    ("hmac", "Other: an HMAC header"),
-];
 
 /// A subscription's state as a badge: text and colour, so it reads without colour too.
 pub struct StateBadge {
@@ -114,8 +105,8 @@ struct FormPage {
     editing: Option<SubscriptionId>,
     form: SubscriptionForm,
     errors: FormErrors,
-    /// Whether the subscription already has a provider secret that a blank field keeps.
-    has_secret: bool,
+    /// The kind of the check stored now, whose secrets a blank field keeps.
+    stored_kind: Option<&'static str>,
     /// The user's sources, which a new subscription may receive events from.
     sources: Vec<SourceChoice>,
     /// The names of the extra headers set now (an edit form never holds their values).
@@ -151,8 +142,18 @@ pub struct TrialLine {
 }
 
 impl FormPage {
-    fn providers(&self) -> &'static [(&'static str, &'static str)] {
-        &PROVIDERS
+    fn providers(&self) -> &'static [ProviderInfo] {
+        providers::all()
+    }
+
+    fn stored_kind(&self) -> &str {
+        self.stored_kind.unwrap_or_default()
+    }
+
+    fn provider_options(&self) -> String {
+        ProviderOptions::new(&self.form.provider, &self.errors, self.stored_kind)
+            .render()
+            .unwrap_or_default()
     }
 
     fn action(&self) -> String {
@@ -222,7 +223,9 @@ async fn form_page(
     Ok(FormPage {
         layout: session.layout(Nav::Subscriptions),
         editing: editing.map(|subscription| subscription.id),
-        has_secret: editing.is_some_and(|subscription| subscription.provider.is_some()),
+        stored_kind: editing
+            .and_then(stored_provider)
+            .map(|provider| provider.kind()),
         header_names: editing
             .map(|subscription| {
                 Policy::from_stored(&subscription.policy)
@@ -443,13 +446,7 @@ pub async fn show(
              -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
         ),
         ingest_url,
-        provider: stored_provider(&subscription).map(|p| {
-            PROVIDERS
-                .iter()
-                .find(|(kind, _)| *kind == p.kind())
-                .map_or(p.kind(), |(_, label)| label)
-                .to_owned()
-        }),
+        provider: stored_provider(&subscription).map(|p| providers::label(p.kind()).to_owned()),
         previous_secret_until: subscription
             .previous_signing_secret
             .as_ref()

@@ -127,6 +127,7 @@ diesel::table! {
         response -> Nullable<Jsonb>,
         last_handshake_at -> Nullable<Timestamptz>,
         last_handshake_outcome -> Nullable<Text>,
+        last_handshake_answered_at -> Nullable<Timestamptz>,
     }
 }
 

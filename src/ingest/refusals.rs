@@ -93,7 +93,7 @@ impl Refusals {
         let (db, log) = (db.clone(), log.clone());
         actix_web::rt::spawn(async move {
             let noted = db
-                .run(async |conn| source::record_handshake(conn, source_id, "answered").await)
+                .run(async |conn| source::record_handshake(conn, source_id, source::ANSWERED).await)
                 .await;
             if let Err(error) = noted {
                 warn!(log, "an answered handshake was not noted"; "error" => %error);

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod events;
 pub mod filters;
 pub mod policy;
+pub mod provider_form;
 pub mod sources;
 mod subscription_form;
 pub mod subscriptions;

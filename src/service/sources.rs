@@ -7,15 +7,17 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::ServiceError;
+use super::provider_form::ProviderFields;
 use super::subscriptions::{
     present, stored, valid_changed_provider, valid_name, valid_optional_name, valid_provider,
 };
-use super::{ServiceError, SubscriptionForm};
 use crate::db::models::event::{self, EventLine};
 use crate::db::models::rejected_request::{self, RejectedRequest};
 use crate::db::models::source::{self, NewSource, Source, SourceChanges, SourceCounts};
 use crate::db::models::subscription::{self, Subscription};
 use crate::domain::{EventId, IngestResponse, IngestToken, SourceId, UserId};
+use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -77,89 +79,98 @@ fn stored_json(response: &IngestResponse) -> Result<serde_json::Value, ServiceEr
     serde_json::to_value(response).map_err(|e| ServiceError::Unexpected(e.into()))
 }
 
-/// The values of the source form, as the dashboard posts them: a name, and the provider check in
-/// the subscription form's fields, its secret write-only (an edit form never holds it, so a blank
-/// one keeps the stored secret). No `Debug`: it holds the provider's secret.
+/// The values of the source form, as the dashboard posts them: a name, the provider check
+/// (its secrets write-only: an edit form never holds them, so a blank one keeps the stored
+/// secret) and the answer to accepted requests. No `Debug`: it holds the provider's secrets.
 #[derive(Default, Deserialize)]
 pub struct SourceForm {
     #[serde(default)]
     pub name: String,
-    /// `none` for no check.
+    #[serde(flatten)]
+    pub provider: ProviderFields,
+    /// Blank for the default answer (`202` and the event id), else 200, 201, 202 or 204.
     #[serde(default)]
-    pub provider_kind: String,
+    pub response_status: String,
+    /// Blank for the default JSON.
     #[serde(default)]
-    pub provider_secret: String,
+    pub response_body: String,
     #[serde(default)]
-    pub provider_header: String,
-    #[serde(default)]
-    pub provider_algorithm: String,
-    #[serde(default)]
-    pub provider_encoding: String,
-    #[serde(default)]
-    pub provider_prefix: String,
+    pub response_content_type: String,
 }
 
 impl SourceForm {
-    /// The form for an existing source: its values, but never its provider's secret.
+    /// The form for an existing source: its values, but never its provider's secrets.
     pub fn of(source: &Source) -> Self {
-        let provider = stored_provider(source);
-        let view = provider.as_ref().map(ProviderConfig::public_view);
-        let option = |name: &str| {
-            view.as_ref()
-                .and_then(|view| view[name].as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let response = stored_response(source);
         SourceForm {
             name: source.name.clone(),
-            provider_kind: provider
+            provider: ProviderFields::of(stored_provider(source).as_ref()),
+            response_status: response
                 .as_ref()
-                .map_or("none", ProviderConfig::kind)
-                .to_owned(),
-            provider_secret: String::new(),
-            provider_header: option("header"),
-            provider_algorithm: option("algorithm"),
-            provider_encoding: option("encoding"),
-            provider_prefix: option("prefix"),
+                .map(|r| r.status.to_string())
+                .unwrap_or_default(),
+            response_body: response
+                .as_ref()
+                .and_then(|r| r.body.clone())
+                .unwrap_or_default(),
+            response_content_type: response.and_then(|r| r.content_type).unwrap_or_default(),
         }
     }
 
-    /// The same values with the secret dropped, to show the form again.
+    /// The same values with the secrets dropped, to show the form again.
     pub fn without_secret(self) -> Self {
         SourceForm {
-            provider_secret: String::new(),
+            provider: self.provider.clone().without_secrets(),
             ..self
         }
     }
 
-    /// The source it describes, given the provider stored now (`None` when creating). The
-    /// provider's fields are read exactly as the subscription form reads them; every problem of
-    /// theirs is reported, and with them the name's.
-    fn input(&self, current: Option<&ProviderConfig>) -> Result<SourceIn, ServiceError> {
-        // The subscription form's other fields stay blank: they set nothing a source has.
-        let fields = SubscriptionForm {
-            name: self.name.clone(),
-            provider_kind: self.provider_kind.clone(),
-            provider_secret: self.provider_secret.clone(),
-            provider_header: self.provider_header.clone(),
-            provider_algorithm: self.provider_algorithm.clone(),
-            provider_encoding: self.provider_encoding.clone(),
-            provider_prefix: self.provider_prefix.clone(),
-            ..SubscriptionForm::default()
+    /// The answer the form sets; `None` for the default.
+    fn response(&self) -> Result<Option<IngestResponse>, FieldError> {
+        let text = |value: &str| (!value.trim().is_empty()).then(|| value.trim().to_owned());
+        let status = match self.response_status.trim() {
+            "" if self.response_body.trim().is_empty() => return Ok(None),
+            "" => 202,
+            status => status.parse().map_err(|_| FieldError {
+                field: "response_status".to_owned(),
+                message: "choose a status from the list".to_owned(),
+            })?,
         };
-        let input = fields.input(current, false, |others| {
-            let name = SourceIn {
-                name: others.name.clone(),
-                provider: None,
-                response: None,
-            };
-            name.validate().map_err(ServiceError::from)
-        })?;
-        Ok(SourceIn {
-            name: input.name,
-            provider: input.provider,
-            response: None,
-        })
+        Ok(Some(IngestResponse {
+            status,
+            // The body is kept as typed: a provider may want exact whitespace.
+            body: (!self.response_body.trim().is_empty()).then(|| self.response_body.clone()),
+            content_type: text(&self.response_content_type),
+        }))
+    }
+
+    /// The source it describes, given the provider stored now (`None` when creating). Every
+    /// problem is reported at once, each at its field.
+    fn input(&self, current: Option<&ProviderConfig>) -> Result<SourceIn, ServiceError> {
+        let mut errors = Vec::new();
+        let provider = self.provider.config(current).unwrap_or_else(|fields| {
+            errors.extend(fields);
+            None
+        });
+        let response = self.response().unwrap_or_else(|field| {
+            errors.push(field);
+            None
+        });
+        let input = SourceIn {
+            name: self.name.clone(),
+            provider,
+            response,
+        };
+        match input.validate().map_err(ServiceError::from) {
+            Err(ServiceError::Invalid(fields)) => errors.extend(fields),
+            Err(other) => return Err(other),
+            Ok(()) => {}
+        }
+        if errors.is_empty() {
+            Ok(input)
+        } else {
+            Err(ServiceError::Invalid(errors))
+        }
     }
 }
 
@@ -272,15 +283,18 @@ pub struct SourceOverview {
     pub subscriptions: Vec<(Subscription, i64)>,
     /// Its latest events, newest first, routed or not.
     pub recent_events: Vec<EventLine>,
+    /// Its latest refused requests, newest first.
+    pub rejections: Vec<RejectedRequest>,
 }
 
-/// One of a user's sources with its subscriptions, what each took over the last 24 hours, and
-/// its `events` latest events.
+/// One of a user's sources with its subscriptions, what each took over the last 24 hours, its
+/// `events` latest events and its `rejections` latest refused requests.
 pub async fn overview(
     state: &AppState,
     user: UserId,
     id: SourceId,
     events: i64,
+    rejections: i64,
 ) -> Result<SourceOverview, ServiceError> {
     let since = Utc::now() - chrono::TimeDelta::hours(24);
     state
@@ -292,7 +306,9 @@ pub async fn overview(
             let subscriptions = subscription::list_for_source(conn, id).await?;
             let stats = subscription::stats_for_user(conn, user, since).await?;
             let recent_events = event::list_for_source(conn, id, None, events).await?;
+            let rejections = rejected_request::recent(conn, id, rejections).await?;
             Ok(Some(SourceOverview {
+                rejections,
                 source: found,
                 subscriptions: subscriptions
                     .into_iter()
@@ -323,7 +339,7 @@ pub async fn edit_from_form(
     let patch = SourcePatch {
         name: Some(input.name),
         provider: (input.provider != current).then_some(input.provider),
-        response: None,
+        response: Some(input.response),
     };
     edit(state, user, id, patch).await
 }

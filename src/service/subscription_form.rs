@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::ServiceError;
 use super::policy::PolicyIn;
+use super::provider_form::ProviderFields;
 use super::subscriptions::{SubscriptionIn, stored_provider};
 use crate::db::models::subscription::Subscription;
 use crate::domain::{Per, Policy, RateLimit, SourceId, compact_delay};
@@ -17,25 +17,15 @@ use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
 
 /// The values of the subscription form, as typed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct SubscriptionForm {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub target_url: String,
-    /// `none` (or left out when creating) for no check; left out when editing keeps the check.
-    #[serde(default)]
-    pub provider_kind: String,
-    #[serde(default)]
-    pub provider_secret: String,
-    #[serde(default)]
-    pub provider_header: String,
-    #[serde(default)]
-    pub provider_algorithm: String,
-    #[serde(default)]
-    pub provider_encoding: String,
-    #[serde(default)]
-    pub provider_prefix: String,
+    /// The check of a source made for it; its secrets write-only.
+    #[serde(flatten)]
+    pub provider: ProviderFields,
     /// The source it receives events from; blank or `new` for a source of its own.
     #[serde(default)]
     pub source_id: String,
@@ -72,26 +62,10 @@ pub struct SubscriptionForm {
 impl SubscriptionForm {
     /// The form for an existing subscription: its values, but never its provider's secret.
     pub fn of(subscription: &Subscription) -> Self {
-        let provider = stored_provider(subscription);
-        let view = provider.as_ref().map(ProviderConfig::public_view);
-        let option = |name: &str| {
-            view.as_ref()
-                .and_then(|view| view[name].as_str())
-                .unwrap_or_default()
-                .to_owned()
-        };
         SubscriptionForm {
             name: subscription.name.clone(),
             target_url: subscription.target_url.clone(),
-            provider_kind: provider
-                .as_ref()
-                .map_or("none", ProviderConfig::kind)
-                .to_owned(),
-            provider_secret: String::new(),
-            provider_header: option("header"),
-            provider_algorithm: option("algorithm"),
-            provider_encoding: option("encoding"),
-            provider_prefix: option("prefix"),
+            provider: ProviderFields::of(stored_provider(subscription).as_ref()),
             source_id: subscription.source_id.to_string(),
             filter: subscription
                 .filter
@@ -170,7 +144,7 @@ impl SubscriptionForm {
     /// The same values with the secrets dropped, to show the form again.
     pub fn without_secret(self) -> Self {
         SubscriptionForm {
-            provider_secret: String::new(),
+            provider: self.provider.clone().without_secrets(),
             headers: String::new(),
             action: String::new(),
             ..self
@@ -208,7 +182,7 @@ impl SubscriptionForm {
         let (policy, errors) = self.policy(editing);
         input.policy = Some(policy);
         fields.extend(errors);
-        match self.provider(current) {
+        match self.provider.config(current) {
             Ok(provider) => input.provider = provider,
             Err(errors) => fields.extend(errors),
         }
@@ -295,126 +269,5 @@ impl SubscriptionForm {
             headers,
         };
         (policy, errors)
-    }
-
-    fn provider(
-        &self,
-        current: Option<&ProviderConfig>,
-    ) -> Result<Option<ProviderConfig>, Vec<FieldError>> {
-        let invalid = |field: &str, message: &str| {
-            vec![FieldError {
-                field: field.to_owned(),
-                message: message.to_owned(),
-            }]
-        };
-        let kind = match self.provider_kind.trim() {
-            "" => return Ok(current.cloned()),
-            "none" => return Ok(None),
-            kind => kind,
-        };
-        let secret = match (self.provider_secret.trim(), current) {
-            ("", Some(current)) if current.kind() == kind => String::new(),
-            ("", _) => {
-                return Err(invalid(
-                    "provider_secret",
-                    "enter the secret the provider signs with",
-                ));
-            }
-            (secret, _) => secret.to_owned(),
-        };
-        let config = if kind == "hmac" {
-            let prefix = self.provider_prefix.trim();
-            json!({
-                "kind": kind,
-                "secret": secret,
-                "header": self.provider_header.trim(),
-                "algorithm": or_default(&self.provider_algorithm, "sha256"),
-                "encoding": or_default(&self.provider_encoding, "hex"),
-                "prefix": (!prefix.is_empty()).then_some(prefix),
-            })
-        } else {
-            json!({ "kind": kind, "secret": secret })
-        };
-        serde_json::from_value::<ProviderConfig>(config)
-            .map(|config| {
-                Some(match current {
-                    Some(current) => config.keeping_secrets_of(current),
-                    None => config,
-                })
-            })
-            .map_err(|_| {
-                invalid(
-                    "provider_kind",
-                    "choose a provider, and its options, from the lists",
-                )
-            })
-    }
-}
-
-/// A select's value, or what it shows first when the form left it out.
-fn or_default<'a>(value: &'a str, default: &'a str) -> &'a str {
-    if value.is_empty() { default } else { value }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn form(kind: &str, secret: &str) -> SubscriptionForm {
-        SubscriptionForm {
-            provider_kind: kind.to_owned(),
-            provider_secret: secret.to_owned(),
-            ..SubscriptionForm::default()
-        }
-    }
-
-    fn github(secret: &str) -> ProviderConfig {
-        ProviderConfig::Github {
-            secret: secret.to_owned(),
-        }
-    }
-
-    #[test]
-    fn a_blank_secret_keeps_the_stored_one_of_the_same_kind_only() {
-        let stored = github("old");
-        assert_eq!(
-            form("github", "").provider(Some(&stored)),
-            Ok(Some(stored.clone()))
-        );
-        assert_eq!(
-            form("github", "new").provider(Some(&stored)),
-            Ok(Some(github("new")))
-        );
-        assert!(form("stripe", "").provider(Some(&stored)).is_err());
-        assert!(form("github", "").provider(None).is_err());
-    }
-
-    #[test]
-    fn none_removes_the_check_and_a_missing_kind_keeps_it() {
-        let stored = github("old");
-        assert_eq!(form("none", "").provider(Some(&stored)), Ok(None));
-        assert_eq!(form("", "").provider(Some(&stored)), Ok(Some(stored)));
-        assert_eq!(form("", "").provider(None), Ok(None));
-    }
-
-    #[test]
-    fn hmac_options_default_to_what_the_form_shows_first() {
-        let mut hmac = form("hmac", "s3cret");
-        hmac.provider_header = "X-Signature".into();
-        let Ok(Some(ProviderConfig::Hmac {
-            algorithm,
-            encoding,
-            prefix,
-            ..
-        })) = hmac.provider(None)
-        else {
-            panic!("an HMAC provider")
-        };
-        assert_eq!(
-            serde_json::to_value((algorithm, encoding)).unwrap(),
-            json!(["sha256", "hex"])
-        );
-        assert_eq!(prefix, None);
-        assert!(form("carrier-pigeon", "s3cret").provider(None).is_err());
     }
 }

@@ -20,6 +20,7 @@ mod load;
 mod operations;
 mod policy;
 mod providers;
+mod providers_browser;
 mod queue;
 mod retries;
 mod routing;

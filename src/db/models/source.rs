@@ -27,6 +27,8 @@ pub struct Source {
     /// When the relay last answered (or refused) the provider's handshake, and how.
     pub last_handshake_at: Option<DateTime<Utc>>,
     pub last_handshake_outcome: Option<String>,
+    /// When a handshake was last answered (the last one may have been refused since).
+    pub last_handshake_answered_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Source {
@@ -273,20 +275,32 @@ pub async fn routing_for_token(
     }))
 }
 
-/// Notes that the source answered (`"answered"`) or refused (the reason) its provider's
+/// The outcome of a handshake the relay answered.
+pub const ANSWERED: &str = "answered";
+
+/// Notes that the source answered ([`ANSWERED`]) or refused (the reason) its provider's
 /// handshake just now.
 pub async fn record_handshake(
     conn: &mut AsyncPgConnection,
     id: SourceId,
     outcome: &str,
 ) -> QueryResult<()> {
-    // Neither column is part of the routing, so no routing version changes.
-    diesel::update(sources::table.filter(sources::id.eq(id)))
-        .set((
-            sources::last_handshake_at.eq(diesel::dsl::now),
-            sources::last_handshake_outcome.eq(outcome),
-        ))
-        .execute(conn)
-        .await
-        .map(drop)
+    // No column here is part of the routing, so no routing version changes.
+    let source = sources::table.filter(sources::id.eq(id));
+    let noted = (
+        sources::last_handshake_at.eq(diesel::dsl::now),
+        sources::last_handshake_outcome.eq(outcome),
+    );
+    if outcome == ANSWERED {
+        diesel::update(source)
+            .set((
+                noted,
+                sources::last_handshake_answered_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await
+    } else {
+        diesel::update(source).set(noted).execute(conn).await
+    }
+    .map(drop)
 }
