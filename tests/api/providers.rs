@@ -13,7 +13,7 @@ use openssl::sign::Signer;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Script, Sink, TestApp, metric, spawn_app, wait_until};
+use crate::helpers::{Script, Sink, TestApp, metric, spawn_app, spawn_app_with, wait_until};
 
 fn hmac(digest: MessageDigest, key: &[u8], message: &[u8]) -> Vec<u8> {
     let key = PKey::hmac(key).unwrap();
@@ -794,5 +794,44 @@ async fn schemes_that_sign_the_url_verify_against_the_relays_public_url() {
         .unwrap();
     assert_eq!(accepted.status(), 202);
     assert_eq!(app.stored_events().await, 3);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_the_signed_url_is_the_public_one() {
+    let app = spawn_app_with(|settings| {
+        settings.public_url = Some("https://hooks.example.com/relay".parse().unwrap());
+    })
+    .await;
+    let twilio = app
+        .source_with(json!({"kind": "twilio", "secret": "auth-token"}), None)
+        .await;
+    let public = ingest_url(&twilio);
+    assert!(
+        public.starts_with("https://hooks.example.com/relay/ingest/"),
+        "{public}"
+    );
+    // The provider signs the URL it was given; the request reaches the relay on its own address.
+    let token = public.rsplit('/').next().unwrap();
+    let reached = format!("{}/ingest/{token}", app.address);
+    let form = "Body=Hi&From=%2B15005550006";
+    let sign = |url: &str| {
+        let signed = format!("{url}BodyHiFrom+15005550006");
+        STANDARD.encode(hmac(
+            MessageDigest::sha1(),
+            b"auth-token",
+            signed.as_bytes(),
+        ))
+    };
+    let send = |signature: String| {
+        app.api
+            .post(&reached)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(form)
+            .send()
+    };
+    assert_eq!(send(sign(public)).await.unwrap().status(), 202);
+    assert_eq!(send(sign(&reached)).await.unwrap().status(), 401);
     app.shutdown().await;
 }
