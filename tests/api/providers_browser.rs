@@ -3,6 +3,8 @@
 //! then the provider's handshake arrives over HTTP and the source's page says how it was
 //! answered, and lists what was refused. On a desktop and on a phone.
 
+use std::time::Duration;
+
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
@@ -10,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::browser::{Browser, BrowserOptions, Screen};
 use crate::dashboard_browser::{log_in, screenshot_path};
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, wait_until};
 
 /// Chooses a provider in the form's list as a user does: the `change` event htmx listens to.
 async fn choose(browser: &Browser, kind: &str) {
@@ -38,6 +40,25 @@ async fn reload(browser: &Browser) {
     let url = browser.current_url().await;
     browser.goto(url.as_str()).await;
     browser.wait_for("[data-ingest-url]").await;
+}
+
+/// Reloads the source's page until it shows its last handshake answered (it is noted just
+/// after the answer goes out).
+async fn wait_until_answered(browser: &Browser) {
+    wait_until(
+        Duration::from_secs(10),
+        "the handshake shown answered",
+        || async {
+            reload(browser).await;
+            let shown = browser.text("[data-handshake-outcome]").await;
+            if shown == "answered" {
+                Ok(())
+            } else {
+                Err(shown)
+            }
+        },
+    )
+    .await;
 }
 
 fn now() -> String {
@@ -96,20 +117,7 @@ async fn slack_meta_and_discord_are_set_up_from_the_form_and_their_handshakes_sh
         .await
         .unwrap();
     assert_eq!(answered.text().await.unwrap(), "from-slack");
-    crate::helpers::wait_until(
-        std::time::Duration::from_secs(10),
-        "the handshake shown",
-        || async {
-            reload(&browser).await;
-            let shown = browser.text("[data-handshake-outcome]").await;
-            if shown == "answered" {
-                Ok(())
-            } else {
-                Err(shown)
-            }
-        },
-    )
-    .await;
+    wait_until_answered(&browser).await;
 
     // Meta: the app secret and a verify token; a wrong token is refused and listed.
     browser.goto(&format!("{}/sources/new", app.address)).await;
@@ -226,20 +234,7 @@ async fn slack_meta_and_discord_are_set_up_from_the_form_and_their_handshakes_sh
         .await
         .unwrap();
     assert_eq!(answered.json::<Value>().await.unwrap(), json!({"type": 1}));
-    crate::helpers::wait_until(
-        std::time::Duration::from_secs(10),
-        "the PING shown",
-        || async {
-            reload(&browser).await;
-            let shown = browser.text("[data-handshake-outcome]").await;
-            if shown == "answered" {
-                Ok(())
-            } else {
-                Err(shown)
-            }
-        },
-    )
-    .await;
+    wait_until_answered(&browser).await;
     // Discord then checks that a PING without its signature is refused.
     let unsigned = app.api.post(&discord_url).body(ping).send().await.unwrap();
     assert_eq!(unsigned.status(), 401);
