@@ -20,6 +20,7 @@ use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
 use crate::service::ServiceError;
 use crate::service::provider_form::{self, ProviderInfo};
 use crate::service::sources::{self, SourceForm, stored_provider};
+use crate::signing::incoming::Rejection;
 use crate::state::AppState;
 
 /// How many of its latest events a source's page lists.
@@ -145,16 +146,7 @@ impl RejectionLine {
 
 /// What a refusal's reason (a `Rejection::reason`) reads as on the page.
 fn reason_label(reason: &str) -> &'static str {
-    match reason {
-        "missing_header" => "missing signature or header",
-        "malformed" => "malformed signature",
-        "bad_signature" => "bad signature",
-        "stale_timestamp" => "stale timestamp",
-        "wrong_method" => "wrong method",
-        "failed_handshake" => "failed handshake",
-        "wrong_credentials" => "wrong credentials",
-        _ => "refused",
-    }
+    Rejection::from_reason(reason).map_or("refused", Rejection::label)
 }
 
 /// The source's last handshake, as its page shows it.

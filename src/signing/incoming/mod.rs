@@ -84,7 +84,27 @@ impl Rejection {
         }
     }
 
-    /// Every reason, for the metrics' fixed label set and the pages.
+    /// How the pages name it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::Missing => "missing signature or header",
+            Rejection::Malformed => "malformed signature",
+            Rejection::Mismatch => "bad signature",
+            Rejection::Stale => "stale timestamp",
+            Rejection::WrongMethod => "wrong method",
+            Rejection::Handshake => "failed handshake",
+            Rejection::Credentials => "wrong credentials",
+        }
+    }
+
+    /// The rejection a stored [`Rejection::reason`] names.
+    pub fn from_reason(reason: &str) -> Option<Rejection> {
+        Rejection::ALL
+            .into_iter()
+            .find(|rejection| rejection.reason() == reason)
+    }
+
+    /// Every reason there is.
     pub const ALL: [Rejection; 7] = [
         Rejection::Missing,
         Rejection::Malformed,
@@ -392,6 +412,10 @@ mod tests {
         reasons.sort_unstable();
         reasons.dedup();
         assert_eq!(reasons.len(), Rejection::ALL.len());
+        for rejection in Rejection::ALL {
+            assert_eq!(Rejection::from_reason(rejection.reason()), Some(rejection));
+        }
+        assert_eq!(Rejection::from_reason("answered"), None);
     }
 
     #[test]
