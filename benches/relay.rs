@@ -6,11 +6,15 @@
 //! match every event, open-loop at 200 events/s (1,000 deliveries/s); plus the relay's peak
 //! memory. Loopback only; every loop is bounded in count and in time.
 //!
-//! For every phase it also reports what a delivered event costs: the relay's CPU time (utime +
-//! stime from `/proc/<pid>/stat`) per 1,000 delivered events, and PostgreSQL commits per
-//! delivered event in the bench's database (`pg_stat_database`), plus statements per delivered
-//! event when the server has `pg_stat_statements` preloaded (otherwise it says so; the server's
-//! configuration is never changed).
+//! For every phase it also reports what a delivered event costs the whole stack: CPU time
+//! (utime + stime from `/proc`) per 1,000 delivered events of the relay, of PostgreSQL (all the
+//! server's processes, and what its exited backends used), of RabbitMQ (the Erlang VM and its
+//! helpers), of everything else (the load, the sink, the benchmark's own readings) and of the
+//! machine (`/proc/stat`); PostgreSQL commits and WAL bytes per delivered event in the bench's
+//! database (`pg_stat_database`, `pg_current_wal_lsn`), plus statements when the server has
+//! `pg_stat_statements` preloaded (otherwise it says so; the server's configuration is never
+//! changed); and the broker's publishes, deliveries and acknowledgements per delivered event
+//! (its global counters, read with `rabbitmqctl eval`).
 //!
 //! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_HIGH_RATE, BENCH_SECONDS,
 //! BENCH_EVENTS, BENCH_CONCURRENCY, BENCH_FANOUT_RATE, and BENCH_LIVE=1 to keep the subscription's dashboard page
@@ -491,6 +495,18 @@ impl PgCounters {
         .map(|count| count.n)
     }
 
+    /// WAL the server has written so far, in bytes (the whole server's: the bench's database is
+    /// the only busy one).
+    async fn read_wal_bytes(&mut self) -> Option<i64> {
+        use diesel_async::RunQueryDsl;
+        let admin = self.admin.as_mut()?;
+        diesel::sql_query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS n")
+            .get_result::<Count>(admin)
+            .await
+            .ok()
+            .map(|count| count.n)
+    }
+
     /// Transactions committed in the bench's database so far.
     async fn read_commits(&mut self) -> Option<i64> {
         use diesel_async::RunQueryDsl;
@@ -510,10 +526,21 @@ impl PgCounters {
     }
 }
 
-/// The relay's resource use so far, read at a phase's edges.
+/// What the stack has used so far, read at a phase's edges.
 struct Usage {
-    /// utime + stime in clock ticks.
+    /// The relay's utime + stime in clock ticks.
     cpu_ticks: Option<u64>,
+    /// PostgreSQL's, RabbitMQ's and the whole machine's busy time, in clock ticks.
+    postgres_ticks: Option<u64>,
+    rabbitmq_ticks: Option<u64>,
+    machine_ticks: Option<u64>,
+    /// The machine time the reading itself took after its CPU snapshot (`rabbitmqctl` starts an
+    /// Erlang VM): it falls in the next phase, which leaves it out.
+    reading_ticks: u64,
+    /// WAL written by the server so far, in bytes.
+    wal_bytes: Option<i64>,
+    /// The broker's messages received (published), delivered and acknowledged so far.
+    broker: Option<BrokerCounters>,
     /// Context switches of the relay's threads (of threads still running).
     switches: Option<u64>,
     /// Transactions committed in the bench's database.
@@ -527,16 +554,131 @@ struct Usage {
 /// delivery arrived (recording the attempts) and a little idle time.
 async fn usage(pid: u32, counters: &mut PgCounters) -> Usage {
     tokio::time::sleep(STATS_DELAY).await;
+    let (cpu_ticks, postgres_ticks, rabbitmq_ticks, machine_ticks) = (
+        cpu_ticks(pid),
+        processes_ticks(&POSTGRES_PROCESSES),
+        processes_ticks(&RABBITMQ_PROCESSES),
+        machine_busy_ticks(),
+    );
     let statements = match counters.statements.as_mut() {
         Ok(connection) => PgCounters::read_statements(connection).await.ok(),
         Err(_) => None,
     };
+    let broker = broker_counters();
     Usage {
-        cpu_ticks: cpu_ticks(pid),
+        cpu_ticks,
+        postgres_ticks,
+        rabbitmq_ticks,
+        reading_ticks: machine_busy_ticks()
+            .zip(machine_ticks)
+            .map_or(0, |(now, then)| now.saturating_sub(then)),
+        machine_ticks,
         switches: context_switches(pid),
         commits: counters.read_commits().await,
+        wal_bytes: counters.read_wal_bytes().await,
         statements,
+        broker,
     }
+}
+
+/// The command names of PostgreSQL's processes: the postmaster and every backend and worker.
+const POSTGRES_PROCESSES: [&str; 1] = ["postgres"];
+/// The command names of RabbitMQ's processes: the Erlang VM and its helpers.
+const RABBITMQ_PROCESSES: [&str; 4] = ["beam.smp", "epmd", "erl_child_setup", "inet_gethost"];
+
+/// utime + stime of every process whose command name is one of `names`, plus what their exited
+/// children used (cutime + cstime of the ones whose parent is not one of them: PostgreSQL's
+/// postmaster holds its exited backends' time), in clock ticks.
+fn processes_ticks(names: &[&str]) -> Option<u64> {
+    let mut seen = HashMap::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, name)| name);
+        if !names.contains(&name) {
+            continue;
+        }
+        // Field n is at n - 3 after the command name (see `cpu_ticks`).
+        let fields: Vec<u64> = tail
+            .split_whitespace()
+            .skip(1)
+            .map(|field| field.parse().unwrap_or(0))
+            .collect();
+        let field = |n: usize| fields.get(n - 4).copied().unwrap_or(0);
+        seen.insert(
+            pid,
+            (field(4), field(14) + field(15), field(16) + field(17)),
+        );
+    }
+    let total = seen
+        .values()
+        .map(|&(parent, own, children)| {
+            own + if seen.contains_key(&(parent as u32)) {
+                0
+            } else {
+                children
+            }
+        })
+        .sum();
+    Some(total)
+}
+
+/// The whole machine's busy time so far, in ticks: `/proc/stat`'s user, nice, system, irq and
+/// softirq. Idle and I/O wait are not work; steal is time the hypervisor gave to another guest.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let times: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().unwrap_or(0))
+        .collect();
+    let busy = [0, 1, 2, 5, 6].iter().map(|&at| times.get(at).copied());
+    busy.sum()
+}
+
+/// The broker's global message counters, summed over protocols and queue types.
+#[derive(Debug, Clone, Copy, Default)]
+struct BrokerCounters {
+    received: u64,
+    delivered: u64,
+    acknowledged: u64,
+}
+
+/// Reads the broker's counters with `rabbitmqctl eval`; `None` when it cannot.
+fn broker_counters() -> Option<BrokerCounters> {
+    let output = Command::new("rabbitmqctl")
+        .args(["eval", "rabbit_global_counters:overview()."])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|output| output.status.success())?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    let sum = |key: &str| -> u64 {
+        let mut total = 0;
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(key) {
+            rest = &rest[at + key.len()..];
+            if let Some(value) = rest.strip_prefix(" => ") {
+                let digits: String = value.chars().take_while(char::is_ascii_digit).collect();
+                total += digits.parse::<u64>().unwrap_or(0);
+            }
+        }
+        total
+    };
+    Some(BrokerCounters {
+        received: sum("messages_received_total"),
+        delivered: sum("messages_delivered_total"),
+        acknowledged: sum("messages_acknowledged_total"),
+    })
 }
 
 /// Prints what each delivered event of a phase cost the relay and PostgreSQL.
@@ -562,6 +704,42 @@ fn report_costs(before: &Usage, after: &Usage, delivered: usize, ticks_per_secon
         println!(
             "  relay threads       {:.1} context switches per delivered event",
             after.saturating_sub(before) as f64 / delivered as f64
+        );
+    }
+    let ms_per_1000 = |before: Option<u64>, after: Option<u64>, less: u64| {
+        let ticks = after?.saturating_sub(before?).saturating_sub(less);
+        Some(ticks as f64 / ticks_per_second as f64 * 1000.0 * 1000.0 / delivered as f64)
+    };
+    let relay = ms_per_1000(before.cpu_ticks, after.cpu_ticks, 0);
+    let postgres = ms_per_1000(before.postgres_ticks, after.postgres_ticks, 0);
+    let rabbitmq = ms_per_1000(before.rabbitmq_ticks, after.rabbitmq_ticks, 0);
+    let machine = ms_per_1000(
+        before.machine_ticks,
+        after.machine_ticks,
+        before.reading_ticks,
+    );
+    let shown = |ms: Option<f64>| ms.map_or("n/a".to_owned(), |ms| format!("{ms:.0}"));
+    let others = machine.zip(relay).zip(postgres.zip(rabbitmq)).map(
+        |((machine, relay), (postgres, rabbitmq))| (machine - relay - postgres - rabbitmq).max(0.0),
+    );
+    println!(
+        "  stack cpu           ms per 1000 delivered: relay {}, postgres {}, rabbitmq {}, others {}, machine {}",
+        shown(relay),
+        shown(postgres),
+        shown(rabbitmq),
+        shown(others),
+        shown(machine)
+    );
+    if let Some(wal) = per_event(before.wal_bytes, after.wal_bytes) {
+        println!("  postgres wal        {wal:.0} bytes per delivered event");
+    }
+    if let Some((before, after)) = before.broker.zip(after.broker) {
+        let per = |then: u64, now: u64| now.saturating_sub(then) as f64 / delivered as f64;
+        println!(
+            "  rabbitmq            {:.2} published, {:.2} delivered, {:.2} acknowledged per delivered event",
+            per(before.received, after.received),
+            per(before.delivered, after.delivered),
+            per(before.acknowledged, after.acknowledged)
         );
     }
     let commits =
@@ -675,6 +853,15 @@ impl Relay {
         })
         .await
         .unwrap();
+    }
+}
+
+impl Drop for Relay {
+    /// A benchmark that fails half-way must not leave its relay serving: it would hold the
+    /// binary (a rebuild could not replace it) and share the machine with the next run.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -798,8 +985,10 @@ impl Api {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 201, "POST {path}");
-        response.json().await.unwrap()
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(status, 201, "POST {path} {body}: {answer}");
+        answer
     }
 
     /// A subscription on `source` delivering to `target` through `filter`.
