@@ -574,10 +574,17 @@ impl ProviderFields {
                 )
             })
             .collect();
-        if missing.is_empty() {
-            Ok(Some(parsed))
-        } else {
-            Err(missing)
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        // A problem is shown beside the input it is about, when the form has one.
+        match parsed.problem() {
+            None => Ok(Some(parsed)),
+            Some((key, message)) => {
+                let input = info.fields.iter().find(|field| field.key == key);
+                let at = input.map_or("provider", |field| field.input.name());
+                Err(vec![invalid(at, message)])
+            }
         }
     }
 }
@@ -684,6 +691,19 @@ mod tests {
                 info.kind
             );
         }
+    }
+
+    #[test]
+    fn a_problem_is_reported_at_its_input() {
+        let errors = fields("discord", &[(Input::PublicKey, "abcd")])
+            .config(None)
+            .unwrap_err();
+        assert_eq!(errors[0].field, "provider_public_key");
+        assert!(errors[0].message.contains("64 hex digits"));
+        let errors = fields("api_key", &[(Input::Secret, "k")])
+            .config(None)
+            .unwrap_err();
+        assert_eq!(errors[0].field, "provider_header");
     }
 
     #[test]

@@ -520,7 +520,7 @@ async fn the_create_form_shows_each_problem_beside_its_field_and_keeps_what_was_
                 ("provider_secret", "s3cret-value"),
                 ("provider_header", "bad header"),
             ],
-            &["provider-error"],
+            &["provider_header-error"],
             "https://example.com/x",
         ),
     ];

@@ -190,7 +190,7 @@ async fn slack_meta_and_discord_are_set_up_from_the_form_and_their_handshakes_sh
         .await;
     assert!(
         browser
-            .text("#provider-error")
+            .text("#provider_public_key-error")
             .await
             .contains("64 hex digits")
     );

@@ -365,19 +365,20 @@ impl ProviderConfig {
         serde_json::from_value(edited).unwrap_or(self)
     }
 
-    /// Every secret's value, for the checks that none is empty or too long.
-    fn secrets(&self) -> Vec<&str> {
+    /// Every secret (and key) with the field it is in, for the checks that none is empty or too
+    /// long.
+    fn secrets(&self) -> Vec<(&'static str, &str)> {
         match self {
             ProviderConfig::Meta {
                 secret,
                 verify_token,
-            } => vec![secret, verify_token],
-            ProviderConfig::MicrosoftGraph { client_state } => vec![client_state],
+            } => vec![("secret", secret), ("verify_token", verify_token)],
+            ProviderConfig::MicrosoftGraph { client_state } => vec![("client_state", client_state)],
             ProviderConfig::Discord { public_key } | ProviderConfig::Sendgrid { public_key } => {
-                vec![public_key]
+                vec![("public_key", public_key)]
             }
-            ProviderConfig::Basic { password, .. } => vec![password],
-            ProviderConfig::ApiKey { value, .. } => vec![value],
+            ProviderConfig::Basic { password, .. } => vec![("password", password)],
+            ProviderConfig::ApiKey { value, .. } => vec![("value", value)],
             ProviderConfig::Stripe { secret }
             | ProviderConfig::Github { secret }
             | ProviderConfig::Shopify { secret }
@@ -396,27 +397,36 @@ impl ProviderConfig {
             | ProviderConfig::Linear { secret }
             | ProviderConfig::Intercom { secret }
             | ProviderConfig::Mailgun { secret }
-            | ProviderConfig::Gitlab { secret } => vec![secret],
+            | ProviderConfig::Gitlab { secret } => vec![("secret", secret)],
         }
     }
 
     /// Refuses configs that could never verify anything, with a message for the person who
     /// entered it (it never quotes a secret).
     pub fn check(&self) -> Result<(), String> {
-        for secret in self.secrets() {
+        self.problem().map_or(Ok(()), |(_, message)| Err(message))
+    }
+
+    /// What [`ProviderConfig::check`] refuses, with the field of the config it is about.
+    pub fn problem(&self) -> Option<(&'static str, String)> {
+        for (field, secret) in self.secrets() {
             if secret.is_empty() {
-                return Err("the secret must not be empty".to_owned());
+                return Some((field, "the secret must not be empty".to_owned()));
             }
             if secret.chars().count() > MAX_SECRET_CHARS {
-                return Err(format!(
-                    "the secret must be at most {MAX_SECRET_CHARS} characters"
+                return Some((
+                    field,
+                    format!("the secret must be at most {MAX_SECRET_CHARS} characters"),
                 ));
             }
         }
         let header_name = |header: &str| {
-            HeaderName::from_bytes(header.as_bytes())
-                .map(drop)
-                .map_err(|_| "the header is not a valid HTTP header name".to_owned())
+            HeaderName::from_bytes(header.as_bytes()).is_err().then(|| {
+                (
+                    "header",
+                    "the header is not a valid HTTP header name".to_owned(),
+                )
+            })
         };
         match self {
             ProviderConfig::Hmac { header, .. } | ProviderConfig::Okta { header, .. } => {
@@ -425,28 +435,44 @@ impl ProviderConfig {
             ProviderConfig::Standard { secret }
                 if crate::signing::outgoing::decode_key(secret).is_err() =>
             {
-                Err("the secret must be whsec_ followed by base64, or base64".to_owned())
+                Some((
+                    "secret",
+                    "the secret must be whsec_ followed by base64, or base64".to_owned(),
+                ))
             }
-            ProviderConfig::Discord { public_key } => discord::public_key(public_key)
-                .map(drop)
-                .ok_or_else(|| "the public key must be 64 hex digits (32 bytes)".to_owned()),
-            ProviderConfig::Sendgrid { public_key } => {
-                sendgrid::public_key(public_key).map(drop).ok_or_else(|| {
-                    "the verification key must be the base64 P-256 key SendGrid shows".to_owned()
+            ProviderConfig::Discord { public_key } => {
+                discord::public_key(public_key).is_none().then(|| {
+                    (
+                        "public_key",
+                        "the public key must be 64 hex digits (32 bytes)".to_owned(),
+                    )
                 })
             }
-            ProviderConfig::Basic { username, .. } => credentials::check_username(username),
+            ProviderConfig::Sendgrid { public_key } => {
+                sendgrid::public_key(public_key).is_none().then(|| {
+                    (
+                        "public_key",
+                        "the verification key must be the base64 P-256 key SendGrid shows"
+                            .to_owned(),
+                    )
+                })
+            }
+            ProviderConfig::Basic { username, .. } => credentials::check_username(username)
+                .err()
+                .map(|message| ("username", message)),
             ProviderConfig::ApiKey { header, .. } => match (self.api_key_place(), header) {
-                (None, _) => {
-                    Err("set either the header or the query parameter, not both".to_owned())
-                }
+                (None, _) => Some((
+                    "header",
+                    "set either the header or the query parameter, not both".to_owned(),
+                )),
                 (Some(ApiKeyPlace::Header(_)), Some(header)) => header_name(header),
-                (Some(ApiKeyPlace::Query(name)), _) if name.trim().is_empty() => {
-                    Err("the query parameter's name must not be empty".to_owned())
-                }
-                _ => Ok(()),
+                (Some(ApiKeyPlace::Query(name)), _) if name.trim().is_empty() => Some((
+                    "query",
+                    "the query parameter's name must not be empty".to_owned(),
+                )),
+                _ => None,
             },
-            _ => Ok(()),
+            _ => None,
         }
     }
 }
