@@ -261,6 +261,9 @@ async fn slack_meta_and_discord_are_set_up_from_the_form_and_their_handshakes_sh
     let discord_page = browser.current_url().await;
     browser.goto(&format!("{}/providers", app.address)).await;
     assert!(browser.text("#discord").await.contains("Public Key"));
+    browser
+        .screenshot(screenshot_path("desktop-providers.png"))
+        .await;
     browser.close().await;
 
     // The same page on a phone: nothing spills sideways.
@@ -292,6 +295,15 @@ async fn slack_meta_and_discord_are_set_up_from_the_form_and_their_handshakes_sh
     assert!(
         !spills(&phone).await,
         "the source form spills sideways on a phone"
+    );
+    phone.goto(&format!("{}/providers", app.address)).await;
+    phone.wait_for("#discord").await;
+    phone
+        .screenshot(screenshot_path("phone-providers.png"))
+        .await;
+    assert!(
+        !spills(&phone).await,
+        "the providers page spills sideways on a phone"
     );
     phone.close().await;
     app.shutdown().await;
