@@ -1,5 +1,6 @@
 //! Domain types that carry meaning: ids, tokens, secrets, statuses and parsed inputs.
 
+mod document;
 mod email;
 mod event_status;
 mod filter;
@@ -12,6 +13,7 @@ mod retry_schedule;
 mod secrets;
 mod target_url;
 
+pub use document::as_document;
 pub use email::EmailAddress;
 pub use event_status::EventStatus;
 pub use filter::{

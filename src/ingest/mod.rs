@@ -222,14 +222,14 @@ async fn receive(
     let body = body::read_limited(&request, payload, state.max_body_bytes).await?;
     let headers = request.headers();
     let url = format!("{}{}", state.public_base, request.uri());
-    let incoming = Incoming {
-        method: request.method(),
+    let mut incoming = Incoming::new(
+        request.method(),
         headers,
-        query: &query,
-        body: &body,
-        url: &url,
-        now: chrono::Utc::now().timestamp(),
-    };
+        &query,
+        &body,
+        &url,
+        chrono::Utc::now().timestamp(),
+    );
     let id = EventId::new();
     let generic_key = idempotency::generic_key(headers);
     for _ in 0..ROUTING_TRIES {
@@ -244,7 +244,7 @@ async fn receive(
             .as_ref()
             .and_then(|validator| idempotency::bounded(validator.idempotency_key(&incoming)))
             .or_else(|| generic_key.clone());
-        let payload = body::as_document(&body);
+        let payload = incoming.take_document();
         let kept_headers = body::selected_headers(headers, route.credential_header.as_deref());
         let kept_query = match &route.credential_query {
             Some(name) => body::without_param(&query, name, None),

@@ -249,14 +249,14 @@ mod tests {
     }
 
     fn request<'a>(method: &'a Method, headers: &'a HeaderMap, query: &'a str) -> Incoming<'a> {
-        Incoming {
+        Incoming::new(
             method,
             headers,
             query,
-            body: b"{}",
-            url: "http://relay.example.com/ingest/t",
-            now: chrono::Utc::now().timestamp(),
-        }
+            b"{}",
+            "http://relay.example.com/ingest/t",
+            chrono::Utc::now().timestamp(),
+        )
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod x;
 mod zoom;
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use ::hmac::Mac;
 use ::hmac::digest::KeyInit;
@@ -36,7 +37,10 @@ use actix_web::http::Method;
 use actix_web::http::header::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
 use subtle::ConstantTimeEq;
+
+use crate::domain::as_document;
 
 pub use provider::{ApiKeyPlace, HmacAlgorithm, ProviderConfig, SignatureEncoding};
 
@@ -116,7 +120,8 @@ impl Rejection {
     ];
 }
 
-/// One request at an ingest URL, as a provider's check reads it.
+/// One request at an ingest URL, as a provider's check reads it. Its body is parsed as JSON at
+/// most once, by whichever reads it first: a check, or ingest storing it.
 pub struct Incoming<'a> {
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
@@ -128,9 +133,38 @@ pub struct Incoming<'a> {
     pub url: &'a str,
     /// Unix seconds, passed in so timestamp checks are testable.
     pub now: i64,
+    /// The body as a JSON document, once read.
+    document: OnceCell<Option<Value>>,
 }
 
-impl Incoming<'_> {
+impl<'a> Incoming<'a> {
+    pub fn new(
+        method: &'a Method,
+        headers: &'a HeaderMap,
+        query: &'a str,
+        body: &'a [u8],
+        url: &'a str,
+        now: i64,
+    ) -> Self {
+        Incoming {
+            method,
+            headers,
+            query,
+            body,
+            url,
+            now,
+            document: OnceCell::new(),
+        }
+    }
+
+    /// The body as a JSON document ([`as_document`]), for ingest to keep: the one a check
+    /// already read, or read now.
+    pub fn take_document(&mut self) -> Option<Value> {
+        self.document
+            .take()
+            .unwrap_or_else(|| as_document(self.body))
+    }
+
     /// The first value of a query parameter, decoded.
     pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
         url::form_urlencoded::parse(self.query.as_bytes())
@@ -138,9 +172,11 @@ impl Incoming<'_> {
             .map(|(_, value)| value)
     }
 
-    /// The body as a JSON value, when it is one.
-    fn json(&self) -> Option<serde_json::Value> {
-        serde_json::from_slice(self.body).ok()
+    /// The body as a JSON document, when it is one.
+    fn json(&self) -> Option<&Value> {
+        self.document
+            .get_or_init(|| as_document(self.body))
+            .as_ref()
     }
 
     fn is_get(&self) -> bool {
@@ -344,14 +380,7 @@ mod testing {
 
     /// A `POST` to [`URL`] with no query.
     pub fn post<'a>(headers: &'a HeaderMap, body: &'a [u8], now: i64) -> Incoming<'a> {
-        Incoming {
-            method: &POST,
-            headers,
-            query: "",
-            body,
-            url: URL,
-            now,
-        }
+        Incoming::new(&POST, headers, "", body, URL, now)
     }
 
     /// A request with a method, a query and the URL that goes with it.
@@ -362,14 +391,7 @@ mod testing {
         url: &'a str,
         body: &'a [u8],
     ) -> Incoming<'a> {
-        Incoming {
-            method,
-            headers,
-            query,
-            body,
-            url,
-            now: NOW,
-        }
+        Incoming::new(method, headers, query, body, url, NOW)
     }
 
     /// Checks of a plain `POST`, for schemes that sign only headers and body.
@@ -421,16 +443,39 @@ mod tests {
     #[test]
     fn query_parameters_are_read_decoded() {
         let headers = HeaderMap::new();
-        let request = Incoming {
-            method: &Method::GET,
-            headers: &headers,
-            query: "a=1&hub.challenge=x%20y&a=2",
-            body: b"",
-            url: "https://relay.example.com/ingest/t?a=1",
-            now: 0,
-        };
+        let request = Incoming::new(
+            &Method::GET,
+            &headers,
+            "a=1&hub.challenge=x%20y&a=2",
+            b"",
+            "https://relay.example.com/ingest/t?a=1",
+            0,
+        );
         assert_eq!(request.query_param("a").as_deref(), Some("1"));
         assert_eq!(request.query_param("hub.challenge").as_deref(), Some("x y"));
         assert_eq!(request.query_param("b"), None);
+    }
+
+    #[test]
+    fn the_body_read_by_a_check_is_the_document_ingest_keeps() {
+        let headers = HeaderMap::new();
+        let mut request = Incoming::new(
+            &Method::POST,
+            &headers,
+            "",
+            br#"{"type":"invoice.paid"}"#,
+            "https://relay.example.com/ingest/t",
+            0,
+        );
+        assert_eq!(request.json().unwrap()["type"], "invoice.paid");
+        assert_eq!(
+            request.take_document(),
+            Some(serde_json::json!({"type": "invoice.paid"}))
+        );
+        // Taken, it is read again if a check asks (ingest routes an event anew after a change).
+        assert_eq!(request.json().unwrap()["type"], "invoice.paid");
+        let mut form = Incoming::new(&Method::POST, &headers, "", b"a=1", "https://r/i/t", 0);
+        assert!(form.json().is_none());
+        assert_eq!(form.take_document(), None);
     }
 }

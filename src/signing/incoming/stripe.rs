@@ -47,10 +47,8 @@ impl Validator for Stripe {
     }
 
     fn idempotency_key(&self, request: &Incoming<'_>) -> Option<String> {
-        let body = request.body;
         // Every Stripe event is a JSON object whose top-level `id` (evt_...) names it.
-        let event: serde_json::Value = serde_json::from_slice(body).ok()?;
-        Some(event.as_object()?.get("id")?.as_str()?.to_owned())
+        Some(request.json()?.as_object()?.get("id")?.as_str()?.to_owned())
     }
 }
 
