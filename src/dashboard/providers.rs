@@ -43,9 +43,31 @@ impl<'a> ProviderOptions<'a> {
     }
 }
 
-/// Every provider, for the forms' list.
-pub fn all() -> &'static [ProviderInfo] {
-    &PROVIDERS
+/// A page whose form holds the provider check's fields (the source and subscription forms):
+/// what `partials/provider_fields.html` asks of it.
+pub trait ProviderForm {
+    fn provider_fields(&self) -> &ProviderFields;
+    fn form_errors(&self) -> &FormErrors;
+    /// The kind of the check stored now, whose secrets a blank field keeps.
+    fn stored_provider(&self) -> Option<&'static str>;
+
+    /// Every provider, for the list.
+    fn providers(&self) -> &'static [ProviderInfo] {
+        &PROVIDERS
+    }
+
+    fn stored_kind(&self) -> &str {
+        self.stored_provider().unwrap_or_default()
+    }
+
+    /// The chosen provider's fields.
+    fn provider_options(&self) -> ProviderOptions<'_> {
+        ProviderOptions::new(
+            self.provider_fields(),
+            self.form_errors(),
+            self.stored_provider(),
+        )
+    }
 }
 
 /// The label a kind is shown with.

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::DashboardError;
-use super::providers::{self, ProviderOptions};
+use super::providers::{self, ProviderForm};
 use super::session::Session;
 use super::subscriptions::StateBadge;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
@@ -18,7 +18,7 @@ use crate::db::models::source::{self, Source, SourceCounts};
 use crate::db::models::subscription::Subscription;
 use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
 use crate::service::ServiceError;
-use crate::service::provider_form::{self, ProviderInfo};
+use crate::service::provider_form::{self, ProviderFields};
 use crate::service::sources::{self, SourceForm, stored_provider};
 use crate::signing::incoming::Rejection;
 use crate::state::AppState;
@@ -178,15 +178,21 @@ struct FormPage {
     stored_kind: Option<&'static str>,
 }
 
+impl ProviderForm for FormPage {
+    fn provider_fields(&self) -> &ProviderFields {
+        &self.form.provider
+    }
+
+    fn form_errors(&self) -> &FormErrors {
+        &self.errors
+    }
+
+    fn stored_provider(&self) -> Option<&'static str> {
+        self.stored_kind
+    }
+}
+
 impl FormPage {
-    fn providers(&self) -> &'static [ProviderInfo] {
-        providers::all()
-    }
-
-    fn stored_kind(&self) -> &str {
-        self.stored_kind.unwrap_or_default()
-    }
-
     /// Whether the answer's fields start unfolded: some are set, or wrong.
     fn answer_open(&self) -> bool {
         let form = &self.form;
@@ -195,12 +201,6 @@ impl FormPage {
             && form.response_content_type.trim().is_empty())
             || self.errors.of("response").is_some()
             || self.errors.of("response_status").is_some()
-    }
-
-    fn provider_options(&self) -> String {
-        ProviderOptions::new(&self.form.provider, &self.errors, self.stored_kind)
-            .render()
-            .unwrap_or_default()
     }
 
     fn action(&self) -> String {

@@ -11,14 +11,14 @@ use uuid::Uuid;
 use super::charts::{Chart, subscription_charts};
 use super::error::DashboardError;
 use super::events::{EventLog, LogQuery, load_log};
-use super::providers::{self, ProviderOptions};
+use super::providers::{self, ProviderForm};
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::{EventId, Filter, Policy, SubscriptionId};
 use crate::problem::FieldError;
 use crate::service::SubscriptionForm;
-use crate::service::provider_form::ProviderInfo;
+use crate::service::provider_form::ProviderFields;
 use crate::service::subscriptions::{self, SubscriptionState, stored_provider};
 use crate::service::{self, ServiceError};
 use crate::state::AppState;
@@ -141,21 +141,21 @@ pub struct TrialLine {
     pub mismatch: Option<String>,
 }
 
+impl ProviderForm for FormPage {
+    fn provider_fields(&self) -> &ProviderFields {
+        &self.form.provider
+    }
+
+    fn form_errors(&self) -> &FormErrors {
+        &self.errors
+    }
+
+    fn stored_provider(&self) -> Option<&'static str> {
+        self.stored_kind
+    }
+}
+
 impl FormPage {
-    fn providers(&self) -> &'static [ProviderInfo] {
-        providers::all()
-    }
-
-    fn stored_kind(&self) -> &str {
-        self.stored_kind.unwrap_or_default()
-    }
-
-    fn provider_options(&self) -> String {
-        ProviderOptions::new(&self.form.provider, &self.errors, self.stored_kind)
-            .render()
-            .unwrap_or_default()
-    }
-
     fn action(&self) -> String {
         match self.editing {
             Some(id) => format!("/subscriptions/{id}/edit"),

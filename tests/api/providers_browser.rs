@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::browser::{Browser, BrowserOptions, Screen};
 use crate::dashboard_browser::{log_in, screenshot_path};
 use crate::helpers::{TestApp, spawn_app, wait_until};
+use crate::sources_browser::spills;
 
 /// Chooses a provider in the form's list as a user does: the `change` event htmx listens to.
 async fn choose(browser: &Browser, kind: &str) {
@@ -63,15 +64,6 @@ async fn wait_until_answered(browser: &Browser) {
 
 fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
-}
-
-/// Whether the page is wider than the screen, a table scrolls sideways in its frame, or a card
-/// or fieldset is wider than the room it has.
-async fn spills(browser: &Browser) -> bool {
-    let script = "return document.documentElement.scrollWidth > window.innerWidth \
-                  || [...document.querySelectorAll('.table-wrap, .card, fieldset')] \
-                         .some(box => box.scrollWidth > box.clientWidth + 1);";
-    browser.execute(script).await == Value::Bool(true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,12 @@ use crate::browser::{Browser, BrowserOptions, Screen};
 use crate::dashboard_browser::{log_in, screenshot_path};
 use crate::helpers::{Script, Sink, TestApp, spawn_app};
 
-/// Whether the page is wider than the screen, or a table scrolls sideways in its frame.
-async fn spills(browser: &Browser) -> bool {
+/// Whether the page is wider than the screen, a table scrolls sideways in its frame, or a card
+/// or fieldset is wider than the room it has.
+pub(crate) async fn spills(browser: &Browser) -> bool {
     let script = "return document.documentElement.scrollWidth > window.innerWidth \
-                  || [...document.querySelectorAll('.table-wrap')] \
-                         .some(frame => frame.scrollWidth > frame.clientWidth);";
+                  || [...document.querySelectorAll('.table-wrap, .card, fieldset')] \
+                         .some(box => box.scrollWidth > box.clientWidth + 1);";
     browser.execute(script).await == Value::Bool(true)
 }
 
