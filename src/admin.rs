@@ -4,10 +4,11 @@ use anyhow::Context;
 
 use crate::auth::{self, AccountError};
 use crate::config::DatabaseSettings;
-use crate::db::models::user;
+use crate::db::models::{user, workspace};
 use crate::db::{self, Database};
-use crate::domain::{ApiKey, EmailAddress, UserId};
-use crate::service;
+use crate::domain::{ApiKey, EmailAddress, Role, UserId};
+use crate::service::api_keys::ApiKeyIn;
+use crate::service::{self, Actor, Principal};
 
 async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Database> {
     db::migrations::run(settings.url.expose()).await?;
@@ -39,7 +40,9 @@ pub async fn create_user(
         })
 }
 
-/// Creates an API key for the user with `email`; returns the key, which is not stored.
+/// Creates an admin API key, made by the user with `email`, in the first workspace they
+/// administer (their own, for a user made with [`create_user`]); returns the key, which is not
+/// stored.
 pub async fn create_api_key(
     settings: &DatabaseSettings,
     email: &str,
@@ -47,11 +50,39 @@ pub async fn create_api_key(
 ) -> anyhow::Result<ApiKey> {
     let email = EmailAddress::parse(email)?;
     let db = connect(settings).await?;
-    let owner = db
-        .run(async |conn| user::find_by_email(conn, &email).await)
+    let (maker, memberships) = db
+        .run(async |conn| {
+            let Some(found) = user::find_by_email(conn, &email).await? else {
+                return Ok(None);
+            };
+            let memberships = workspace::memberships_of(conn, found.id).await?;
+            Ok(Some((found, memberships)))
+        })
         .await?
         .with_context(|| format!("no user has email {email}"))?;
-    service::api_keys::create(&db, owner.id, name)
+    let (workspace, role) = memberships
+        .iter()
+        .find_map(|membership| {
+            let role = membership.role.parse::<Role>().ok()?;
+            role.includes(Role::Admin)
+                .then_some((membership.workspace_id, role))
+        })
+        .with_context(|| format!("{email} administers no workspace"))?;
+    let actor = Actor {
+        workspace,
+        role,
+        who: Principal::User {
+            id: maker.id,
+            email: maker.email,
+        },
+        ip: None,
+    };
+    let input = ApiKeyIn {
+        name: name.to_owned(),
+        role: Role::Admin,
+    };
+    let (_, key) = service::api_keys::create(&db, &actor, &input)
         .await
-        .context("creating the key")
+        .context("creating the key")?;
+    Ok(key)
 }

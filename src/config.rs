@@ -353,6 +353,9 @@ pub struct Settings {
     /// How long a failed event (the graveyard) and its attempts are kept after it arrived.
     #[arg(long = "failed-retention", env = "SPENZA_FAILED_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
     pub failed_retention: Duration,
+    /// How long a line of the audit log is kept; then it is removed.
+    #[arg(long = "audit-retention", env = "SPENZA_AUDIT_RETENTION", default_value = "365d", value_parser = humantime::parse_duration)]
+    pub audit_retention: Duration,
     /// Address to serve `GET /metrics` on instead of the HTTP listen address, to keep it off a
     /// public port.
     #[arg(long = "metrics-bind", env = "SPENZA_METRICS_BIND")]

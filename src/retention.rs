@@ -3,7 +3,7 @@
 //! goes with its last delivery (one no subscription took, after `SPENZA_RETENTION`); deliveries
 //! still to make are never removed. Every replica runs it: each batch locks its rows with
 //! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
-//! never waits behind it.
+//! never waits behind it. Lines of the audit log go once older than `SPENZA_AUDIT_RETENTION`.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
-use crate::db::models::delivery;
+use crate::db::models::{audit, delivery};
 use crate::domain::EventStatus;
 
 /// Events removed by one statement at most.
@@ -30,6 +30,8 @@ pub struct RetentionPolicy {
     pub completed: Duration,
     /// Failed events: the graveyard.
     pub failed: Duration,
+    /// Lines of the audit log.
+    pub audit: Duration,
 }
 
 impl RetentionPolicy {
@@ -76,6 +78,29 @@ impl Retention {
                 (EventStatus::Unrouted, self.policy.completed),
             ] {
                 self.remove(status, kept, &stop).await;
+            }
+            self.remove_audit_lines(&stop).await;
+        }
+    }
+
+    /// Removes lines of the audit log kept longer than the policy says, batch by batch.
+    async fn remove_audit_lines(&self, stop: &CancellationToken) {
+        let Ok(kept) = chrono::Duration::from_std(self.policy.audit) else {
+            return;
+        };
+        let before = Utc::now() - kept;
+        for _ in 0..BATCHES_PER_RUN {
+            match self
+                .db
+                .run(async |conn| audit::delete_older_than(conn, before, BATCH).await)
+                .await
+            {
+                Ok(count) if count < BATCH as usize || stop.is_cancelled() => break,
+                Ok(_) => tokio::time::sleep(PAUSE).await,
+                Err(error) => {
+                    warn!(self.log, "removing old audit lines failed"; "error" => %error);
+                    break;
+                }
             }
         }
     }
@@ -136,6 +161,7 @@ mod tests {
         let policy = |completed, failed| RetentionPolicy {
             completed: Duration::from_secs(completed),
             failed: Duration::from_secs(failed),
+            audit: Duration::from_secs(365 * 86_400),
         };
         assert_eq!(policy(2, 4).every(), Duration::from_millis(200));
         assert_eq!(

@@ -136,6 +136,7 @@ impl Application {
         let retention_policy = RetentionPolicy {
             completed: settings.retention,
             failed: settings.failed_retention,
+            audit: settings.audit_retention,
         };
         let retention = Retention {
             db: db.clone(),

@@ -1,4 +1,5 @@
-//! Bearer API keys: `Authorization: Bearer spz_...` names the user every query is scoped to.
+//! Bearer API keys: `Authorization: Bearer spz_...` names the workspace every query is scoped to,
+//! and the key's role there.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,14 +10,15 @@ use actix_web::{FromRequest, HttpRequest, web};
 
 use super::ApiError;
 use crate::db::models::api_key;
-use crate::domain::{ApiKey, UserId};
+use crate::domain::ApiKey;
+use crate::service::{Actor, Principal};
 use crate::state::AppState;
 
-/// The user whose key authenticated this request.
-#[derive(Debug, Clone, Copy)]
-pub struct ApiUser(pub UserId);
+/// The key that authenticated this request, acting in its workspace with its role.
+#[derive(Debug, Clone)]
+pub struct ApiCaller(pub Actor);
 
-impl FromRequest for ApiUser {
+impl FromRequest for ApiCaller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
@@ -28,17 +30,29 @@ impl FromRequest for ApiUser {
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(|key| ApiKey::presented(key.trim()));
         let state = request.app_data::<web::Data<AppState>>().cloned();
+        let ip = request.peer_addr().map(|address| address.ip().to_string());
         Box::pin(async move {
             let (Some(key), Some(state)) = (presented, state) else {
                 return Err(ApiError::Unauthorized);
             };
             let hash = key.hash();
-            state
+            let holder = state
                 .db
-                .run(async |conn| api_key::owner_of(conn, &hash).await)
+                .run(async |conn| api_key::holder_of(conn, &hash).await)
                 .await?
-                .map(ApiUser)
-                .ok_or(ApiError::Unauthorized)
+                .ok_or(ApiError::Unauthorized)?;
+            let role = holder.role.parse().map_err(|_| {
+                ApiError::Unexpected(anyhow::anyhow!("a stored key role is unknown"))
+            })?;
+            Ok(ApiCaller(Actor {
+                workspace: holder.workspace_id,
+                role,
+                who: Principal::Key {
+                    id: holder.id,
+                    name: holder.name,
+                },
+                ip,
+            }))
         })
     }
 }

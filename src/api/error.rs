@@ -13,6 +13,9 @@ pub enum ApiError {
     /// No key, or a key that is unknown or revoked.
     #[error("a valid API key is required: send Authorization: Bearer <key>")]
     Unauthorized,
+    /// The key's role does not allow this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// Missing, or somebody else's: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -46,6 +49,7 @@ impl From<ServiceError> for ApiError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::NotFound(what) => ApiError::NotFound(what),
+            ServiceError::Forbidden(why) => ApiError::Forbidden(why),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
             ServiceError::Invalid(errors) => ApiError::Invalid(errors),
             ServiceError::Database(error) => error.into(),
@@ -64,6 +68,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::responses::{
-    BadRequest, Conflict, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
+    BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
-use super::{ApiError, ApiUser};
+use super::{ApiCaller, ApiError};
 use crate::db::models::delivery::{DeliverySummary, EventPage};
 use crate::db::models::delivery_attempt::DeliveryAttempt;
 use crate::domain::{DeliveryId, EventId, EventStatus, SourceId, SubscriptionId};
@@ -313,11 +313,11 @@ pub struct AttemptList {
     ),
 )]
 pub async fn get(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = service::events::get(&state, user.0, EventId(id.into_inner())).await?;
+    let found = service::events::get(&state, &caller.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(EventOut::from(found)))
 }
 
@@ -338,11 +338,11 @@ pub async fn get(
     ),
 )]
 pub async fn attempts(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let attempts = service::events::attempts(&state, user.0, EventId(id.into_inner())).await?;
+    let attempts = service::events::attempts(&state, &caller.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(AttemptList {
         data: attempts.into_iter().map(AttemptOut::from).collect(),
     }))
@@ -396,14 +396,14 @@ impl EventList {
     ),
 )]
 pub async fn list(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
     let subscription = Some(SubscriptionId(id.into_inner()));
-    let events = service::events::list(&state, user.0, subscription, &page).await?;
+    let events = service::events::list(&state, &caller.0, subscription, &page).await?;
     Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
@@ -427,12 +427,12 @@ pub async fn list(
     ),
 )]
 pub async fn list_all(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = query.page()?;
-    let events = service::events::list(&state, user.0, None, &page).await?;
+    let events = service::events::list(&state, &caller.0, None, &page).await?;
     Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
@@ -449,6 +449,7 @@ pub async fn list_all(
     responses(
         (status = 202, description = "The event, queued for delivery again", body = EventOut),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 500, response = Unexpected),
@@ -456,11 +457,11 @@ pub async fn list_all(
     ),
 )]
 pub async fn replay(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let replayed = service::events::replay(&state, user.0, EventId(id.into_inner())).await?;
+    let replayed = service::events::replay(&state, &caller.0, EventId(id.into_inner())).await?;
     Ok(HttpResponse::Accepted().json(EventOut::from(replayed)))
 }
 
@@ -481,11 +482,12 @@ pub async fn replay(
     ),
 )]
 pub async fn get_delivery(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = service::events::get_delivery(&state, user.0, DeliveryId(id.into_inner())).await?;
+    let found =
+        service::events::get_delivery(&state, &caller.0, DeliveryId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(DeliveryDetailOut::new(found)))
 }
 
@@ -501,6 +503,7 @@ pub async fn get_delivery(
     responses(
         (status = 202, description = "The delivery, queued again", body = DeliveryDetailOut),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 500, response = Unexpected),
@@ -508,11 +511,11 @@ pub async fn get_delivery(
     ),
 )]
 pub async fn replay_delivery(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let replayed =
-        service::events::replay_delivery(&state, user.0, DeliveryId(id.into_inner())).await?;
+        service::events::replay_delivery(&state, &caller.0, DeliveryId(id.into_inner())).await?;
     Ok(HttpResponse::Accepted().json(DeliveryDetailOut::new(replayed)))
 }

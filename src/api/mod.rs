@@ -7,11 +7,12 @@ pub mod openapi;
 pub mod responses;
 mod sources;
 mod subscriptions;
+mod team;
 mod validated;
 
 use actix_web::web;
 
-pub use auth::ApiUser;
+pub use auth::ApiCaller;
 pub use error::ApiError;
 
 /// Where the API is mounted.
@@ -53,6 +54,14 @@ api_routes! {
     delete "/sources/{id}" => sources::delete,
     get "/sources/{id}/events" => sources::events,
     get "/sources/{id}/rejections" => sources::rejections,
+    get "/members" => team::list_members,
+    patch "/members/{user_id}" => team::change_role,
+    delete "/members/{user_id}" => team::remove_member,
+    post "/invitations" => team::invite,
+    delete "/invitations/{id}" => team::revoke_invitation,
+    post "/api-keys" => team::create_key,
+    delete "/api-keys/{id}" => team::revoke_key,
+    get "/audit-log" => team::audit_log,
 }
 
 /// Mounts every API route, and the API's OpenAPI document beside them: the document describes

@@ -9,9 +9,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::responses::{
-    BadRequest, Conflict, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
+    BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
-use super::{events, sources, subscriptions};
+use super::{events, sources, subscriptions, team};
 use crate::problem::Problem;
 
 /// Where the document is served.
@@ -44,12 +44,21 @@ pub const PATH: &str = "/api/v1/openapi.json";
         sources::delete,
         sources::events,
         sources::rejections,
+        team::list_members,
+        team::change_role,
+        team::remove_member,
+        team::invite,
+        team::revoke_invitation,
+        team::create_key,
+        team::revoke_key,
+        team::audit_log,
     ),
     components(
         schemas(Problem),
         responses(
             BadRequest,
             Unauthorized,
+            Forbidden,
             NotFound,
             Conflict,
             Invalid,
@@ -64,6 +73,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         (name = "sources", description = "Where providers send events: ingest URLs and provider checks"),
         (name = "subscriptions", description = "Where a source's events are delivered"),
         (name = "events", description = "What came in, how its delivery went, and replaying it"),
+        (name = "members", description = "The workspace's people and keys, their roles, and the audit log"),
     ),
 )]
 pub struct ApiDoc;

@@ -20,7 +20,13 @@ pub struct BadRequest(pub Problem);
 )]
 pub struct Unauthorized(pub Problem);
 
-/// No such resource of the key's owner: missing, somebody else's, or an id that is not a UUID.
+/// The key's role does not allow this: a viewer key only reads, and only an admin or owner key
+/// manages members, invitations and keys or reads the audit log.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+pub struct Forbidden(pub Problem);
+
+/// No such resource of the key's workspace: missing, somebody else's, or an id that is not a UUID.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct NotFound(pub Problem);

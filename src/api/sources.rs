@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::responses::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
-use super::{ApiError, ApiUser};
+use super::responses::{
+    BadRequest, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
+};
+use super::{ApiCaller, ApiError};
 use crate::db::models::event::EventLine;
 use crate::db::models::rejected_request::KEPT_PER_SOURCE;
 use crate::db::models::source::Source;
@@ -141,17 +143,18 @@ pub struct SourceEventQuery {
         (status = 201, description = "The source, created, with its ingest URL", body = SourceOut),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     input: web::Json<SourceIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = sources::create(&state, user.0, input.into_inner()).await?;
+    let created = sources::create(&state, &caller.0, input.into_inner()).await?;
     Ok(HttpResponse::Created().json(SourceOut::new(created, &state)))
 }
 
@@ -169,8 +172,8 @@ pub async fn create(
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let data = sources::list(&state, user.0)
+pub async fn list(caller: ApiCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let data = sources::list(&state, &caller.0)
         .await?
         .into_iter()
         .map(|s| SourceOut::new(s, &state))
@@ -195,11 +198,11 @@ pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespo
     ),
 )]
 pub async fn get(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = sources::get(&state, user.0, SourceId(id.into_inner())).await?;
+    let found = sources::get(&state, &caller.0, SourceId(id.into_inner())).await?;
     Ok(HttpResponse::Ok().json(SourceOut::new(found, &state)))
 }
 
@@ -217,6 +220,7 @@ pub async fn get(
         (status = 200, description = "The source, edited", body = SourceOut),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 422, response = Invalid),
         (status = 500, response = Unexpected),
@@ -224,13 +228,13 @@ pub async fn get(
     ),
 )]
 pub async fn edit(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     patch: web::Json<SourcePatch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SourceId(id.into_inner());
-    let updated = sources::edit(&state, user.0, id, patch.into_inner()).await?;
+    let updated = sources::edit(&state, &caller.0, id, patch.into_inner()).await?;
     Ok(HttpResponse::Ok().json(SourceOut::new(updated, &state)))
 }
 
@@ -245,17 +249,18 @@ pub async fn edit(
     responses(
         (status = 204, description = "The source, its subscriptions and its events are deleted"),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn delete(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    sources::delete(&state, user.0, SourceId(id.into_inner())).await?;
+    sources::delete(&state, &caller.0, SourceId(id.into_inner())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -279,7 +284,7 @@ pub async fn delete(
     ),
 )]
 pub async fn events(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     query: web::Query<SourceEventQuery>,
@@ -287,7 +292,7 @@ pub async fn events(
     query.validate()?;
     let limit = query.limit.unwrap_or(50);
     let id = SourceId(id.into_inner());
-    let lines = sources::events(&state, user.0, id, query.before, limit).await?;
+    let lines = sources::events(&state, &caller.0, id, query.before, limit).await?;
     let next_before = (lines.len() as i64 == limit)
         .then(|| lines.last().map(|line| line.id))
         .flatten();
@@ -342,12 +347,12 @@ pub struct RejectionList {
     ),
 )]
 pub async fn rejections(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SourceId(id.into_inner());
-    let data = sources::rejections(&state, user.0, id, KEPT_PER_SOURCE)
+    let data = sources::rejections(&state, &caller.0, id, KEPT_PER_SOURCE)
         .await?
         .into_iter()
         .map(|rejected| RejectionOut {

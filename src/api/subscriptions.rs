@@ -6,11 +6,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::responses::{BadRequest, Invalid, NotFound, Unauthorized, Unavailable, Unexpected};
-use super::{ApiError, ApiUser};
+use super::responses::{
+    BadRequest, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
+};
+use super::{ApiCaller, ApiError};
 use crate::db::models::subscription::Subscription;
 use crate::domain::{Policy, RateLimit, SourceId, SubscriptionId, compact_delay};
 use crate::service::subscriptions::{self, ReplayIn, SubscriptionIn, SubscriptionPatch};
+use crate::service::{Actor, Permission};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
 
@@ -31,8 +34,12 @@ pub struct SubscriptionOut {
     /// Why the circuit breaker disabled the subscription; null when it did not.
     #[schema(required = true)]
     pub disabled_reason: Option<String>,
-    /// The secret deliveries are signed with (`webhook-signature`, `X-Spenza-Signature`).
-    pub signing_secret: String,
+    /// The secret deliveries are signed with (`webhook-signature`, `X-Spenza-Signature`); null
+    /// for a viewer key, whose role may not see secrets. Every answer that carries it is in the
+    /// audit log as `subscription.secret_revealed`, but for those of `create` and
+    /// `rotate-secret`, themselves recorded.
+    #[schema(required = true)]
+    pub signing_secret: Option<String>,
     /// Its source's provider check, without its secret (write-only).
     #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
@@ -95,7 +102,8 @@ pub struct Replayed {
 }
 
 impl SubscriptionOut {
-    fn new(subscription: Subscription, state: &AppState) -> Self {
+    /// The answer for `caller`: the signing secret only when their role may see secrets.
+    fn new(subscription: Subscription, state: &AppState, caller: &Actor) -> Self {
         SubscriptionOut {
             ingest_url: state.ingest_url(&subscription.ingest_token),
             id: subscription.id,
@@ -104,7 +112,9 @@ impl SubscriptionOut {
             target_url: subscription.target_url,
             is_active: subscription.is_active,
             disabled_reason: subscription.disabled_reason,
-            signing_secret: subscription.signing_secret,
+            signing_secret: caller
+                .may(Permission::Secrets)
+                .then_some(subscription.signing_secret),
             provider: subscription
                 .provider
                 .and_then(|stored| serde_json::from_value::<ProviderConfig>(stored).ok())
@@ -116,6 +126,19 @@ impl SubscriptionOut {
             updated_at: subscription.updated_at,
         }
     }
+}
+
+/// Records that an answer shows these subscriptions' signing secrets, when the caller's role
+/// lets it.
+async fn shown(
+    state: &AppState,
+    caller: &Actor,
+    ids: impl IntoIterator<Item = SubscriptionId>,
+) -> Result<(), ApiError> {
+    if caller.may(Permission::Secrets) {
+        subscriptions::secrets_shown(state, caller, ids).await?;
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/subscriptions`
@@ -130,18 +153,19 @@ impl SubscriptionOut {
         (status = 201, description = "The subscription, created", body = SubscriptionOut),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 422, response = Invalid),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn create(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     input: web::Json<SubscriptionIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let created = subscriptions::create(&state, user.0, input.into_inner()).await?;
-    Ok(HttpResponse::Created().json(SubscriptionOut::new(created, &state)))
+    let created = subscriptions::create(&state, &caller.0, input.into_inner()).await?;
+    Ok(HttpResponse::Created().json(SubscriptionOut::new(created, &state, &caller.0)))
 }
 
 /// `GET /api/v1/subscriptions`
@@ -158,11 +182,12 @@ pub async fn create(
         (status = 503, response = Unavailable),
     ),
 )]
-pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let data = subscriptions::list(&state, user.0)
-        .await?
+pub async fn list(caller: ApiCaller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let found = subscriptions::list(&state, &caller.0).await?;
+    shown(&state, &caller.0, found.iter().map(|s| s.id)).await?;
+    let data = found
         .into_iter()
-        .map(|s| SubscriptionOut::new(s, &state))
+        .map(|s| SubscriptionOut::new(s, &state, &caller.0))
         .collect();
     Ok(HttpResponse::Ok().json(SubscriptionList { data }))
 }
@@ -184,12 +209,13 @@ pub async fn list(user: ApiUser, state: web::Data<AppState>) -> Result<HttpRespo
     ),
 )]
 pub async fn get(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let found = subscriptions::get(&state, user.0, SubscriptionId(id.into_inner())).await?;
-    Ok(HttpResponse::Ok().json(SubscriptionOut::new(found, &state)))
+    let found = subscriptions::get(&state, &caller.0, SubscriptionId(id.into_inner())).await?;
+    shown(&state, &caller.0, [found.id]).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(found, &state, &caller.0)))
 }
 
 /// `PATCH /api/v1/subscriptions/{id}`
@@ -206,6 +232,7 @@ pub async fn get(
         (status = 200, description = "The subscription, edited", body = SubscriptionOut),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 422, response = Invalid),
         (status = 500, response = Unexpected),
@@ -213,14 +240,15 @@ pub async fn get(
     ),
 )]
 pub async fn edit(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     patch: web::Json<SubscriptionPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SubscriptionId(id.into_inner());
-    let updated = subscriptions::edit(&state, user.0, id, patch.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(SubscriptionOut::new(updated, &state)))
+    let updated = subscriptions::edit(&state, &caller.0, id, patch.into_inner()).await?;
+    shown(&state, &caller.0, [updated.id]).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(updated, &state, &caller.0)))
 }
 
 /// `POST /api/v1/subscriptions/{id}/rotate-secret`
@@ -235,19 +263,20 @@ pub async fn edit(
     responses(
         (status = 200, description = "The subscription with its new signing secret", body = SubscriptionOut),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn rotate_secret(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SubscriptionId(id.into_inner());
-    let rotated = subscriptions::rotate_secret(&state, user.0, id).await?;
-    Ok(HttpResponse::Ok().json(SubscriptionOut::new(rotated, &state)))
+    let rotated = subscriptions::rotate_secret(&state, &caller.0, id).await?;
+    Ok(HttpResponse::Ok().json(SubscriptionOut::new(rotated, &state, &caller.0)))
 }
 
 /// `POST /api/v1/subscriptions/{id}/replay`: `{"status", "since", "until"}`, all optional.
@@ -265,6 +294,7 @@ pub async fn rotate_secret(
         (status = 202, description = "How many events are queued; they go out in the background", body = Replayed),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 422, response = Invalid),
         (status = 500, response = Unexpected),
@@ -272,14 +302,14 @@ pub async fn rotate_secret(
     ),
 )]
 pub async fn replay(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
     input: web::Json<ReplayIn>,
 ) -> Result<HttpResponse, ApiError> {
     let id = SubscriptionId(id.into_inner());
     let replayed =
-        subscriptions::replay(state.into_inner(), user.0, id, input.into_inner()).await?;
+        subscriptions::replay(state.into_inner(), &caller.0, id, input.into_inner()).await?;
     Ok(HttpResponse::Accepted().json(Replayed { replayed }))
 }
 
@@ -296,16 +326,17 @@ pub async fn replay(
     responses(
         (status = 204, description = "The subscription and its deliveries are deleted"),
         (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),
     ),
 )]
 pub async fn delete(
-    user: ApiUser,
+    caller: ApiCaller,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    subscriptions::delete(&state, user.0, SubscriptionId(id.into_inner())).await?;
+    subscriptions::delete(&state, &caller.0, SubscriptionId(id.into_inner())).await?;
     Ok(HttpResponse::NoContent().finish())
 }

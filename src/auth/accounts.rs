@@ -8,6 +8,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use uuid::Uuid;
 
 use crate::config::SignupPolicy;
+use crate::db::models::audit::{self, NewEntry};
 use crate::db::models::{login_failure, user};
 use crate::db::{Database, DbError};
 use crate::domain::{EmailAddress, Password, UserId};
@@ -70,7 +71,7 @@ fn parse_credentials(
 
 /// A new account's address, and its password's hash. argon2id is deliberately slow: it hashes
 /// off the async workers.
-async fn new_credentials(
+pub async fn new_credentials(
     email: &str,
     password: &str,
 ) -> Result<(EmailAddress, String), AccountError> {
@@ -128,7 +129,10 @@ pub async fn create_user(
 ) -> Result<UserId, AccountError> {
     let (email, password_hash) = new_credentials(email, password).await?;
     let new = new_user(&email, &password_hash);
-    match db.run(async |conn| user::insert(conn, &new).await).await {
+    match db
+        .run(async |conn| user::insert_with_workspace(conn, &new).await)
+        .await
+    {
         Ok(created) => Ok(created.id),
         Err(DbError::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))) => {
             Err(AccountError::Invalid(vec![invalid(
@@ -148,10 +152,37 @@ static NO_SUCH_USER: LazyLock<String> = LazyLock::new(|| {
         .hash()
 });
 
-/// Checks an address and a password. After [`MAX_FAILED_LOGINS`] failures for an address within
+/// The audit line of a sign-in: it belongs to no workspace; each workspace's log shows its
+/// members'.
+fn sign_in_line(
+    action: &'static str,
+    email: &str,
+    user: Option<UserId>,
+    ip: Option<String>,
+) -> NewEntry {
+    NewEntry {
+        workspace_id: None,
+        actor_type: if user.is_some() { "user" } else { "anonymous" },
+        actor_id: user.map(|id| id.0),
+        actor: email.to_owned(),
+        action,
+        object_type: "user",
+        object_id: user.map(|id| id.to_string()),
+        ip,
+        detail: None,
+    }
+}
+
+/// Checks an address and a password, and records the sign-in, or its failure, in the audit
+/// log. After [`MAX_FAILED_LOGINS`] failures for an address within
 /// [`THROTTLE_WINDOW`], its log-ins are refused unchecked until the window passes; a success
 /// forgets its failures.
-pub async fn log_in(db: &Database, email: &str, password: &str) -> Result<UserId, AccountError> {
+pub async fn log_in(
+    db: &Database,
+    email: &str,
+    password: &str,
+    ip: Option<String>,
+) -> Result<UserId, AccountError> {
     let Ok(email) = EmailAddress::parse(email) else {
         return Err(AccountError::WrongCredentials);
     };
@@ -159,8 +190,13 @@ pub async fn log_in(db: &Database, email: &str, password: &str) -> Result<UserId
         .run(async |conn| login_failure::record(conn, email.as_str(), THROTTLE_WINDOW).await)
         .await?;
     if recent.count > MAX_FAILED_LOGINS {
-        db.run(async |conn| login_failure::withdraw(conn, attempt).await)
-            .await?;
+        let line = sign_in_line("user.sign_in_failed", email.as_str(), None, ip)
+            .detail("refused unchecked: too many failures");
+        db.run(async |conn| {
+            login_failure::withdraw(conn, attempt).await?;
+            audit::append(conn, &[line]).await
+        })
+        .await?;
         let reopens = recent.oldest.map_or(THROTTLE_WINDOW, |oldest| {
             let elapsed = (chrono::Utc::now() - oldest).to_std().unwrap_or_default();
             THROTTLE_WINDOW.saturating_sub(elapsed)
@@ -184,10 +220,24 @@ pub async fn log_in(db: &Database, email: &str, password: &str) -> Result<UserId
     .context("checking a password")?;
     match found {
         Some(user) if matches => {
-            db.run(async |conn| login_failure::clear(conn, email.as_str()).await)
-                .await?;
+            let line = sign_in_line("user.signed_in", &user.email, Some(user.id), ip);
+            db.run(async |conn| {
+                login_failure::clear(conn, email.as_str()).await?;
+                audit::append(conn, &[line]).await
+            })
+            .await?;
             Ok(user.id)
         }
-        _ => Err(AccountError::WrongCredentials),
+        found => {
+            let line = sign_in_line(
+                "user.sign_in_failed",
+                email.as_str(),
+                found.map(|user| user.id),
+                ip,
+            );
+            db.run(async |conn| audit::append(conn, &[line]).await)
+                .await?;
+            Err(AccountError::WrongCredentials)
+        }
     }
 }

@@ -4,7 +4,8 @@
 mod accounts;
 mod session;
 
-pub use accounts::{AccountError, create_user, log_in, sign_up, signup_open};
+pub use accounts::{AccountError, create_user, log_in, new_credentials, sign_up, signup_open};
 pub use session::{
-    SessionPolicy, SessionToken, SignedIn, end_session, resume_session, start_session,
+    CurrentWorkspace, SessionPolicy, SessionToken, SignedIn, end_session, resume_session,
+    start_session, switch_workspace,
 };

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::db::models::session;
 use crate::db::{Database, DbError};
-use crate::domain::{UserId, is_token_shaped, random_token};
+use crate::domain::{Role, UserId, WorkspaceId, is_token_shaped, random_token};
 
 /// How long sessions last and how their cookie is set.
 #[derive(Debug, Clone, Copy)]
@@ -77,12 +77,22 @@ impl fmt::Debug for SessionToken {
     }
 }
 
-/// The user a request's session belongs to.
+/// The user a request's session belongs to, and the workspace it is looking at (none when they
+/// belong to none).
 #[derive(Debug, Clone)]
 pub struct SignedIn {
     pub user_id: UserId,
     pub email: String,
     pub token: SessionToken,
+    pub workspace: Option<CurrentWorkspace>,
+}
+
+/// The workspace a session is looking at, and the user's role there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentWorkspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub role: Role,
 }
 
 /// Starts a session for `user`; the token goes in the cookie.
@@ -110,11 +120,33 @@ pub async fn resume_session(
     let owner = db
         .run(async |conn| session::touch(conn, &hash, policy.idle).await)
         .await?;
-    Ok(owner.map(|owner| SignedIn {
-        user_id: owner.user_id,
-        email: owner.email,
-        token,
+    Ok(owner.map(|owner| {
+        let workspace = match (owner.workspace_id, owner.workspace_name, owner.role) {
+            (Some(id), Some(name), Some(role)) => {
+                role.parse()
+                    .ok()
+                    .map(|role| CurrentWorkspace { id, name, role })
+            }
+            _ => None,
+        };
+        SignedIn {
+            user_id: owner.user_id,
+            email: owner.email,
+            token,
+            workspace,
+        }
     }))
+}
+
+/// Points a session at another workspace (the caller checked that its user is a member).
+pub async fn switch_workspace(
+    db: &Database,
+    token: &SessionToken,
+    workspace: WorkspaceId,
+) -> Result<(), DbError> {
+    let hash = token.hash();
+    db.run(async |conn| session::switch(conn, &hash, workspace).await)
+        .await
 }
 
 /// Ends a session: its row is deleted, so its cookie is worthless from now on.

@@ -125,8 +125,9 @@ pub async fn login(
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
     let next = safe_next(form.next.as_deref()).to_owned();
+    let ip = request.peer_addr().map(|address| address.ip().to_string());
     let (status, error, retry_after) =
-        match auth::log_in(&state.db, &form.email, &form.password).await {
+        match auth::log_in(&state.db, &form.email, &form.password, ip).await {
             Ok(user) => return signed_in_response(&request, &state, user, &next, None).await,
             Err(AccountError::WrongCredentials) => (
                 StatusCode::UNAUTHORIZED,
@@ -234,7 +235,7 @@ pub async fn logout(
     .finish())
 }
 
-async fn signed_in_response(
+pub(super) async fn signed_in_response(
     request: &HttpRequest,
     state: &AppState,
     user: UserId,

@@ -11,8 +11,9 @@ use super::error::DashboardError;
 use super::session::Session;
 use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render_with};
 use crate::db::models::api_key::ApiKeyRow;
-use crate::domain::ApiKeyId;
-use crate::service::{ServiceError, api_keys};
+use crate::domain::{ApiKeyId, Role};
+use crate::service::ServiceError;
+use crate::service::api_keys::{self, ApiKeyIn};
 use crate::state::AppState;
 
 /// A key as the page lists it.
@@ -20,7 +21,9 @@ pub struct KeyRow {
     pub id: ApiKeyId,
     pub name: String,
     pub prefix: String,
+    pub role: String,
     pub created: Moment,
+    pub created_by: Option<String>,
     pub last_used: Option<Moment>,
 }
 
@@ -31,7 +34,9 @@ impl KeyRow {
             id: key.id,
             name: key.name,
             prefix: key.prefix,
+            role: key.role,
             created: Moment::of(key.created_at, now),
+            created_by: key.created_by,
             last_used: key.last_used_at.map(|at| Moment::of(at, now)),
         }
     }
@@ -45,6 +50,9 @@ struct KeysPage {
     /// A key just created: shown this once.
     created: Option<(String, String)>,
     name: String,
+    /// The role the form has chosen, and those it offers: at most the member's own.
+    role: Role,
+    roles: Vec<Role>,
     errors: FormErrors,
 }
 
@@ -55,6 +63,8 @@ pages!(KeysPage);
 pub struct NewKeyForm {
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    role: String,
 }
 
 async fn page(
@@ -62,10 +72,10 @@ async fn page(
     state: &AppState,
     status: StatusCode,
     created: Option<(String, String)>,
-    name: String,
+    (name, role): (String, Role),
     errors: FormErrors,
 ) -> Result<HttpResponse, DashboardError> {
-    let keys = api_keys::list(&state.db, session.user_id())
+    let keys = api_keys::list(&state.db, session.actor())
         .await?
         .into_iter()
         .map(KeyRow::new)
@@ -77,6 +87,11 @@ async fn page(
             keys,
             created,
             name,
+            role,
+            roles: Role::ALL
+                .into_iter()
+                .filter(|role| session.workspace.role.includes(*role))
+                .collect(),
             errors,
         },
     )
@@ -92,7 +107,7 @@ pub async fn list(
         &state,
         StatusCode::OK,
         None,
-        String::new(),
+        (String::new(), Role::Developer),
         FormErrors::default(),
     )
     .await
@@ -106,15 +121,34 @@ pub async fn create(
     form: web::Form<NewKeyForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
-    match api_keys::create(&state.db, session.user_id(), &form.name).await {
-        Ok(key) => {
-            let created = Some((form.name.trim().to_owned(), key.expose().to_owned()));
+    let Ok(role) = form.role.parse::<Role>() else {
+        let error = ServiceError::invalid("role", "choose a role");
+        let ServiceError::Invalid(fields) = error else {
+            unreachable!("an invalid input is one")
+        };
+        return page(
+            &session,
+            &state,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            None,
+            (form.name, Role::Developer),
+            FormErrors::new(fields),
+        )
+        .await;
+    };
+    let input = ApiKeyIn {
+        name: form.name,
+        role,
+    };
+    match api_keys::create(&state.db, session.actor(), &input).await {
+        Ok((_, key)) => {
+            let created = Some((input.name.trim().to_owned(), key.expose().to_owned()));
             page(
                 &session,
                 &state,
                 StatusCode::OK,
                 created,
-                String::new(),
+                (String::new(), Role::Developer),
                 FormErrors::default(),
             )
             .await
@@ -125,7 +159,7 @@ pub async fn create(
                 &state,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
-                form.name,
+                (input.name, role),
                 FormErrors::new(fields),
             )
             .await
@@ -141,7 +175,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
-    api_keys::revoke(&state.db, session.user_id(), ApiKeyId(id.into_inner())).await?;
+    api_keys::revoke(&state.db, session.actor(), ApiKeyId(id.into_inner())).await?;
     Ok(redirect(
         &request,
         "/api-keys",

@@ -19,9 +19,15 @@ pub enum DashboardError {
         /// form into a fragment.
         htmx: bool,
     },
+    /// Signed in, but a member of no workspace: the workspaces page says what to do.
+    #[error("you are not a member of any workspace")]
+    NoWorkspace { htmx: bool },
     /// Missing, or somebody else's: the two are indistinguishable on purpose.
     #[error("there is nothing here, or it is not yours")]
     NotFound,
+    /// The member's role does not allow this.
+    #[error("{0}")]
+    NotAllowed(&'static str),
     /// A state-changing request without this session's CSRF token.
     #[error(
         "this form has expired or did not come from this dashboard: reload the page and try again"
@@ -54,6 +60,7 @@ impl From<ServiceError> for DashboardError {
     fn from(error: ServiceError) -> Self {
         match error {
             ServiceError::NotFound(_) => DashboardError::NotFound,
+            ServiceError::Forbidden(why) => DashboardError::NotAllowed(why),
             ServiceError::Conflict(message) => DashboardError::Conflict(message),
             ServiceError::Invalid(fields) => DashboardError::BadRequest(
                 fields
@@ -86,7 +93,10 @@ struct ErrorPage<'a> {
 impl ResponseError for DashboardError {
     fn status_code(&self) -> StatusCode {
         match self {
-            DashboardError::LoginRequired { .. } => StatusCode::SEE_OTHER,
+            DashboardError::LoginRequired { .. } | DashboardError::NoWorkspace { .. } => {
+                StatusCode::SEE_OTHER
+            }
+            DashboardError::NotAllowed(_) => StatusCode::FORBIDDEN,
             DashboardError::NotFound => StatusCode::NOT_FOUND,
             DashboardError::Forbidden => StatusCode::FORBIDDEN,
             DashboardError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -97,12 +107,19 @@ impl ResponseError for DashboardError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let DashboardError::LoginRequired { next, htmx } = self {
-            let to = format!(
-                "/login?next={}",
-                percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
-            );
-            return if *htmx {
+        let redirect = match self {
+            DashboardError::LoginRequired { next, htmx } => Some((
+                format!(
+                    "/login?next={}",
+                    percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+                ),
+                *htmx,
+            )),
+            DashboardError::NoWorkspace { htmx } => Some(("/workspaces".to_owned(), *htmx)),
+            _ => None,
+        };
+        if let Some((to, htmx)) = redirect {
+            return if htmx {
                 HttpResponse::Ok()
                     .insert_header(("HX-Redirect", to))
                     .finish()

@@ -13,10 +13,10 @@ use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, rende
 use crate::db::models::delivery::{DeliverySummary, EventPage, RATE_LIMIT, ReplayFilter};
 use crate::db::models::delivery_attempt::{DeliveryAttempt, LastAttempt};
 use crate::db::models::event::Event;
-use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId};
 use crate::problem::FieldError;
 use crate::retention::RetentionPolicy;
-use crate::service::{self, ServiceError};
+use crate::service::{self, Actor, Permission, ServiceError};
 use crate::state::AppState;
 
 /// How many events a page of the log shows.
@@ -246,7 +246,7 @@ pub async fn load_log(
     path: String,
 ) -> Result<EventLog, DashboardError> {
     let (page, errors) = query.page();
-    let found = service::events::log(state, session.user_id(), subscription, &page, true).await?;
+    let found = service::events::log(state, session.actor(), subscription, &page, true).await?;
     let older = (found.len() as i64 == PAGE)
         .then(|| found.last().map(|(delivery, _)| delivery.id.to_string()))
         .flatten()
@@ -254,7 +254,7 @@ pub async fn load_log(
     // Across subscriptions, each row names its own.
     let names: Vec<(SubscriptionId, String)> = match subscription {
         Some(_) => Vec::new(),
-        None => service::subscriptions::list(state, session.user_id())
+        None => service::subscriptions::list(state, session.actor())
             .await?
             .into_iter()
             .map(|s| (s.id, s.name))
@@ -262,7 +262,10 @@ pub async fn load_log(
     };
     let now = Utc::now();
     Ok(EventLog {
-        selectable: subscription.is_none() && page.status == Some(EventStatus::Failed),
+        // Rows are ticked for a bulk replay, which a viewer may not make.
+        selectable: subscription.is_none()
+            && page.status == Some(EventStatus::Failed)
+            && session.actor().may(Permission::Change),
         across: subscription.is_none(),
         live_url: live_url(
             subscription,
@@ -408,12 +411,12 @@ pub struct EventDetail {
 /// only when asked (a live update does not show it again).
 pub async fn event_detail(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: EventId,
     with_body: bool,
 ) -> Result<EventDetail, DashboardError> {
-    let (found, mut attempts) = service::events::get_with_attempts(state, user, id).await?;
-    let names = service::subscriptions::list(state, user).await?;
+    let (found, mut attempts) = service::events::get_with_attempts(state, actor, id).await?;
+    let names = service::subscriptions::list(state, actor).await?;
     let now = Utc::now();
     let status = found.status();
     let deliveries = found
@@ -506,7 +509,7 @@ pub async fn show(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
-    let detail = event_detail(&state, session.user_id(), EventId(id.into_inner()), true).await?;
+    let detail = event_detail(&state, session.actor(), EventId(id.into_inner()), true).await?;
     render(&EventDetailPage {
         layout: session.layout(Nav::Events),
         detail,
@@ -522,7 +525,7 @@ pub async fn replay(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = EventId(id.into_inner());
-    service::events::replay(&state, session.user_id(), id).await?;
+    service::events::replay(&state, session.actor(), id).await?;
     Ok(redirect(
         &request,
         &format!("/events/{id}"),
@@ -577,7 +580,7 @@ pub async fn replay_many(
             payload: page.payload,
         };
         let queued =
-            service::events::replay_in_background(state.into_inner(), session.user_id(), filter)
+            service::events::replay_in_background(state.into_inner(), session.actor(), filter)
                 .await?;
         return Ok(back(format!(
             "Replaying {queued} failed event{} in the background.",
@@ -592,7 +595,7 @@ pub async fn replay_many(
     if ids.is_empty() {
         return Ok(back("Tick the events to replay first.".into()));
     }
-    let replayed = service::events::replay_selected(&state, session.user_id(), &ids).await?;
+    let replayed = service::events::replay_selected(&state, session.actor(), &ids).await?;
     Ok(back(format!(
         "Replayed {replayed} event{}.",
         if replayed == 1 { "" } else { "s" }
@@ -608,7 +611,7 @@ pub async fn replay_delivery(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = DeliveryId(id.into_inner());
-    let (delivery, _) = service::events::replay_delivery(&state, session.user_id(), id).await?;
+    let (delivery, _) = service::events::replay_delivery(&state, session.actor(), id).await?;
     Ok(redirect(
         &request,
         &format!("/events/{}", delivery.event_id),

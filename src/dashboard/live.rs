@@ -30,9 +30,9 @@ use super::view::Layout;
 use crate::auth;
 use crate::db::models::delivery::EventPage;
 use crate::domain::{EventId, EventStatus, SubscriptionId};
-use crate::live::Notice;
+use crate::live::{EventNotice, Notice};
 use crate::metrics;
-use crate::service;
+use crate::service::{self, Permission};
 use crate::state::AppState;
 
 /// How often a connection renders what gathered: about three updates a second at most.
@@ -94,7 +94,7 @@ impl Watched {
     }
 
     /// Whether a notice belongs on the page, and whether as a new row.
-    fn shows(&self, notice: &Notice) -> Option<bool> {
+    fn shows(&self, notice: &EventNotice) -> Option<bool> {
         if self.event.is_some_and(|event| event != notice.event)
             || self
                 .subscription
@@ -201,6 +201,9 @@ impl Connection {
                 // The process is stopping: the page reconnects to a replica that is not.
                 () = shutdown.cancelled() => break Some(CloseCode::Restart),
                 batch = notices.recv() => match batch {
+                    // Removed, or given another role: what the page shows may no longer be
+                    // theirs to see. A page that reconnects gets what they may see now.
+                    Ok(batch) if self.access_changed(&batch) => break Some(CloseCode::Policy),
                     Ok(batch) => self.take(&batch, &mut pending),
                     // Fell behind: the marker asks for a reload.
                     Err(RecvError::Lagged(_)) => pending.lagged = true,
@@ -272,7 +275,7 @@ impl Connection {
         };
         match service::events::list(
             &self.state,
-            self.session.user_id(),
+            self.session.actor(),
             self.watched.subscription,
             &page,
         )
@@ -292,13 +295,25 @@ impl Connection {
         }
     }
 
+    /// Whether the session still sees this workspace with the same role. Only a definite "no"
+    /// closes: a database hiccup does not.
     async fn session_lives(&self) -> bool {
         let token = self.session.user.token.clone();
-        // Only a definite "ended" closes: a database hiccup does not.
-        !matches!(
-            auth::resume_session(&self.state.db, token, self.state.sessions).await,
-            Ok(None)
-        )
+        match auth::resume_session(&self.state.db, token, self.state.sessions).await {
+            Ok(Some(user)) => user.workspace.as_ref() == Some(&self.session.workspace),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Whether a batch tells that this page's member lost access to its workspace or changed
+    /// role there.
+    fn access_changed(&self, batch: &[Notice]) -> bool {
+        let actor = self.session.actor();
+        batch.iter().any(|notice| {
+            matches!(notice, Notice::Access { workspace, user }
+                if *workspace == actor.workspace && Some(*user) == actor.user())
+        })
     }
 
     /// Keeps the notices this page shows: only its own user's, and only what it displays. A
@@ -306,7 +321,10 @@ impl Connection {
     /// (under load, most changes are of events held back behind the marker).
     fn take(&self, batch: &[Notice], pending: &mut Pending) {
         for notice in batch {
-            if notice.user != self.session.user_id() {
+            let Notice::Event(notice) = notice else {
+                continue;
+            };
+            if notice.workspace != self.session.actor().workspace {
                 continue;
             }
             match self.watched.shows(notice) {
@@ -333,7 +351,7 @@ impl Connection {
         if pending.is_empty() {
             return None;
         }
-        let user = self.session.user_id();
+        let actor = self.session.actor();
         // Waiting here only delays this page: what gathers meanwhile goes out in one message.
         let _permit = self.state.live_renders.acquire().await.ok()?;
         let mut new = std::mem::take(&mut pending.new);
@@ -351,7 +369,7 @@ impl Connection {
             .take(MAX_CHANGED_ROWS)
             .collect();
         let detail = match self.watched.event {
-            Some(event) => event_detail(&self.state, user, event, false).await.ok(),
+            Some(event) => event_detail(&self.state, actor, event, false).await.ok(),
             None => None,
         };
         let ids: Vec<EventId> = new.iter().chain(&changed).copied().collect();
@@ -359,7 +377,7 @@ impl Connection {
         let lines = if ids.is_empty() {
             Vec::new()
         } else {
-            service::events::lines(&self.state, user, &ids)
+            service::events::lines(&self.state, actor, &ids)
                 .await
                 .unwrap_or_else(|error| {
                     debug!(self.state.log, "a live render found no rows"; "error" => %error);
@@ -368,7 +386,7 @@ impl Connection {
         };
         // Across subscriptions, each row names its own.
         let names = if across && !lines.is_empty() {
-            service::subscriptions::list(&self.state, user)
+            service::subscriptions::list(&self.state, actor)
                 .await
                 .unwrap_or_default()
         } else {
@@ -398,7 +416,9 @@ impl Connection {
         let update = LiveUpdate {
             layout: &self.layout,
             across,
-            selectable: across && self.watched.status == Some(EventStatus::Failed),
+            selectable: across
+                && self.watched.status == Some(EventStatus::Failed)
+                && actor.may(Permission::Change),
             new_rows: new_rows.into_iter().map(|(_, line)| line).collect(),
             changed_rows: changed_rows.into_iter().map(|(_, line)| line).collect(),
             held_back: pending.held_back,

@@ -15,6 +15,7 @@ mod providers;
 mod session;
 mod sources;
 mod subscriptions;
+mod team;
 mod view;
 
 use actix_web::middleware::{DefaultHeaders, from_fn};
@@ -113,6 +114,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/subscriptions/{id}/delete",
                 web::post().to(subscriptions::delete),
             )
+            .route(
+                "/subscriptions/{id}/secret",
+                web::post().to(subscriptions::reveal_secret),
+            )
             .route("/ws", web::get().to(live::connect))
             .route("/events", web::get().to(events::list))
             .route("/events/replay", web::post().to(events::replay_many))
@@ -122,6 +127,22 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/deliveries/{id}/replay",
                 web::post().to(events::replay_delivery),
             )
+            .route("/workspaces", web::get().to(team::workspaces))
+            .route("/workspaces", web::post().to(team::create_workspace))
+            .route("/workspaces/{id}/switch", web::post().to(team::switch))
+            .route("/workspace/rename", web::post().to(team::rename))
+            .route("/workspace/delete", web::post().to(team::delete))
+            .route("/members", web::get().to(team::list))
+            .route("/members/invite", web::post().to(team::invite))
+            .route("/members/{user_id}/role", web::post().to(team::change_role))
+            .route("/members/{user_id}/remove", web::post().to(team::remove))
+            .route(
+                "/invitations/{id}/revoke",
+                web::post().to(team::revoke_invitation),
+            )
+            .route("/invitations/{token}", web::get().to(team::invitation))
+            .route("/invitations/{token}", web::post().to(team::accept))
+            .route("/audit-log", web::get().to(team::audit_log))
             .route("/api-keys", web::get().to(api_keys::list))
             .route("/api-keys", web::post().to(api_keys::create))
             .route("/api-keys/{id}/revoke", web::post().to(api_keys::revoke))

@@ -10,10 +10,16 @@ use actix_web::http::Method;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::error::DashboardError;
-use super::view::{Flash, Layout, Nav, is_htmx};
-use crate::auth::{self, SessionPolicy, SessionToken, SignedIn};
+use super::view::{Flash, Layout, Nav, WorkspaceBadge, is_htmx};
+use crate::auth::{self, CurrentWorkspace, SessionPolicy, SessionToken, SignedIn};
 use crate::domain::UserId;
+use crate::service::{Actor, Principal};
 use crate::state::AppState;
+
+/// The header htmx sends with every request of a page: the workspace the page was rendered
+/// for, so that an action from a page left open after switching workspace in another tab is
+/// refused rather than applied to the other workspace.
+pub const WORKSPACE_HEADER: &str = "X-Spenza-Workspace";
 
 /// The cookie holding a session's token.
 pub const SESSION_COOKIE: &str = "spenza_session";
@@ -54,9 +60,13 @@ async fn signed_in(request: &HttpRequest) -> Result<Option<SignedIn>, DashboardE
     Ok(auth::resume_session(&state.db, token, state.sessions).await?)
 }
 
-/// A signed-in user. A page that takes one redirects to log-in without it, coming back after.
+/// A signed-in member, acting in the workspace their session is looking at. A page that takes
+/// one redirects to log-in without a session, coming back after, and to the workspaces page
+/// when its user belongs to none.
 pub struct Session {
     pub user: SignedIn,
+    pub workspace: CurrentWorkspace,
+    actor: Actor,
     flash: Option<Flash>,
 }
 
@@ -66,6 +76,11 @@ impl Session {
         self.user.user_id
     }
 
+    /// The member, acting in their current workspace with their role there.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
     /// The layout's context for a page under `nav`.
     pub fn layout(&self, nav: Nav) -> Layout {
         Layout {
@@ -73,6 +88,7 @@ impl Session {
             csrf_token: self.user.token.csrf_token(),
             flash: self.flash.clone(),
             nav: Some(nav),
+            workspace: Some(WorkspaceBadge::of(&self.workspace)),
         }
     }
 }
@@ -85,10 +101,39 @@ impl FromRequest for Session {
         let request = request.clone();
         Box::pin(async move {
             match signed_in(&request).await? {
-                Some(user) => Ok(Session {
-                    user,
-                    flash: Flash::from_request(&request),
-                }),
+                Some(user) => {
+                    let Some(workspace) = user.workspace.clone() else {
+                        return Err(DashboardError::NoWorkspace {
+                            htmx: is_htmx(&request),
+                        });
+                    };
+                    let rendered_for = request
+                        .headers()
+                        .get(WORKSPACE_HEADER)
+                        .and_then(|value| value.to_str().ok());
+                    if rendered_for.is_some_and(|id| id != workspace.id.to_string()) {
+                        return Err(DashboardError::Conflict(format!(
+                            "this page belongs to another workspace than the one you are in now \
+                             ({}): reload the page",
+                            workspace.name
+                        )));
+                    }
+                    let actor = Actor {
+                        workspace: workspace.id,
+                        role: workspace.role,
+                        who: Principal::User {
+                            id: user.user_id,
+                            email: user.email.clone(),
+                        },
+                        ip: request.peer_addr().map(|address| address.ip().to_string()),
+                    };
+                    Ok(Session {
+                        user,
+                        workspace,
+                        actor,
+                        flash: Flash::from_request(&request),
+                    })
+                }
                 None => Err(DashboardError::LoginRequired {
                     // After logging in, a page comes back; an action does not run again.
                     next: if request.method() == Method::GET {

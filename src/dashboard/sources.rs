@@ -257,7 +257,7 @@ pub async fn list(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashboardError> {
-    let rows = sources::list_with_counts(&state, session.user_id())
+    let rows = sources::list_with_counts(&state, session.actor())
         .await?
         .into_iter()
         .map(|(source, counts)| SourceRow::new(source, counts, &state))
@@ -287,7 +287,7 @@ pub async fn create(
     form: web::Form<SourceForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
-    match sources::create_from_form(&state, session.user_id(), &form).await {
+    match sources::create_from_form(&state, session.actor(), &form).await {
         Ok(created) => Ok(redirect(
             &request,
             &format!("/sources/{}", created.id),
@@ -317,7 +317,7 @@ pub async fn show(
     let id = SourceId(id.into_inner());
     let overview = sources::overview(
         &state,
-        session.user_id(),
+        session.actor(),
         id,
         RECENT_EVENTS,
         RECENT_REJECTIONS,
@@ -398,7 +398,7 @@ pub async fn edit_page(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SourceId(id.into_inner());
-    let source = sources::get(&state, session.user_id(), id).await?;
+    let source = sources::get(&state, session.actor(), id).await?;
     render(&FormPage {
         layout: session.layout(Nav::Sources),
         editing: Some(id),
@@ -418,7 +418,7 @@ pub async fn edit(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SourceId(id.into_inner());
     let form = form.into_inner();
-    match sources::edit_from_form(&state, session.user_id(), id, &form).await {
+    match sources::edit_from_form(&state, session.actor(), id, &form).await {
         Ok(_) => Ok(redirect(
             &request,
             &format!("/sources/{id}"),
@@ -426,7 +426,7 @@ pub async fn edit(
         )),
         Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
         Err(error) => {
-            let stored_kind = stored_provider(&sources::get(&state, session.user_id(), id).await?)
+            let stored_kind = stored_provider(&sources::get(&state, session.actor(), id).await?)
                 .map(|provider| provider.kind());
             render_with(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -450,7 +450,7 @@ pub async fn confirm_delete(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SourceId(id.into_inner());
     let (source, subscriptions) =
-        sources::get_with_subscriptions(&state, session.user_id(), id).await?;
+        sources::get_with_subscriptions(&state, session.actor(), id).await?;
     render(&DeletePage {
         layout: session.layout(Nav::Sources),
         id,
@@ -467,8 +467,8 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SourceId(id.into_inner());
-    let source = sources::get(&state, session.user_id(), id).await?;
-    sources::delete(&state, session.user_id(), id).await?;
+    let source = sources::get(&state, session.actor(), id).await?;
+    sources::delete(&state, session.actor(), id).await?;
     Ok(redirect(
         &request,
         "/sources",

@@ -212,7 +212,7 @@ async fn form_page(
     errors: FormErrors,
     trial: Option<FilterTrial>,
 ) -> Result<FormPage, DashboardError> {
-    let sources = service::sources::list(state, session.user_id())
+    let sources = service::sources::list(state, session.actor())
         .await?
         .into_iter()
         .map(|source| SourceChoice {
@@ -278,7 +278,7 @@ async fn try_filter(
         (Ok(Some(source)), Ok(filter)) => {
             let filter = filter.unwrap_or_else(Filter::everything);
             let trials =
-                service::filters::try_on_source(state, session.user_id(), source, &filter).await?;
+                service::filters::try_on_source(state, session.actor(), source, &filter).await?;
             let now = Utc::now();
             let lines: Vec<TrialLine> = trials
                 .into_iter()
@@ -319,7 +319,6 @@ struct ShowPage {
     ingest_url: String,
     state: StateBadge,
     is_active: bool,
-    signing_secret: String,
     previous_secret_until: Option<Moment>,
     provider: Option<String>,
     created: Moment,
@@ -361,7 +360,7 @@ pub async fn list(
     session: Session,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, DashboardError> {
-    let rows = subscriptions::list_with_stats(&state, session.user_id())
+    let rows = subscriptions::list_with_stats(&state, session.actor())
         .await?
         .into_iter()
         .map(|(subscription, stats)| SubscriptionRow::new(subscription, stats))
@@ -405,7 +404,7 @@ pub async fn create(
         let checking = form.checks_filter();
         return try_filter(&state, &session, None, form, checking).await;
     }
-    match subscriptions::create_from_form(&state, session.user_id(), &form).await {
+    match subscriptions::create_from_form(&state, session.actor(), &form).await {
         Ok(created) => Ok(redirect(
             &request,
             &format!("/subscriptions/{}", created.id),
@@ -430,11 +429,11 @@ pub async fn show(
     query: web::Query<LogQuery>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    let subscription = subscriptions::get(&state, session.actor(), id).await?;
     let path = format!("/subscriptions/{id}");
     let log = load_log(&state, &session, Some(id), query.into_inner(), path).await?;
     let now = Utc::now();
-    let (hour, day) = subscriptions::activity(&state, session.user_id(), id, now).await?;
+    let (hour, day) = subscriptions::activity(&state, session.actor(), id, now).await?;
     let ingest_url = state.ingest_url(&subscription.ingest_token);
     render(&ShowPage {
         layout: session.layout(Nav::Subscriptions),
@@ -457,7 +456,6 @@ pub async fn show(
         charts: subscription_charts(now, &hour, &day),
         name: subscription.name,
         target_url: subscription.target_url,
-        signing_secret: subscription.signing_secret,
         log,
     })
 }
@@ -469,7 +467,7 @@ pub async fn edit_page(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+    let subscription = subscriptions::get(&state, session.actor(), id).await?;
     let form = SubscriptionForm::of(&subscription);
     let page = form_page(
         &state,
@@ -495,16 +493,16 @@ pub async fn edit(
     let id = SubscriptionId(id.into_inner());
     let form = form.into_inner();
     if form.tests_filter() || form.checks_filter() {
-        let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+        let subscription = subscriptions::get(&state, session.actor(), id).await?;
         let checking = form.checks_filter();
         return try_filter(&state, &session, Some(&subscription), form, checking).await;
     }
-    match subscriptions::edit_from_form(&state, session.user_id(), id, &form).await {
+    match subscriptions::edit_from_form(&state, session.actor(), id, &form).await {
         Ok(_) => Ok(back_to(&request, id, "Changes saved.")),
         Err(ServiceError::NotFound(_)) => Err(DashboardError::NotFound),
         Err(error) => {
             let errors = field_errors(error)?;
-            let subscription = subscriptions::get(&state, session.user_id(), id).await?;
+            let subscription = subscriptions::get(&state, session.actor(), id).await?;
             let page = form_page(
                 &state,
                 &session,
@@ -527,7 +525,7 @@ pub async fn pause(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    subscriptions::set_active(&state, session.user_id(), id, false).await?;
+    subscriptions::set_active(&state, session.actor(), id, false).await?;
     Ok(back_to(
         &request,
         id,
@@ -543,7 +541,7 @@ pub async fn resume(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    subscriptions::set_active(&state, session.user_id(), id, true).await?;
+    subscriptions::set_active(&state, session.actor(), id, true).await?;
     Ok(back_to(
         &request,
         id,
@@ -559,7 +557,7 @@ pub async fn rotate_secret(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    subscriptions::rotate_secret(&state, session.user_id(), id).await?;
+    subscriptions::rotate_secret(&state, session.actor(), id).await?;
     let overlap = humantime::format_duration(state.secret_rotation_overlap);
     Ok(back_to(
         &request,
@@ -578,7 +576,7 @@ pub async fn send_test_event(
     let id = SubscriptionId(id.into_inner());
     let event = subscriptions::send_test_event(
         &state,
-        session.user_id(),
+        session.actor(),
         id,
         crate::request_id::of(&request),
     )
@@ -594,7 +592,7 @@ pub async fn confirm_delete(
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
     let (subscription, takes_source) =
-        subscriptions::get_for_deletion(&state, session.user_id(), id).await?;
+        subscriptions::get_for_deletion(&state, session.actor(), id).await?;
     render(&DeletePage {
         layout: session.layout(Nav::Subscriptions),
         id,
@@ -611,8 +609,8 @@ pub async fn delete(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, DashboardError> {
     let id = SubscriptionId(id.into_inner());
-    let subscription = subscriptions::get(&state, session.user_id(), id).await?;
-    subscriptions::delete(&state, session.user_id(), id).await?;
+    let subscription = subscriptions::get(&state, session.actor(), id).await?;
+    subscriptions::delete(&state, session.actor(), id).await?;
     Ok(redirect(
         &request,
         "/subscriptions",
@@ -621,4 +619,37 @@ pub async fn delete(
             subscription.name
         ))),
     ))
+}
+
+#[derive(Template)]
+#[template(path = "partials/secret.html")]
+struct SecretFragment {
+    secret: String,
+    previous: Option<String>,
+}
+
+/// `POST /subscriptions/{id}/secret`: the signing secret, for a role that may see it; each
+/// reveal is recorded in the audit log.
+pub async fn reveal_secret(
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = SubscriptionId(id.into_inner());
+    let subscription = subscriptions::reveal_secret(&state, session.actor(), id).await?;
+    let now = Utc::now();
+    let previous = subscription.previous_signing_secret.filter(|_| {
+        subscription
+            .previous_secret_expires_at
+            .is_some_and(|until| until > now)
+    });
+    let html = SecretFragment {
+        secret: subscription.signing_secret,
+        previous,
+    }
+    .render()?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .body(html))
 }

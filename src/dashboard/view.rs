@@ -10,7 +10,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 
+use super::csrf::CSRF_HEADER;
 use super::error::DashboardError;
+use super::session::WORKSPACE_HEADER;
+use crate::auth::CurrentWorkspace;
+use crate::domain::Role;
 use crate::problem::FieldError;
 
 const FLASH_COOKIE: &str = "spenza_flash";
@@ -22,6 +26,9 @@ pub enum Nav {
     Subscriptions,
     Events,
     ApiKeys,
+    Members,
+    AuditLog,
+    Workspaces,
 }
 
 /// A one-time message shown on the page an action redirects to ("Changes saved.").
@@ -77,15 +84,74 @@ pub struct Layout {
     pub csrf_token: String,
     pub flash: Option<Flash>,
     pub nav: Option<Nav>,
+    /// The workspace the page is for; `None` outside a workspace.
+    pub workspace: Option<WorkspaceBadge>,
+}
+
+/// The current workspace, as the top bar shows it.
+#[derive(Debug, Clone)]
+pub struct WorkspaceBadge {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl WorkspaceBadge {
+    pub fn of(workspace: &CurrentWorkspace) -> Self {
+        WorkspaceBadge {
+            id: workspace.id.to_string(),
+            name: workspace.name.clone(),
+            role: workspace.role,
+        }
+    }
+
+    /// Whether the member may administer it: members, keys and the audit log.
+    pub fn administers(&self) -> bool {
+        self.role.includes(Role::Admin)
+    }
+
+    /// Whether the member may change sources, subscriptions and events.
+    pub fn changes(&self) -> bool {
+        self.role.includes(Role::Developer)
+    }
 }
 
 impl Layout {
+    /// The current workspace's name; empty outside one.
+    pub fn workspace_name(&self) -> &str {
+        self.workspace
+            .as_ref()
+            .map_or("", |workspace| &workspace.name)
+    }
+
+    /// Whether the member may administer the current workspace (members, keys, audit log).
+    pub fn administers(&self) -> bool {
+        self.workspace
+            .as_ref()
+            .is_some_and(WorkspaceBadge::administers)
+    }
+
+    /// Whether the member may change sources, subscriptions and events, and see secrets.
+    pub fn changes(&self) -> bool {
+        self.workspace.as_ref().is_some_and(WorkspaceBadge::changes)
+    }
+
+    /// The member's role in the current workspace; empty outside one.
+    pub fn role(&self) -> &'static str {
+        self.workspace
+            .as_ref()
+            .map_or("", |workspace| workspace.role.as_str())
+    }
+
     /// `aria-current` for a navigation link: `page` for the page's own item.
     pub fn current(&self, item: &str) -> &'static str {
         let nav = match item {
             "sources" => Nav::Sources,
             "subscriptions" => Nav::Subscriptions,
             "events" => Nav::Events,
+            "members" => Nav::Members,
+            "audit-log" => Nav::AuditLog,
+            "workspaces" => Nav::Workspaces,
             _ => Nav::ApiKeys,
         };
         if self.nav == Some(nav) {
@@ -95,9 +161,14 @@ impl Layout {
         }
     }
 
-    /// The `hx-headers` value that sends the CSRF token with every htmx request.
+    /// The `hx-headers` value that sends with every htmx request the session's CSRF token,
+    /// and the workspace the page is for.
     pub fn hx_headers(&self) -> String {
-        serde_json::json!({ "X-CSRF-Token": self.csrf_token }).to_string()
+        let mut headers = serde_json::json!({ CSRF_HEADER: self.csrf_token });
+        if let Some(workspace) = &self.workspace {
+            headers[WORKSPACE_HEADER] = workspace.id.clone().into();
+        }
+        headers.to_string()
     }
 }
 

@@ -3,13 +3,15 @@
 diesel::table! {
     api_keys (id) {
         id -> Uuid,
-        user_id -> Uuid,
+        workspace_id -> Uuid,
         name -> Text,
         prefix -> Text,
         key_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         last_used_at -> Nullable<Timestamptz>,
+        role -> Text,
+        created_by -> Nullable<Uuid>,
     }
 }
 
@@ -23,6 +25,22 @@ diesel::table! {
         no_answer -> Int8,
         p50_ms -> Float8,
         p95_ms -> Float8,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        workspace_id -> Nullable<Uuid>,
+        at -> Timestamptz,
+        actor_type -> Text,
+        actor_id -> Nullable<Uuid>,
+        actor -> Text,
+        action -> Text,
+        object_type -> Text,
+        object_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -72,10 +90,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        email -> Text,
+        role -> Text,
+        token_hash -> Bytea,
+        invited_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        accepted_by -> Nullable<Uuid>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         email -> Text,
         failed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    memberships (workspace_id, user_id) {
+        workspace_id -> Uuid,
+        user_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -110,13 +153,14 @@ diesel::table! {
         created_at -> Timestamptz,
         expires_at -> Timestamptz,
         last_seen_at -> Timestamptz,
+        workspace_id -> Nullable<Uuid>,
     }
 }
 
 diesel::table! {
     sources (id) {
         id -> Uuid,
-        user_id -> Uuid,
+        workspace_id -> Uuid,
         name -> Text,
         ingest_token -> Text,
         provider -> Nullable<Jsonb>,
@@ -134,7 +178,7 @@ diesel::table! {
 diesel::table! {
     subscriptions (id) {
         id -> Uuid,
-        user_id -> Uuid,
+        workspace_id -> Uuid,
         name -> Text,
         target_url -> Text,
         signing_secret -> Text,
@@ -161,30 +205,48 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(api_keys -> users (user_id));
+diesel::table! {
+    workspaces (id) {
+        id -> Uuid,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> users (created_by));
+diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(attempt_hours -> subscriptions (subscription_id));
+diesel::joinable!(audit_log -> workspaces (workspace_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(events -> sources (source_id));
+diesel::joinable!(invitations -> workspaces (workspace_id));
+diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(memberships -> workspaces (workspace_id));
 diesel::joinable!(rate_limits -> subscriptions (subscription_id));
 diesel::joinable!(rejected_requests -> sources (source_id));
 diesel::joinable!(sessions -> users (user_id));
-diesel::joinable!(sources -> users (user_id));
+diesel::joinable!(sessions -> workspaces (workspace_id));
+diesel::joinable!(sources -> workspaces (workspace_id));
 diesel::joinable!(subscriptions -> sources (source_id));
-diesel::joinable!(subscriptions -> users (user_id));
+diesel::joinable!(subscriptions -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     attempt_hours,
+    audit_log,
     deliveries,
     delivery_attempts,
     events,
+    invitations,
     login_failures,
+    memberships,
     rate_limits,
     rejected_requests,
     sessions,
     sources,
     subscriptions,
     users,
+    workspaces,
 );

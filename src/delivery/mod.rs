@@ -19,9 +19,9 @@ use crate::db::models::delivery::{self, AttemptRecord, Claim, DeliveryJob};
 use crate::db::models::rate_limit;
 use crate::db::{Database, DbError};
 use crate::domain::{
-    DeliveryId, EventStatus, Policy, RateLimit, RetrySchedule, SubscriptionId, UserId,
+    DeliveryId, EventStatus, Policy, RateLimit, RetrySchedule, SubscriptionId, WorkspaceId,
 };
-use crate::live::{Live, Notice};
+use crate::live::{EventNotice, Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Job, Publisher, Route};
 
@@ -89,7 +89,7 @@ pub struct Deliverer {
 /// An attempt made, waiting to be recorded with others.
 struct Made {
     job: Job,
-    user: UserId,
+    workspace: WorkspaceId,
     record: AttemptRecord,
     /// When it failed and a retry is due: after how long.
     retry: Option<Duration>,
@@ -328,7 +328,7 @@ impl Deliverer {
         let _ = made
             .send(Made {
                 job,
-                user: found.user_id,
+                workspace: found.workspace_id,
                 record,
                 retry,
             })
@@ -342,7 +342,7 @@ impl Deliverer {
     async fn record(self: Arc<Self>, batch: Vec<Made>, slot: OwnedSemaphorePermit) {
         let (records, made): (Vec<AttemptRecord>, Vec<_>) = batch
             .into_iter()
-            .map(|made| (made.record, (made.job, made.user, made.retry)))
+            .map(|made| (made.record, (made.job, made.workspace, made.retry)))
             .unzip();
         let threshold = self.breaker_threshold;
         let db = &self.db;
@@ -373,7 +373,8 @@ impl Deliverer {
         };
         drop(slot);
         let mut retries: Vec<(Duration, Vec<Envelope>)> = Vec::new();
-        for ((record, (job, user, retry)), recorded) in records.iter().zip(made).zip(recorded) {
+        for ((record, (job, workspace, retry)), recorded) in records.iter().zip(made).zip(recorded)
+        {
             if let Err(error) = recorded {
                 warn!(self.log, "delivery outcome not recorded; left for the reaper";
                     "delivery_id" => %record.delivery, "error" => %error);
@@ -381,12 +382,12 @@ impl Deliverer {
                 continue;
             }
             self.log_attempt(record, &job.envelope, retry);
-            self.live.notify(Notice {
+            self.live.notify(Notice::Event(EventNotice {
                 event: record.event,
                 subscription: record.subscription,
-                user,
+                workspace,
                 new: false,
-            });
+            }));
             if let Some(delay) = retry {
                 let next = Envelope {
                     retry_count: u32::try_from(record.retry_count).unwrap_or(u32::MAX),

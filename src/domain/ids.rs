@@ -47,6 +47,14 @@ uuid_id!(
     UserId
 );
 uuid_id!(
+    /// Identifies a workspace: what owns sources, subscriptions and keys, shared by its members.
+    WorkspaceId
+);
+uuid_id!(
+    /// Identifies an invitation to join a workspace.
+    InvitationId
+);
+uuid_id!(
     /// Identifies an API key.
     ApiKeyId
 );

@@ -10,6 +10,7 @@ mod password;
 mod policy;
 mod request_id;
 mod retry_schedule;
+mod role;
 mod secrets;
 mod target_url;
 
@@ -20,7 +21,9 @@ pub use filter::{
     Explanation, Filter, FilterError, FilterInput, MAX_BYTES as MAX_FILTER_BYTES,
     MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES, query_object,
 };
-pub use ids::{ApiKeyId, DeliveryId, EventId, SourceId, SubscriptionId, UserId};
+pub use ids::{
+    ApiKeyId, DeliveryId, EventId, InvitationId, SourceId, SubscriptionId, UserId, WorkspaceId,
+};
 pub use ingest_response::IngestResponse;
 pub use password::Password;
 pub use policy::{
@@ -29,6 +32,7 @@ pub use policy::{
 };
 pub use request_id::RequestId;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};
+pub use role::Role;
 pub use secrets::{
     ApiKey, IngestToken, SecretUrl, SigningSecret, is_token_shaped, random_bytes, random_token,
 };

@@ -17,7 +17,7 @@ use crate::batch::{self, Written};
 use crate::db::models::event::{self, Accepted, NewEvent};
 use crate::db::{Database, DbError};
 use crate::domain::{EventId, RequestId};
-use crate::live::{Live, Notice};
+use crate::live::{EventNotice, Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Publisher, Route};
 
@@ -132,12 +132,12 @@ impl Writer {
         drop(slot);
         for (accepted, _) in &stored {
             for delivery in &accepted.deliveries {
-                self.live.notify(Notice {
+                self.live.notify(Notice::Event(EventNotice {
                     event: accepted.id,
                     subscription: delivery.subscription_id,
-                    user: accepted.user_id,
+                    workspace: accepted.workspace_id,
                     new: true,
-                });
+                }));
             }
         }
         let envelopes: Vec<Envelope> = stored

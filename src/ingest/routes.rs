@@ -11,7 +11,7 @@ use actix_web::http::Method;
 
 use crate::db::models::source::Routing;
 use crate::domain::{
-    Filter, FilterInput, IngestResponse, IngestToken, SourceId, SubscriptionId, UserId,
+    Filter, FilterInput, IngestResponse, IngestToken, SourceId, SubscriptionId, WorkspaceId,
 };
 use crate::signing::incoming::{Answer, Incoming, ProviderConfig, Rejection, Validator};
 
@@ -23,7 +23,7 @@ const MAX_ROUTES: usize = 10_000;
 pub struct Route {
     pub source_id: SourceId,
     /// The source's owner, whose pages hear of its events.
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     /// The provider's kind, or `none`: how its refusals are counted.
     pub kind: &'static str,
     /// Checks the provider's signature, when the source names a provider.
@@ -78,7 +78,7 @@ impl Route {
             .collect::<Result<_, BadRoute>>()?;
         Ok(Route {
             source_id: routing.source_id,
-            user_id: routing.user_id,
+            workspace_id: routing.workspace_id,
             kind: provider.as_ref().map_or("none", ProviderConfig::kind),
             validator: provider.as_ref().map(ProviderConfig::validator),
             credential_header: provider
@@ -189,7 +189,7 @@ mod tests {
     fn routing(subscriptions: Vec<(SubscriptionId, Option<serde_json::Value>)>) -> Routing {
         Routing {
             source_id: SourceId(uuid::Uuid::new_v4()),
-            user_id: UserId(uuid::Uuid::new_v4()),
+            workspace_id: WorkspaceId(uuid::Uuid::new_v4()),
             provider: None,
             response: None,
             version: 3,

@@ -13,15 +13,28 @@ use tokio::sync::broadcast;
 
 pub use bus::LiveThread;
 
-use crate::domain::{EventId, SubscriptionId, UserId};
+use crate::domain::{EventId, SubscriptionId, UserId, WorkspaceId};
+
+/// What the live bus carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Notice {
+    /// Something happened to an event.
+    Event(EventNotice),
+    /// A member was removed from a workspace, or given another role: their live pages there
+    /// close at once (a page that reconnects does so with what the member may now see).
+    Access {
+        workspace: WorkspaceId,
+        user: UserId,
+    },
+}
 
 /// Something happened to an event: it arrived, or its status or attempts changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notice {
+pub struct EventNotice {
     pub event: EventId,
     pub subscription: SubscriptionId,
-    /// The subscription's owner: only their pages hear of it.
-    pub user: UserId,
+    /// The subscription's workspace: only its members' pages hear of it.
+    pub workspace: WorkspaceId,
     /// Whether the event is new (a row to add) rather than changed (a row to replace).
     pub new: bool,
 }

@@ -1,16 +1,18 @@
 //! Events and their deliveries: reading, listing and replaying.
 
-use super::ServiceError;
-use crate::db::models::delivery_attempt::{self, DeliveryAttempt, LastAttempt};
 use std::sync::Arc;
 
+use diesel_async::AsyncConnection;
 use slog::warn;
 
+use super::{Actor, Permission, ServiceError};
+use crate::db::models::audit;
 use crate::db::models::delivery::{self, DeliverySummary, EventPage, ReplayFilter};
+use crate::db::models::delivery_attempt::{self, DeliveryAttempt, LastAttempt};
 use crate::db::models::event::{self, Event};
 use crate::db::models::subscription;
 use crate::delivery::publish_due;
-use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId};
 use crate::state::AppState;
 
 /// An event, body included, with its deliveries (none when no subscription took it).
@@ -29,10 +31,10 @@ impl EventDetail {
 
 async fn detail(
     conn: &mut diesel_async::AsyncPgConnection,
-    user: UserId,
+    actor: &Actor,
     id: EventId,
 ) -> diesel::QueryResult<Option<EventDetail>> {
-    let Some(event) = event::find_for_user(conn, user, id).await? else {
+    let Some(event) = event::find_in_workspace(conn, actor.workspace, id).await? else {
         return Ok(None);
     };
     let deliveries = delivery::of_event(conn, id).await?;
@@ -44,14 +46,21 @@ async fn detail(
 /// is a conflict: replaying it would start a second attempt chain beside the first.
 pub async fn replay(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: EventId,
 ) -> Result<EventDetail, ServiceError> {
+    actor.require(Permission::Change)?;
     let (due, found) = state
         .db
         .run(async |conn| {
-            let due = delivery::replay_event_for_user(conn, user, id).await?;
-            Ok((due, detail(conn, user, id).await?))
+            conn.transaction(async |conn| {
+                let due = delivery::replay_event_in_workspace(conn, actor.workspace, id).await?;
+                if !due.is_empty() {
+                    audit::append(conn, &[actor.audit("event.replayed", "event", id)]).await?;
+                }
+                Ok((due, detail(conn, actor, id).await?))
+            })
+            .await
         })
         .await?;
     let found = found.ok_or(ServiceError::NotFound("event"))?;
@@ -66,7 +75,7 @@ pub async fn replay(
         }));
     }
     publish_due(&state.publisher, &due).await;
-    super::subscriptions::notify_replayed(state, user, &due);
+    super::subscriptions::notify_replayed(state, actor.workspace, &due);
     Ok(found)
 }
 
@@ -74,19 +83,32 @@ pub async fn replay(
 /// `webhook-id`, a fresh retry budget. One still being made is a conflict.
 pub async fn replay_delivery(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: DeliveryId,
 ) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
+    actor.require(Permission::Change)?;
     let due = state
         .db
-        .run(async |conn| delivery::replay_for_user(conn, user, id).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let due = delivery::replay_in_workspace(conn, actor.workspace, id).await?;
+                if let Some(due) = &due {
+                    let line = actor
+                        .audit("delivery.replayed", "delivery", id)
+                        .detail(format!("event {}", due.event_id));
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(due)
+            })
+            .await
+        })
         .await?;
-    let (found, attempts) = get_delivery(state, user, id).await?;
+    let (found, attempts) = get_delivery(state, actor, id).await?;
     match due {
         Some(due) => {
             let due = std::slice::from_ref(&due);
             publish_due(&state.publisher, due).await;
-            super::subscriptions::notify_replayed(state, user, due);
+            super::subscriptions::notify_replayed(state, actor.workspace, due);
             Ok((found, attempts))
         }
         None => Err(ServiceError::Conflict(format!(
@@ -96,16 +118,16 @@ pub async fn replay_delivery(
     }
 }
 
-/// One of a user's deliveries, with its attempts.
+/// One of the workspace's deliveries, with its attempts.
 pub async fn get_delivery(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: DeliveryId,
 ) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
     state
         .db
         .run(async |conn| {
-            let Some(found) = delivery::find_for_user(conn, user, id).await? else {
+            let Some(found) = delivery::find_in_workspace(conn, actor.workspace, id).await? else {
                 return Ok(None);
             };
             let attempts = delivery_attempt::list_for_delivery(conn, id).await?;
@@ -119,38 +141,67 @@ pub async fn get_delivery(
 /// whole graveyard never holds many rows locked or floods the broker at once.
 const REPLAY_BATCH: i64 = 500;
 
-/// Replays those of `ids` that are the user's and failed; answers how many.
+/// Replays those of `ids` that are the workspace's and failed; answers how many.
 pub async fn replay_selected(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     ids: &[DeliveryId],
 ) -> Result<usize, ServiceError> {
+    actor.require(Permission::Change)?;
     let due = state
         .db
-        .run(async |conn| delivery::replay_failed_for_user(conn, user, ids).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let due = delivery::replay_failed_in_workspace(conn, actor.workspace, ids).await?;
+                if !due.is_empty() {
+                    let line = actor
+                        .audit("event.bulk_replayed", "workspace", actor.workspace)
+                        .detail(format!("{} selected failed deliveries", due.len()));
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(due)
+            })
+            .await
+        })
         .await?;
     publish_due(&state.publisher, &due).await;
-    super::subscriptions::notify_replayed(state, user, &due);
+    super::subscriptions::notify_replayed(state, actor.workspace, &due);
     Ok(due.len())
 }
 
-/// Replays every delivery of the user's the filter takes, of events received before now, in
+/// Replays every delivery of the workspace's the filter takes, of events received before now, in
 /// the background in batches of [`REPLAY_BATCH`] (each its own transaction, published before
 /// the next is taken, walking the range by id so none is taken twice): the caller answers at
 /// once with how many there are, and a million of them hold neither a request nor more than a
 /// batch in memory. The work lives in this process: should it stop half-way, what is left
 /// keeps its status, to be replayed again.
+///
+/// Its audit line is written with the count, when it is asked for.
 pub async fn replay_in_background(
     state: Arc<AppState>,
-    user: UserId,
+    actor: &Actor,
     mut filter: ReplayFilter,
 ) -> Result<i64, ServiceError> {
+    actor.require(Permission::Change)?;
     // Events that arrive from now on are not part of it.
     let now = chrono::Utc::now() + chrono::TimeDelta::milliseconds(1);
     filter.until = Some(filter.until.map_or(now, |until| until.min(now)));
+    let workspace = actor.workspace;
+    let line = match filter.subscription {
+        Some(id) => actor.audit("event.bulk_replayed", "subscription", id),
+        None => actor.audit("event.bulk_replayed", "workspace", workspace),
+    };
     let matching = state
         .db
-        .run(async |conn| delivery::count_replayable(conn, user, &filter).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let matching = delivery::count_replayable(conn, workspace, &filter).await?;
+                let line = line.detail(format!("{matching} {} deliveries", filter.status));
+                audit::append(conn, &[line]).await?;
+                Ok(matching)
+            })
+            .await
+        })
         .await?;
     tokio::spawn(async move {
         let mut after = None;
@@ -158,7 +209,7 @@ pub async fn replay_in_background(
             let due = match state
                 .db
                 .run(async |conn| {
-                    delivery::replay_batch(conn, user, &filter, after, REPLAY_BATCH).await
+                    delivery::replay_batch(conn, workspace, &filter, after, REPLAY_BATCH).await
                 })
                 .await
             {
@@ -172,7 +223,7 @@ pub async fn replay_in_background(
             };
             after = due.iter().map(|delivery| delivery.id).max();
             publish_due(&state.publisher, &due).await;
-            super::subscriptions::notify_replayed(&state, user, &due);
+            super::subscriptions::notify_replayed(&state, workspace, &due);
         }
     });
     Ok(matching)
@@ -200,26 +251,30 @@ pub fn payload_filter(raw: &str) -> Result<Option<serde_json::Value>, ServiceErr
     }
 }
 
-/// One of a user's events, body included, with its deliveries.
-pub async fn get(state: &AppState, user: UserId, id: EventId) -> Result<EventDetail, ServiceError> {
+/// One of the workspace's events, body included, with its deliveries.
+pub async fn get(
+    state: &AppState,
+    actor: &Actor,
+    id: EventId,
+) -> Result<EventDetail, ServiceError> {
     state
         .db
-        .run(async |conn| detail(conn, user, id).await)
+        .run(async |conn| detail(conn, actor, id).await)
         .await?
         .ok_or(ServiceError::NotFound("event"))
 }
 
-/// One of a user's events, body included, with its deliveries and their attempts, read
+/// One of the workspace's events, body included, with its deliveries and their attempts, read
 /// together.
 pub async fn get_with_attempts(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: EventId,
 ) -> Result<(EventDetail, Vec<DeliveryAttempt>), ServiceError> {
     state
         .db
         .run(async |conn| {
-            let Some(found) = detail(conn, user, id).await? else {
+            let Some(found) = detail(conn, actor, id).await? else {
                 return Ok(None);
             };
             let attempts = delivery_attempt::of_event(conn, id).await?;
@@ -229,45 +284,45 @@ pub async fn get_with_attempts(
         .ok_or(ServiceError::NotFound("event"))
 }
 
-/// The delivery attempts made for one of a user's events, by each of its deliveries.
+/// The delivery attempts made for one of the workspace's events, by each of its deliveries.
 pub async fn attempts(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: EventId,
 ) -> Result<Vec<DeliveryAttempt>, ServiceError> {
     state
         .db
-        .run(async |conn| delivery_attempt::list_for_event(conn, user, id).await)
+        .run(async |conn| delivery_attempt::list_for_event(conn, actor.workspace, id).await)
         .await?
         .ok_or(ServiceError::NotFound("event"))
 }
 
-/// A page of a user's deliveries, newest first: of one of their subscriptions (another user's
+/// A page of a workspace's deliveries, newest first: of one of their subscriptions (another workspace's
 /// is not found), or of all of them.
 pub async fn list(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     subscription: Option<SubscriptionId>,
     page: &EventPage,
 ) -> Result<Vec<DeliverySummary>, ServiceError> {
-    Ok(log(state, user, subscription, page, false)
+    Ok(log(state, actor, subscription, page, false)
         .await?
         .into_iter()
         .map(|(delivery, _)| delivery)
         .collect())
 }
 
-/// The deliveries of these of a user's events (others' are left out), newest first, each with
+/// The deliveries of these of a workspace's events (others' are left out), newest first, each with
 /// how its latest attempt ended.
 pub async fn lines(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     ids: &[EventId],
 ) -> Result<Vec<(DeliverySummary, Option<LastAttempt>)>, ServiceError> {
     Ok(state
         .db
         .run(async |conn| {
-            let deliveries = delivery::summaries_for_user(conn, user, ids).await?;
+            let deliveries = delivery::summaries_in_workspace(conn, actor.workspace, ids).await?;
             with_last_attempts(conn, deliveries).await
         })
         .await?)
@@ -291,7 +346,7 @@ async fn with_last_attempts(
 /// [`list`], each delivery with how its latest attempt ended (when `with_last_attempt`).
 pub async fn log(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     subscription: Option<SubscriptionId>,
     page: &EventPage,
     with_last_attempt: bool,
@@ -300,11 +355,14 @@ pub async fn log(
         .db
         .run(async |conn| {
             if let Some(id) = subscription
-                && subscription::find_for_user(conn, user, id).await?.is_none()
+                && subscription::find_in_workspace(conn, actor.workspace, id)
+                    .await?
+                    .is_none()
             {
                 return Ok(None);
             }
-            let deliveries = delivery::list_for_user(conn, user, subscription, page).await?;
+            let deliveries =
+                delivery::list_in_workspace(conn, actor.workspace, subscription, page).await?;
             if with_last_attempt {
                 with_last_attempts(conn, deliveries).await.map(Some)
             } else {

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::ServiceError;
+use super::{Actor, ServiceError};
 use crate::db::models::{event, source};
-use crate::domain::{EventId, Filter, FilterInput, SourceId, UserId, query_object};
+use crate::domain::{EventId, Filter, FilterInput, SourceId, query_object};
 use crate::state::AppState;
 
 /// How many of the source's latest events a filter is tried on.
@@ -21,18 +21,21 @@ pub struct Trial {
     pub mismatch: Option<String>,
 }
 
-/// Tries `filter` (a valid one: parse it first) on the latest events of one of `user`'s
+/// Tries `filter` (a valid one: parse it first) on the latest events of one of the workspace's
 /// sources, newest first; none when no event has arrived yet.
 pub async fn try_on_source(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     source: SourceId,
     filter: &Filter,
 ) -> Result<Vec<Trial>, ServiceError> {
     let events = state
         .db
         .run(async |conn| {
-            if source::find_for_user(conn, user, source).await?.is_none() {
+            if source::find_in_workspace(conn, actor.workspace, source)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             event::recent_for_source(conn, source, TRIED)

@@ -3,15 +3,18 @@
 //! with the release of held events, replaying only what is final. Handlers translate requests
 //! and render answers; neither holds a rule or a query.
 
+pub mod access;
 pub mod api_keys;
 pub mod events;
 pub mod filters;
+pub mod members;
 pub mod policy;
 pub mod provider_form;
 pub mod sources;
 mod subscription_form;
 pub mod subscriptions;
 
+pub use access::{Actor, Permission, Principal};
 pub use subscription_form::SubscriptionForm;
 
 use crate::db::DbError;
@@ -23,6 +26,9 @@ pub enum ServiceError {
     /// Missing, or somebody else's: the two are indistinguishable on purpose.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The actor's role does not allow this.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),

@@ -7,16 +7,19 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ServiceError;
+use diesel_async::AsyncConnection;
+
 use super::provider_form::ProviderFields;
 use super::subscriptions::{
     present, stored, valid_changed_provider, valid_name, valid_optional_name, valid_provider,
 };
+use super::{Actor, Permission, ServiceError};
+use crate::db::models::audit;
 use crate::db::models::event::{self, EventLine};
 use crate::db::models::rejected_request::{self, RejectedRequest};
 use crate::db::models::source::{self, NewSource, Source, SourceChanges, SourceCounts};
 use crate::db::models::subscription::{self, Subscription};
-use crate::domain::{EventId, IngestResponse, IngestToken, SourceId, UserId};
+use crate::domain::{EventId, IngestResponse, IngestToken, SourceId};
 use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -182,17 +185,18 @@ pub fn stored_provider(source: &Source) -> Option<ProviderConfig> {
         .and_then(|stored| serde_json::from_value(stored).ok())
 }
 
-/// Creates a source for `user` with a fresh ingest token.
+/// Creates a source in `actor`'s workspace with a fresh ingest token.
 pub async fn create(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     input: SourceIn,
 ) -> Result<Source, ServiceError> {
+    actor.require(Permission::Change)?;
     input.validate()?;
     let token = IngestToken::generate();
     let new = NewSource {
         id: SourceId(Uuid::new_v4()),
-        user_id: user,
+        workspace_id: actor.workspace,
         name: input.name.trim(),
         ingest_token: token.as_str(),
         provider: input.provider.as_ref().map(stored).transpose()?,
@@ -201,40 +205,47 @@ pub async fn create(
     };
     Ok(state
         .db
-        .run(async |conn| source::insert(conn, &new).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let created = source::insert(conn, &new).await?;
+                audit::append(conn, &[actor.audit("source.created", "source", created.id)]).await?;
+                Ok(created)
+            })
+            .await
+        })
         .await?)
 }
 
-/// A user's sources, oldest first.
-pub async fn list(state: &AppState, user: UserId) -> Result<Vec<Source>, ServiceError> {
+/// A workspace's sources, oldest first.
+pub async fn list(state: &AppState, actor: &Actor) -> Result<Vec<Source>, ServiceError> {
     Ok(state
         .db
-        .run(async |conn| source::list_for_user(conn, user).await)
+        .run(async |conn| source::list_in_workspace(conn, actor.workspace).await)
         .await?)
 }
 
 /// Creates a source from the dashboard's form.
 pub async fn create_from_form(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     form: &SourceForm,
 ) -> Result<Source, ServiceError> {
-    create(state, user, form.input(None)?).await
+    create(state, actor, form.input(None)?).await
 }
 
-/// A user's sources, oldest first, each with how many subscriptions it has and how many events
+/// A workspace's sources, oldest first, each with how many subscriptions it has and how many events
 /// it received in the last 24 hours.
 pub async fn list_with_counts(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
 ) -> Result<Vec<(Source, Option<SourceCounts>)>, ServiceError> {
     let since = Utc::now() - chrono::TimeDelta::hours(24);
     let (sources, mut counts) = state
         .db
         .run(async |conn| {
             Ok((
-                source::list_for_user(conn, user).await?,
-                source::counts_for_user(conn, user, since).await?,
+                source::list_in_workspace(conn, actor.workspace).await?,
+                source::counts_in_workspace(conn, actor.workspace, since).await?,
             ))
         })
         .await?;
@@ -247,25 +258,25 @@ pub async fn list_with_counts(
         .collect())
 }
 
-/// One of a user's sources.
-pub async fn get(state: &AppState, user: UserId, id: SourceId) -> Result<Source, ServiceError> {
+/// One of the workspace's sources.
+pub async fn get(state: &AppState, actor: &Actor, id: SourceId) -> Result<Source, ServiceError> {
     state
         .db
-        .run(async |conn| source::find_for_user(conn, user, id).await)
+        .run(async |conn| source::find_in_workspace(conn, actor.workspace, id).await)
         .await?
         .ok_or(ServiceError::NotFound("source"))
 }
 
-/// One of a user's sources with its subscriptions, oldest first.
+/// One of the workspace's sources with its subscriptions, oldest first.
 pub async fn get_with_subscriptions(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
 ) -> Result<(Source, Vec<Subscription>), ServiceError> {
     state
         .db
         .run(async |conn| {
-            let Some(found) = source::find_for_user(conn, user, id).await? else {
+            let Some(found) = source::find_in_workspace(conn, actor.workspace, id).await? else {
                 return Ok(None);
             };
             let subscriptions = subscription::list_for_source(conn, id).await?;
@@ -275,7 +286,7 @@ pub async fn get_with_subscriptions(
         .ok_or(ServiceError::NotFound("source"))
 }
 
-/// One of a user's sources as its page shows it.
+/// One of the workspace's sources as its page shows it.
 pub struct SourceOverview {
     pub source: Source,
     /// Its subscriptions, oldest first, each with the deliveries made for it of events received
@@ -287,11 +298,11 @@ pub struct SourceOverview {
     pub rejections: Vec<RejectedRequest>,
 }
 
-/// One of a user's sources with its subscriptions, what each took over the last 24 hours, its
+/// One of the workspace's sources with its subscriptions, what each took over the last 24 hours, its
 /// `events` latest events and its `rejections` latest refused requests.
 pub async fn overview(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
     events: i64,
     rejections: i64,
@@ -300,11 +311,11 @@ pub async fn overview(
     state
         .db
         .run(async |conn| {
-            let Some(found) = source::find_for_user(conn, user, id).await? else {
+            let Some(found) = source::find_in_workspace(conn, actor.workspace, id).await? else {
                 return Ok(None);
             };
             let subscriptions = subscription::list_for_source(conn, id).await?;
-            let stats = subscription::stats_for_user(conn, user, since).await?;
+            let stats = subscription::stats_in_workspace(conn, actor.workspace, since).await?;
             let recent_events = event::list_for_source(conn, id, None, events).await?;
             let rejections = rejected_request::recent(conn, id, rejections).await?;
             Ok(Some(SourceOverview {
@@ -330,27 +341,28 @@ pub async fn overview(
 /// Edits a source from the dashboard's form: a blank provider secret keeps the stored one.
 pub async fn edit_from_form(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
     form: &SourceForm,
 ) -> Result<Source, ServiceError> {
-    let current = stored_provider(&get(state, user, id).await?);
+    let current = stored_provider(&get(state, actor, id).await?);
     let input = form.input(current.as_ref())?;
     let patch = SourcePatch {
         name: Some(input.name),
         provider: (input.provider != current).then_some(input.provider),
         response: Some(input.response),
     };
-    edit(state, user, id, patch).await
+    edit(state, actor, id, patch).await
 }
 
 /// Applies an edit.
 pub async fn edit(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
     patch: SourcePatch,
 ) -> Result<Source, ServiceError> {
+    actor.require(Permission::Change)?;
     patch.validate()?;
     let changes = SourceChanges {
         name: patch.name.as_deref().map(str::trim),
@@ -366,21 +378,41 @@ pub async fn edit(
             .transpose()?,
     };
     if changes.name.is_none() && changes.provider.is_none() && changes.response.is_none() {
-        return get(state, user, id).await;
+        return get(state, actor, id).await;
     }
     state
         .db
-        .run(async |conn| source::update_for_user(conn, user, id, &changes).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let updated =
+                    source::update_in_workspace(conn, actor.workspace, id, &changes).await?;
+                if updated.is_some() {
+                    audit::append(conn, &[actor.audit("source.updated", "source", id)]).await?;
+                }
+                Ok(updated)
+            })
+            .await
+        })
         .await?
         .ok_or(ServiceError::NotFound("source"))
 }
 
-/// Deletes one of a user's sources and, with it, its subscriptions and events: its ingest URL
+/// Deletes one of the workspace's sources and, with it, its subscriptions and events: its ingest URL
 /// answers 404 from then on.
-pub async fn delete(state: &AppState, user: UserId, id: SourceId) -> Result<(), ServiceError> {
+pub async fn delete(state: &AppState, actor: &Actor, id: SourceId) -> Result<(), ServiceError> {
+    actor.require(Permission::Change)?;
     let deleted = state
         .db
-        .run(async |conn| source::delete_for_user(conn, user, id).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let deleted = source::delete_in_workspace(conn, actor.workspace, id).await?;
+                if deleted {
+                    audit::append(conn, &[actor.audit("source.deleted", "source", id)]).await?;
+                }
+                Ok(deleted)
+            })
+            .await
+        })
         .await?;
     if deleted {
         Ok(())
@@ -389,10 +421,10 @@ pub async fn delete(state: &AppState, user: UserId, id: SourceId) -> Result<(), 
     }
 }
 
-/// A page of one of a user's sources' events, newest first, routed or not.
+/// A page of one of the workspace's sources' events, newest first, routed or not.
 pub async fn events(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
     before: Option<EventId>,
     limit: i64,
@@ -400,7 +432,10 @@ pub async fn events(
     state
         .db
         .run(async |conn| {
-            if source::find_for_user(conn, user, id).await?.is_none() {
+            if source::find_in_workspace(conn, actor.workspace, id)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             event::list_for_source(conn, id, before, limit)
@@ -411,17 +446,20 @@ pub async fn events(
         .ok_or(ServiceError::NotFound("source"))
 }
 
-/// One of a user's sources' refused requests, newest first (at most the last 100 are kept).
+/// One of the workspace's sources' refused requests, newest first (at most the last 100 are kept).
 pub async fn rejections(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SourceId,
     limit: i64,
 ) -> Result<Vec<RejectedRequest>, ServiceError> {
     state
         .db
         .run(async |conn| {
-            if source::find_for_user(conn, user, id).await?.is_none() {
+            if source::find_in_workspace(conn, actor.workspace, id)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             rejected_request::recent(conn, id, limit).await.map(Some)

@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, DurationRound, Utc};
+use diesel_async::AsyncConnection;
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ServiceError;
 use super::policy::PolicyIn;
 use super::subscription_form::SubscriptionForm;
+use super::{Actor, Permission, ServiceError};
+use crate::db::models::audit;
 use crate::db::models::delivery::{DueDelivery, ReplayFilter};
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
 use crate::db::models::event::NewEvent;
@@ -22,9 +24,9 @@ use crate::db::models::subscription::{
 };
 use crate::domain::{
     EventId, EventStatus, Filter, IngestToken, Policy, RequestId, SigningSecret, SourceId,
-    SubscriptionId, TargetUrl, UserId,
+    SubscriptionId, TargetUrl, WorkspaceId,
 };
-use crate::live::Notice;
+use crate::live::{EventNotice, Notice};
 use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -257,21 +259,21 @@ pub fn stored_provider(subscription: &Subscription) -> Option<ProviderConfig> {
 /// Creates a subscription from the dashboard's form.
 pub async fn create_from_form(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
     let input = form.input(None, false, |others| check_new(state, others).map(drop))?;
-    create(state, user, input).await
+    create(state, actor, input).await
 }
 
 /// Edits a subscription from the dashboard's form: a blank provider secret keeps the stored one.
 pub async fn edit_from_form(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
-    let current = stored_provider(&get(state, user, id).await?);
+    let current = stored_provider(&get(state, actor, id).await?);
     let input = form.input(current.as_ref(), true, |others| {
         check_new(state, others).map(drop)
     })?;
@@ -284,16 +286,17 @@ pub async fn edit_from_form(
         forward_path: Some(input.forward_path),
         policy: input.policy,
     };
-    edit(state, user, id, patch).await
+    edit(state, actor, id, patch).await
 }
 
-/// Creates a subscription for `user` with a fresh signing secret, on the source it names or on
+/// Creates a subscription in `actor`'s workspace with a fresh signing secret, on the source it names or on
 /// a source made for it, with a fresh ingest token.
 pub async fn create(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     input: SubscriptionIn,
 ) -> Result<Subscription, ServiceError> {
+    actor.require(Permission::Change)?;
     let target_url = check_new(state, &input)?;
     let provider = input.provider.as_ref().map(stored).transpose()?;
     if input.source_id.is_some() && provider.is_some() {
@@ -314,29 +317,33 @@ pub async fn create(
     let created = state
         .db
         .run(async |conn| {
-            use diesel_async::AsyncConnection;
             conn.transaction(async |conn| {
                 let source_id = match input.source_id {
-                    Some(id) => match source::find_for_user(conn, user, id).await? {
+                    Some(id) => match source::find_in_workspace(conn, actor.workspace, id).await? {
                         Some(found) => found.id,
                         None => return Ok(None),
                     },
                     None => {
                         let new = NewSource {
                             id: SourceId(Uuid::new_v4()),
-                            user_id: user,
+                            workspace_id: actor.workspace,
                             name,
                             ingest_token: token.as_str(),
                             provider,
                             response: None,
                             implicit: true,
                         };
-                        source::insert(conn, &new).await?.id
+                        let id = source::insert(conn, &new).await?.id;
+                        let line = actor
+                            .audit("source.created", "source", id)
+                            .detail(format!("for subscription {name}"));
+                        audit::append(conn, &[line]).await?;
+                        id
                     }
                 };
                 let new = NewSubscription {
                     id: SubscriptionId(Uuid::new_v4()),
-                    user_id: user,
+                    workspace_id: actor.workspace,
                     source_id,
                     name,
                     target_url: target_url.as_str(),
@@ -345,7 +352,10 @@ pub async fn create(
                     forward_path: input.forward_path,
                     policy: policy.clone(),
                 };
-                subscription::insert(conn, &new).await.map(Some)
+                let created = subscription::insert(conn, &new).await?;
+                let line = actor.audit("subscription.created", "subscription", created.id);
+                audit::append(conn, &[line]).await?;
+                Ok(Some(created))
             })
             .await
         })
@@ -353,26 +363,26 @@ pub async fn create(
     created.ok_or_else(|| ServiceError::invalid("source_id", "you have no source with this id"))
 }
 
-/// A user's subscriptions, oldest first.
-pub async fn list(state: &AppState, user: UserId) -> Result<Vec<Subscription>, ServiceError> {
+/// A workspace's subscriptions, oldest first.
+pub async fn list(state: &AppState, actor: &Actor) -> Result<Vec<Subscription>, ServiceError> {
     Ok(state
         .db
-        .run(async |conn| subscription::list_for_user(conn, user).await)
+        .run(async |conn| subscription::list_in_workspace(conn, actor.workspace).await)
         .await?)
 }
 
-/// A user's subscriptions, each with how it did over the last 24 hours.
+/// A workspace's subscriptions, each with how it did over the last 24 hours.
 pub async fn list_with_stats(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
 ) -> Result<Vec<(Subscription, Option<SubscriptionStats>)>, ServiceError> {
     let since = Utc::now() - chrono::TimeDelta::hours(24);
     let (subscriptions, mut stats) = state
         .db
         .run(async |conn| {
             Ok((
-                subscription::list_for_user(conn, user).await?,
-                subscription::stats_for_user(conn, user, since).await?,
+                subscription::list_in_workspace(conn, actor.workspace).await?,
+                subscription::stats_in_workspace(conn, actor.workspace, since).await?,
             ))
         })
         .await?;
@@ -385,15 +395,15 @@ pub async fn list_with_stats(
         .collect())
 }
 
-/// One of a user's subscriptions.
+/// One of the workspace's subscriptions.
 pub async fn get(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
 ) -> Result<Subscription, ServiceError> {
     state
         .db
-        .run(async |conn| subscription::find_for_user(conn, user, id).await)
+        .run(async |conn| subscription::find_in_workspace(conn, actor.workspace, id).await)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))
 }
@@ -402,19 +412,21 @@ pub async fn get(
 /// endpoint a fresh failure count, and delivers every event held while it was stopped.
 pub async fn edit(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     patch: SubscriptionPatch,
 ) -> Result<Subscription, ServiceError> {
+    actor.require(Permission::Change)?;
     let target_url = checked(state, patch.validate(), patch.target_url.as_deref())?;
     let policy = match &patch.policy {
         Some(edit) => {
-            let current = Policy::from_stored(&get(state, user, id).await?.policy);
+            let current = Policy::from_stored(&get(state, actor, id).await?.policy);
             Some(edit.applied_to(current).to_stored())
         }
         None => None,
     };
     let reenabled = patch.is_active == Some(true);
+    let action = edit_action(&patch);
     let changes = SubscriptionChanges {
         name: patch.name.as_deref().map(str::trim),
         target_url: target_url.as_ref().map(TargetUrl::as_str),
@@ -433,12 +445,13 @@ pub async fn edit(
     let updated = state
         .db
         .run(async |conn| {
-            use diesel_async::AsyncConnection;
             conn.transaction(async |conn| {
-                let Some(updated) = subscription::update_for_user(conn, user, id, &changes).await?
+                let Some(updated) =
+                    subscription::update_in_workspace(conn, actor.workspace, id, &changes).await?
                 else {
                     return Ok(None);
                 };
+                audit::append(conn, &[actor.audit(action, "subscription", id)]).await?;
                 if provider.is_none() {
                     return Ok(Some(updated));
                 }
@@ -447,8 +460,9 @@ pub async fn edit(
                     provider,
                     response: None,
                 };
-                source::update_for_user(conn, user, updated.source_id, &changes).await?;
-                subscription::find_for_user(conn, user, id).await
+                source::update_in_workspace(conn, actor.workspace, updated.source_id, &changes)
+                    .await?;
+                subscription::find_in_workspace(conn, actor.workspace, id).await
             })
             .await
         })
@@ -462,10 +476,25 @@ pub async fn edit(
     Ok(updated)
 }
 
+/// The audit action of an edit: pausing and resuming are told apart from other edits.
+fn edit_action(patch: &SubscriptionPatch) -> &'static str {
+    let only_state = patch.name.is_none()
+        && patch.target_url.is_none()
+        && patch.provider.is_none()
+        && patch.filter.is_none()
+        && patch.forward_path.is_none()
+        && patch.policy.is_none();
+    match patch.is_active {
+        Some(false) if only_state => "subscription.paused",
+        Some(true) if only_state => "subscription.resumed",
+        _ => "subscription.updated",
+    }
+}
+
 /// Pauses (`false`) or resumes (`true`) deliveries; resuming delivers what was held.
 pub async fn set_active(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     active: bool,
 ) -> Result<Subscription, ServiceError> {
@@ -473,25 +502,82 @@ pub async fn set_active(
         is_active: Some(active),
         ..SubscriptionPatch::default()
     };
-    edit(state, user, id, patch).await
+    edit(state, actor, id, patch).await
 }
 
 /// A new signing secret; the previous one keeps signing deliveries beside it for the
 /// configured overlap, so receivers can switch without refusing any.
 pub async fn rotate_secret(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
 ) -> Result<Subscription, ServiceError> {
+    actor.require(Permission::Change)?;
     let secret = SigningSecret::generate();
     let previous_until = Utc::now() + state.secret_rotation_overlap;
     state
         .db
         .run(async |conn| {
-            subscription::rotate_secret(conn, user, id, secret.expose(), previous_until).await
+            conn.transaction(async |conn| {
+                let rotated = subscription::rotate_secret(
+                    conn,
+                    actor.workspace,
+                    id,
+                    secret.expose(),
+                    previous_until,
+                )
+                .await?;
+                if rotated.is_some() {
+                    let line = actor.audit("subscription.secret_rotated", "subscription", id);
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(rotated)
+            })
+            .await
         })
         .await?
         .ok_or(ServiceError::NotFound("subscription"))
+}
+
+/// The subscription, its signing secrets included, shown to someone whose role may see
+/// secrets; each reveal is in the audit log.
+pub async fn reveal_secret(
+    state: &AppState,
+    actor: &Actor,
+    id: SubscriptionId,
+) -> Result<Subscription, ServiceError> {
+    actor.require(Permission::Secrets)?;
+    state
+        .db
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let found = subscription::find_in_workspace(conn, actor.workspace, id).await?;
+                if found.is_some() {
+                    let line = actor.audit("subscription.secret_revealed", "subscription", id);
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(found)
+            })
+            .await
+        })
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
+}
+
+/// Records that an API answer showed these subscriptions' signing secrets to `actor`.
+pub async fn secrets_shown(
+    state: &AppState,
+    actor: &Actor,
+    ids: impl IntoIterator<Item = SubscriptionId>,
+) -> Result<(), ServiceError> {
+    let lines: Vec<_> = ids
+        .into_iter()
+        .map(|id| actor.audit("subscription.secret_revealed", "subscription", id))
+        .collect();
+    Ok(state
+        .db
+        .run(async |conn| audit::append(conn, &lines).await)
+        .await?)
 }
 
 /// Makes again every delivery of the subscription with the status (default `failed`) of events
@@ -499,12 +585,12 @@ pub async fn rotate_secret(
 /// queued.
 pub async fn replay(
     state: Arc<AppState>,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     input: ReplayIn,
 ) -> Result<i64, ServiceError> {
     input.validate()?;
-    get(&state, user, id).await?;
+    get(&state, actor, id).await?;
     let filter = ReplayFilter {
         status: input.status.unwrap_or(EventStatus::Failed),
         subscription: Some(id),
@@ -512,18 +598,18 @@ pub async fn replay(
         until: input.until,
         payload: None,
     };
-    super::events::replay_in_background(state, user, filter).await
+    super::events::replay_in_background(state, actor, filter).await
 }
 
-/// Tells `user`'s pages that these deliveries of theirs are to be made again.
-pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueDelivery]) {
+/// Tells the workspace's pages that these deliveries of theirs are to be made again.
+pub(super) fn notify_replayed(state: &AppState, workspace: WorkspaceId, due: &[DueDelivery]) {
     for delivery in due {
-        state.live.notify(Notice {
+        state.live.notify(Notice::Event(EventNotice {
             event: delivery.event_id,
             subscription: delivery.subscription_id,
-            user,
+            workspace,
             new: false,
-        });
+        }));
     }
 }
 
@@ -532,11 +618,12 @@ pub(super) fn notify_replayed(state: &AppState, user: UserId, due: &[DueDelivery
 /// asked for: its owner sends it, with `request`.
 pub async fn send_test_event(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     request: RequestId,
 ) -> Result<EventId, ServiceError> {
-    let found = get(state, user, id).await?;
+    actor.require(Permission::Change)?;
+    let found = get(state, actor, id).await?;
     let token = IngestToken::parse(&found.ingest_token).ok_or_else(|| {
         ServiceError::Unexpected(anyhow::anyhow!("a stored ingest token is malformed"))
     })?;
@@ -588,7 +675,7 @@ pub fn activity_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 /// a delivery can take, plus a minute.
 pub async fn activity(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
     now: DateTime<Utc>,
 ) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
@@ -603,7 +690,10 @@ pub async fn activity(
     state
         .db
         .run(async |conn| {
-            if subscription::find_for_user(conn, user, id).await?.is_none() {
+            if subscription::find_in_workspace(conn, actor.workspace, id)
+                .await?
+                .is_none()
+            {
                 return Ok(None);
             }
             let hour =
@@ -616,17 +706,18 @@ pub async fn activity(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// One of a user's subscriptions, and whether deleting it deletes its source too, with the
+/// One of the workspace's subscriptions, and whether deleting it deletes its source too, with the
 /// source's ingest URL and events (see [`delete`]).
 pub async fn get_for_deletion(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
 ) -> Result<(Subscription, bool), ServiceError> {
     state
         .db
         .run(async |conn| {
-            let Some(found) = subscription::find_for_user(conn, user, id).await? else {
+            let Some(found) = subscription::find_in_workspace(conn, actor.workspace, id).await?
+            else {
                 return Ok(None);
             };
             Ok(Some((found, source::goes_with(conn, id).await?)))
@@ -635,22 +726,27 @@ pub async fn get_for_deletion(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// Deletes one of a user's subscriptions and, with it, its deliveries; a source made for it,
+/// Deletes one of the workspace's subscriptions and, with it, its deliveries; a source made for it,
 /// that no other subscription uses, goes too, with its ingest URL and events.
 pub async fn delete(
     state: &AppState,
-    user: UserId,
+    actor: &Actor,
     id: SubscriptionId,
 ) -> Result<(), ServiceError> {
     let deleted = state
         .db
         .run(async |conn| {
-            use diesel_async::AsyncConnection;
             conn.transaction(async |conn| {
-                let Some(source) = subscription::delete_for_user(conn, user, id).await? else {
+                let Some(source) =
+                    subscription::delete_in_workspace(conn, actor.workspace, id).await?
+                else {
                     return Ok(false);
                 };
-                source::delete_if_implicit_and_unused(conn, source).await?;
+                let mut lines = vec![actor.audit("subscription.deleted", "subscription", id)];
+                if source::delete_if_implicit_and_unused(conn, source).await? {
+                    lines.push(actor.audit("source.deleted", "source", source));
+                }
+                audit::append(conn, &lines).await?;
                 Ok(true)
             })
             .await

@@ -564,9 +564,17 @@ async fn a_subscription_is_managed_from_its_page() {
     let id = location(&created).rsplit('/').next().unwrap().to_owned();
     let page = dashboard.page(&format!("/subscriptions/{id}")).await;
     let api = app.get_json(&format!("/api/v1/subscriptions/{id}")).await;
+    let secret = api["signing_secret"].as_str().unwrap();
+    // The secret is not on the page until it is revealed, which the audit log records.
+    assert!(!page.contains(secret));
+    assert!(page.contains("data-action=\"reveal-secret\""));
+    let revealed = dashboard
+        .post(&format!("/subscriptions/{id}/secret"), &[])
+        .await;
+    assert_eq!(revealed.status(), 200);
     assert!(
-        page.contains(api["signing_secret"].as_str().unwrap()),
-        "revealable secret"
+        revealed.text().await.unwrap().contains(secret),
+        "revealed secret"
     );
     assert!(page.contains("curl -X POST"), "a ready-to-paste curl line");
     assert!(!page.contains("gh-webhook-secret"));
@@ -683,7 +691,9 @@ async fn a_subscription_is_managed_from_its_page() {
 async fn an_api_key_is_shown_once_works_and_stops_working_when_revoked() {
     let app = spawn_app().await;
     let dashboard = app.owner_dashboard().await;
-    let created = dashboard.post("/api-keys", &[("name", "ci")]).await;
+    let created = dashboard
+        .post("/api-keys", &[("name", "ci"), ("role", "developer")])
+        .await;
     assert_eq!(created.status(), 200);
     let page = created.text().await.unwrap();
     let marker = "data-new-api-key=\"";
@@ -713,7 +723,9 @@ async fn an_api_key_is_shown_once_works_and_stops_working_when_revoked() {
         .unwrap();
     assert!(last_used[0].is_some(), "its use was noted");
 
-    let empty = dashboard.post("/api-keys", &[("name", "  ")]).await;
+    let empty = dashboard
+        .post("/api-keys", &[("name", "  "), ("role", "developer")])
+        .await;
     assert_eq!(empty.status(), 422);
     assert!(empty.text().await.unwrap().contains("id=\"name-error\""));
 
@@ -738,7 +750,9 @@ async fn another_users_objects_are_404_everywhere_and_in_no_list() {
     let id = owner
         .create_subscription("owners-only", "http://127.0.0.1:9/x")
         .await;
-    owner.post("/api-keys", &[("name", "owners-key")]).await;
+    owner
+        .post("/api-keys", &[("name", "owners-key"), ("role", "admin")])
+        .await;
     let key_id: uuid::Uuid = api_keys::table
         .filter(api_keys::name.eq("owners-key"))
         .select(api_keys::id)

@@ -1190,3 +1190,27 @@ pub async fn accept(ingest_url: &str) -> String {
     let body: Value = response.json().await.unwrap();
     body["event_id"].as_str().expect("an event id").to_owned()
 }
+
+/// Applies the migrations up to and including `version` (such as `20261203000000`), on a thread
+/// of its own (the migration harness blocks): a database as an earlier version left it.
+pub fn migrate_up_to(url: &str, version: &str) {
+    use diesel::Connection;
+    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+    use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+    let (url, version) = (url.to_owned(), version.to_owned());
+    std::thread::spawn(move || {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as Connection>::establish(&url).unwrap();
+        while !conn
+            .applied_migrations()
+            .unwrap()
+            .iter()
+            .any(|applied| applied.to_string() == version)
+        {
+            conn.run_next_migration(MIGRATIONS).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}

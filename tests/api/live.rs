@@ -13,7 +13,7 @@ use crate::helpers::{
     Dashboard, PASSWORD, RelayProcess, Script, Sink, TestResources, create_user_with_key, spawn_app,
 };
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `/ws?{query}` on `address` with these headers; the handshake's error if refused.
@@ -37,7 +37,7 @@ async fn open(
 }
 
 /// A signed-in page's WebSocket.
-async fn open_as(dashboard: &Dashboard, query: &str) -> Socket {
+pub(crate) async fn open_as(dashboard: &Dashboard, query: &str) -> Socket {
     open(
         &dashboard.address,
         query,
@@ -205,7 +205,7 @@ async fn an_event_posted_to_one_process_shows_live_on_a_page_served_by_another()
 }
 
 /// Reads until the relay closes the socket; its close code, if it sent one.
-async fn closed(socket: &mut Socket, timeout: Duration) -> Option<u16> {
+pub(crate) async fn closed(socket: &mut Socket, timeout: Duration) -> Option<u16> {
     let read = async {
         while let Some(message) = socket.next().await {
             match message {

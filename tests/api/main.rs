@@ -29,4 +29,6 @@ mod signatures;
 mod sources_browser;
 mod ssrf;
 mod subscriptions;
+mod teams;
+mod teams_browser;
 mod tenancy;

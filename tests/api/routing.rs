@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    OWNER_EMAIL, Script, Sink, TestApp, TestResources, spawn_app, spawn_app_in, spawn_app_with,
-    wait_until,
+    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app, spawn_app_in,
+    spawn_app_with, wait_until,
 };
 
 impl TestApp {
@@ -429,37 +429,13 @@ const OLD_SECRET: &str = "whsec_b2xkLXNlY3JldC1rZXktZm9yLXRlc3Rz";
 /// The previous version's last migration: the database the migration test starts from.
 const PREVIOUS_VERSION: &str = "20261129000003";
 
-/// Applies the migrations up to and including the previous version's last, on its own thread
-/// (the migration harness blocks).
-fn migrate_to_previous_version(url: &str) {
-    use diesel::Connection;
-    use diesel_async::AsyncPgConnection;
-    use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-    use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
-    let url = url.to_owned();
-    std::thread::spawn(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url).unwrap();
-        while !conn
-            .applied_migrations()
-            .unwrap()
-            .iter()
-            .any(|version| version.to_string() == PREVIOUS_VERSION)
-        {
-            conn.run_next_migration(MIGRATIONS).unwrap();
-        }
-    })
-    .join()
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_migration_to_sources_keeps_every_url_event_attempt_and_key_and_delivers_nothing_twice()
 {
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
     let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
     let url = resources.database.url.clone();
-    migrate_to_previous_version(&url);
+    migrate_up_to(&url, PREVIOUS_VERSION);
     let sink = Sink::start(Script::Ok).await;
     // The previous version's rows: a user; an active subscription with a rotated secret and a
     // provider, a paused one and a disabled one; events in every status, with attempts and

@@ -12,7 +12,7 @@ use diesel::sql_types::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{deliveries, events, subscriptions};
-use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, UserId, forwarded_url};
+use crate::domain::{DeliveryId, EventId, EventStatus, SubscriptionId, WorkspaceId, forwarded_url};
 
 /// A delivery as listed: its state, and of its event what a list shows (no body).
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -64,7 +64,7 @@ fn first_at(at: DateTime<Utc>) -> DeliveryId {
 #[derive(Clone, Queryable)]
 pub struct DeliveryJob {
     /// The subscription's owner, whose pages hear of the attempt.
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     /// The event delivered: its id is the `webhook-id` of every attempt.
     pub event_id: EventId,
     pub body: Vec<u8>,
@@ -186,7 +186,7 @@ impl QueryFragment<Pg> for ClaimForDelivery {
                AND deliveries.status IN ('pending', 'retrying') \
                AND (deliveries.leased_until IS NULL OR deliveries.leased_until < now()) \
                AND deliveries.retry_count = wanted.retry_count \
-             RETURNING deliveries.id, wanted.retry_count, subscriptions.user_id, events.id, \
+             RETURNING deliveries.id, wanted.retry_count, subscriptions.workspace_id, events.id, \
              events.body, events.content_type, \
              subscriptions.target_url, subscriptions.is_active, subscriptions.signing_secret, \
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at, \
@@ -593,59 +593,59 @@ pub async fn claim_missed(
     .await
 }
 
-/// Makes one of a user's delivered or failed deliveries due again with a fresh retry budget.
+/// Makes one of a workspace's delivered or failed deliveries due again with a fresh retry budget.
 /// `Ok(None)`: no such delivery of theirs, or it is still being made.
-pub async fn replay_for_user(
+pub async fn replay_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: DeliveryId,
 ) -> QueryResult<Option<DueDelivery>> {
     diesel::sql_query(format!(
-        "{REPLAY} AND subscriptions.user_id = $1 AND deliveries.id = $2 \
+        "{REPLAY} AND subscriptions.workspace_id = $1 AND deliveries.id = $2 \
          AND deliveries.status IN ('completed', 'failed'){RETURNING_DUE}"
     ))
-    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(workspace)
     .bind::<SqlUuid, _>(id)
     .get_result(conn)
     .await
     .optional()
 }
 
-/// Makes the ended (delivered or failed) deliveries of one of a user's events due again with
+/// Makes the ended (delivered or failed) deliveries of one of a workspace's events due again with
 /// a fresh retry budget; those still being made are left alone.
-pub async fn replay_event_for_user(
+pub async fn replay_event_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     event: EventId,
 ) -> QueryResult<Vec<DueDelivery>> {
     diesel::sql_query(format!(
-        "{REPLAY} AND subscriptions.user_id = $1 AND deliveries.event_id = $2 \
+        "{REPLAY} AND subscriptions.workspace_id = $1 AND deliveries.event_id = $2 \
          AND deliveries.status IN ('completed', 'failed'){RETURNING_DUE}"
     ))
-    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(workspace)
     .bind::<SqlUuid, _>(event)
     .load(conn)
     .await
 }
 
-/// Makes those of `ids` that are the user's and failed due again with a fresh retry budget; the
+/// Makes those of `ids` that are the workspace's and failed due again with a fresh retry budget; the
 /// rest are left alone (the graveyard replays what failed, never a delivered one by mistake).
-pub async fn replay_failed_for_user(
+pub async fn replay_failed_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     ids: &[DeliveryId],
 ) -> QueryResult<Vec<DueDelivery>> {
     diesel::sql_query(format!(
-        "{REPLAY} AND subscriptions.user_id = $1 AND deliveries.id = ANY($2) \
+        "{REPLAY} AND subscriptions.workspace_id = $1 AND deliveries.id = ANY($2) \
          AND deliveries.status = 'failed'{RETURNING_DUE}"
     ))
-    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(workspace)
     .bind::<Array<SqlUuid>, _>(ids)
     .load(conn)
     .await
 }
 
-/// Which of a user's deliveries a bulk replay takes: those with the status (`completed` or
+/// Which of a workspace's deliveries a bulk replay takes: those with the status (`completed` or
 /// `failed`), of one subscription or all, whose events were received in a time range and have
 /// a payload containing a document.
 #[derive(Debug, Clone)]
@@ -660,16 +660,16 @@ pub struct ReplayFilter {
 /// The conditions of a replay filter on `deliveries` joined to `subscriptions`, binds $1..$6.
 /// The time range bounds ids (a delivery's id carries its event's arrival), so it walks the
 /// same indexes as the pages do; the payload is its event's.
-const IN_REPLAY: &str = "subscriptions.user_id = $1 AND deliveries.status = $6 \
+const IN_REPLAY: &str = "subscriptions.workspace_id = $1 AND deliveries.status = $6 \
      AND ($2::uuid IS NULL OR deliveries.subscription_id = $2) \
      AND ($3::uuid IS NULL OR deliveries.id >= $3) AND ($4::uuid IS NULL OR deliveries.id < $4) \
      AND ($5::jsonb IS NULL OR EXISTS (SELECT 1 FROM events \
          WHERE events.id = deliveries.event_id AND events.payload @> $5))";
 
-/// How many of the user's deliveries the filter takes.
+/// How many of the workspace's deliveries the filter takes.
 pub async fn count_replayable(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     filter: &ReplayFilter,
 ) -> QueryResult<i64> {
     #[derive(QueryableByName)]
@@ -681,19 +681,19 @@ pub async fn count_replayable(
         "SELECT count(*) AS count FROM deliveries JOIN subscriptions \
          ON subscriptions.id = deliveries.subscription_id WHERE {IN_REPLAY}"
     ));
-    bind_replay(query, user, filter)
+    bind_replay(query, workspace, filter)
         .get_result::<Count>(conn)
         .await
         .map(|found| found.count)
 }
 
-/// Replays up to `batch` of the user's deliveries the filter takes with ids after `after`,
+/// Replays up to `batch` of the workspace's deliveries the filter takes with ids after `after`,
 /// oldest first, skipping rows another transaction holds; what it made due. A bulk replay
 /// walks its range with `after` set to the last id of each batch, so a delivery replayed (and
 /// maybe already made again, back in the status the filter takes) is not taken twice.
 pub async fn replay_batch(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     filter: &ReplayFilter,
     after: Option<DeliveryId>,
     batch: i64,
@@ -704,7 +704,7 @@ pub async fn replay_batch(
          AND ($8::uuid IS NULL OR deliveries.id > $8) \
          ORDER BY deliveries.id LIMIT $7 FOR UPDATE OF deliveries SKIP LOCKED){RETURNING_DUE}"
     ));
-    bind_replay(query, user, filter)
+    bind_replay(query, workspace, filter)
         .bind::<BigInt, _>(batch)
         .bind::<Nullable<SqlUuid>, _>(after)
         .load(conn)
@@ -713,12 +713,12 @@ pub async fn replay_batch(
 
 fn bind_replay(
     query: diesel::query_builder::SqlQuery,
-    user: UserId,
+    workspace: WorkspaceId,
     filter: &ReplayFilter,
 ) -> diesel::query_builder::BoxedSqlQuery<'static, Pg, diesel::query_builder::SqlQuery> {
     query
         .into_boxed()
-        .bind::<SqlUuid, _>(user)
+        .bind::<SqlUuid, _>(workspace)
         .bind::<Nullable<SqlUuid>, _>(filter.subscription)
         .bind::<Nullable<SqlUuid>, _>(filter.since.map(first_at))
         .bind::<Nullable<SqlUuid>, _>(filter.until.map(first_at))
@@ -726,18 +726,18 @@ fn bind_replay(
         .bind::<Text, _>(filter.status)
 }
 
-/// A page of a user's deliveries, newest first: of one subscription, or of all of them (the
+/// A page of a workspace's deliveries, newest first: of one subscription, or of all of them (the
 /// graveyard is `status: failed`).
-pub async fn list_for_user(
+pub async fn list_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     subscription: Option<SubscriptionId>,
     page: &EventPage,
 ) -> QueryResult<Vec<DeliverySummary>> {
     let mut query = deliveries::table
         .inner_join(subscriptions::table)
         .inner_join(events::table)
-        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::workspace_id.eq(workspace))
         .select(DeliverySummary::as_select())
         .order(deliveries::id.desc())
         .limit(page.limit)
@@ -766,16 +766,16 @@ pub async fn list_for_user(
     query.load(conn).await
 }
 
-/// The deliveries of these of a user's events (others' are left out), newest first.
-pub async fn summaries_for_user(
+/// The deliveries of these of a workspace's events (others' are left out), newest first.
+pub async fn summaries_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     events: &[EventId],
 ) -> QueryResult<Vec<DeliverySummary>> {
     deliveries::table
         .inner_join(subscriptions::table)
         .inner_join(events::table)
-        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::workspace_id.eq(workspace))
         .filter(deliveries::event_id.eq_any(events))
         .order(deliveries::id.desc())
         .select(DeliverySummary::as_select())
@@ -797,17 +797,17 @@ pub async fn of_event(
         .await
 }
 
-/// One of a user's deliveries; someone else's is `None`, exactly like a missing one.
-pub async fn find_for_user(
+/// One of a workspace's deliveries; someone else's is `None`, exactly like a missing one.
+pub async fn find_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: DeliveryId,
 ) -> QueryResult<Option<DeliverySummary>> {
     deliveries::table
         .inner_join(subscriptions::table)
         .inner_join(events::table)
         .filter(deliveries::id.eq(id))
-        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::workspace_id.eq(workspace))
         .select(DeliverySummary::as_select())
         .first(conn)
         .await

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{attempt_hours, deliveries, delivery_attempts, events, sources};
-use crate::domain::{DeliveryId, EventId, SubscriptionId, UserId};
+use crate::domain::{DeliveryId, EventId, SubscriptionId, WorkspaceId};
 
 /// One attempt as stored.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -22,17 +22,17 @@ pub struct DeliveryAttempt {
     pub response_body: Option<String>,
 }
 
-/// The attempts made for one of a user's events, by all its deliveries, each delivery's first
+/// The attempts made for one of a workspace's events, by all its deliveries, each delivery's first
 /// first; `None` when the event is not theirs.
 pub async fn list_for_event(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     event: EventId,
 ) -> QueryResult<Option<Vec<DeliveryAttempt>>> {
     let owned: Option<EventId> = events::table
         .inner_join(sources::table)
         .filter(events::id.eq(event))
-        .filter(sources::user_id.eq(user))
+        .filter(sources::workspace_id.eq(workspace))
         .select(events::id)
         .first(conn)
         .await

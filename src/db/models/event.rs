@@ -13,7 +13,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{events, sources};
 use crate::domain::{
-    DeliveryId, EventId, EventStatus, IngestToken, SourceId, SubscriptionId, UserId,
+    DeliveryId, EventId, EventStatus, IngestToken, SourceId, SubscriptionId, WorkspaceId,
 };
 
 /// An event as the API shows it, body included.
@@ -70,7 +70,7 @@ pub struct Accepted {
     pub id: EventId,
     pub source_id: SourceId,
     /// The source's owner, whose pages hear of the event.
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     /// Whether the event's routes were chosen at the source's current routing version; when
     /// not, nothing was stored and it must be routed again.
     pub current: bool,
@@ -86,7 +86,7 @@ pub struct Accepted {
 struct AcceptedRow {
     id: EventId,
     source_id: SourceId,
-    user_id: UserId,
+    workspace_id: WorkspaceId,
     current: bool,
     stored: Option<EventId>,
     delivery: Option<DeliveryId>,
@@ -173,7 +173,7 @@ impl QueryFragment<Pg> for AcceptEvents<'_> {
         out.push_bind_param::<Array<SqlUuid>, _>(&self.routed_subscriptions)?;
         out.push_sql(
             ") AS routes (event_id, subscription_id)), \
-             matched AS (SELECT arriving.*, sources.id AS source_id, sources.user_id, \
+             matched AS (SELECT arriving.*, sources.id AS source_id, sources.workspace_id, \
                  sources.routing_version = arriving.routing_version IS NOT FALSE AS current \
                  FROM arriving JOIN sources ON sources.ingest_token = arriving.token), \
              inserted AS (INSERT INTO events (id, received_at, source_id, body, payload, \
@@ -191,7 +191,7 @@ impl QueryFragment<Pg> for AcceptEvents<'_> {
                      AND subscriptions.source_id = inserted.source_id \
                  ORDER BY inserted.id, subscriptions.id \
                  RETURNING id, event_id, subscription_id) \
-             SELECT matched.id, matched.source_id, matched.user_id, matched.current, \
+             SELECT matched.id, matched.source_id, matched.workspace_id, matched.current, \
                  inserted.id, routed.id, routed.subscription_id, subscriptions.target_url \
              FROM matched LEFT JOIN inserted ON inserted.id = matched.id \
              LEFT JOIN routed ON routed.event_id = inserted.id \
@@ -252,7 +252,7 @@ pub async fn accept_all(
             None => accepted.push(Accepted {
                 id: row.id,
                 source_id: row.source_id,
-                user_id: row.user_id,
+                workspace_id: row.workspace_id,
                 current: row.current,
                 stored: row.stored,
                 deliveries: routed.into_iter().collect(),
@@ -277,16 +277,16 @@ pub async fn find_by_idempotency_key(
         .optional()
 }
 
-/// One of a user's events; someone else's is `None`, exactly like a missing one.
-pub async fn find_for_user(
+/// One of a workspace's events; someone else's is `None`, exactly like a missing one.
+pub async fn find_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: EventId,
 ) -> QueryResult<Option<Event>> {
     events::table
         .inner_join(sources::table)
         .filter(events::id.eq(id))
-        .filter(sources::user_id.eq(user))
+        .filter(sources::workspace_id.eq(workspace))
         .select(Event::as_select())
         .first(conn)
         .await

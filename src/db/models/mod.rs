@@ -2,9 +2,11 @@
 //! takes `&mut AsyncPgConnection`, so callers can compose them in one transaction.
 
 pub mod api_key;
+pub mod audit;
 pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
+pub mod invitation;
 pub mod login_failure;
 pub mod rate_limit;
 pub mod rejected_request;
@@ -12,6 +14,7 @@ pub mod session;
 pub mod source;
 pub mod subscription;
 pub mod user;
+pub mod workspace;
 
 use std::time::Duration;
 

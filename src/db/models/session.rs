@@ -4,21 +4,29 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Bytea, Interval, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Bytea, Interval, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::pg_interval;
 use crate::db::schema::sessions;
-use crate::domain::UserId;
+use crate::domain::{UserId, WorkspaceId};
 
-/// The user a live session belongs to.
+/// The user a live session belongs to, and the workspace it is looking at, with their role
+/// there: the one it chose while they are still a member, their first otherwise; none when they
+/// belong to none.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct SessionOwner {
     #[diesel(sql_type = SqlUuid)]
     pub user_id: UserId,
     #[diesel(sql_type = Text)]
     pub email: String,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub workspace_id: Option<WorkspaceId>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub workspace_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub role: Option<String>,
 }
 
 /// Stores a new session for `user` ending at `expires_at` at the latest, and drops every
@@ -58,14 +66,21 @@ pub async fn touch(
 ) -> QueryResult<Option<SessionOwner>> {
     diesel::sql_query(
         "WITH live AS ( \
-             SELECT sessions.id, sessions.last_seen_at, users.id AS user_id, users.email \
+             SELECT sessions.id, sessions.last_seen_at, sessions.workspace_id, \
+                    users.id AS user_id, users.email \
              FROM sessions JOIN users ON users.id = sessions.user_id \
              WHERE sessions.token_hash = $1 AND sessions.expires_at > now() \
              AND sessions.last_seen_at > now() - $2), \
          touched AS ( \
              UPDATE sessions SET last_seen_at = now() FROM live \
              WHERE sessions.id = live.id AND live.last_seen_at < now() - interval '1 minute') \
-         SELECT user_id, email FROM live",
+         SELECT live.user_id, live.email, m.workspace_id, w.name AS workspace_name, m.role \
+         FROM live LEFT JOIN LATERAL ( \
+             SELECT workspace_id, role FROM memberships \
+             WHERE memberships.user_id = live.user_id \
+             ORDER BY memberships.workspace_id IS NOT DISTINCT FROM live.workspace_id DESC, \
+                      created_at, workspace_id LIMIT 1) m ON true \
+         LEFT JOIN workspaces w ON w.id = m.workspace_id",
     )
     .bind::<Bytea, _>(token_hash)
     .bind::<Interval, _>(pg_interval(idle))
@@ -77,6 +92,19 @@ pub async fn touch(
 /// Ends the session with this token hash.
 pub async fn delete(conn: &mut AsyncPgConnection, token_hash: &[u8]) -> QueryResult<()> {
     diesel::delete(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Points the session with this token hash at another workspace.
+pub async fn switch(
+    conn: &mut AsyncPgConnection,
+    token_hash: &[u8],
+    workspace: WorkspaceId,
+) -> QueryResult<()> {
+    diesel::update(sessions::table.filter(sessions::token_hash.eq(token_hash)))
+        .set(sessions::workspace_id.eq(workspace))
         .execute(conn)
         .await
         .map(drop)

@@ -6,14 +6,14 @@ use diesel::sql_types::{BigInt, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{EventId, SourceId, SubscriptionId, UserId};
+use crate::domain::{EventId, SourceId, SubscriptionId, WorkspaceId};
 
 /// A source as stored. `Debug` leaves out its token and the provider's secret.
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = sources)]
 pub struct Source {
     pub id: SourceId,
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub name: String,
     pub ingest_token: String,
     /// The provider whose signatures ingest checks, secret included (never shown).
@@ -35,7 +35,7 @@ impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source")
             .field("id", &self.id)
-            .field("user_id", &self.user_id)
+            .field("workspace_id", &self.workspace_id)
             .field("name", &self.name)
             .field(
                 "provider",
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Source {
 #[diesel(table_name = sources)]
 pub struct NewSource<'a> {
     pub id: SourceId,
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub name: &'a str,
     pub ingest_token: &'a str,
     pub provider: Option<serde_json::Value>,
@@ -81,25 +81,28 @@ pub async fn insert(conn: &mut AsyncPgConnection, source: &NewSource<'_>) -> Que
         .await
 }
 
-/// A user's sources, oldest first.
-pub async fn list_for_user(conn: &mut AsyncPgConnection, user: UserId) -> QueryResult<Vec<Source>> {
+/// A workspace's sources, oldest first.
+pub async fn list_in_workspace(
+    conn: &mut AsyncPgConnection,
+    workspace: WorkspaceId,
+) -> QueryResult<Vec<Source>> {
     sources::table
-        .filter(sources::user_id.eq(user))
+        .filter(sources::workspace_id.eq(workspace))
         .order(sources::created_at.asc())
         .select(Source::as_select())
         .load(conn)
         .await
 }
 
-/// One of a user's sources; someone else's is `None`, exactly like a missing one.
-pub async fn find_for_user(
+/// One of a workspace's sources; someone else's is `None`, exactly like a missing one.
+pub async fn find_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SourceId,
 ) -> QueryResult<Option<Source>> {
     sources::table
         .filter(sources::id.eq(id))
-        .filter(sources::user_id.eq(user))
+        .filter(sources::workspace_id.eq(workspace))
         .select(Source::as_select())
         .first(conn)
         .await
@@ -118,37 +121,37 @@ pub struct SourceCounts {
     pub events: i64,
 }
 
-/// Each of a user's sources' subscriptions, and the events it received since `since`. Events
+/// Each of a workspace's sources' subscriptions, and the events it received since `since`. Events
 /// walk the `(source_id, id)` index from an id bound rather than scanning by time (event ids
 /// carry their arrival).
-pub async fn counts_for_user(
+pub async fn counts_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     since: DateTime<Utc>,
 ) -> QueryResult<Vec<SourceCounts>> {
     diesel::sql_query(
         "SELECT s.id AS source_id, \
              (SELECT count(*) FROM subscriptions b WHERE b.source_id = s.id) AS subscriptions, \
              (SELECT count(*) FROM events e WHERE e.source_id = s.id AND e.id >= $2) AS events \
-         FROM sources s WHERE s.user_id = $1",
+         FROM sources s WHERE s.workspace_id = $1",
     )
-    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(workspace)
     .bind::<SqlUuid, _>(EventId::first_at(since))
     .load(conn)
     .await
 }
 
-/// Applies an edit to one of a user's sources; `None` when it is not theirs.
-pub async fn update_for_user(
+/// Applies an edit to one of a workspace's sources; `None` when it is not theirs.
+pub async fn update_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SourceId,
     changes: &SourceChanges<'_>,
 ) -> QueryResult<Option<Source>> {
     diesel::update(
         sources::table
             .filter(sources::id.eq(id))
-            .filter(sources::user_id.eq(user)),
+            .filter(sources::workspace_id.eq(workspace)),
     )
     .set((changes, sources::updated_at.eq(diesel::dsl::now)))
     .returning(Source::as_returning())
@@ -157,17 +160,17 @@ pub async fn update_for_user(
     .optional()
 }
 
-/// Deletes one of a user's sources and, with it, its subscriptions and events; whether it
+/// Deletes one of a workspace's sources and, with it, its subscriptions and events; whether it
 /// existed.
-pub async fn delete_for_user(
+pub async fn delete_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SourceId,
 ) -> QueryResult<bool> {
     diesel::delete(
         sources::table
             .filter(sources::id.eq(id))
-            .filter(sources::user_id.eq(user)),
+            .filter(sources::workspace_id.eq(workspace)),
     )
     .execute(conn)
     .await
@@ -201,7 +204,7 @@ pub async fn goes_with(
 pub async fn delete_if_implicit_and_unused(
     conn: &mut AsyncPgConnection,
     id: SourceId,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     diesel::delete(
         sources::table
             .filter(sources::id.eq(id))
@@ -212,14 +215,14 @@ pub async fn delete_if_implicit_and_unused(
     )
     .execute(conn)
     .await
-    .map(drop)
+    .map(|deleted| deleted > 0)
 }
 
 /// What ingest routes a source's events by, read in one statement: the source, its provider
 /// check, its routing version and each subscription's filter.
 pub struct Routing {
     pub source_id: SourceId,
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     /// The provider check, secret included.
     pub provider: Option<serde_json::Value>,
     /// What an accepted request is answered with, when set.
@@ -237,7 +240,7 @@ pub async fn routing_for_token(
 ) -> QueryResult<Option<Routing>> {
     type Row = (
         SourceId,
-        UserId,
+        WorkspaceId,
         Option<serde_json::Value>,
         Option<serde_json::Value>,
         i64,
@@ -250,7 +253,7 @@ pub async fn routing_for_token(
         .order(subscriptions::id.nullable().asc())
         .select((
             sources::id,
-            sources::user_id,
+            sources::workspace_id,
             sources::provider,
             sources::response,
             sources::routing_version,
@@ -260,12 +263,13 @@ pub async fn routing_for_token(
         .load(conn)
         .await?;
     let mut rows = rows.into_iter().peekable();
-    let Some((source_id, user_id, provider, response, version, _, _)) = rows.peek().cloned() else {
+    let Some((source_id, workspace_id, provider, response, version, _, _)) = rows.peek().cloned()
+    else {
         return Ok(None);
     };
     Ok(Some(Routing {
         source_id,
-        user_id,
+        workspace_id,
         provider,
         response,
         version,

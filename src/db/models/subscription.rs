@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{EventId, SourceId, SubscriptionId, UserId};
+use crate::domain::{EventId, SourceId, SubscriptionId, WorkspaceId};
 
 /// A subscription as stored, with its source's ingest token and provider check (select it from
 /// `subscriptions` joined to `sources`). `Debug` leaves out its token and secrets.
@@ -14,7 +14,7 @@ use crate::domain::{EventId, SourceId, SubscriptionId, UserId};
 #[diesel(table_name = subscriptions)]
 pub struct Subscription {
     pub id: SubscriptionId,
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub source_id: SourceId,
     pub name: String,
     pub target_url: String,
@@ -46,7 +46,7 @@ pub struct Subscription {
 #[diesel(table_name = subscriptions)]
 pub struct NewSubscription<'a> {
     pub id: SubscriptionId,
-    pub user_id: UserId,
+    pub workspace_id: WorkspaceId,
     pub source_id: SourceId,
     pub name: &'a str,
     pub target_url: &'a str,
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscription")
             .field("id", &self.id)
-            .field("user_id", &self.user_id)
+            .field("workspace_id", &self.workspace_id)
             .field("source_id", &self.source_id)
             .field("name", &self.name)
             // Its query may carry the endpoint's own token.
@@ -118,14 +118,14 @@ pub async fn insert(
         .await
 }
 
-/// A user's subscriptions, oldest first.
-pub async fn list_for_user(
+/// A workspace's subscriptions, oldest first.
+pub async fn list_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
 ) -> QueryResult<Vec<Subscription>> {
     subscriptions::table
         .inner_join(sources::table)
-        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::workspace_id.eq(workspace))
         .order(subscriptions::created_at.asc())
         .select(Subscription::as_select())
         .load(conn)
@@ -146,33 +146,33 @@ pub async fn list_for_source(
         .await
 }
 
-/// One of a user's subscriptions; someone else's is `None`, exactly like a missing one.
-pub async fn find_for_user(
+/// One of a workspace's subscriptions; someone else's is `None`, exactly like a missing one.
+pub async fn find_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SubscriptionId,
 ) -> QueryResult<Option<Subscription>> {
     subscriptions::table
         .inner_join(sources::table)
         .filter(subscriptions::id.eq(id))
-        .filter(subscriptions::user_id.eq(user))
+        .filter(subscriptions::workspace_id.eq(workspace))
         .select(Subscription::as_select())
         .first(conn)
         .await
         .optional()
 }
 
-/// Applies an edit to one of a user's subscriptions; `None` when it is not theirs.
-pub async fn update_for_user(
+/// Applies an edit to one of a workspace's subscriptions; `None` when it is not theirs.
+pub async fn update_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SubscriptionId,
     changes: &SubscriptionChanges<'_>,
 ) -> QueryResult<Option<Subscription>> {
     let updated = diesel::update(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
-            .filter(subscriptions::user_id.eq(user)),
+            .filter(subscriptions::workspace_id.eq(workspace)),
     )
     .set((changes, subscriptions::updated_at.eq(diesel::dsl::now)))
     .execute(conn)
@@ -180,20 +180,20 @@ pub async fn update_for_user(
     if updated == 0 {
         return Ok(None);
     }
-    find_for_user(conn, user, id).await
+    find_in_workspace(conn, workspace, id).await
 }
 
-/// Deletes one of a user's subscriptions and, with it, its deliveries; the source it was on,
+/// Deletes one of a workspace's subscriptions and, with it, its deliveries; the source it was on,
 /// when it exists.
-pub async fn delete_for_user(
+pub async fn delete_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SubscriptionId,
 ) -> QueryResult<Option<SourceId>> {
     diesel::delete(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
-            .filter(subscriptions::user_id.eq(user)),
+            .filter(subscriptions::workspace_id.eq(workspace)),
     )
     .returning(subscriptions::source_id)
     .get_result(conn)
@@ -201,11 +201,11 @@ pub async fn delete_for_user(
     .optional()
 }
 
-/// Gives one of a user's subscriptions a new signing secret; the old one keeps signing
+/// Gives one of a workspace's subscriptions a new signing secret; the old one keeps signing
 /// deliveries too until `previous_until`, so receivers can switch without dropping any.
 pub async fn rotate_secret(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     id: SubscriptionId,
     new_secret: &str,
     previous_until: DateTime<Utc>,
@@ -213,7 +213,7 @@ pub async fn rotate_secret(
     let updated = diesel::update(
         subscriptions::table
             .filter(subscriptions::id.eq(id))
-            .filter(subscriptions::user_id.eq(user)),
+            .filter(subscriptions::workspace_id.eq(workspace)),
     )
     .set((
         subscriptions::previous_signing_secret.eq(subscriptions::signing_secret.nullable()),
@@ -226,7 +226,7 @@ pub async fn rotate_secret(
     if updated == 0 {
         return Ok(None);
     }
-    find_for_user(conn, user, id).await
+    find_in_workspace(conn, workspace, id).await
 }
 
 /// How a subscription has done over a recent window.
@@ -247,13 +247,13 @@ pub struct SubscriptionStats {
     pub last_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// Each of a user's subscriptions' deliveries of events received since `since`, and the
+/// Each of a workspace's subscriptions' deliveries of events received since `since`, and the
 /// attempts made since then. Deliveries walk the `(subscription_id, id)` index from an id
 /// bound rather than scanning by time (delivery ids carry their event's arrival); attempts,
 /// the `(subscription_id, started_at)` index.
-pub async fn stats_for_user(
+pub async fn stats_in_workspace(
     conn: &mut AsyncPgConnection,
-    user: UserId,
+    workspace: WorkspaceId,
     since: DateTime<Utc>,
 ) -> QueryResult<Vec<SubscriptionStats>> {
     diesel::sql_query(
@@ -268,9 +268,9 @@ pub async fn stats_for_user(
                  max(a.started_at) AS last_attempt_at \
              FROM delivery_attempts a \
              WHERE a.subscription_id = s.id AND a.started_at >= $3) a \
-         WHERE s.user_id = $1",
+         WHERE s.workspace_id = $1",
     )
-    .bind::<SqlUuid, _>(user)
+    .bind::<SqlUuid, _>(workspace)
     .bind::<SqlUuid, _>(EventId::first_at(since))
     .bind::<Timestamptz, _>(since)
     .load(conn)
@@ -285,7 +285,7 @@ mod tests {
     fn debug_shows_no_token_or_secret() {
         let subscription = Subscription {
             id: SubscriptionId(uuid::Uuid::new_v4()),
-            user_id: UserId(uuid::Uuid::new_v4()),
+            workspace_id: WorkspaceId(uuid::Uuid::new_v4()),
             source_id: SourceId(uuid::Uuid::new_v4()),
             name: "shop".into(),
             target_url: "https://example.com/hook?token=endpoint-token".into(),

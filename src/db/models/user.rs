@@ -4,8 +4,9 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::workspace;
 use crate::db::schema::users;
-use crate::domain::{EmailAddress, UserId};
+use crate::domain::{EmailAddress, UserId, WorkspaceId};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
@@ -37,6 +38,21 @@ pub async fn insert(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> QueryRe
         .await
 }
 
+/// Inserts a user with a workspace of their own, named after their address, which they own;
+/// a taken email is a unique violation.
+pub async fn insert_with_workspace(
+    conn: &mut AsyncPgConnection,
+    user: &NewUser<'_>,
+) -> QueryResult<User> {
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        let created = insert(conn, user).await?;
+        workspace::create(conn, WorkspaceId(created.id.0), &created.email, created.id).await?;
+        Ok(created)
+    })
+    .await
+}
+
 /// Whether any user exists: a fresh install has none.
 pub async fn any_exist(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(users::table.select(users::id)))
@@ -44,9 +60,10 @@ pub async fn any_exist(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
         .await
 }
 
-/// Inserts a user only while no user exists, so that of two people claiming a fresh install at
-/// once only one succeeds; `None` when someone was first. The advisory lock serialises the check
-/// and the insert (two transactions could each see an empty table otherwise).
+/// Inserts a user, with a workspace of their own, only while no user exists, so that of two
+/// people claiming a fresh install at once only one succeeds; `None` when someone was first. The
+/// advisory lock serialises the check and the insert (two transactions could each see an empty
+/// table otherwise).
 pub async fn insert_first(
     conn: &mut AsyncPgConnection,
     user: &NewUser<'_>,
@@ -59,7 +76,7 @@ pub async fn insert_first(
         if any_exist(conn).await? {
             return Ok(None);
         }
-        insert(conn, user).await.map(Some)
+        insert_with_workspace(conn, user).await.map(Some)
     })
     .await
 }
@@ -71,6 +88,16 @@ pub async fn find_by_email(
 ) -> QueryResult<Option<User>> {
     users::table
         .filter(lower(users::email).eq(email.as_str()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Finds a user by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: UserId) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
         .select(User::as_select())
         .first(conn)
         .await
