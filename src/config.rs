@@ -337,6 +337,16 @@ pub struct Settings {
     /// A dashboard session ends this long after log-in, however much it is used.
     #[arg(long = "session-lifetime", env = "SPENZA_SESSION_LIFETIME", default_value = "7d", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,
+    /// The SMTP server invitations are mailed through, as a URL with its credentials:
+    /// `smtps://user:password@host:465` (TLS), `smtp://user:password@host:587?tls=required`
+    /// (STARTTLS) or `smtp://host:25` (plain). Unset: nothing is mailed; invitation links are
+    /// shown to copy all the same.
+    #[arg(long = "smtp-url", env = "SPENZA_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretUrl>,
+    /// The sender of the mail the relay sends: an address, or a name with the address in angle
+    /// brackets; needed with `SPENZA_SMTP_URL`.
+    #[arg(long = "smtp-from", env = "SPENZA_SMTP_FROM")]
+    pub smtp_from: Option<String>,
     /// Which parts of the relay this process runs.
     #[arg(long, env = "SPENZA_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,

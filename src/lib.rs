@@ -13,6 +13,7 @@ pub mod domain;
 pub mod health;
 pub mod ingest;
 pub mod live;
+pub mod mail;
 pub mod metrics;
 pub mod problem;
 pub mod queue;

@@ -35,10 +35,10 @@ pub struct RetentionPolicy {
 }
 
 impl RetentionPolicy {
-    /// How often to look for expired events: a tenth of the shorter retention, between every
-    /// 100 ms (for tests' short retentions) and every 5 minutes.
+    /// How often to look for expired events and audit lines: a tenth of the shortest retention,
+    /// between every 100 ms (for tests' short retentions) and every 5 minutes.
     fn every(&self) -> Duration {
-        (self.completed.min(self.failed) / 10)
+        (self.completed.min(self.failed).min(self.audit) / 10)
             .clamp(Duration::from_millis(100), Duration::from_secs(300))
     }
 

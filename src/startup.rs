@@ -18,6 +18,7 @@ use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
 use crate::ingest::{IngestState, Intake, Refusals, Routes};
 use crate::live::LiveThread;
+use crate::mail::Mailer;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
 use crate::retention::{Retention, RetentionPolicy};
 use crate::state::AppState;
@@ -206,6 +207,11 @@ impl Application {
         let delivery_timeout = settings.delivery_timeout;
         let public_base = settings.public_base(address);
         let signup = settings.signup;
+        let mailer = match (&settings.smtp_url, &settings.smtp_from) {
+            (Some(url), Some(from)) => Some(Arc::new(Mailer::new(url, from)?)),
+            (Some(_), None) => anyhow::bail!("SPENZA_SMTP_URL needs SPENZA_SMTP_FROM, the sender"),
+            (None, _) => None,
+        };
         let sessions = SessionPolicy {
             idle: settings.session_idle,
             lifetime: settings.session_lifetime,
@@ -268,6 +274,7 @@ impl Application {
                 live_renders: tokio::sync::Semaphore::new((pools.per_http_worker / 2).max(1)),
                 signup,
                 sessions,
+                mailer: mailer.clone(),
                 retention: retention_policy,
                 log: http_log.clone(),
             });

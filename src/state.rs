@@ -12,6 +12,7 @@ use crate::db::Database;
 use crate::delivery::TargetPolicy;
 use crate::ingest::Intake;
 use crate::live::Live;
+use crate::mail::Mailer;
 use crate::queue::{ConsumerStatus, Publisher};
 use crate::retention::RetentionPolicy;
 
@@ -43,6 +44,8 @@ pub struct AppState {
     pub signup: SignupPolicy,
     /// How long dashboard sessions last and how their cookie is set.
     pub sessions: SessionPolicy,
+    /// Sends invitations, when an SMTP server is configured.
+    pub mailer: Option<Arc<Mailer>>,
     /// How long finished events are kept, which the pages and the API say.
     pub retention: RetentionPolicy,
     pub log: Logger,

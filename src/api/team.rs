@@ -57,6 +57,8 @@ pub struct InvitationOut {
     /// The single-use link the invitee opens in a browser to join; shown this once.
     pub url: String,
     pub expires_at: DateTime<Utc>,
+    /// Whether the link was mailed to the invitee (an SMTP server is configured, and took it).
+    pub emailed: bool,
 }
 
 /// A key just made.
@@ -265,6 +267,7 @@ pub async fn invite(
         id: invited.id,
         url: invited.url,
         expires_at: invited.expires_at,
+        emailed: invited.emailed,
     }))
 }
 

@@ -253,8 +253,9 @@ struct MembersPage {
     layout: Layout,
     members: Vec<MemberRow>,
     invitations: Vec<InvitationRow>,
-    /// An invitation just made: its address and link, shown this once.
-    invited: Option<(String, String)>,
+    /// An invitation just made: its address, its link (shown this once) and whether it was
+    /// mailed.
+    invited: Option<(String, String, bool)>,
     /// The roles the member may hand out.
     roles: Vec<Role>,
     email: String,
@@ -267,7 +268,7 @@ async fn members_page(
     session: &Session,
     state: &AppState,
     status: StatusCode,
-    invited: Option<(String, String)>,
+    invited: Option<(String, String, bool)>,
     email: String,
     errors: FormErrors,
 ) -> Result<HttpResponse, DashboardError> {
@@ -365,7 +366,7 @@ pub async fn invite(
     };
     match invited {
         Ok(invited) => {
-            let shown = Some((form.email.trim().to_owned(), invited.url));
+            let shown = Some((form.email.trim().to_owned(), invited.url, invited.emailed));
             members_page(
                 &session,
                 &state,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use slog::warn;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -47,6 +48,9 @@ pub struct Invited {
     pub id: InvitationId,
     pub url: String,
     pub expires_at: DateTime<Utc>,
+    /// Whether the link was mailed to the invitee: false when no SMTP server is configured, or
+    /// it refused or did not answer (the link is still there to copy).
+    pub emailed: bool,
 }
 
 /// An invitation link's secret: only its hash is stored.
@@ -97,7 +101,7 @@ pub async fn invite(
     let line = actor
         .audit("member.invited", "invitation", new.id)
         .detail(format!("{email} as {}", input.role));
-    state
+    let workspace_name = state
         .db
         .run(async |conn| {
             conn.transaction(async |conn| {
@@ -108,16 +112,63 @@ pub async fn invite(
                     )));
                 }
                 invitation::insert(conn, &new).await?;
-                audit::append(conn, &[line]).await.map(Ok)
+                audit::append(conn, &[line]).await?;
+                workspace::name(conn, actor.workspace).await.map(Ok)
             })
             .await
         })
         .await??;
+    let url = format!("{}/invitations/{token}", state.public_base);
+    let emailed = match &state.mailer {
+        Some(mailer) => {
+            let (subject, body) =
+                invitation_mail(actor, &workspace_name, input.role, &url, expires_at);
+            match mailer.send(email.as_str(), &subject, body).await {
+                Ok(()) => true,
+                Err(error) => {
+                    warn!(state.log, "an invitation could not be mailed; its link is shown instead";
+                        "invitation_id" => %new.id, "error" => format!("{error:#}"));
+                    false
+                }
+            }
+        }
+        None => false,
+    };
     Ok(Invited {
         id: new.id,
-        url: format!("{}/invitations/{token}", state.public_base),
+        url,
         expires_at,
+        emailed,
     })
+}
+
+/// The subject and text of the mail that carries an invitation.
+fn invitation_mail(
+    actor: &Actor,
+    workspace: &str,
+    role: Role,
+    url: &str,
+    expires_at: DateTime<Utc>,
+) -> (String, String) {
+    let inviter = match &actor.who {
+        super::Principal::User { email, .. } => email.clone(),
+        super::Principal::Key { name, .. } => format!("An API key ({name})"),
+    };
+    let subject = format!("{inviter} invited you to {workspace} on Spenza");
+    let body = format!(
+        "{inviter} invited you to join the workspace {workspace} on Spenza, the webhook relay, \
+         as {article} {role}.\n\n\
+         Open this link to join (you can create your account there if you have none):\n\n\
+         {url}\n\n\
+         The link works once, for this address only, until {expires}.\n",
+        article = if role == Role::Admin || role == Role::Owner {
+            "an"
+        } else {
+            "a"
+        },
+        expires = expires_at.format("%Y-%m-%d %H:%M UTC"),
+    );
+    (subject, body)
 }
 
 /// The actor's workspace's open invitations, newest first.

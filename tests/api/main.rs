@@ -26,6 +26,7 @@ mod retries;
 mod routing;
 mod secrets;
 mod signatures;
+mod smtp;
 mod sources_browser;
 mod ssrf;
 mod subscriptions;

@@ -1,6 +1,7 @@
 //! Teams: workspaces shared by members with roles, invitations, keys with roles, and the audit
 //! log; checked through both doors, the JSON API and the dashboard.
 
+use std::net::TcpListener;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -10,6 +11,7 @@ use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, Script, Sink, TestApp, spawn_app, spawn_app_with, wait_until,
 };
 use crate::live::{closed, open_as};
+use crate::smtp::MailServer;
 
 /// Sends a JSON body (or none) to an API path with `key`.
 async fn call(
@@ -317,6 +319,66 @@ async fn delivered_again(app: &TestApp, event: &str, attempts: i64) {
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_is_mailed_through_the_smtp_server_and_shown_all_the_same_when_it_is_down() {
+    let mail = MailServer::start();
+    let url = mail.url();
+    let app = spawn_app_with(|settings| {
+        settings.smtp_url = Some(url.into());
+        settings.smtp_from = Some("Spenza <relay@example.com>".to_owned());
+    })
+    .await;
+    let response = call(
+        &app,
+        &app.api_key,
+        Method::POST,
+        "/api/v1/invitations",
+        Some(json!({"email": "mailed@example.com", "role": "developer"})),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let invited: Value = response.json().await.unwrap();
+    assert_eq!(invited["emailed"], true);
+    let link = invited["url"].as_str().unwrap();
+    let message = mail.message_to("mailed@example.com").await;
+    assert_eq!(message.from, "relay@example.com");
+    assert_eq!(message.header("From"), Some("Spenza <relay@example.com>"));
+    assert_eq!(message.header("To"), Some("mailed@example.com"));
+    assert_eq!(
+        message.header("Subject"),
+        Some("An API key (test) invited you to owner@example.com on Spenza")
+    );
+    let body = message.body();
+    assert!(body.contains("as a developer"), "{body}");
+    assert!(body.contains(link), "the mail carries the link: {body}");
+    // The mailed link is the one that works.
+    drop(join_through(&app, link, "mailed@example.com").await);
+    app.shutdown().await;
+
+    // With the SMTP server down, the invitation is made all the same, and says it was not
+    // mailed: the link is there to copy.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let app = spawn_app_with(|settings| {
+        settings.smtp_url = Some(nobody.into());
+        settings.smtp_from = Some("relay@example.com".to_owned());
+    })
+    .await;
+    let owner = app.owner_dashboard().await;
+    let page = owner
+        .post(
+            "/members/invite",
+            &[("email", "unmailed@example.com"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("data-invitation-url"));
+    assert!(!page.contains("data-emailed"));
+    app.shutdown().await;
 }
 
 /// What each API action needs, and how to tell that a refused one changed nothing.

@@ -39,6 +39,15 @@ pub async fn create(
     add_member(conn, id, owner, "owner").await
 }
 
+/// A workspace's name.
+pub async fn name(conn: &mut AsyncPgConnection, id: WorkspaceId) -> QueryResult<String> {
+    workspaces::table
+        .find(id)
+        .select(workspaces::name)
+        .first(conn)
+        .await
+}
+
 /// Renames a workspace.
 pub async fn rename(conn: &mut AsyncPgConnection, id: WorkspaceId, name: &str) -> QueryResult<()> {
     diesel::update(workspaces::table.find(id))

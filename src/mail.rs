@@ -1,0 +1,59 @@
+//! Outgoing mail over SMTP (`SPENZA_SMTP_URL`, `SPENZA_SMTP_FROM`): invitations today. The URL
+//! says the host, the port, the TLS mode (`smtps://` for TLS from the start, `smtp://...?tls=
+//! required` for STARTTLS, plain `smtp://` for none) and the credentials.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::domain::SecretUrl;
+
+/// The longest a message takes to hand to the SMTP server.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends mail through one SMTP server, from one sender.
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailer")
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mailer {
+    /// A mailer for the server at `url`, sending as `from` (`Spenza <relay@example.com>`).
+    pub fn new(url: &SecretUrl, from: &str) -> anyhow::Result<Self> {
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+            .with_context(|| format!("SPENZA_SMTP_URL {url:?} is not an SMTP URL"))?
+            .timeout(Some(SEND_TIMEOUT))
+            .build();
+        let from = from
+            .parse()
+            .with_context(|| format!("SPENZA_SMTP_FROM {from:?} is not an address"))?;
+        Ok(Mailer { transport, from })
+    }
+
+    /// Sends a plain-text message to `to`.
+    pub async fn send(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to.parse().context("a recipient's address")?)
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(body)
+            .context("building a message")?;
+        tokio::time::timeout(SEND_TIMEOUT, self.transport.send(message))
+            .await
+            .context("the SMTP server did not answer in time")?
+            .context("the SMTP server refused the message")?;
+        Ok(())
+    }
+}
