@@ -230,6 +230,8 @@ pub async fn create_from_form(
     actor: &Actor,
     form: &SourceForm,
 ) -> Result<Source, ServiceError> {
+    // Refused before the form is read: a viewer learns nothing from its problems.
+    actor.require(Permission::Change)?;
     create(state, actor, form.input(None)?).await
 }
 
@@ -345,6 +347,8 @@ pub async fn edit_from_form(
     id: SourceId,
     form: &SourceForm,
 ) -> Result<Source, ServiceError> {
+    // Refused before the form is read: a viewer learns nothing from its problems.
+    actor.require(Permission::Change)?;
     let current = stored_provider(&get(state, actor, id).await?);
     let input = form.input(current.as_ref())?;
     let patch = SourcePatch {

@@ -262,6 +262,8 @@ pub async fn create_from_form(
     actor: &Actor,
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
+    // Refused before the form is read: a viewer learns nothing from its problems.
+    actor.require(Permission::Change)?;
     let input = form.input(None, false, |others| check_new(state, others).map(drop))?;
     create(state, actor, input).await
 }
@@ -273,6 +275,8 @@ pub async fn edit_from_form(
     id: SubscriptionId,
     form: &SubscriptionForm,
 ) -> Result<Subscription, ServiceError> {
+    // Refused before the form is read: a viewer learns nothing from its problems.
+    actor.require(Permission::Change)?;
     let current = stored_provider(&get(state, actor, id).await?);
     let input = form.input(current.as_ref(), true, |others| {
         check_new(state, others).map(drop)
@@ -733,6 +737,7 @@ pub async fn delete(
     actor: &Actor,
     id: SubscriptionId,
 ) -> Result<(), ServiceError> {
+    actor.require(Permission::Change)?;
     let deleted = state
         .db
         .run(async |conn| {
