@@ -338,9 +338,9 @@ pub struct Settings {
     #[arg(long = "session-lifetime", env = "SPENZA_SESSION_LIFETIME", default_value = "7d", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,
     /// The SMTP server invitations are mailed through, as a URL with its credentials:
-    /// `smtps://user:password@host:465` (TLS), `smtp://user:password@host:587?tls=required`
-    /// (STARTTLS) or `smtp://host:25` (plain). Unset: nothing is mailed; invitation links are
-    /// shown to copy all the same.
+    /// `smtps://user:password@host:465` for TLS, `smtp://user:password@host:587` for STARTTLS as
+    /// the server offers it, else plain (`?tls=required` insists on STARTTLS). Unset: nothing is
+    /// mailed; invitation links are shown to copy all the same.
     #[arg(long = "smtp-url", env = "SPENZA_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<SecretUrl>,
     /// The sender of the mail the relay sends: an address, or a name with the address in angle

@@ -1,6 +1,7 @@
 //! Outgoing mail over SMTP (`SPENZA_SMTP_URL`, `SPENZA_SMTP_FROM`): invitations today. The URL
-//! says the host, the port, the TLS mode (`smtps://` for TLS from the start, `smtp://...?tls=
-//! required` for STARTTLS, plain `smtp://` for none) and the credentials.
+//! says the host, the port, the TLS mode and the credentials: `smtps://` for TLS from the start,
+//! `smtp://` for STARTTLS when the server offers it and plain text otherwise (`?tls=required`
+//! refuses a server that does not offer it).
 
 use std::time::Duration;
 
@@ -31,7 +32,12 @@ impl std::fmt::Debug for Mailer {
 impl Mailer {
     /// A mailer for the server at `url`, sending as `from` (`Spenza <relay@example.com>`).
     pub fn new(url: &SecretUrl, from: &str) -> anyhow::Result<Self> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
+        let mut parsed = url::Url::parse(url.expose())
+            .with_context(|| format!("SPENZA_SMTP_URL {url:?} is not a URL"))?;
+        if parsed.scheme() == "smtp" && !parsed.query_pairs().any(|(key, _)| key == "tls") {
+            parsed.query_pairs_mut().append_pair("tls", "opportunistic");
+        }
+        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(parsed.as_str())
             .with_context(|| format!("SPENZA_SMTP_URL {url:?} is not an SMTP URL"))?
             .timeout(Some(SEND_TIMEOUT))
             .build();

@@ -407,18 +407,18 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(EventList::new(events, &page, state.retention)))
 }
 
-/// `GET /api/v1/events?status=&since=&until=&payload=&limit=&before=`: across all of the user's subscriptions;
+/// `GET /api/v1/events?status=&since=&until=&payload=&limit=&before=`: across all of the workspace's subscriptions;
 /// `status=failed` is the graveyard.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
     tag = "events",
     operation_id = "list_events",
-    summary = "List the events of all the key owner's subscriptions",
+    summary = "List the events of all the workspace's subscriptions",
     description = "A page of events, newest first; pass `next_before` as `before` for the next page. `status=failed` is the graveyard: the events whose retries are exhausted.",
     params(EventQuery),
     responses(
-        (status = 200, description = "A page of the events of all the key owner's subscriptions, newest first", body = EventList),
+        (status = 200, description = "A page of the events of all the workspace's subscriptions, newest first", body = EventList),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 422, response = Invalid),

@@ -26,7 +26,7 @@ pub struct Unauthorized(pub Problem);
 #[response(content_type = "application/problem+json")]
 pub struct Forbidden(pub Problem);
 
-/// No such resource of the key's workspace: missing, somebody else's, or an id that is not a UUID.
+/// No such resource of the key's workspace: missing, another workspace's, or an id that is not a UUID.
 #[derive(ToResponse)]
 #[response(content_type = "application/problem+json")]
 pub struct NotFound(pub Problem);

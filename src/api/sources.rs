@@ -164,9 +164,9 @@ pub async fn create(
     path = "/api/v1/sources",
     tag = "sources",
     operation_id = "list_sources",
-    summary = "List the key owner's sources",
+    summary = "List the workspace's sources",
     responses(
-        (status = 200, description = "The key owner's sources, oldest first", body = SourceList),
+        (status = 200, description = "The workspace's sources, oldest first", body = SourceList),
         (status = 401, response = Unauthorized),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),

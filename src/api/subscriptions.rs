@@ -174,9 +174,9 @@ pub async fn create(
     path = "/api/v1/subscriptions",
     tag = "subscriptions",
     operation_id = "list_subscriptions",
-    summary = "List the key owner's subscriptions",
+    summary = "List the workspace's subscriptions",
     responses(
-        (status = 200, description = "The key owner's subscriptions, oldest first", body = SubscriptionList),
+        (status = 200, description = "The workspace's subscriptions, oldest first", body = SubscriptionList),
         (status = 401, response = Unauthorized),
         (status = 500, response = Unexpected),
         (status = 503, response = Unavailable),

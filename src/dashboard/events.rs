@@ -237,7 +237,7 @@ fn live_url(
     format!("/ws?{}", query.finish())
 }
 
-/// A page of the log of `subscription` (or of all the user's), as `query` asks.
+/// A page of the log of `subscription` (or of all the workspace's), as `query` asks.
 pub async fn load_log(
     state: &AppState,
     session: &Session,
@@ -407,7 +407,7 @@ pub struct EventDetail {
     pub deliveries: Vec<DeliveryView>,
 }
 
-/// One of the user's events as its page shows it, deliveries and attempts included; its body
+/// One of the workspace's events as its page shows it, deliveries and attempts included; its body
 /// only when asked (a live update does not show it again).
 pub async fn event_detail(
     state: &AppState,
@@ -488,7 +488,7 @@ struct EventDetailPage {
 
 pages!(EventsPage, EventDetailPage);
 
-/// `GET /events`: the log across the user's subscriptions; `?status=failed` is the graveyard.
+/// `GET /events`: the log across the workspace's subscriptions; `?status=failed` is the graveyard.
 pub async fn list(
     session: Session,
     state: web::Data<AppState>,

@@ -1,6 +1,6 @@
 //! `GET /ws`: the WebSocket that keeps a page current. It answers only a signed-in browser on a
 //! page of this relay (its `Origin` must be the relay's own: no cross-site WebSocket hijacking),
-//! and sends, for that user's own subscriptions only, new rows and replaced rows as htmx
+//! and sends, for its workspace's subscriptions only, new rows and replaced rows as htmx
 //! out-of-band swaps, rendered by the same partials as the page. A connection renders at most
 //! a few times a second; under a burst, new rows give way to a "N new events: show" marker; a
 //! browser that stops reading only ever holds up its own connection, which it then closes. A
@@ -300,7 +300,9 @@ impl Connection {
     async fn session_lives(&self) -> bool {
         let token = self.session.user.token.clone();
         match auth::resume_session(&self.state.db, token, self.state.sessions).await {
-            Ok(Some(user)) => user.workspace.as_ref() == Some(&self.session.workspace),
+            Ok(Some(user)) => user.workspace.as_ref().is_some_and(|now| {
+                now.id == self.session.workspace.id && now.role == self.session.workspace.role
+            }),
             Ok(None) => false,
             Err(_) => true,
         }

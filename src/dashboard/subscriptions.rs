@@ -107,7 +107,7 @@ struct FormPage {
     errors: FormErrors,
     /// The kind of the check stored now, whose secrets a blank field keeps.
     stored_kind: Option<&'static str>,
-    /// The user's sources, which a new subscription may receive events from.
+    /// The workspace's sources, which a new subscription may receive events from.
     sources: Vec<SourceChoice>,
     /// The names of the extra headers set now (an edit form never holds their values).
     header_names: Vec<String>,
@@ -203,7 +203,7 @@ impl FormPage {
 /// What the filter editor shows before anything is typed.
 const FILTER_EXAMPLE: &str = "{\"body\": {\"type\": {\"$startsWith\": \"invoice.\"}}}";
 
-/// The form page, with the user's sources to choose from, and what trying its filter showed.
+/// The form page, with the workspace's sources to choose from, and what trying its filter showed.
 async fn form_page(
     state: &AppState,
     session: &Session,

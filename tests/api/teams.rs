@@ -271,6 +271,21 @@ async fn an_invitation_works_once_for_its_address_until_it_expires_or_is_revoked
     assert_eq!(refused.status(), 409);
     assert!(refused.text().await.unwrap().contains("expired"));
 
+    // Someone with an account joins while signed in, and their session moves to the workspace.
+    let link = path_of(&invite(&app, "known@example.com", "developer").await);
+    app.another_user("known@example.com").await;
+    let known = app.dashboard_login("known@example.com", PASSWORD).await;
+    let invitation_page = known.page(&link).await;
+    assert!(invitation_page.contains("data-action=\"join\""));
+    let joined = known.post(&link, &[]).await;
+    assert_eq!(joined.status(), 303);
+    let sources = known.page("/sources").await;
+    assert!(
+        sources.contains(&format!("class=\"workspace-name\">{OWNER_EMAIL}<")),
+        "{sources}"
+    );
+    assert!(sources.contains("data-role=\"developer\""));
+
     // A member is not invited again.
     let again = call(
         &app,
@@ -296,7 +311,10 @@ async fn an_invitation_works_once_for_its_address_until_it_expires_or_is_revoked
         .iter()
         .map(|m| m["email"].as_str().unwrap())
         .collect();
-    assert_eq!(emails, [OWNER_EMAIL, "once@example.com"]);
+    assert_eq!(
+        emails,
+        [OWNER_EMAIL, "once@example.com", "known@example.com"]
+    );
     app.shutdown().await;
 }
 
