@@ -15,6 +15,7 @@ use crate::live::Live;
 use crate::mail::Mailer;
 use crate::queue::{ConsumerStatus, Publisher};
 use crate::retention::RetentionPolicy;
+use crate::service::{Actor, Permission};
 
 /// What HTTP handlers share.
 pub struct AppState {
@@ -55,5 +56,13 @@ impl AppState {
     /// The URL providers post to for a subscription with this token.
     pub fn ingest_url(&self, token: &str) -> String {
         format!("{}/ingest/{}", self.public_base, token)
+    }
+
+    /// The ingest URL, for someone whose role may see secrets: it lets anyone who has it send
+    /// events, which a viewer may not.
+    pub fn ingest_url_for(&self, token: &str, actor: &Actor) -> Option<String> {
+        actor
+            .may(Permission::Secrets)
+            .then(|| self.ingest_url(token))
     }
 }

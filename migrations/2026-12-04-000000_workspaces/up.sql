@@ -64,10 +64,11 @@ CREATE INDEX invitations_workspace ON invitations (workspace_id, created_at DESC
 
 -- Who changed what, written in the transaction of the change. Sign-ins belong to no
 -- workspace: a workspace's log shows its members' (actor_id). Rows are never updated;
--- retention deletes old ones.
+-- retention deletes old ones. No foreign key: a workspace's lines outlive it (until
+-- retention), the line saying who deleted it among them.
 CREATE TABLE audit_log (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    workspace_id uuid REFERENCES workspaces (id) ON DELETE CASCADE,
+    workspace_id uuid,
     at timestamptz NOT NULL DEFAULT now(),
     -- 'user', 'key' or 'anonymous' (a failed sign-in with an unknown address).
     actor_type text NOT NULL,

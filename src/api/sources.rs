@@ -15,6 +15,7 @@ use crate::db::models::event::EventLine;
 use crate::db::models::rejected_request::KEPT_PER_SOURCE;
 use crate::db::models::source::Source;
 use crate::domain::{EventId, EventStatus, IngestResponse, SourceId};
+use crate::service::Actor;
 use crate::service::sources::{self, SourceIn, SourcePatch};
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -24,8 +25,10 @@ use crate::state::AppState;
 pub struct SourceOut {
     pub id: SourceId,
     pub name: String,
-    /// Where providers send the source's events.
-    pub ingest_url: String,
+    /// Where providers send the source's events; null for a viewer key: it lets anyone who has
+    /// it send events.
+    #[schema(required = true)]
+    pub ingest_url: Option<String>,
     /// The provider checked at ingest, without its secret (write-only).
     #[schema(value_type = Option<Object>, required = true)]
     pub provider: Option<serde_json::Value>,
@@ -53,10 +56,11 @@ pub struct HandshakeOut {
 }
 
 impl SourceOut {
-    fn new(source: Source, state: &AppState) -> Self {
+    /// The answer for `caller`: the ingest URL only when their role may see secrets.
+    fn new(source: Source, state: &AppState, caller: &Actor) -> Self {
         let response = sources::stored_response(&source);
         SourceOut {
-            ingest_url: state.ingest_url(&source.ingest_token),
+            ingest_url: state.ingest_url_for(&source.ingest_token, caller),
             id: source.id,
             name: source.name,
             response,
@@ -155,7 +159,7 @@ pub async fn create(
     input: web::Json<SourceIn>,
 ) -> Result<HttpResponse, ApiError> {
     let created = sources::create(&state, &caller.0, input.into_inner()).await?;
-    Ok(HttpResponse::Created().json(SourceOut::new(created, &state)))
+    Ok(HttpResponse::Created().json(SourceOut::new(created, &state, &caller.0)))
 }
 
 /// `GET /api/v1/sources`
@@ -176,7 +180,7 @@ pub async fn list(caller: ApiCaller, state: web::Data<AppState>) -> Result<HttpR
     let data = sources::list(&state, &caller.0)
         .await?
         .into_iter()
-        .map(|s| SourceOut::new(s, &state))
+        .map(|s| SourceOut::new(s, &state, &caller.0))
         .collect();
     Ok(HttpResponse::Ok().json(SourceList { data }))
 }
@@ -203,7 +207,7 @@ pub async fn get(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let found = sources::get(&state, &caller.0, SourceId(id.into_inner())).await?;
-    Ok(HttpResponse::Ok().json(SourceOut::new(found, &state)))
+    Ok(HttpResponse::Ok().json(SourceOut::new(found, &state, &caller.0)))
 }
 
 /// `PATCH /api/v1/sources/{id}`
@@ -235,7 +239,7 @@ pub async fn edit(
 ) -> Result<HttpResponse, ApiError> {
     let id = SourceId(id.into_inner());
     let updated = sources::edit(&state, &caller.0, id, patch.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(SourceOut::new(updated, &state)))
+    Ok(HttpResponse::Ok().json(SourceOut::new(updated, &state, &caller.0)))
 }
 
 /// `DELETE /api/v1/sources/{id}`: the source, its subscriptions and its events.

@@ -26,8 +26,10 @@ pub struct SubscriptionOut {
     pub name: String,
     /// Where events are delivered.
     pub target_url: String,
-    /// Where providers send its source's events.
-    pub ingest_url: String,
+    /// Where providers send its source's events; null for a viewer key: it lets anyone who has
+    /// it send events.
+    #[schema(required = true)]
+    pub ingest_url: Option<String>,
     /// Whether events are delivered: false while its owner has paused it or the circuit breaker
     /// has disabled it, and its events are stored and held meanwhile.
     pub is_active: bool,
@@ -105,7 +107,7 @@ impl SubscriptionOut {
     /// The answer for `caller`: the signing secret only when their role may see secrets.
     fn new(subscription: Subscription, state: &AppState, caller: &Actor) -> Self {
         SubscriptionOut {
-            ingest_url: state.ingest_url(&subscription.ingest_token),
+            ingest_url: state.ingest_url_for(&subscription.ingest_token, caller),
             id: subscription.id,
             source_id: subscription.source_id,
             name: subscription.name,

@@ -152,29 +152,8 @@ static NO_SUCH_USER: LazyLock<String> = LazyLock::new(|| {
         .hash()
 });
 
-/// The audit line of a sign-in: it belongs to no workspace; each workspace's log shows its
-/// members'.
-fn sign_in_line(
-    action: &'static str,
-    email: &str,
-    user: Option<UserId>,
-    ip: Option<String>,
-) -> NewEntry {
-    NewEntry {
-        workspace_id: None,
-        actor_type: if user.is_some() { "user" } else { "anonymous" },
-        actor_id: user.map(|id| id.0),
-        actor: email.to_owned(),
-        action,
-        object_type: "user",
-        object_id: user.map(|id| id.to_string()),
-        ip,
-        detail: None,
-    }
-}
-
-/// Checks an address and a password, and records the sign-in, or its failure, in the audit
-/// log. After [`MAX_FAILED_LOGINS`] failures for an address within
+/// Checks an address and a password, and records a failure in the audit log (a success is
+/// recorded with the session it starts). After [`MAX_FAILED_LOGINS`] failures for an address within
 /// [`THROTTLE_WINDOW`], its log-ins are refused unchecked until the window passes; a success
 /// forgets its failures.
 pub async fn log_in(
@@ -190,11 +169,15 @@ pub async fn log_in(
         .run(async |conn| login_failure::record(conn, email.as_str(), THROTTLE_WINDOW).await)
         .await?;
     if recent.count > MAX_FAILED_LOGINS {
-        let line = sign_in_line("user.sign_in_failed", email.as_str(), None, ip)
+        let line = NewEntry::about_account("user.sign_in_failed", email.as_str(), None, ip)
             .detail("refused unchecked: too many failures");
         db.run(async |conn| {
-            login_failure::withdraw(conn, attempt).await?;
-            audit::append(conn, &[line]).await
+            use diesel_async::AsyncConnection;
+            conn.transaction(async |conn| {
+                login_failure::withdraw(conn, attempt).await?;
+                audit::append(conn, &[line]).await
+            })
+            .await
         })
         .await?;
         let reopens = recent.oldest.map_or(THROTTLE_WINDOW, |oldest| {
@@ -220,16 +203,12 @@ pub async fn log_in(
     .context("checking a password")?;
     match found {
         Some(user) if matches => {
-            let line = sign_in_line("user.signed_in", &user.email, Some(user.id), ip);
-            db.run(async |conn| {
-                login_failure::clear(conn, email.as_str()).await?;
-                audit::append(conn, &[line]).await
-            })
-            .await?;
+            db.run(async |conn| login_failure::clear(conn, email.as_str()).await)
+                .await?;
             Ok(user.id)
         }
         found => {
-            let line = sign_in_line(
+            let line = NewEntry::about_account(
                 "user.sign_in_failed",
                 email.as_str(),
                 found.map(|user| user.id),

@@ -95,17 +95,19 @@ pub struct CurrentWorkspace {
     pub role: Role,
 }
 
-/// Starts a session for `user`; the token goes in the cookie.
+/// Starts a session for `user`, signed in from `ip` (which the audit log records); the token
+/// goes in the cookie.
 pub async fn start_session(
     db: &Database,
     user: UserId,
     policy: SessionPolicy,
+    ip: Option<String>,
 ) -> Result<SessionToken, DbError> {
     let token = SessionToken::generate();
     let hash = token.hash();
     let expires_at = chrono::Utc::now()
         + chrono::TimeDelta::from_std(policy.lifetime).unwrap_or(chrono::TimeDelta::MAX);
-    db.run(async |conn| session::insert(conn, user, &hash, expires_at, policy.idle).await)
+    db.run(async |conn| session::insert(conn, user, &hash, expires_at, policy.idle, ip).await)
         .await?;
     Ok(token)
 }

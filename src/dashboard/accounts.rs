@@ -242,7 +242,8 @@ pub(super) async fn signed_in_response(
     next: &str,
     flash: Option<Flash>,
 ) -> Result<HttpResponse, DashboardError> {
-    let token = auth::start_session(&state.db, user, state.sessions).await?;
+    let ip = request.peer_addr().map(|address| address.ip().to_string());
+    let token = auth::start_session(&state.db, user, state.sessions, ip).await?;
     Ok(redirect_builder(request, next, flash)
         .cookie(session_cookie(&token, state.sessions))
         .finish())

@@ -11,15 +11,17 @@ use super::error::DashboardError;
 use super::providers::{self, ProviderForm};
 use super::session::Session;
 use super::subscriptions::StateBadge;
-use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
+use super::view::{
+    Flash, FormErrors, Layout, Moment, Nav, ingest_and_curl, pages, redirect, render, render_with,
+};
 use crate::db::models::event::EventLine;
 use crate::db::models::rejected_request::RejectedRequest;
 use crate::db::models::source::{self, Source, SourceCounts};
 use crate::db::models::subscription::Subscription;
 use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
-use crate::service::ServiceError;
 use crate::service::provider_form::{self, ProviderFields};
 use crate::service::sources::{self, SourceForm, stored_provider};
+use crate::service::{Actor, ServiceError};
 use crate::signing::incoming::Rejection;
 use crate::state::AppState;
 
@@ -37,18 +39,19 @@ fn provider_label(source: &Source) -> Option<&'static str> {
 pub struct SourceRow {
     pub id: SourceId,
     pub name: String,
-    pub ingest_url: String,
+    /// `None` for a role that may not see it.
+    pub ingest_url: Option<String>,
     pub provider: Option<&'static str>,
     pub subscriptions: i64,
     pub events_24h: i64,
 }
 
 impl SourceRow {
-    fn new(source: Source, counts: Option<SourceCounts>, state: &AppState) -> Self {
+    fn new(source: Source, counts: Option<SourceCounts>, state: &AppState, actor: &Actor) -> Self {
         let (subscriptions, events_24h) = counts.map_or((0, 0), |c| (c.subscriptions, c.events));
         SourceRow {
             id: source.id,
-            ingest_url: state.ingest_url(&source.ingest_token),
+            ingest_url: state.ingest_url_for(&source.ingest_token, actor),
             provider: provider_label(&source),
             name: source.name,
             subscriptions,
@@ -217,8 +220,8 @@ struct ShowPage {
     layout: Layout,
     id: SourceId,
     name: String,
-    ingest_url: String,
-    curl: String,
+    /// The ingest URL and a `curl` line for it; `None` for a role that may not see them.
+    ingest: Option<(String, String)>,
     provider: Option<&'static str>,
     /// The provider's kind, for the link to what it needs.
     provider_kind: Option<&'static str>,
@@ -260,7 +263,7 @@ pub async fn list(
     let rows = sources::list_with_counts(&state, session.actor())
         .await?
         .into_iter()
-        .map(|(source, counts)| SourceRow::new(source, counts, &state))
+        .map(|(source, counts)| SourceRow::new(source, counts, &state, session.actor()))
         .collect();
     render(&ListPage {
         layout: session.layout(Nav::Sources),
@@ -325,7 +328,7 @@ pub async fn show(
     .await?;
     let now = Utc::now();
     let source = overview.source;
-    let ingest_url = state.ingest_url(&source.ingest_token);
+    let ingest = ingest_and_curl(&state, &source.ingest_token, session.actor());
     let kind = stored_provider(&source).map(|provider| provider.kind());
     let answer = match sources::stored_response(&source) {
         None => "202 with the event id as JSON (the default)".to_owned(),
@@ -341,11 +344,7 @@ pub async fn show(
     render(&ShowPage {
         layout: session.layout(Nav::Sources),
         id,
-        curl: format!(
-            "curl -X POST '{ingest_url}' -H 'Content-Type: application/json' \
-             -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
-        ),
-        ingest_url,
+        ingest,
         provider: provider_label(&source),
         provider_kind: kind,
         handshake: kind

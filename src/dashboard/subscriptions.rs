@@ -13,7 +13,9 @@ use super::error::DashboardError;
 use super::events::{EventLog, LogQuery, load_log};
 use super::providers::{self, ProviderForm};
 use super::session::Session;
-use super::view::{Flash, FormErrors, Layout, Moment, Nav, pages, redirect, render, render_with};
+use super::view::{
+    Flash, FormErrors, Layout, Moment, Nav, ingest_and_curl, pages, redirect, render, render_with,
+};
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
 use crate::domain::{EventId, Filter, Policy, SubscriptionId};
 use crate::problem::FieldError;
@@ -316,13 +318,13 @@ struct ShowPage {
     id: SubscriptionId,
     name: String,
     target_url: String,
-    ingest_url: String,
+    /// The ingest URL and a `curl` line for it; `None` for a role that may not see them.
+    ingest: Option<(String, String)>,
     state: StateBadge,
     is_active: bool,
     previous_secret_until: Option<Moment>,
     provider: Option<String>,
     created: Moment,
-    curl: String,
     charts: Vec<Chart>,
     log: EventLog,
 }
@@ -434,17 +436,13 @@ pub async fn show(
     let log = load_log(&state, &session, Some(id), query.into_inner(), path).await?;
     let now = Utc::now();
     let (hour, day) = subscriptions::activity(&state, session.actor(), id, now).await?;
-    let ingest_url = state.ingest_url(&subscription.ingest_token);
+    let ingest = ingest_and_curl(&state, &subscription.ingest_token, session.actor());
     render(&ShowPage {
         layout: session.layout(Nav::Subscriptions),
         id,
         state: StateBadge::of(&subscription),
         is_active: subscription.is_active,
-        curl: format!(
-            "curl -X POST '{ingest_url}' -H 'Content-Type: application/json' \
-             -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
-        ),
-        ingest_url,
+        ingest,
         provider: stored_provider(&subscription).map(|p| providers::label(p.kind()).to_owned()),
         previous_secret_until: subscription
             .previous_signing_secret

@@ -16,6 +16,8 @@ use super::session::WORKSPACE_HEADER;
 use crate::auth::CurrentWorkspace;
 use crate::domain::Role;
 use crate::problem::FieldError;
+use crate::service::Actor;
+use crate::state::AppState;
 
 const FLASH_COOKIE: &str = "spenza_flash";
 
@@ -170,6 +172,18 @@ impl Layout {
         }
         headers.to_string()
     }
+}
+
+/// The ingest URL and a ready-to-paste `curl` line posting to it, for someone whose role may
+/// see it.
+pub fn ingest_and_curl(state: &AppState, token: &str, actor: &Actor) -> Option<(String, String)> {
+    state.ingest_url_for(token, actor).map(|ingest_url| {
+        let curl = format!(
+            "curl -X POST '{ingest_url}' -H 'Content-Type: application/json' \
+             -d '{{\"type\": \"test.event\", \"hello\": \"world\"}}'"
+        );
+        (ingest_url, curl)
+    })
 }
 
 /// A page: a template that carries the layout's context.

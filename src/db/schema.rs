@@ -216,7 +216,6 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(attempt_hours -> subscriptions (subscription_id));
-diesel::joinable!(audit_log -> workspaces (workspace_id));
 diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));

@@ -40,9 +40,8 @@ pub async fn create(
         ));
     }
     if !actor.role.includes(input.role) {
-        return Err(ServiceError::invalid(
-            "role",
-            format!("a key's role can be at most your own ({})", actor.role),
+        return Err(ServiceError::Forbidden(
+            "a key's role can be at most its creator's",
         ));
     }
     let key = ApiKey::generate();

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Actor, Permission, ServiceError};
+use crate::db::DbError;
 use crate::db::models::audit::{self, Entry, Query};
 use crate::db::models::invitation::{self, Invitation, NewInvitation, Opened};
 use crate::db::models::user::{self, NewUser, User};
@@ -374,7 +375,10 @@ async fn join(
             "this invitation is no longer valid: ask for a new one".to_owned(),
         )));
     }
-    workspace::add_member(conn, invitation.workspace_id, user.id, &invitation.role).await?;
+    if !workspace::add_member(conn, invitation.workspace_id, user.id, &invitation.role).await? {
+        // They joined through another invitation meanwhile: this one stays unused.
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
     let joined = Actor {
         workspace: invitation.workspace_id,
         role: role_of(&invitation.role).unwrap_or(Role::Viewer),
@@ -432,8 +436,24 @@ pub async fn accept(
             })
             .await
         })
-        .await??;
+        .await
+        .map_err(raced)??;
     Ok(opened)
+}
+
+/// What a join that lost a race (the same person joining twice at once, or signing up twice)
+/// answers: the transaction was rolled back, and nothing changed.
+fn raced(error: DbError) -> ServiceError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match error {
+        DbError::Query(
+            Error::RollbackTransaction
+            | Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _),
+        ) => ServiceError::Conflict(
+            "you joined, or signed up, at the same moment elsewhere: reload the page".to_owned(),
+        ),
+        other => other.into(),
+    }
 }
 
 /// A new person signs up through the invitation behind `token`, with its address and
@@ -476,7 +496,8 @@ pub async fn sign_up_and_accept(
             })
             .await
         })
-        .await??;
+        .await
+        .map_err(raced)??;
     Ok((opened, user))
 }
 
@@ -562,13 +583,26 @@ pub async fn rename_workspace(
 }
 
 /// Deletes the actor's workspace with everything in it: its sources (and so their ingest
-/// URLs), subscriptions, events, keys, invitations and audit log. Owners only.
+/// URLs), subscriptions, events, keys and invitations. Its audit log stays until retention,
+/// with who deleted it. Owners only.
 pub async fn delete_workspace(state: &AppState, actor: &Actor) -> Result<(), ServiceError> {
     actor.require(Permission::Own)?;
-    let members = members(state, actor).await?;
-    state
+    let members = state
         .db
-        .run(async |conn| workspace::delete(conn, actor.workspace).await)
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                workspace::lock(conn, actor.workspace).await?;
+                let members = workspace::members(conn, actor.workspace).await?;
+                let name = workspace::name(conn, actor.workspace).await?;
+                let line = actor
+                    .audit("workspace.deleted", "workspace", actor.workspace)
+                    .detail(name);
+                audit::append(conn, &[line]).await?;
+                workspace::delete(conn, actor.workspace).await?;
+                Ok(members)
+            })
+            .await
+        })
         .await?;
     for member in members {
         access_changed(state, actor.workspace, member.user_id);

@@ -593,8 +593,10 @@ pub async fn replay(
     id: SubscriptionId,
     input: ReplayIn,
 ) -> Result<i64, ServiceError> {
-    input.validate()?;
+    // Another workspace's is not found; then the role; then what is asked.
     get(&state, actor, id).await?;
+    actor.require(Permission::Change)?;
+    input.validate()?;
     let filter = ReplayFilter {
         status: input.status.unwrap_or(EventStatus::Failed),
         subscription: Some(id),
@@ -656,6 +658,14 @@ pub async fn send_test_event(
         .store(new, request)
         .await?
         .ok_or(ServiceError::NotFound("subscription"))?;
+    // Ingest's batched insert stores the event: its line follows, naming the event.
+    let line = actor
+        .audit("subscription.test_event_sent", "subscription", id)
+        .detail(format!("event {event_id}"));
+    state
+        .db
+        .run(async |conn| audit::append(conn, &[line]).await)
+        .await?;
     Ok(event_id)
 }
 

@@ -178,6 +178,9 @@ async fn an_invited_person_signs_up_through_the_link_even_with_sign_up_closed_an
         .await;
     assert!(page.contains("data-role=\"viewer\""), "{page}");
     assert!(page.contains("data-secret-hidden"));
+    // The ingest URL lets anyone who has it send events: hidden too.
+    assert!(page.contains("data-ingest-hidden"));
+    assert!(!page.contains(subscription["ingest_url"].as_str().unwrap()));
     assert!(!page.contains(subscription["signing_secret"].as_str().unwrap()));
     assert!(!page.contains("data-action=\"reveal-secret\""));
     // The sign-up made no workspace of their own: the owner's is their only one.
@@ -713,6 +716,17 @@ async fn each_role_may_do_exactly_its_actions_through_the_api_and_a_refusal_chan
             role == "viewer",
             "{role}: {read}"
         );
+        assert_eq!(
+            read["ingest_url"].is_null(),
+            role == "viewer",
+            "{role}: {read}"
+        );
+        let source_read: Value = call(&app, &key, Method::GET, &source, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(source_read["ingest_url"].is_null(), role == "viewer");
     }
     // The secret never reached the log, whatever was revealed and rotated.
     let lines = audit(&app, "?limit=200").await;
@@ -935,6 +949,16 @@ async fn a_workspace_keeps_an_owner_and_only_an_owner_makes_or_unmakes_one() {
     )
     .await;
     assert_eq!(refused.status(), 403);
+    // Nor make a key above its own role.
+    let refused = call(
+        &app,
+        &admin_key,
+        Method::POST,
+        "/api/v1/api-keys",
+        Some(json!({"name": "too strong", "role": "owner"})),
+    )
+    .await;
+    assert_eq!(refused.status(), 403);
     let link = invite_with(&app, &owner_key, "second@example.com", "owner").await;
     drop(join_through(&app, &link, "second@example.com").await);
     let demoted = call(
@@ -1146,6 +1170,13 @@ async fn every_change_is_in_the_audit_log_with_who_what_which_and_where_from() {
             .status(),
         200
     );
+    let sent = owner
+        .post(
+            &format!("/subscriptions/{}/test-event", fixture.subscription),
+            &[],
+        )
+        .await;
+    assert_eq!(sent.status(), 303);
     let failed = app
         .api
         .post(format!("{}/login", app.address))
@@ -1184,6 +1215,7 @@ async fn every_change_is_in_the_audit_log_with_who_what_which_and_where_from() {
         "user.signed_in",
         "user.sign_in_failed",
         "subscription.deleted",
+        "subscription.test_event_sent",
     ] {
         assert!(
             done.contains(&expected.to_owned()),
@@ -1402,6 +1434,22 @@ async fn a_member_creates_switches_renames_and_deletes_workspaces_from_the_navig
     );
     assert_eq!(badge(&owner.page("/sources").await), "Billing");
     assert_eq!(owner.post("/workspace/delete", &[]).await.status(), 303);
+    // Its audit log outlives it, with who deleted it.
+    {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        use spenza::db::schema::audit_log;
+        let deleted: Vec<(String, Option<String>)> = audit_log::table
+            .filter(audit_log::action.eq("workspace.deleted"))
+            .select((audit_log::actor, audit_log::detail))
+            .load(&mut app.db().await)
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted,
+            [(OWNER_EMAIL.to_owned(), Some("Billing".to_owned()))]
+        );
+    }
     let page = owner.page("/workspaces").await;
     assert!(!page.contains("Billing"), "{page}");
     assert_eq!(badge(&owner.page("/sources").await), OWNER_EMAIL);

@@ -6,7 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::schema::{audit_log, memberships};
-use crate::domain::WorkspaceId;
+use crate::domain::{UserId, WorkspaceId};
 
 /// A line to append.
 #[derive(Debug, Clone, Insertable)]
@@ -24,6 +24,28 @@ pub struct NewEntry {
 }
 
 impl NewEntry {
+    /// A line about a user's own account (a sign-in, a failed one), by them or, for an address
+    /// with no account, by whoever tried it. It belongs to no workspace: each shows its
+    /// members'.
+    pub fn about_account(
+        action: &'static str,
+        email: &str,
+        user: Option<UserId>,
+        ip: Option<String>,
+    ) -> Self {
+        NewEntry {
+            workspace_id: None,
+            actor_type: if user.is_some() { "user" } else { "anonymous" },
+            actor_id: user.map(|id| id.0),
+            actor: email.to_owned(),
+            action,
+            object_type: "user",
+            object_id: user.map(|id| id.to_string()),
+            ip,
+            detail: None,
+        }
+    }
+
     /// The line, with a few words more (never a secret).
     pub fn detail(self, detail: impl Into<String>) -> Self {
         NewEntry {

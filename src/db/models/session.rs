@@ -29,9 +29,32 @@ pub struct SessionOwner {
     pub role: Option<String>,
 }
 
-/// Stores a new session for `user` ending at `expires_at` at the latest, and drops every
-/// session that has ended (absolutely or for idleness), so the table does not grow forever.
+/// Stores a new session for `user` ending at `expires_at` at the latest, signed in from `ip`,
+/// with its line in the audit log, and drops every session that has ended (absolutely or for
+/// idleness), so the table does not grow forever.
 pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    token_hash: &[u8],
+    expires_at: DateTime<Utc>,
+    idle: Duration,
+    ip: Option<String>,
+) -> QueryResult<()> {
+    use diesel_async::AsyncConnection;
+    conn.transaction(async |conn| {
+        sweep_and_insert(conn, user, token_hash, expires_at, idle).await?;
+        let email: String = crate::db::schema::users::table
+            .find(user)
+            .select(crate::db::schema::users::email)
+            .first(conn)
+            .await?;
+        let line = super::audit::NewEntry::about_account("user.signed_in", &email, Some(user), ip);
+        super::audit::append(conn, &[line]).await
+    })
+    .await
+}
+
+async fn sweep_and_insert(
     conn: &mut AsyncPgConnection,
     user: UserId,
     token_hash: &[u8],

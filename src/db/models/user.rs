@@ -47,7 +47,21 @@ pub async fn insert_with_workspace(
     use diesel_async::AsyncConnection;
     conn.transaction(async |conn| {
         let created = insert(conn, user).await?;
-        workspace::create(conn, WorkspaceId(created.id.0), &created.email, created.id).await?;
+        let id = WorkspaceId(created.id.0);
+        workspace::create(conn, id, &created.email, created.id).await?;
+        let line = super::audit::NewEntry {
+            workspace_id: Some(id),
+            object_type: "workspace",
+            object_id: Some(id.to_string()),
+            ..super::audit::NewEntry::about_account(
+                "workspace.created",
+                &created.email,
+                Some(created.id),
+                None,
+            )
+        }
+        .detail("with the account");
+        super::audit::append(conn, &[line]).await?;
         Ok(created)
     })
     .await

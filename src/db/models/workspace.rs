@@ -36,7 +36,7 @@ pub async fn create(
         .values((workspaces::id.eq(id), workspaces::name.eq(name)))
         .execute(conn)
         .await?;
-    add_member(conn, id, owner, "owner").await
+    add_member(conn, id, owner, "owner").await.map(drop)
 }
 
 /// A workspace's name.
@@ -77,22 +77,23 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: WorkspaceId) -> QueryResult<
         .map(drop)
 }
 
-/// Makes `user` a member with `role`.
+/// Makes `user` a member with `role`; false when they already were one.
 pub async fn add_member(
     conn: &mut AsyncPgConnection,
     workspace: WorkspaceId,
     user: UserId,
     role: &str,
-) -> QueryResult<()> {
+) -> QueryResult<bool> {
     diesel::insert_into(memberships::table)
         .values((
             memberships::workspace_id.eq(workspace),
             memberships::user_id.eq(user),
             memberships::role.eq(role),
         ))
+        .on_conflict_do_nothing()
         .execute(conn)
         .await
-        .map(drop)
+        .map(|added| added > 0)
 }
 
 /// The workspaces `user` belongs to, the oldest membership first.
