@@ -1506,3 +1506,74 @@ async fn audit_lines_are_kept_for_the_audit_retention_then_removed() {
     .await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workspaces_members_invitations_keys_and_log_are_404_or_absent() {
+    let app = spawn_app().await;
+    let owner = app.owner_dashboard().await;
+    let invited: Value = call(
+        &app,
+        &app.api_key,
+        Method::POST,
+        "/api/v1/invitations",
+        Some(json!({"email": "mine@example.com", "role": "viewer"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let owner_id = member_id(&app, OWNER_EMAIL).await;
+    let key_page = owner.page("/api-keys").await;
+    let marker = "data-api-key-id=\"";
+    let start = key_page.find(marker).expect("the owner's key is listed") + marker.len();
+    let key_id = key_page[start..].split('"').next().unwrap().to_owned();
+    // An admin of another workspace.
+    let stranger = app.another_user("stranger@example.com").await;
+    for (method, path, body) in [
+        (
+            Method::DELETE,
+            format!("/api/v1/invitations/{}", invited["id"].as_str().unwrap()),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/members/{owner_id}"),
+            Some(json!({"role": "viewer"})),
+        ),
+        (Method::DELETE, format!("/api/v1/members/{owner_id}"), None),
+        (Method::DELETE, format!("/api/v1/api-keys/{key_id}"), None),
+    ] {
+        let response = call(&app, &stranger, method.clone(), &path, body).await;
+        assert_eq!(response.status(), 404, "{method} {path}");
+    }
+    let members: Value = call(&app, &stranger, Method::GET, "/api/v1/members", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(members["data"].as_array().unwrap().len(), 1);
+    assert_eq!(members["data"][0]["email"], "stranger@example.com");
+    let log: Value = call(&app, &stranger, Method::GET, "/api/v1/audit-log", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actors: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| line["actor"].as_str().unwrap())
+        .collect();
+    assert!(
+        actors
+            .iter()
+            .all(|actor| *actor != OWNER_EMAIL && *actor != "test"),
+        "{actors:?}"
+    );
+    // Nothing of the owner's changed.
+    assert_eq!(
+        app.get_json("/api/v1/members").await["data"][0]["role"],
+        "owner"
+    );
+    app.shutdown().await;
+}
