@@ -519,3 +519,32 @@ pub async fn replay_delivery(
         service::events::replay_delivery(&state, &caller.0, DeliveryId(id.into_inner())).await?;
     Ok(HttpResponse::Accepted().json(DeliveryDetailOut::new(replayed)))
 }
+
+/// `POST /api/v1/deliveries/{id}/retry`
+#[utoipa::path(
+    post,
+    path = "/api/v1/deliveries/{id}/retry",
+    tag = "events",
+    operation_id = "retry_delivery",
+    summary = "Retry a delivery now",
+    description = "Attempts now a delivery that waits for its next retry (after its endpoint was fixed, say). The attempt takes the scheduled retry's place in its chain, and the scheduled one is dropped: two calls, or a call racing the retry, still make one attempt. A delivery that does not wait for a retry, or whose subscription is paused or disabled, is a conflict.",
+    params(("id" = DeliveryId, Path, description = "The delivery's id")),
+    responses(
+        (status = 202, description = "The delivery, queued for an attempt now", body = DeliveryDetailOut),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 500, response = Unexpected),
+        (status = 503, response = Unavailable),
+    ),
+)]
+pub async fn retry_delivery(
+    caller: ApiCaller,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let retried =
+        service::events::retry_delivery(&state, &caller.0, DeliveryId(id.into_inner())).await?;
+    Ok(HttpResponse::Accepted().json(DeliveryDetailOut::new(retried)))
+}

@@ -47,6 +47,7 @@ api_routes! {
     post "/events/{id}/replay" => events::replay,
     get "/deliveries/{id}" => events::get_delivery,
     post "/deliveries/{id}/replay" => events::replay_delivery,
+    post "/deliveries/{id}/retry" => events::retry_delivery,
     post "/sources" => sources::create,
     get "/sources" => sources::list,
     get "/sources/{id}" => sources::get,

@@ -37,6 +37,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         events::replay,
         events::get_delivery,
         events::replay_delivery,
+        events::retry_delivery,
         sources::create,
         sources::list,
         sources::get,

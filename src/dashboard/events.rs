@@ -385,6 +385,8 @@ pub struct DeliveryView {
     pub subscription_name: String,
     pub status: &'static str,
     pub replayable: bool,
+    /// Whether it waits for its next retry, which can be made now.
+    pub retryable: bool,
     pub completed: Option<Moment>,
     pub next_attempt: Option<Moment>,
     /// Why it waits, when not for a retry, in words.
@@ -432,6 +434,7 @@ pub async fn event_detail(
                 .unwrap_or_default(),
             status: delivery.status.as_str(),
             replayable: delivery.status.is_final(),
+            retryable: delivery.status == EventStatus::Retrying,
             completed: delivery.completed_at.map(|at| Moment::of(at, now)),
             next_attempt: delivery
                 .next_attempt_at
@@ -617,6 +620,25 @@ pub async fn replay_delivery(
         &format!("/events/{}", delivery.event_id),
         Some(Flash::success(
             "Replayed: the same bytes and webhook-id are on their way, with a fresh retry budget.",
+        )),
+    ))
+}
+
+/// `POST /deliveries/{id}/retry`: attempts now a delivery that waits for its next retry (409
+/// otherwise), and shows its event.
+pub async fn retry_delivery(
+    request: HttpRequest,
+    session: Session,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, DashboardError> {
+    let id = DeliveryId(id.into_inner());
+    let (delivery, _) = service::events::retry_delivery(&state, session.actor(), id).await?;
+    Ok(redirect(
+        &request,
+        &format!("/events/{}", delivery.event_id),
+        Some(Flash::success(
+            "Retrying now, in place of the scheduled retry.",
         )),
     ))
 }

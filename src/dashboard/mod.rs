@@ -127,6 +127,10 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 "/deliveries/{id}/replay",
                 web::post().to(events::replay_delivery),
             )
+            .route(
+                "/deliveries/{id}/retry",
+                web::post().to(events::retry_delivery),
+            )
             .route("/workspaces", web::get().to(team::workspaces))
             .route("/workspaces", web::post().to(team::create_workspace))
             .route("/workspaces/{id}/switch", web::post().to(team::switch))

@@ -118,6 +118,51 @@ pub async fn replay_delivery(
     }
 }
 
+/// Attempts now a delivery that waits for its next retry (after its endpoint was fixed, say):
+/// the attempt takes the retry's place in its chain, and the retry's own message is dropped
+/// when it comes, so two clicks, or a click racing the retry, still make one attempt. One that
+/// does not wait for a retry is a conflict.
+pub async fn retry_delivery(
+    state: &AppState,
+    actor: &Actor,
+    id: DeliveryId,
+) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
+    actor.require(Permission::Change)?;
+    let due = state
+        .db
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let due = delivery::retry_now_in_workspace(conn, actor.workspace, id).await?;
+                if let Some(due) = &due {
+                    let line = actor
+                        .audit("delivery.retried", "delivery", id)
+                        .detail(format!("event {}", due.event_id));
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(due)
+            })
+            .await
+        })
+        .await?;
+    let (found, attempts) = get_delivery(state, actor, id).await?;
+    match due {
+        Some(due) => {
+            let due = std::slice::from_ref(&due);
+            publish_due(&state.publisher, due).await;
+            super::subscriptions::notify_replayed(state, actor.workspace, due);
+            Ok((found, attempts))
+        }
+        None => Err(ServiceError::Conflict(match found.status {
+            EventStatus::Retrying => "the delivery is being attempted right now, or its \
+                                      subscription is paused or disabled: resume it first"
+                .to_owned(),
+            status => format!(
+                "the delivery is {status}: only one waiting for its next retry can be retried now"
+            ),
+        })),
+    }
+}
+
 /// One of the workspace's deliveries, with its attempts.
 pub async fn get_delivery(
     state: &AppState,

@@ -509,3 +509,62 @@ async fn a_bulk_replay_of_delivered_events_delivers_each_once_more() {
     sink.stop().await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_now_makes_the_waiting_attempt_at_once_in_place_of_the_scheduled_one() {
+    let app = spawn_app_with(|s| s.retry_schedule = "3s,3s".parse().unwrap()).await;
+    let sink = Sink::start(Script::Always(500)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), r#"{"n":1}"#)
+        .await;
+    app.wait_for_status(&id, "retrying").await;
+    let delivery = app.delivery_of(&id).await;
+    // The event's page offers it beside the waiting delivery.
+    let page = app
+        .owner_dashboard()
+        .await
+        .page(&format!("/events/{id}"))
+        .await;
+    assert!(
+        page.contains(&format!("action=\"/deliveries/{delivery}/retry\"")),
+        "{page}"
+    );
+    let retry = format!("/api/v1/deliveries/{delivery}/retry");
+    // Two clicks at once: one attempt.
+    let (first, second) = tokio::join!(
+        app.send_json(Method::POST, &retry, &json!(null)),
+        app.send_json(Method::POST, &retry, &json!(null)),
+    );
+    let statuses = [first.status().as_u16(), second.status().as_u16()];
+    assert!(statuses.contains(&202), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 202 || *s == 409),
+        "{statuses:?}"
+    );
+    let failed = app.wait_for_status(&id, "failed").await;
+    // The first attempt, the one made now, and the last retry: the retry that was scheduled
+    // when the button was pressed was dropped, and the budget was not reset.
+    assert_eq!(failed["attempts"], 3, "{failed}");
+    let received = sink.received();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received[1].at - received[0].at < Duration::from_secs(2),
+        "the second attempt came at once, not after the 3 s the schedule waits"
+    );
+    // An ended delivery has no retry to make now: replay it instead.
+    let ended = app.send_json(Method::POST, &retry, &json!(null)).await;
+    assert_eq!(ended.status(), 409);
+    // The retry is in the audit log.
+    let log = app.get_json("/api/v1/audit-log?object_type=delivery").await;
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|line| line["action"] == "delivery.retried" && line["object_id"] == delivery),
+        "{log}"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}

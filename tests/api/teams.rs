@@ -782,6 +782,11 @@ async fn each_role_is_held_to_its_actions_on_the_dashboard_with_a_403_page() {
             "developer",
         ),
         (
+            format!("/deliveries/{}/retry", fixture.delivery),
+            vec![],
+            "developer",
+        ),
+        (
             "/members/invite".into(),
             vec![("email", "x@example.com".into()), ("role", "viewer".into())],
             "admin",

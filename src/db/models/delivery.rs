@@ -593,6 +593,29 @@ pub async fn claim_missed(
     .await
 }
 
+/// Makes one of a workspace's deliveries that waits for its next retry due now, at the step of
+/// its chain it is at: its envelope claims it, and the retry's own message, arriving later at
+/// the same step, finds it further along (or held) and is dropped. `Ok(None)`: no such delivery
+/// of theirs waiting for a retry of an active subscription, or one being attempted.
+pub async fn retry_now_in_workspace(
+    conn: &mut AsyncPgConnection,
+    workspace: WorkspaceId,
+    id: DeliveryId,
+) -> QueryResult<Option<DueDelivery>> {
+    diesel::sql_query(format!(
+        "UPDATE deliveries SET next_attempt_at = now(), waiting = NULL, republishes = 0 \
+         FROM subscriptions WHERE subscriptions.id = deliveries.subscription_id \
+         AND subscriptions.workspace_id = $1 AND deliveries.id = $2 \
+         AND deliveries.status = 'retrying' AND subscriptions.is_active \
+         AND (deliveries.leased_until IS NULL OR deliveries.leased_until < now()){RETURNING_DUE}"
+    ))
+    .bind::<SqlUuid, _>(workspace)
+    .bind::<SqlUuid, _>(id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
 /// Makes one of a workspace's delivered or failed deliveries due again with a fresh retry budget.
 /// `Ok(None)`: no such delivery of theirs, or it is still being made.
 pub async fn replay_in_workspace(
