@@ -376,7 +376,10 @@ impl Connection {
         };
         let ids: Vec<EventId> = new.iter().chain(&changed).copied().collect();
         let across = self.watched.subscription.is_none() && self.watched.event.is_none();
-        let lines = if ids.is_empty() {
+        // An event's page has no rows: its changing parts are the detail. Rows there would
+        // also make htmx parse the whole message as table rows, and take the forms of the
+        // detail (Replay, Retry now) apart.
+        let lines = if ids.is_empty() || self.watched.event.is_some() {
             Vec::new()
         } else {
             service::events::lines(&self.state, actor, &ids)

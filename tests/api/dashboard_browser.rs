@@ -2,13 +2,14 @@
 //! (htmx boosting every link and form) and once without (plain forms and links).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::browser::{Browser, BrowserOptions, Screen};
 use spenza::config::DEFAULT_RETRY_SCHEDULE;
 
 use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestResources,
-    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with,
+    create_user_with_key, spawn_app, spawn_app_with, spawn_fresh_app_with, wait_until,
 };
 
 /// Where a test leaves its screenshots, to look at after a run.
@@ -669,4 +670,46 @@ async fn a_second_subscription_with_a_filter_gets_only_the_events_it_matches() {
         1,
         "{routed}"
     );
+}
+
+/// The endpoint failed, its fix is deployed, and the next retry is an hour away: **Retry now**
+/// on the event's page delivers at once, and the page shows it. The button still works once the
+/// page has had a live update (an update once carried rows, which made the page's forms fall
+/// apart as htmx read it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waiting_an_hour_for_its_retry_is_retried_now_from_its_page() {
+    let app = spawn_app_with(|s| s.retry_schedule = "1h".parse().unwrap()).await;
+    let sink = Sink::start(Script::FailFirst(1, 503)).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let id = app
+        .accept(subscription["ingest_url"].as_str().unwrap(), r#"{"n":1}"#)
+        .await;
+    app.wait_for_status(&id, "retrying").await;
+    let browser = Browser::start().await;
+    log_in(&browser, &app.address).await;
+    browser.goto(&format!("{}/events/{id}", app.address)).await;
+    browser
+        .wait_for(".delivery[data-status='retrying'] [data-action='retry-now']")
+        .await;
+    browser
+        .screenshot(screenshot_path("desktop-event-retry-now.png"))
+        .await;
+    browser.click("[data-action='retry-now']").await;
+    wait_until(Duration::from_secs(10), "the attempt made now", || async {
+        match sink.received().len() {
+            2 => Ok(()),
+            n => Err(format!("{n} requests; event {}", app.event(&id).await)),
+        }
+    })
+    .await;
+    browser
+        .wait_for(".delivery[data-status='completed'] li[data-attempt='2']")
+        .await;
+    assert_eq!(sink.received().len(), 2);
+    browser
+        .screenshot(screenshot_path("desktop-event-retried.png"))
+        .await;
+    browser.close().await;
+    sink.stop().await;
+    app.shutdown().await;
 }
