@@ -107,10 +107,13 @@ impl FromRequest for Session {
                             htmx: is_htmx(&request),
                         });
                     };
+                    // Only an action is refused: a link from such a page shows the page of
+                    // the workspace the session is in now.
                     let rendered_for = request
                         .headers()
                         .get(WORKSPACE_HEADER)
-                        .and_then(|value| value.to_str().ok());
+                        .and_then(|value| value.to_str().ok())
+                        .filter(|_| !matches!(*request.method(), Method::GET | Method::HEAD));
                     if rendered_for.is_some_and(|id| id != workspace.id.to_string()) {
                         return Err(DashboardError::Conflict(format!(
                             "this page belongs to another workspace than the one you are in now \

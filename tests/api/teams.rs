@@ -1403,6 +1403,18 @@ async fn a_member_creates_switches_renames_and_deletes_workspaces_from_the_navig
         .await
         .unwrap();
     assert_eq!(stale.status(), 409);
+    // A link from such a page just shows the page of the workspace the session is in.
+    let followed = app
+        .api
+        .get(format!("{}/sources", app.address))
+        .header("cookie", format!("spenza_session={}", owner.session))
+        .header("X-Spenza-Workspace", personal.as_str())
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(followed.status(), 200);
+    assert_eq!(badge(&followed.text().await.unwrap()), "Payments");
     // Back to the first, from the workspaces page.
     let page = owner.page("/workspaces").await;
     assert_eq!(page.matches("data-action=\"switch\"").count(), 1);
