@@ -277,21 +277,35 @@ async fn a_rate_limit_holds_across_two_worker_processes_in_every_one_second_wind
             "a header value was logged"
         );
     }
-    let listed: Value = client
-        .get(format!(
-            "{}/api/v1/subscriptions/{}/events?limit=100",
-            api.address,
-            subscription["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The sink has every request; a worker records the last outcomes just after.
+    let events = format!(
+        "{}/api/v1/subscriptions/{}/events?limit=100",
+        api.address,
+        subscription["id"].as_str().unwrap()
+    );
+    let listed: Value = wait_until(
+        Duration::from_secs(15),
+        "every outcome recorded",
+        || async {
+            let listed: Value = client
+                .get(&events)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let rows = listed["data"].as_array().unwrap();
+            if rows.len() == EVENTS && rows.iter().all(|row| row["status"] == "completed") {
+                Ok(listed)
+            } else {
+                Err(listed.to_string())
+            }
+        },
+    )
+    .await;
     let rows = listed["data"].as_array().unwrap();
-    assert_eq!(rows.len(), EVENTS);
     assert!(rows.iter().all(|row| row["attempts"] == 1), "{listed}");
     for log in logs {
         let _ = std::fs::remove_file(log);
