@@ -121,28 +121,20 @@ pub async fn create(
     form: web::Form<NewKeyForm>,
 ) -> Result<HttpResponse, DashboardError> {
     let form = form.into_inner();
-    let Ok(role) = form.role.parse::<Role>() else {
-        let error = ServiceError::invalid("role", "choose a role");
-        let ServiceError::Invalid(fields) = error else {
-            unreachable!("an invalid input is one")
-        };
-        return page(
-            &session,
-            &state,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-            (form.name, Role::Developer),
-            FormErrors::new(fields),
-        )
-        .await;
+    let role = form.role.parse::<Role>();
+    let created = match role {
+        Ok(role) => {
+            let input = ApiKeyIn {
+                name: form.name.clone(),
+                role,
+            };
+            api_keys::create(&state.db, session.actor(), &input).await
+        }
+        Err(_) => Err(ServiceError::invalid("role", "choose a role")),
     };
-    let input = ApiKeyIn {
-        name: form.name,
-        role,
-    };
-    match api_keys::create(&state.db, session.actor(), &input).await {
+    match created {
         Ok((_, key)) => {
-            let created = Some((input.name.trim().to_owned(), key.expose().to_owned()));
+            let created = Some((form.name.trim().to_owned(), key.expose().to_owned()));
             page(
                 &session,
                 &state,
@@ -159,7 +151,7 @@ pub async fn create(
                 &state,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 None,
-                (input.name, role),
+                (form.name, role.unwrap_or(Role::Developer)),
                 FormErrors::new(fields),
             )
             .await

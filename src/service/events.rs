@@ -86,36 +86,7 @@ pub async fn replay_delivery(
     actor: &Actor,
     id: DeliveryId,
 ) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
-    actor.require(Permission::Change)?;
-    let due = state
-        .db
-        .run(async |conn| {
-            conn.transaction(async |conn| {
-                let due = delivery::replay_in_workspace(conn, actor.workspace, id).await?;
-                if let Some(due) = &due {
-                    let line = actor
-                        .audit("delivery.replayed", "delivery", id)
-                        .detail(format!("event {}", due.event_id));
-                    audit::append(conn, &[line]).await?;
-                }
-                Ok(due)
-            })
-            .await
-        })
-        .await?;
-    let (found, attempts) = get_delivery(state, actor, id).await?;
-    match due {
-        Some(due) => {
-            let due = std::slice::from_ref(&due);
-            publish_due(&state.publisher, due).await;
-            super::subscriptions::notify_replayed(state, actor.workspace, due);
-            Ok((found, attempts))
-        }
-        None => Err(ServiceError::Conflict(format!(
-            "the delivery is {}: only completed or failed deliveries can be replayed",
-            found.status
-        ))),
-    }
+    make_due(state, actor, id, Again::Replay).await
 }
 
 /// Attempts now a delivery that waits for its next retry (after its endpoint was fixed, say):
@@ -127,15 +98,66 @@ pub async fn retry_delivery(
     actor: &Actor,
     id: DeliveryId,
 ) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
+    make_due(state, actor, id, Again::RetryNow).await
+}
+
+/// How one delivery is made again.
+#[derive(Debug, Clone, Copy)]
+enum Again {
+    /// An ended one, with a fresh retry budget.
+    Replay,
+    /// One waiting for its next retry, now, at the step it is at.
+    RetryNow,
+}
+
+impl Again {
+    fn action(self) -> &'static str {
+        match self {
+            Again::Replay => "delivery.replayed",
+            Again::RetryNow => "delivery.retried",
+        }
+    }
+
+    /// Why a delivery of this status was not made again.
+    fn refusal(self, status: EventStatus) -> String {
+        match (self, status) {
+            (Again::Replay, status) => format!(
+                "the delivery is {status}: only completed or failed deliveries can be replayed"
+            ),
+            (Again::RetryNow, EventStatus::Retrying) => "the delivery is being attempted right \
+                 now, or its subscription is paused or disabled: resume it first"
+                .to_owned(),
+            (Again::RetryNow, status) => format!(
+                "the delivery is {status}: only one waiting for its next retry can be retried now"
+            ),
+        }
+    }
+}
+
+/// Makes one delivery due `how`, with its audit line, publishes it and tells the live pages;
+/// answers it with its attempts.
+async fn make_due(
+    state: &AppState,
+    actor: &Actor,
+    id: DeliveryId,
+    how: Again,
+) -> Result<(DeliverySummary, Vec<DeliveryAttempt>), ServiceError> {
     actor.require(Permission::Change)?;
     let due = state
         .db
         .run(async |conn| {
             conn.transaction(async |conn| {
-                let due = delivery::retry_now_in_workspace(conn, actor.workspace, id).await?;
+                let due = match how {
+                    Again::Replay => {
+                        delivery::replay_in_workspace(conn, actor.workspace, id).await?
+                    }
+                    Again::RetryNow => {
+                        delivery::retry_now_in_workspace(conn, actor.workspace, id).await?
+                    }
+                };
                 if let Some(due) = &due {
                     let line = actor
-                        .audit("delivery.retried", "delivery", id)
+                        .audit(how.action(), "delivery", id)
                         .detail(format!("event {}", due.event_id));
                     audit::append(conn, &[line]).await?;
                 }
@@ -145,22 +167,13 @@ pub async fn retry_delivery(
         })
         .await?;
     let (found, attempts) = get_delivery(state, actor, id).await?;
-    match due {
-        Some(due) => {
-            let due = std::slice::from_ref(&due);
-            publish_due(&state.publisher, due).await;
-            super::subscriptions::notify_replayed(state, actor.workspace, due);
-            Ok((found, attempts))
-        }
-        None => Err(ServiceError::Conflict(match found.status {
-            EventStatus::Retrying => "the delivery is being attempted right now, or its \
-                                      subscription is paused or disabled: resume it first"
-                .to_owned(),
-            status => format!(
-                "the delivery is {status}: only one waiting for its next retry can be retried now"
-            ),
-        })),
-    }
+    let Some(due) = due else {
+        return Err(ServiceError::Conflict(how.refusal(found.status)));
+    };
+    let due = std::slice::from_ref(&due);
+    publish_due(&state.publisher, due).await;
+    super::subscriptions::notify_replayed(state, actor.workspace, due);
+    Ok((found, attempts))
 }
 
 /// One of the workspace's deliveries, with its attempts.
