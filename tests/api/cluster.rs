@@ -19,9 +19,11 @@ use crate::helpers::{
 };
 
 /// The one retry's wait: long enough to stop a node while retries wait, well short of the
-/// reaper's grace, so that what the retries arrive through is the wait queue.
+/// reaper's grace, so that what the retries arrive through is the wait queue. The grace outlasts
+/// the longest case (c) can take (30 s to fill the wait queue, 60 s for the retries after the
+/// stop): with 45 s, a run on a loaded machine once saw the reaper republish during case (c).
 const RETRY: &str = "15s";
-const REAPER_GRACE: &str = "45s";
+const REAPER_GRACE: &str = "120s";
 const DELIVERY_CONCURRENCY: usize = 16;
 
 /// Three RabbitMQ nodes of the script's, removed with everything they hold when dropped.
