@@ -337,16 +337,40 @@ pub struct Settings {
     /// A dashboard session ends this long after log-in, however much it is used.
     #[arg(long = "session-lifetime", env = "SPENZA_SESSION_LIFETIME", default_value = "7d", value_parser = humantime::parse_duration)]
     pub session_lifetime: Duration,
-    /// The SMTP server invitations are mailed through, as a URL with its credentials:
+    /// The SMTP server invitations and issue notifications are mailed through, as a URL with its credentials:
     /// `smtps://user:password@host:465` for TLS, `smtp://user:password@host:587` for STARTTLS as
     /// the server offers it, else plain (`?tls=required` insists on STARTTLS). Unset: nothing is
-    /// mailed; invitation links are shown to copy all the same.
+    /// mailed; invitation links are shown to copy all the same, and email channels cannot be
+    /// added.
     #[arg(long = "smtp-url", env = "SPENZA_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<SecretUrl>,
     /// The sender of the mail the relay sends: an address, or a name with the address in angle
     /// brackets; needed with `SPENZA_SMTP_URL`.
     #[arg(long = "smtp-from", env = "SPENZA_SMTP_FROM")]
     pub smtp_from: Option<String>,
+    /// How often the relay looks for issues (a breaker that opened, deliveries in the
+    /// graveyard, a source refusing requests, a subscription falling behind) and for issues
+    /// whose condition cleared. One process looks at a time, whichever gets there first.
+    #[arg(long = "issue-scan-interval", env = "SPENZA_ISSUE_SCAN_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub issue_scan_interval: Duration,
+    /// Refused requests within `SPENZA_SOURCE_REFUSAL_WINDOW` that open a `source_rejecting`
+    /// issue; it resolves once a whole window passes without one.
+    #[arg(long = "source-refusal-threshold", env = "SPENZA_SOURCE_REFUSAL_THRESHOLD", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub source_refusal_threshold: u32,
+    /// The window `SPENZA_SOURCE_REFUSAL_THRESHOLD` counts refusals in.
+    #[arg(long = "source-refusal-window", env = "SPENZA_SOURCE_REFUSAL_WINDOW", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub source_refusal_window: Duration,
+    /// How long a subscription's oldest undelivered event may wait before a
+    /// `subscription_lagging` issue opens, unless the subscription sets its own.
+    #[arg(long = "lag-threshold", env = "SPENZA_LAG_THRESHOLD", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub lag_threshold: Duration,
+    /// The least time between two messages about one issue to one channel once it recurs: a
+    /// reopening within it waits, and its message tells of every transition since the last.
+    #[arg(long = "notification-quiet", env = "SPENZA_NOTIFICATION_QUIET", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub notification_quiet: Duration,
+    /// How long a resolved issue is kept; then it is removed.
+    #[arg(long = "issue-retention", env = "SPENZA_ISSUE_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub issue_retention: Duration,
     /// Which parts of the relay this process runs.
     #[arg(long, env = "SPENZA_ROLE", value_enum, default_value_t = Role::All)]
     pub role: Role,

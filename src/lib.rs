@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod health;
 pub mod ingest;
+pub mod issues;
 pub mod live;
 pub mod mail;
 pub mod metrics;

@@ -1,7 +1,7 @@
-//! Outgoing mail over SMTP (`SPENZA_SMTP_URL`, `SPENZA_SMTP_FROM`): invitations today. The URL
-//! says the host, the port, the TLS mode and the credentials: `smtps://` for TLS from the start,
-//! `smtp://` for STARTTLS when the server offers it and plain text otherwise (`?tls=required`
-//! refuses a server that does not offer it).
+//! Outgoing mail over SMTP (`SPENZA_SMTP_URL`, `SPENZA_SMTP_FROM`): invitations and issue
+//! notifications. The URL says the host, the port, the TLS mode and the credentials: `smtps://`
+//! for TLS from the start, `smtp://` for STARTTLS when the server offers it and plain text
+//! otherwise (`?tls=required` refuses a server that does not offer it).
 
 use std::time::Duration;
 
@@ -49,7 +49,21 @@ impl Mailer {
 
     /// Sends a plain-text message to `to`.
     pub async fn send(&self, to: &str, subject: &str, body: String) -> anyhow::Result<()> {
+        self.send_with_id(to, subject, body, None).await
+    }
+
+    /// Sends a plain-text message to `to`, its `Message-ID` made from `id` when given (the
+    /// same on every try of one message), else a fresh one.
+    pub async fn send_with_id(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+        id: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let domain = self.from.email.domain().to_owned();
         let message = Message::builder()
+            .message_id(id.map(|id| format!("<{id}@{domain}>")))
             .from(self.from.clone())
             .to(to.parse().context("a recipient's address")?)
             .subject(subject)

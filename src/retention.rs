@@ -3,7 +3,8 @@
 //! goes with its last delivery (one no subscription took, after `SPENZA_RETENTION`); deliveries
 //! still to make are never removed. Every replica runs it: each batch locks its rows with
 //! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
-//! never waits behind it. Lines of the audit log go once older than `SPENZA_AUDIT_RETENTION`.
+//! never waits behind it. Lines of the audit log go once older than `SPENZA_AUDIT_RETENTION`, and
+//! resolved issues (with their notifications) once resolved longer than `SPENZA_ISSUE_RETENTION`.
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::Database;
-use crate::db::models::{audit, delivery};
+use crate::db::models::{audit, delivery, issue};
 use crate::domain::EventStatus;
 
 /// Events removed by one statement at most.
@@ -32,13 +33,20 @@ pub struct RetentionPolicy {
     pub failed: Duration,
     /// Lines of the audit log.
     pub audit: Duration,
+    /// Resolved issues.
+    pub issues: Duration,
 }
 
 impl RetentionPolicy {
     /// How often to look for expired events and audit lines: a tenth of the shortest retention,
     /// between every 100 ms (for tests' short retentions) and every 5 minutes.
     fn every(&self) -> Duration {
-        (self.completed.min(self.failed).min(self.audit) / 10)
+        (self
+            .completed
+            .min(self.failed)
+            .min(self.audit)
+            .min(self.issues)
+            / 10)
             .clamp(Duration::from_millis(100), Duration::from_secs(300))
     }
 
@@ -79,26 +87,50 @@ impl Retention {
             ] {
                 self.remove(status, kept, &stop).await;
             }
-            self.remove_audit_lines(&stop).await;
+            self.remove_older(
+                self.policy.audit,
+                "audit lines",
+                &stop,
+                audit::delete_older_than,
+            )
+            .await;
+            self.remove_older(
+                self.policy.issues,
+                "resolved issues",
+                &stop,
+                issue::delete_resolved_before,
+            )
+            .await;
         }
     }
 
-    /// Removes lines of the audit log kept longer than the policy says, batch by batch.
-    async fn remove_audit_lines(&self, stop: &CancellationToken) {
-        let Ok(kept) = chrono::Duration::from_std(self.policy.audit) else {
+    /// Removes rows older than `kept` (`what` they are, for the log) with `delete`, which
+    /// removes up to a batch of those before a time, batch by batch.
+    async fn remove_older(
+        &self,
+        kept: Duration,
+        what: &str,
+        stop: &CancellationToken,
+        delete: impl AsyncFn(
+            &mut diesel_async::AsyncPgConnection,
+            chrono::DateTime<Utc>,
+            i64,
+        ) -> diesel::QueryResult<usize>,
+    ) {
+        let Ok(kept) = chrono::Duration::from_std(kept) else {
             return;
         };
         let before = Utc::now() - kept;
         for _ in 0..BATCHES_PER_RUN {
             match self
                 .db
-                .run(async |conn| audit::delete_older_than(conn, before, BATCH).await)
+                .run(async |conn| delete(conn, before, BATCH).await)
                 .await
             {
                 Ok(count) if count < BATCH as usize || stop.is_cancelled() => break,
                 Ok(_) => tokio::time::sleep(PAUSE).await,
                 Err(error) => {
-                    warn!(self.log, "removing old audit lines failed"; "error" => %error);
+                    warn!(self.log, "removing old rows failed"; "what" => what, "error" => %error);
                     break;
                 }
             }
@@ -162,6 +194,7 @@ mod tests {
             completed: Duration::from_secs(completed),
             failed: Duration::from_secs(failed),
             audit: Duration::from_secs(365 * 86_400),
+            issues: Duration::from_secs(90 * 86_400),
         };
         assert_eq!(policy(2, 4).every(), Duration::from_millis(200));
         assert_eq!(

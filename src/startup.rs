@@ -17,6 +17,8 @@ use crate::config::{Role, Settings};
 use crate::db::{self, Commits, Database};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
 use crate::ingest::{IngestState, Intake, Refusals, Routes};
+use crate::issues::notify::{Messenger, Notifier};
+use crate::issues::{Watch, WatchSettings};
 use crate::live::LiveThread;
 use crate::mail::Mailer;
 use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
@@ -77,6 +79,9 @@ pub struct Application {
     reaper: Reaper,
     gauges: metrics::Gauges,
     retention: Retention,
+    /// Looks for issues, and their notifications to send.
+    watch: Watch,
+    notifier: Notifier,
     shutdown: CancellationToken,
     settings: Settings,
     log: Logger,
@@ -138,6 +143,7 @@ impl Application {
             completed: settings.retention,
             failed: settings.failed_retention,
             audit: settings.audit_retention,
+            issues: settings.issue_retention,
         };
         let retention = Retention {
             db: db.clone(),
@@ -212,6 +218,28 @@ impl Application {
             (Some(_), None) => anyhow::bail!("SPENZA_SMTP_URL needs SPENZA_SMTP_FROM, the sender"),
             (None, _) => None,
         };
+        let messenger = Arc::new(
+            Messenger::new(target_policy.clone(), mailer.clone(), public_base.clone())
+                .context("building the notifications' HTTP client")?,
+        );
+        let watch = Watch {
+            db: db.clone(),
+            live: live.clone(),
+            settings: WatchSettings {
+                every: settings.issue_scan_interval,
+                refusal_threshold: settings.source_refusal_threshold,
+                refusal_window: settings.source_refusal_window,
+                lag_threshold: settings.lag_threshold,
+                quiet: settings.notification_quiet,
+            },
+            log: log.new(slog::o!("component" => "issues")),
+        };
+        let notifier = Notifier {
+            db: db.clone(),
+            messenger: messenger.clone(),
+            log: log.new(slog::o!("component" => "notifications")),
+        };
+        let notification_quiet = settings.notification_quiet;
         let sessions = SessionPolicy {
             idle: settings.session_idle,
             lifetime: settings.session_lifetime,
@@ -275,6 +303,8 @@ impl Application {
                 signup,
                 sessions,
                 mailer: mailer.clone(),
+                messenger: messenger.clone(),
+                notification_quiet,
                 retention: retention_policy,
                 log: http_log.clone(),
             });
@@ -334,6 +364,8 @@ impl Application {
             reaper,
             gauges,
             retention,
+            watch,
+            notifier,
             shutdown,
             settings,
             log,
@@ -365,6 +397,8 @@ impl Application {
             reaper,
             gauges,
             retention,
+            watch,
+            notifier,
             shutdown,
             settings,
             log,
@@ -375,6 +409,8 @@ impl Application {
         let reaper = tokio::spawn(reaper.run(shutdown.clone()));
         let gauges = tokio::spawn(gauges.run(shutdown.clone()));
         let retention = tokio::spawn(retention.run(shutdown.clone()));
+        let watch = tokio::spawn(watch.run(shutdown.clone()));
+        let notifier = tokio::spawn(notifier.run(shutdown.clone()));
         let metrics_server = metrics_server.map(|server| {
             let handle = server.handle();
             tokio::spawn(server);
@@ -403,6 +439,8 @@ impl Application {
         }
         let _ = gauges.await;
         let _ = retention.await;
+        let _ = watch.await;
+        let _ = notifier.await;
         if let Some(Delivery {
             consumer,
             dispatcher,

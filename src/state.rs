@@ -11,6 +11,7 @@ use crate::config::SignupPolicy;
 use crate::db::Database;
 use crate::delivery::TargetPolicy;
 use crate::ingest::Intake;
+use crate::issues::notify::Messenger;
 use crate::live::Live;
 use crate::mail::Mailer;
 use crate::queue::{ConsumerStatus, Publisher};
@@ -47,6 +48,10 @@ pub struct AppState {
     pub sessions: SessionPolicy,
     /// Sends invitations, when an SMTP server is configured.
     pub mailer: Option<Arc<Mailer>>,
+    /// Sends notifications' test messages.
+    pub messenger: Arc<Messenger>,
+    /// The least time between two messages about a recurring issue to one channel.
+    pub notification_quiet: std::time::Duration,
     /// How long finished events are kept, which the pages and the API say.
     pub retention: RetentionPolicy,
     pub log: Logger,

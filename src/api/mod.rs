@@ -3,6 +3,7 @@
 mod auth;
 mod error;
 mod events;
+mod issues;
 pub mod openapi;
 pub mod responses;
 mod sources;
@@ -63,6 +64,15 @@ api_routes! {
     post "/api-keys" => team::create_key,
     delete "/api-keys/{id}" => team::revoke_key,
     get "/audit-log" => team::audit_log,
+    get "/issues" => issues::list,
+    get "/issues/{id}" => issues::get,
+    patch "/issues/{id}" => issues::change,
+    get "/notification-channels" => issues::list_channels,
+    post "/notification-channels" => issues::create_channel,
+    get "/notification-channels/{id}" => issues::get_channel,
+    patch "/notification-channels/{id}" => issues::edit_channel,
+    delete "/notification-channels/{id}" => issues::delete_channel,
+    post "/notification-channels/{id}/test" => issues::test_channel,
 }
 
 /// Mounts every API route, and the API's OpenAPI document beside them: the document describes

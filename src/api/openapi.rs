@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi};
 use super::responses::{
     BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
-use super::{events, sources, subscriptions, team};
+use super::{events, issues, sources, subscriptions, team};
+use crate::issues::notify::NotificationPayload;
 use crate::problem::Problem;
 
 /// Where the document is served.
@@ -53,9 +54,18 @@ pub const PATH: &str = "/api/v1/openapi.json";
         team::create_key,
         team::revoke_key,
         team::audit_log,
+        issues::list,
+        issues::get,
+        issues::change,
+        issues::list_channels,
+        issues::create_channel,
+        issues::get_channel,
+        issues::edit_channel,
+        issues::delete_channel,
+        issues::test_channel,
     ),
     components(
-        schemas(Problem),
+        schemas(Problem, NotificationPayload),
         responses(
             BadRequest,
             Unauthorized,
@@ -75,6 +85,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         (name = "subscriptions", description = "Where a source's events are delivered"),
         (name = "events", description = "What came in, how its delivery went, and replaying it"),
         (name = "members", description = "The workspace's people and keys, their roles, and the audit log"),
+        (name = "issues", description = "What the relay noticed going wrong, and the channels it tells: email, Slack, and webhooks whose payload is `NotificationPayload`"),
     ),
 )]
 pub struct ApiDoc;

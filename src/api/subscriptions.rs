@@ -71,6 +71,10 @@ pub struct PolicyOut {
     pub max_in_flight: Option<u32>,
     #[schema(required = true)]
     pub rate_limit: Option<RateLimit>,
+    /// How long the oldest undelivered event may wait before a `subscription_lagging` issue
+    /// opens, such as `"15m"`.
+    #[schema(required = true)]
+    pub lag_threshold: Option<String>,
     /// The names of the extra headers added to every delivery; their values are write-only.
     pub headers: Vec<String>,
 }
@@ -85,6 +89,7 @@ impl From<Policy> for PolicyOut {
             timeout: policy.timeout_ms.map(text),
             max_in_flight: policy.max_in_flight,
             rate_limit: policy.rate_limit,
+            lag_threshold: policy.lag_threshold_ms.map(text),
             headers: policy.headers.into_keys().collect(),
         }
     }

@@ -93,6 +93,8 @@ pub struct CurrentWorkspace {
     pub id: WorkspaceId,
     pub name: String,
     pub role: Role,
+    /// Its unresolved issues, when the session was resumed.
+    pub open_issues: i64,
 }
 
 /// Starts a session for `user`, signed in from `ip` (which the audit log records); the token
@@ -123,12 +125,14 @@ pub async fn resume_session(
         .run(async |conn| session::touch(conn, &hash, policy.idle).await)
         .await?;
     Ok(owner.map(|owner| {
+        let open_issues = owner.open_issues;
         let workspace = match (owner.workspace_id, owner.workspace_name, owner.role) {
-            (Some(id), Some(name), Some(role)) => {
-                role.parse()
-                    .ok()
-                    .map(|role| CurrentWorkspace { id, name, role })
-            }
+            (Some(id), Some(name), Some(role)) => role.parse().ok().map(|role| CurrentWorkspace {
+                id,
+                name,
+                role,
+                open_issues,
+            }),
             _ => None,
         };
         SignedIn {

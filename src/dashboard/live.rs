@@ -69,6 +69,9 @@ pub struct Watched {
     /// Events the page shows in flight (rows, or the event of an event's page) when it
     /// (re)connected, comma-separated: sent at once, as they are now.
     rows: Option<String>,
+    /// The navigation's connection, which every page of a workspace has: it carries the count
+    /// of open issues, and no events.
+    nav: Option<bool>,
 }
 
 impl Watched {
@@ -84,9 +87,14 @@ impl Watched {
         }
     }
 
+    fn is_nav(&self) -> bool {
+        self.nav == Some(true)
+    }
+
     /// Whether new events go on top of the page as rows.
     fn adds_rows(&self) -> bool {
-        self.event.is_none()
+        !self.is_nav()
+            && self.event.is_none()
             && self.new != Some(false)
             && self
                 .status
@@ -120,6 +128,9 @@ struct LiveUpdate<'a> {
     held_back: usize,
     /// Updates were skipped: the marker asks for a reload.
     lagged: bool,
+    /// The count of open issues changed: it is sent, as `issue_count`.
+    issues_changed: bool,
+    issue_count: i64,
     page: &'a str,
     detail: Option<EventDetail>,
 }
@@ -172,11 +183,13 @@ struct Pending {
     /// Rows this connection added to the page, whose changes it sends (up to [`MAX_ADDED`];
     /// beyond, every change is sent, as the page is long).
     added: HashSet<EventId>,
+    /// The workspace's issues changed: the navigation's count is sent again.
+    issues: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.new.is_empty() && self.changed.is_empty() && !self.lagged
+        self.new.is_empty() && self.changed.is_empty() && !self.lagged && !self.issues
     }
 }
 
@@ -322,11 +335,17 @@ impl Connection {
     /// change matters only to a row the page has: one it was rendered with, or one added since
     /// (under load, most changes are of events held back behind the marker).
     fn take(&self, batch: &[Notice], pending: &mut Pending) {
+        let own = self.session.actor().workspace;
         for notice in batch {
-            let Notice::Event(notice) = notice else {
-                continue;
+            let notice = match notice {
+                Notice::Event(notice) if !self.watched.is_nav() => notice,
+                Notice::Issues { workspace } if self.watched.is_nav() => {
+                    pending.issues |= *workspace == own;
+                    continue;
+                }
+                _ => continue,
             };
-            if notice.workspace != self.session.actor().workspace {
+            if notice.workspace != own {
                 continue;
             }
             match self.watched.shows(notice) {
@@ -418,7 +437,17 @@ impl Connection {
                 (is_new, line)
             })
             .partition(|(is_new, _)| *is_new);
+        let issues_changed = std::mem::take(&mut pending.issues);
+        let issue_count = if issues_changed {
+            service::issues::count_unresolved(&self.state, actor)
+                .await
+                .unwrap_or_else(|_| self.layout.open_issues())
+        } else {
+            0
+        };
         let update = LiveUpdate {
+            issues_changed,
+            issue_count,
             layout: &self.layout,
             across,
             selectable: across

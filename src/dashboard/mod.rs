@@ -10,6 +10,7 @@ mod charts;
 mod csrf;
 mod error;
 mod events;
+pub(crate) mod issues;
 mod live;
 mod providers;
 mod session;
@@ -119,6 +120,30 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 web::post().to(subscriptions::reveal_secret),
             )
             .route("/ws", web::get().to(live::connect))
+            .route("/issues", web::get().to(issues::list))
+            .route("/issues/{id}", web::get().to(issues::show))
+            .route(
+                "/issues/{id}/acknowledge",
+                web::post().to(issues::acknowledge),
+            )
+            .route("/issues/{id}/resolve", web::post().to(issues::resolve))
+            .route("/issues/{id}/reenable", web::post().to(issues::reenable))
+            .route("/issues/{id}/replay", web::post().to(issues::replay))
+            .route("/notifications", web::get().to(issues::notifications))
+            .route("/notifications", web::post().to(issues::create_channel))
+            .route(
+                "/notifications/{id}/edit",
+                web::get().to(issues::edit_channel_page),
+            )
+            .route("/notifications/{id}", web::post().to(issues::edit_channel))
+            .route(
+                "/notifications/{id}/delete",
+                web::post().to(issues::delete_channel),
+            )
+            .route(
+                "/notifications/{id}/test",
+                web::post().to(issues::test_channel),
+            )
             .route("/events", web::get().to(events::list))
             .route("/events/replay", web::post().to(events::replay_many))
             .route("/events/{id}", web::get().to(events::show))

@@ -127,7 +127,7 @@ pub struct RejectionLine {
 }
 
 impl RejectionLine {
-    fn new(rejected: RejectedRequest, now: DateTime<Utc>) -> Self {
+    pub fn new(rejected: RejectedRequest, now: DateTime<Utc>) -> Self {
         RejectionLine {
             received: Moment::of(rejected.received_at, now),
             reason: reason_label(&rejected.reason),
@@ -218,6 +218,8 @@ impl FormPage {
 #[template(path = "sources/show.html")]
 struct ShowPage {
     layout: Layout,
+    /// Its unresolved issues, as banners.
+    issues: Vec<super::issues::IssueBanner>,
     id: SourceId,
     name: String,
     /// The ingest URL and a `curl` line for it; `None` for a role that may not see them.
@@ -341,7 +343,9 @@ pub async fn show(
             None => format!("{} with the event id as JSON", response.status),
         },
     };
+    let issues = super::issues::IssueBanner::about(&state, &session, None, Some(id)).await?;
     render(&ShowPage {
+        issues,
         layout: session.layout(Nav::Sources),
         id,
         ingest,

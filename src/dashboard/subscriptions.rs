@@ -181,6 +181,7 @@ impl FormPage {
             &form.timeout,
             &form.max_in_flight,
             &form.rate_limit_count,
+            &form.lag_threshold,
         ]
         .iter()
         .any(|field| !field.is_empty())
@@ -190,6 +191,7 @@ impl FormPage {
                 "policy.timeout",
                 "policy.max_in_flight",
                 "policy.rate_limit",
+                "policy.lag_threshold",
                 "policy.headers",
             ]
             .iter()
@@ -315,6 +317,8 @@ async fn try_filter(
 #[template(path = "subscriptions/show.html")]
 struct ShowPage {
     layout: Layout,
+    /// Its unresolved issues, as banners.
+    issues: Vec<super::issues::IssueBanner>,
     id: SubscriptionId,
     name: String,
     target_url: String,
@@ -437,7 +441,9 @@ pub async fn show(
     let now = Utc::now();
     let (hour, day) = subscriptions::activity(&state, session.actor(), id, now).await?;
     let ingest = ingest_and_curl(&state, &subscription.ingest_token, session.actor());
+    let issues = super::issues::IssueBanner::about(&state, &session, Some(id), None).await?;
     render(&ShowPage {
+        issues,
         layout: session.layout(Nav::Subscriptions),
         id,
         state: StateBadge::of(&subscription),

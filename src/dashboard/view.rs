@@ -31,27 +31,53 @@ pub enum Nav {
     Members,
     AuditLog,
     Workspaces,
+    Issues,
 }
 
 /// A one-time message shown on the page an action redirects to ("Changes saved.").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flash {
     pub text: String,
+    /// Whether it tells of something that did not work.
+    pub problem: bool,
 }
+
+/// What a problem's flash cookie starts with (outside base64's URL-safe alphabet).
+const PROBLEM_MARK: char = '!';
 
 impl Flash {
     /// A message reporting what an action did.
     pub fn success(text: impl Into<String>) -> Self {
-        Flash { text: text.into() }
+        Flash {
+            text: text.into(),
+            problem: false,
+        }
+    }
+
+    /// A message reporting that what an action tried did not work.
+    pub fn problem(text: impl Into<String>) -> Self {
+        Flash {
+            text: text.into(),
+            problem: true,
+        }
     }
 
     fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(&self.text)
+        let text = URL_SAFE_NO_PAD.encode(&self.text);
+        if self.problem {
+            format!("{PROBLEM_MARK}{text}")
+        } else {
+            text
+        }
     }
 
     fn decode(raw: &str) -> Option<Self> {
+        let (problem, raw) = match raw.strip_prefix(PROBLEM_MARK) {
+            Some(rest) => (true, rest),
+            None => (false, raw),
+        };
         let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
-        Some(Flash { text })
+        Some(Flash { text, problem })
     }
 
     /// The flash a request carries (set by the action that redirected to it).
@@ -96,6 +122,8 @@ pub struct WorkspaceBadge {
     pub id: String,
     pub name: String,
     pub role: Role,
+    /// Its unresolved issues: the count beside Issues in the navigation.
+    pub open_issues: i64,
 }
 
 impl WorkspaceBadge {
@@ -104,6 +132,7 @@ impl WorkspaceBadge {
             id: workspace.id.to_string(),
             name: workspace.name.clone(),
             role: workspace.role,
+            open_issues: workspace.open_issues,
         }
     }
 
@@ -138,6 +167,13 @@ impl Layout {
         self.workspace.as_ref().is_some_and(WorkspaceBadge::changes)
     }
 
+    /// The current workspace's unresolved issues.
+    pub fn open_issues(&self) -> i64 {
+        self.workspace
+            .as_ref()
+            .map_or(0, |workspace| workspace.open_issues)
+    }
+
     /// The member's role in the current workspace; empty outside one.
     pub fn role(&self) -> &'static str {
         self.workspace
@@ -154,6 +190,7 @@ impl Layout {
             "members" => Nav::Members,
             "audit-log" => Nav::AuditLog,
             "workspaces" => Nav::Workspaces,
+            "issues" => Nav::Issues,
             _ => Nav::ApiKeys,
         };
         if self.nav == Some(nav) {

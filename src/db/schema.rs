@@ -58,6 +58,8 @@ diesel::table! {
         leased_until -> Nullable<Timestamptz>,
         republishes -> Int4,
         waiting -> Nullable<Text>,
+        counted_attempts -> Int4,
+        due_since -> Timestamptz,
     }
 }
 
@@ -106,6 +108,30 @@ diesel::table! {
 }
 
 diesel::table! {
+    issues (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        kind -> Text,
+        subscription_id -> Nullable<Uuid>,
+        source_id -> Uuid,
+        cause -> Text,
+        state -> Text,
+        count -> Int8,
+        first_seen -> Timestamptz,
+        last_seen -> Timestamptz,
+        opened_at -> Timestamptz,
+        reopened -> Int4,
+        acknowledged_at -> Nullable<Timestamptz>,
+        acknowledged_by -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamptz>,
+        resolved_by -> Nullable<Text>,
+        examples -> Array<Uuid>,
+        detail -> Text,
+        transition -> Int4,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         email -> Text,
@@ -119,6 +145,38 @@ diesel::table! {
         user_id -> Uuid,
         role -> Text,
         created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notification_channels (id) {
+        id -> Uuid,
+        workspace_id -> Uuid,
+        kind -> Text,
+        name -> Text,
+        target -> Text,
+        signing_secret -> Nullable<Text>,
+        kinds -> Array<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    notifications (id) {
+        id -> Uuid,
+        channel_id -> Uuid,
+        issue_id -> Uuid,
+        event_type -> Text,
+        transition -> Int4,
+        transitions -> Int4,
+        created_at -> Timestamptz,
+        due_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -221,8 +279,15 @@ diesel::joinable!(deliveries -> subscriptions (subscription_id));
 diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(events -> sources (source_id));
 diesel::joinable!(invitations -> workspaces (workspace_id));
+diesel::joinable!(issues -> sources (source_id));
+diesel::joinable!(issues -> subscriptions (subscription_id));
+diesel::joinable!(issues -> workspaces (workspace_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
+diesel::joinable!(notification_channels -> users (created_by));
+diesel::joinable!(notification_channels -> workspaces (workspace_id));
+diesel::joinable!(notifications -> issues (issue_id));
+diesel::joinable!(notifications -> notification_channels (channel_id));
 diesel::joinable!(rate_limits -> subscriptions (subscription_id));
 diesel::joinable!(rejected_requests -> sources (source_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -239,8 +304,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     delivery_attempts,
     events,
     invitations,
+    issues,
     login_failures,
     memberships,
+    notification_channels,
+    notifications,
     rate_limits,
     rejected_requests,
     sessions,

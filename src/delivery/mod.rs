@@ -27,7 +27,7 @@ use crate::queue::{Envelope, Job, Publisher, Route};
 
 pub use attempt::HttpClient;
 pub use reaper::{Reaper, publish_due};
-pub use ssrf::TargetPolicy;
+pub use ssrf::{GuardedResolver, TargetPolicy};
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]

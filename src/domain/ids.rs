@@ -55,6 +55,18 @@ uuid_id!(
     InvitationId
 );
 uuid_id!(
+    /// Identifies an issue.
+    IssueId
+);
+uuid_id!(
+    /// Identifies a notification channel.
+    ChannelId
+);
+uuid_id!(
+    /// Identifies a notification: the same on every try to send it.
+    NotificationId
+);
+uuid_id!(
     /// Identifies an API key.
     ApiKeyId
 );

@@ -6,6 +6,7 @@ mod event_status;
 mod filter;
 mod ids;
 mod ingest_response;
+mod issue;
 mod password;
 mod policy;
 mod request_id;
@@ -22,13 +23,15 @@ pub use filter::{
     MAX_DEPTH as MAX_FILTER_DEPTH, MAX_NODES as MAX_FILTER_NODES, query_object,
 };
 pub use ids::{
-    ApiKeyId, DeliveryId, EventId, InvitationId, SourceId, SubscriptionId, UserId, WorkspaceId,
+    ApiKeyId, ChannelId, DeliveryId, EventId, InvitationId, IssueId, NotificationId, SourceId,
+    SubscriptionId, UserId, WorkspaceId,
 };
 pub use ingest_response::IngestResponse;
+pub use issue::{ChannelKind, IssueKind, IssueState, failure_class};
 pub use password::Password;
 pub use policy::{
     MAX_IN_FLIGHT as MAX_POLICY_IN_FLIGHT, Per, Policy, RateLimit, check_headers, check_rate_limit,
-    is_reserved_header, parse_retry_schedule, parse_timeout,
+    is_reserved_header, parse_lag_threshold, parse_retry_schedule, parse_timeout,
 };
 pub use request_id::RequestId;
 pub use retry_schedule::{RetrySchedule, compact as compact_delay};

@@ -95,6 +95,10 @@ pub struct Policy {
     pub max_in_flight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// How long its oldest undelivered event may wait before a `subscription_lagging` issue
+    /// opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_threshold_ms: Option<u64>,
     /// Added to every delivery; the values are secrets (never shown, never logged).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -107,6 +111,7 @@ impl fmt::Debug for Policy {
             .field("timeout_ms", &self.timeout_ms)
             .field("max_in_flight", &self.max_in_flight)
             .field("rate_limit", &self.rate_limit)
+            .field("lag_threshold_ms", &self.lag_threshold_ms)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -165,6 +170,20 @@ pub fn parse_timeout(written: &str) -> Result<u64, String> {
         .map_err(|_| format!("{written:?} is not a duration such as \"10s\""))?;
     if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&parsed) {
         return Err("the timeout is from 1s to 2m".into());
+    }
+    Ok(u64::try_from(parsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The shortest and the longest lag threshold a subscription may set.
+pub const MIN_LAG_THRESHOLD: Duration = Duration::from_secs(60);
+pub const MAX_LAG_THRESHOLD: Duration = Duration::from_secs(7 * 86_400);
+
+/// Checks a lag threshold as written (`"15m"`): in milliseconds.
+pub fn parse_lag_threshold(written: &str) -> Result<u64, String> {
+    let parsed = humantime::parse_duration(written.trim())
+        .map_err(|_| format!("{written:?} is not a duration such as \"15m\""))?;
+    if !(MIN_LAG_THRESHOLD..=MAX_LAG_THRESHOLD).contains(&parsed) {
+        return Err("the lag threshold is from 1m to 7 days".into());
     }
     Ok(u64::try_from(parsed.as_millis()).unwrap_or(u64::MAX))
 }

@@ -26,6 +26,9 @@ pub enum Notice {
         workspace: WorkspaceId,
         user: UserId,
     },
+    /// A workspace's issues changed: one opened, reopened, was acknowledged or resolved. Its
+    /// pages update their count of open issues.
+    Issues { workspace: WorkspaceId },
 }
 
 /// Something happened to an event: it arrived, or its status or attempts changed.

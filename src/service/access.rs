@@ -88,6 +88,14 @@ impl Actor {
         }
     }
 
+    /// Who they are, in words: the member's address or the key's name.
+    pub fn name(&self) -> &str {
+        match &self.who {
+            Principal::User { email, .. } => email,
+            Principal::Key { name, .. } => name,
+        }
+    }
+
     /// The audit line for `action` (such as `subscription.created`) on an object.
     pub fn audit(
         &self,

@@ -5,8 +5,10 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod channels;
 pub mod events;
 pub mod filters;
+pub mod issues;
 pub mod members;
 pub mod policy;
 pub mod provider_form;
@@ -17,8 +19,40 @@ pub mod subscriptions;
 pub use access::{Actor, Permission, Principal};
 pub use subscription_form::SubscriptionForm;
 
-use crate::db::DbError;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::future::BoxFuture;
+
+use crate::db::models::audit::{self, NewEntry};
+use crate::db::{Database, DbError};
 use crate::problem::FieldError;
+
+/// Deletes something of a workspace with `delete` and, when it deleted it, writes `line`, in one
+/// transaction; `NotFound(what)` when there was nothing to delete.
+async fn delete_audited(
+    db: &Database,
+    what: &'static str,
+    line: NewEntry,
+    delete: impl for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, diesel::QueryResult<bool>>
+    + Send,
+) -> Result<(), ServiceError> {
+    let deleted = db
+        .run(async |conn| {
+            conn.transaction(async |conn| {
+                let deleted = delete(conn).await?;
+                if deleted {
+                    audit::append(conn, &[line]).await?;
+                }
+                Ok(deleted)
+            })
+            .await
+        })
+        .await?;
+    if deleted {
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound(what))
+    }
+}
 
 /// Why an action was not done.
 #[derive(Debug, thiserror::Error)]

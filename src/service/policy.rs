@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::subscriptions::present;
 use crate::domain::{
-    Policy, RateLimit, check_headers, check_rate_limit, parse_retry_schedule, parse_timeout,
+    Policy, RateLimit, check_headers, check_rate_limit, parse_lag_threshold, parse_retry_schedule,
+    parse_timeout,
 };
 
 /// A delivery policy, or an edit of one. Each field left out keeps its value (the process-wide
@@ -39,6 +40,13 @@ pub struct PolicyIn {
     #[schema(value_type = Option<RateLimit>)]
     #[garde(custom(valid_rate_limit))]
     pub rate_limit: Option<Option<RateLimit>>,
+    /// How long the oldest undelivered event may wait before a `subscription_lagging` issue
+    /// opens, such as `"15m"` (from 1m to 7 days); by default the process-wide
+    /// `SPENZA_LAG_THRESHOLD`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    #[garde(custom(valid_lag_threshold))]
+    pub lag_threshold: Option<Option<String>>,
     /// Headers added to every delivery, such as `{"Authorization": "Bearer …"}`: write-only
     /// (answers show their names only), never logged, and unable to replace the relay's own
     /// (`webhook-*`, `x-spenza-signature`, `content-type`, …). At most 20. Given, they replace
@@ -56,6 +64,7 @@ impl std::fmt::Debug for PolicyIn {
             .field("timeout", &self.timeout)
             .field("max_in_flight", &self.max_in_flight)
             .field("rate_limit", &self.rate_limit)
+            .field("lag_threshold", &self.lag_threshold)
             .field(
                 "headers",
                 &self
@@ -88,6 +97,11 @@ impl PolicyIn {
         if let Some(limit) = self.rate_limit {
             policy.rate_limit = limit;
         }
+        if let Some(threshold) = &self.lag_threshold {
+            policy.lag_threshold_ms = threshold
+                .as_deref()
+                .and_then(|threshold| parse_lag_threshold(threshold).ok());
+        }
         if let Some(headers) = &self.headers {
             policy.headers = headers.clone().unwrap_or_default();
         }
@@ -107,6 +121,15 @@ fn valid_schedule(value: &Option<Option<Vec<String>>>, _: &()) -> garde::Result 
 fn valid_timeout(value: &Option<Option<String>>, _: &()) -> garde::Result {
     match value {
         Some(Some(timeout)) => parse_timeout(timeout).map(drop).map_err(garde::Error::new),
+        _ => Ok(()),
+    }
+}
+
+fn valid_lag_threshold(value: &Option<Option<String>>, _: &()) -> garde::Result {
+    match value {
+        Some(Some(threshold)) => parse_lag_threshold(threshold)
+            .map(drop)
+            .map_err(garde::Error::new),
         _ => Ok(()),
     }
 }

@@ -405,24 +405,13 @@ pub async fn edit(
 /// answers 404 from then on.
 pub async fn delete(state: &AppState, actor: &Actor, id: SourceId) -> Result<(), ServiceError> {
     actor.require(Permission::Change)?;
-    let deleted = state
-        .db
-        .run(async |conn| {
-            conn.transaction(async |conn| {
-                let deleted = source::delete_in_workspace(conn, actor.workspace, id).await?;
-                if deleted {
-                    audit::append(conn, &[actor.audit("source.deleted", "source", id)]).await?;
-                }
-                Ok(deleted)
-            })
-            .await
-        })
-        .await?;
-    if deleted {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound("source"))
-    }
+    super::delete_audited(
+        &state.db,
+        "source",
+        actor.audit("source.deleted", "source", id),
+        |conn| Box::pin(source::delete_in_workspace(conn, actor.workspace, id)),
+    )
+    .await
 }
 
 /// A page of one of the workspace's sources' events, newest first, routed or not.

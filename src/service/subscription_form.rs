@@ -47,6 +47,10 @@ pub struct SubscriptionForm {
     pub rate_limit_count: String,
     #[serde(default)]
     pub rate_limit_per: String,
+    /// How long the oldest undelivered event may wait before an issue opens (`15m`); blank for
+    /// the relay's setting.
+    #[serde(default)]
+    pub lag_threshold: String,
     /// Extra headers, one `Name: value` a line. Write-only: blank keeps those set.
     #[serde(default)]
     pub headers: String,
@@ -104,6 +108,7 @@ impl SubscriptionForm {
                 Some(Per::Minute) => "minute".to_owned(),
                 _ => "second".to_owned(),
             },
+            lag_threshold: policy.lag_threshold_ms.map(text).unwrap_or_default(),
             ..self
         }
     }
@@ -266,6 +271,7 @@ impl SubscriptionForm {
             timeout: text(&self.timeout),
             max_in_flight,
             rate_limit,
+            lag_threshold: text(&self.lag_threshold),
             headers,
         };
         (policy, errors)

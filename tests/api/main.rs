@@ -15,6 +15,8 @@ mod faults;
 mod filters;
 mod helpers;
 mod ingest;
+mod issues;
+mod issues_browser;
 mod live;
 mod load;
 mod operations;

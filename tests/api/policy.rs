@@ -51,7 +51,7 @@ async fn a_subscriptions_own_retry_schedule_and_timeout_replace_the_process_ones
     assert_eq!(
         subscription["policy"],
         json!({"retry_schedule": ["1s", "2s"], "timeout": null, "max_in_flight": null,
-               "rate_limit": null, "headers": []})
+               "rate_limit": null, "lag_threshold": null, "headers": []})
     );
     let id = app
         .accept(subscription["ingest_url"].as_str().unwrap(), "{}")
@@ -329,13 +329,18 @@ async fn the_subscription_form_saves_a_filter_and_a_policy_and_keeps_the_hidden_
             ("max_in_flight", "4"),
             ("rate_limit_count", "10"),
             ("rate_limit_per", "minute"),
+            ("lag_threshold", "30m"),
             ("headers", headers),
         ]
     };
     // Each bad field is shown beside itself, and nothing is saved.
     let mut bad = fields("no colon here");
-    bad.retain(|(name, _)| *name != "timeout" && *name != "filter");
-    bad.extend([("timeout", "an hour"), ("filter", "{not json")]);
+    bad.retain(|(name, _)| !["timeout", "filter", "lag_threshold"].contains(name));
+    bad.extend([
+        ("timeout", "an hour"),
+        ("filter", "{not json"),
+        ("lag_threshold", "10s"),
+    ]);
     let refused = dashboard.post("/subscriptions", &bad).await;
     assert_eq!(refused.status(), 422);
     let page = refused.text().await.unwrap();
@@ -343,6 +348,7 @@ async fn the_subscription_form_saves_a_filter_and_a_policy_and_keeps_the_hidden_
         "not JSON",
         "is not a duration",
         "write each header as Name: value",
+        "the lag threshold is from 1m to 7 days",
     ] {
         assert!(page.contains(message), "{message}");
     }
@@ -365,7 +371,8 @@ async fn the_subscription_form_saves_a_filter_and_a_policy_and_keeps_the_hidden_
     assert_eq!(
         saved["policy"],
         json!({"retry_schedule": ["5s", "1m"], "timeout": "10s", "max_in_flight": 4,
-               "rate_limit": {"count": 10, "per": "minute"}, "headers": ["Authorization"]})
+               "rate_limit": {"count": 10, "per": "minute"}, "lag_threshold": "30m",
+               "headers": ["Authorization"]})
     );
 
     // The edit form shows the policy, the headers' names and never their values; saved
@@ -373,6 +380,10 @@ async fn the_subscription_form_saves_a_filter_and_a_policy_and_keeps_the_hidden_
     let id = saved["id"].as_str().unwrap();
     let edit = dashboard.page(&format!("/subscriptions/{id}/edit")).await;
     assert!(edit.contains("5s, 1m") && edit.contains("<code>Authorization</code>"));
+    assert!(
+        edit.contains(r#"name="lag_threshold" value="30m""#),
+        "{edit}"
+    );
     assert!(!edit.contains("form-secret"));
     let mut again = fields("");
     again.retain(|(name, _)| *name != "timeout");

@@ -18,7 +18,7 @@ fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Checks a delivery the way a Standard Webhooks receiver does; returns how many of the
 /// signatures in `webhook-signature` the secret verifies.
-fn standard_signatures_verified_by(delivery: &Received, secret: &str) -> usize {
+pub fn standard_signatures_verified_by(delivery: &Received, secret: &str) -> usize {
     let key = STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();

@@ -84,7 +84,13 @@ pub struct MailServer {
 
 impl MailServer {
     pub fn start() -> MailServer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        MailServer::start_on(0)
+    }
+
+    /// A server on this loopback port (0: any free one): one that comes up where the relay has
+    /// been failing to reach one.
+    pub fn start_on(port: u16) -> MailServer {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let mut server = Server::new(Collector {

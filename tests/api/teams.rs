@@ -437,6 +437,7 @@ enum Fresh {
     Member,
     Invitation,
     Key,
+    Channel,
 }
 
 /// Makes what an action consumes, with the test's (admin) key; answers its id.
@@ -473,12 +474,38 @@ async fn fresh(app: &TestApp, sink: &Sink, what: Fresh, n: usize) -> String {
             )
             .await
         }
+        Fresh::Channel => {
+            made(
+                Method::POST,
+                "/api/v1/notification-channels",
+                json!({"kind": "webhook", "url": sink.url}),
+            )
+            .await
+        }
         Fresh::Member => {
             let email = format!("member{n}@example.com");
             drop(join_as(app, &email, "viewer").await);
             member_id(app, &email).await
         }
     }
+}
+
+/// Opens an issue about `source` as the relay would (a source refusing requests); its id.
+async fn open_issue(app: &TestApp, source: &str) -> String {
+    use diesel_async::RunQueryDsl;
+    let id = uuid::Uuid::now_v7();
+    diesel::sql_query(
+        "INSERT INTO issues (id, workspace_id, kind, source_id, state, count, first_seen, \
+             last_seen, opened_at) \
+         SELECT $1, workspace_id, 'source_rejecting', id, 'open', 1, now(), now(), now() \
+         FROM sources WHERE id = $2",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(id)
+    .bind::<diesel::sql_types::Uuid, _>(uuid::Uuid::parse_str(source).unwrap())
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+    id.to_string()
 }
 
 /// An API action: method, path, body, the least role that may take it, and what it consumes.
@@ -495,6 +522,11 @@ async fn each_role_may_do_exactly_its_actions_through_the_api_and_a_refusal_chan
     let owner_id = member_id(&app, OWNER_EMAIL).await;
     let subscription = format!("/api/v1/subscriptions/{}", fixture.subscription);
     let source = format!("/api/v1/sources/{}", fixture.source);
+    let channel = format!(
+        "/api/v1/notification-channels/{}",
+        fresh(&app, &sink, Fresh::Channel, 0).await
+    );
+    let issue = format!("/api/v1/issues/{}", open_issue(&app, &fixture.source).await);
     let (post, patch, delete) = (Method::POST, Method::PATCH, Method::DELETE);
     // Every state change of the API (and the audit log, which only admins read).
     let actions: Vec<ApiAction> = vec![
@@ -660,6 +692,41 @@ async fn each_role_may_do_exactly_its_actions_through_the_api_and_a_refusal_chan
             "never",
             Fresh::Nothing,
         ),
+        (
+            post.clone(),
+            "/api/v1/notification-channels".into(),
+            Some(json!({"kind": "slack", "url": "https://hooks.slack.com/services/T0/B0/x"})),
+            "developer",
+            Fresh::Nothing,
+        ),
+        (
+            patch.clone(),
+            channel.clone(),
+            Some(json!({"name": "renamed"})),
+            "developer",
+            Fresh::Nothing,
+        ),
+        (
+            post.clone(),
+            format!("{channel}/test"),
+            None,
+            "developer",
+            Fresh::Nothing,
+        ),
+        (
+            delete.clone(),
+            "/api/v1/notification-channels/{target}".into(),
+            None,
+            "developer",
+            Fresh::Channel,
+        ),
+        (
+            patch.clone(),
+            issue.clone(),
+            Some(json!({"state": "resolved"})),
+            "developer",
+            Fresh::Nothing,
+        ),
     ];
     let rank = |role: &str| {
         ["viewer", "developer", "admin", "owner", "never"]
@@ -727,6 +794,18 @@ async fn each_role_may_do_exactly_its_actions_through_the_api_and_a_refusal_chan
             .await
             .unwrap();
         assert_eq!(source_read["ingest_url"].is_null(), role == "viewer");
+        let channel_read: Value = call(&app, &key, Method::GET, &channel, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            channel_read["signing_secret"].is_null(),
+            role == "viewer",
+            "a webhook channel's secret is a secret: {channel_read}"
+        );
+        let issue_read = call(&app, &key, Method::GET, &issue, None).await;
+        assert_eq!(issue_read.status(), 200, "every role reads issues");
     }
     // The secret never reached the log, whatever was revealed and rotated.
     let lines = audit(&app, "?limit=200").await;
@@ -759,6 +838,8 @@ async fn each_role_is_held_to_its_actions_on_the_dashboard_with_a_403_page() {
     let owner_id = member_id(&app, OWNER_EMAIL).await;
     let key_id = fresh(&app, &sink, Fresh::Key, 0).await;
     let invitation_id = fresh(&app, &sink, Fresh::Invitation, 0).await;
+    let issue = open_issue(&app, &fixture.source).await;
+    let channel = fresh(&app, &sink, Fresh::Channel, 0).await;
     let subscription = format!("/subscriptions/{}", fixture.subscription);
     // (path, form, least role)
     let actions: Vec<FormAction> = vec![
@@ -855,6 +936,30 @@ async fn each_role_is_held_to_its_actions_on_the_dashboard_with_a_403_page() {
             "admin",
         ),
         (format!("/members/{owner_id}/remove"), vec![], "owner"),
+        (format!("/issues/{issue}/acknowledge"), vec![], "developer"),
+        (format!("/issues/{issue}/resolve"), vec![], "developer"),
+        (format!("/issues/{issue}/reenable"), vec![], "developer"),
+        (format!("/issues/{issue}/replay"), vec![], "developer"),
+        (
+            "/notifications".into(),
+            vec![("kind", "webhook".into()), ("target", sink.url.clone())],
+            "developer",
+        ),
+        (
+            format!("/notifications/{channel}"),
+            vec![("target", sink.url.clone()), ("name", "renamed".into())],
+            "developer",
+        ),
+        (
+            format!("/notifications/{channel}/test"),
+            vec![],
+            "developer",
+        ),
+        (
+            format!("/notifications/{channel}/delete"),
+            vec![],
+            "developer",
+        ),
     ];
     let members = [
         ("viewer", &viewer),
@@ -1525,9 +1630,23 @@ async fn audit_lines_are_kept_for_the_audit_retention_then_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_workspaces_members_invitations_keys_and_log_are_404_or_absent() {
+async fn another_workspaces_members_invitations_keys_issues_channels_and_log_are_404_or_absent() {
     let app = spawn_app().await;
     let owner = app.owner_dashboard().await;
+    let source: Value = call(
+        &app,
+        &app.api_key,
+        Method::POST,
+        "/api/v1/sources",
+        Some(json!({"name": "mine"})),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let issue = open_issue(&app, source["id"].as_str().unwrap()).await;
+    let sink = Sink::start(Script::Ok).await;
+    let channel = fresh(&app, &sink, Fresh::Channel, 0).await;
     let invited: Value = call(
         &app,
         &app.api_key,
@@ -1559,10 +1678,48 @@ async fn another_workspaces_members_invitations_keys_and_log_are_404_or_absent()
         ),
         (Method::DELETE, format!("/api/v1/members/{owner_id}"), None),
         (Method::DELETE, format!("/api/v1/api-keys/{key_id}"), None),
+        (Method::GET, format!("/api/v1/issues/{issue}"), None),
+        (
+            Method::PATCH,
+            format!("/api/v1/issues/{issue}"),
+            Some(json!({"state": "resolved"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/notification-channels/{channel}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/notification-channels/{channel}"),
+            Some(json!({"name": "theirs"})),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/notification-channels/{channel}/test"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/notification-channels/{channel}"),
+            None,
+        ),
     ] {
         let response = call(&app, &stranger, method.clone(), &path, body).await;
         assert_eq!(response.status(), 404, "{method} {path}");
     }
+    for list in ["/api/v1/issues", "/api/v1/notification-channels"] {
+        let listed: Value = call(&app, &stranger, Method::GET, list, None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["items"], json!([]), "{list}");
+    }
+    assert!(
+        sink.received().is_empty(),
+        "no test message went to the owner's channel"
+    );
     let members: Value = call(&app, &stranger, Method::GET, "/api/v1/members", None)
         .await
         .json()
@@ -1592,5 +1749,6 @@ async fn another_workspaces_members_invitations_keys_and_log_are_404_or_absent()
         app.get_json("/api/v1/members").await["data"][0]["role"],
         "owner"
     );
+    sink.stop().await;
     app.shutdown().await;
 }

@@ -528,7 +528,7 @@ pub struct DueDelivery {
 
 /// Makes deliveries matching the conditions that follow due again with a fresh retry budget.
 const REPLAY: &str = "UPDATE deliveries SET status = 'pending', retry_count = 0, \
-     next_attempt_at = now(), completed_at = NULL, waiting = NULL \
+     next_attempt_at = now(), due_since = now(), completed_at = NULL, waiting = NULL \
      FROM subscriptions WHERE subscriptions.id = deliveries.subscription_id";
 /// What a due delivery's envelope needs, from an `UPDATE deliveries ... FROM subscriptions`.
 const RETURNING_DUE: &str = " RETURNING deliveries.id, deliveries.event_id, \
@@ -541,6 +541,7 @@ const RETURNING_DUE: &str = " RETURNING deliveries.id, deliveries.event_id, \
 /// Claiming pushes their due time on: one grace period, doubled for each republish since a
 /// worker last claimed the delivery (up to 64), so a delivery still waiting in a long queue is
 /// not republished every grace period; the copies that are are dropped by the delivery claim.
+/// A held delivery waits from its release on, as far as its subscription's lag goes.
 pub async fn claim_overdue(
     conn: &mut AsyncPgConnection,
     grace: std::time::Duration,
@@ -550,7 +551,9 @@ pub async fn claim_overdue(
     diesel::sql_query(format!(
         "UPDATE deliveries SET next_attempt_at = now() \
              + make_interval(secs => $1 / 1000.0 * 2 ^ least(deliveries.republishes, 6)), \
-             republishes = deliveries.republishes + 1, waiting = NULL \
+             republishes = deliveries.republishes + 1, waiting = NULL, \
+             due_since = CASE WHEN deliveries.next_attempt_at IS NULL THEN now() \
+                 ELSE deliveries.due_since END \
          FROM subscriptions \
          WHERE subscriptions.id = deliveries.subscription_id AND deliveries.id IN ( \
              SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \

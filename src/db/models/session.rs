@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Bytea, Interval, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bytea, Interval, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -27,6 +27,9 @@ pub struct SessionOwner {
     pub workspace_name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub role: Option<String>,
+    /// The workspace's unresolved issues (the navigation's count).
+    #[diesel(sql_type = BigInt)]
+    pub open_issues: i64,
 }
 
 /// Stores a new session for `user` ending at `expires_at` at the latest, signed in from `ip`,
@@ -97,7 +100,9 @@ pub async fn touch(
          touched AS ( \
              UPDATE sessions SET last_seen_at = now() FROM live \
              WHERE sessions.id = live.id AND live.last_seen_at < now() - interval '1 minute') \
-         SELECT live.user_id, live.email, m.workspace_id, w.name AS workspace_name, m.role \
+         SELECT live.user_id, live.email, m.workspace_id, w.name AS workspace_name, m.role, \
+             (SELECT count(*) FROM issues WHERE issues.workspace_id = m.workspace_id \
+                 AND issues.state <> 'resolved') AS open_issues \
          FROM live LEFT JOIN LATERAL ( \
              SELECT workspace_id, role FROM memberships \
              WHERE memberships.user_id = live.user_id \
