@@ -433,7 +433,12 @@ impl ChannelRow {
                 ChannelKind::Slack => "Slack",
                 ChannelKind::Webhook => "webhook, signed",
             },
-            target: channel.target,
+            // A Slack or webhook URL lets whoever has it post there: a secret.
+            target: if channel.kind == ChannelKind::Email || may_see_secrets {
+                channel.target
+            } else {
+                "(hidden: whoever has it can post there)".to_owned()
+            },
             signing_secret: channel.signing_secret.filter(|_| may_see_secrets),
         }
     }

@@ -206,7 +206,11 @@ impl Connection {
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut heard = Instant::now();
-        let mut pending = Pending::default();
+        // The navigation's count may have changed since the page was rendered.
+        let mut pending = Pending {
+            issues: self.watched.is_nav(),
+            ..Pending::default()
+        };
         self.catch_up(&mut pending).await;
         let shutdown = self.state.shutdown.clone();
         let reason = loop {
@@ -218,7 +222,8 @@ impl Connection {
                     // theirs to see. A page that reconnects gets what they may see now.
                     Ok(batch) if self.access_changed(&batch) => break Some(CloseCode::Policy),
                     Ok(batch) => self.take(&batch, &mut pending),
-                    // Fell behind: the marker asks for a reload.
+                    // Fell behind: the marker asks for a reload, or the count is read again.
+                    Err(RecvError::Lagged(_)) if self.watched.is_nav() => pending.issues = true,
                     Err(RecvError::Lagged(_)) => pending.lagged = true,
                     Err(RecvError::Closed) => break Some(CloseCode::Restart),
                 },

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::models::issue::{self, Observation, Transition};
 use crate::db::models::notification;
 use crate::db::{Database, DbError};
-use crate::domain::{IssueKind, WorkspaceId, failure_class};
+use crate::domain::{IssueKind, SubscriptionId, WorkspaceId, failure_class};
 use crate::live::{Live, Notice};
 
 /// Graveyard arrivals counted per statement; a scan takes as many as there are.
@@ -81,10 +81,10 @@ impl Watch {
                         return Ok(Vec::new());
                     }
                     let mut transitions = Vec::new();
-                    breaker(conn, &mut transitions).await?;
+                    let disabled = breaker(conn, &mut transitions).await?;
                     graveyard(conn, &mut transitions).await?;
                     refusals(conn, &settings, &mut transitions).await?;
-                    lag(conn, &settings, &mut transitions).await?;
+                    lag(conn, &settings, &disabled, &mut transitions).await?;
                     for transition in &transitions {
                         notification::enqueue(conn, transition, settings.quiet).await?;
                     }
@@ -103,8 +103,11 @@ fn keep(transitions: &mut Vec<Transition>, made: Option<Transition>) {
 }
 
 /// Opens an issue for each subscription the breaker disabled; resolves those whose
-/// subscription is enabled again and has delivered since.
-async fn breaker(conn: &mut Conn, transitions: &mut Vec<Transition>) -> diesel::QueryResult<()> {
+/// subscription is enabled again and has delivered since. Answers the disabled ones.
+async fn breaker(
+    conn: &mut Conn,
+    transitions: &mut Vec<Transition>,
+) -> diesel::QueryResult<BTreeSet<SubscriptionId>> {
     let now = Utc::now();
     let disabled = issue::disabled_by_breaker(conn).await?;
     for subscription in &disabled {
@@ -122,7 +125,8 @@ async fn breaker(conn: &mut Conn, transitions: &mut Vec<Transition>) -> diesel::
         keep(transitions, issue::observe(conn, &seen).await?);
     }
     let still: BTreeSet<_> = disabled.iter().map(|s| s.id).collect();
-    resolve_delivering(conn, IssueKind::SubscriptionDisabled, &still, transitions).await
+    resolve_delivering(conn, IssueKind::SubscriptionDisabled, &still, transitions).await?;
+    Ok(still)
 }
 
 /// Resolves the unresolved issues of `kind` whose subscription (not in `still`) has delivered
@@ -130,7 +134,7 @@ async fn breaker(conn: &mut Conn, transitions: &mut Vec<Transition>) -> diesel::
 async fn resolve_delivering(
     conn: &mut Conn,
     kind: IssueKind,
-    still: &BTreeSet<crate::domain::SubscriptionId>,
+    still: &BTreeSet<SubscriptionId>,
     transitions: &mut Vec<Transition>,
 ) -> diesel::QueryResult<()> {
     let mut cleared = Vec::new();
@@ -243,10 +247,11 @@ async fn refusals(
 }
 
 /// Opens an issue for each active subscription falling behind; resolves those that caught up,
-/// or were paused or deleted.
+/// or were paused. One the breaker disabled stays behind (and has an issue of its own).
 async fn lag(
     conn: &mut Conn,
     settings: &WatchSettings,
+    disabled: &BTreeSet<SubscriptionId>,
     transitions: &mut Vec<Transition>,
 ) -> diesel::QueryResult<()> {
     let now = Utc::now();
@@ -277,7 +282,10 @@ async fn lag(
     let caught_up: Vec<_> = issue::unresolved(conn, IssueKind::SubscriptionLagging)
         .await?
         .into_iter()
-        .filter(|open| open.subscription_id.is_none_or(|s| !behind.contains(&s)))
+        .filter(|open| {
+            open.subscription_id
+                .is_none_or(|s| !behind.contains(&s) && !disabled.contains(&s))
+        })
         .map(|open| open.id)
         .collect();
     transitions.extend(issue::resolve(conn, &caught_up, None).await?);

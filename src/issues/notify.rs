@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use futures_util::future::join_all;
 use serde::Serialize;
 use slog::{Logger, info, warn};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,7 @@ use crate::signing::outgoing;
 
 /// The longest one message may take to send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a claimed message is held: its send, and room to spare.
+/// How long a claimed message is held: its send (a batch is sent at once), and room to spare.
 const LEASE: Duration = Duration::from_secs(20);
 /// How often each process looks for messages that are due.
 const POLL: Duration = Duration::from_secs(1);
@@ -339,7 +340,7 @@ fn slack(
             .replace('>', "&gt;")
     };
     serde_json::json!({
-        "text": format!("{headline} {url}"),
+        "text": format!("{} {url}", escape(&headline)),
         "blocks": [
             {
                 "type": "section",
@@ -382,10 +383,10 @@ impl Notifier {
                 .run(async |conn| notification::claim_due(conn, BATCH, LEASE).await)
                 .await
             {
+                // At once, so that a batch takes one send's time at most, well within the lease,
+                // and one slow channel does not hold back the others.
                 Ok(claimed) => {
-                    for message in claimed {
-                        self.deliver(&message).await;
-                    }
+                    join_all(claimed.iter().map(|message| self.deliver(message))).await;
                 }
                 Err(error) => warn!(self.log, "claiming notifications failed"; "error" => %error),
             }

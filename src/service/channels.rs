@@ -57,7 +57,8 @@ pub struct ChannelOut {
     /// The address of an `email` channel; null for the others.
     #[schema(required = true)]
     pub address: Option<String>,
-    /// The URL of a `slack` or `webhook` channel; null for `email`.
+    /// The URL of a `slack` or `webhook` channel; null for `email`, and for viewers (whoever
+    /// has it can post there).
     #[schema(required = true)]
     pub url: Option<String>,
     pub kinds: Vec<IssueKind>,
@@ -74,9 +75,13 @@ impl ChannelOut {
     /// The channel as `actor` may see it.
     pub fn of(channel: Channel, actor: &Actor) -> Self {
         let kinds = channel.issue_kinds();
+        // A Slack or webhook URL lets whoever has it post there: a secret.
+        let may_see_secrets = actor.may(Permission::Secrets);
         let (address, url) = match channel.kind {
             ChannelKind::Email => (Some(channel.target), None),
-            ChannelKind::Slack | ChannelKind::Webhook => (None, Some(channel.target)),
+            ChannelKind::Slack | ChannelKind::Webhook => {
+                (None, Some(channel.target).filter(|_| may_see_secrets))
+            }
         };
         ChannelOut {
             id: channel.id,
@@ -85,9 +90,7 @@ impl ChannelOut {
             address,
             url,
             kinds,
-            signing_secret: channel
-                .signing_secret
-                .filter(|_| actor.may(Permission::Secrets)),
+            signing_secret: channel.signing_secret.filter(|_| may_see_secrets),
             created_by: channel.created_by,
             created_at: channel.created_at,
         }

@@ -15,7 +15,7 @@ use super::policy::PolicyIn;
 use super::subscription_form::SubscriptionForm;
 use super::{Actor, Permission, ServiceError};
 use crate::db::models::audit;
-use crate::db::models::delivery::{DueDelivery, ReplayFilter};
+use crate::db::models::delivery::{self, DueDelivery, ReplayFilter};
 use crate::db::models::delivery_attempt::{self, AttemptBucket};
 use crate::db::models::event::NewEvent;
 use crate::db::models::source::{self, NewSource, SourceChanges};
@@ -456,6 +456,9 @@ pub async fn edit(
                     return Ok(None);
                 };
                 audit::append(conn, &[actor.audit(action, "subscription", id)]).await?;
+                if reenabled {
+                    delivery::wait_from_now_if_held(conn, id).await?;
+                }
                 if provider.is_none() {
                     return Ok(Some(updated));
                 }

@@ -804,6 +804,11 @@ async fn each_role_may_do_exactly_its_actions_through_the_api_and_a_refusal_chan
             role == "viewer",
             "a webhook channel's secret is a secret: {channel_read}"
         );
+        assert_eq!(
+            channel_read["url"].is_null(),
+            role == "viewer",
+            "so is its URL: whoever has it can post there"
+        );
         let issue_read = call(&app, &key, Method::GET, &issue, None).await;
         assert_eq!(issue_read.status(), 200, "every role reads issues");
     }

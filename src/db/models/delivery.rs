@@ -270,6 +270,24 @@ pub async fn hold(conn: &mut AsyncPgConnection, ids: &[DeliveryId]) -> QueryResu
     .map(drop)
 }
 
+/// Counts the wait of a subscription's held deliveries (no due time: it was paused or
+/// disabled) from now, as it is enabled again: how long it was stopped is not lag.
+pub async fn wait_from_now_if_held(
+    conn: &mut AsyncPgConnection,
+    subscription: SubscriptionId,
+) -> QueryResult<()> {
+    diesel::update(
+        deliveries::table
+            .filter(deliveries::subscription_id.eq(subscription))
+            .filter(deliveries::status.eq_any([EventStatus::Pending, EventStatus::Retrying]))
+            .filter(deliveries::next_attempt_at.is_null()),
+    )
+    .set(deliveries::due_since.eq(diesel::dsl::now))
+    .execute(conn)
+    .await
+    .map(drop)
+}
+
 /// One delivery attempt's result, to record.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {

@@ -85,7 +85,10 @@ pub struct Transition {
     #[diesel(sql_type = Integer)]
     pub transition: i32,
     #[diesel(sql_type = Text)]
-    change: String,
+    pub(super) change: String,
+    /// Whether a person made it (resolving by hand) rather than the relay.
+    #[diesel(sql_type = Bool)]
+    pub by_person: bool,
 }
 
 impl Transition {
@@ -142,7 +145,8 @@ pub async fn observe(
              resolved_at = NULL, resolved_by = NULL \
          RETURNING i.id AS issue, i.workspace_id AS workspace, i.kind, i.transition, \
              CASE WHEN i.opened_at <> now() THEN '' \
-                 WHEN i.transition = 1 THEN 'opened' ELSE 'reopened' END AS change",
+                 WHEN i.transition = 1 THEN 'opened' ELSE 'reopened' END AS change, \
+             false AS by_person",
     )
     .bind::<SqlUuid, _>(IssueId(Uuid::now_v7()))
     .bind::<SqlUuid, _>(seen.workspace)
@@ -176,7 +180,7 @@ pub async fn resolve(
              transition = transition + 1 \
          WHERE id = ANY($1) AND state <> 'resolved' \
          RETURNING id AS issue, workspace_id AS workspace, kind, transition, \
-             'resolved' AS change",
+             'resolved' AS change, resolved_by IS NOT NULL AS by_person",
     )
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Nullable<Text>, _>(by)

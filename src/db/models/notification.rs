@@ -140,16 +140,18 @@ pub async fn delete_in_workspace(
 }
 
 /// The event types a transition is told as: `issue.*`, and for the breaker's issues
-/// `subscription.disabled` or `subscription.enabled` beside it (to webhook channels only).
-pub fn event_types(kind: IssueKind, change: Change) -> &'static [&'static str] {
-    match (kind, change) {
+/// `subscription.disabled` beside an opening or reopening, or `subscription.enabled` beside a
+/// resolution the relay saw (the subscription enabled again and delivering), to webhook
+/// channels only. A person resolving the issue by hand enables nothing.
+pub fn event_types(transition: &Transition) -> &'static [&'static str] {
+    match (transition.kind, transition.change()) {
         (IssueKind::SubscriptionDisabled, Change::Opened) => {
             &["issue.opened", "subscription.disabled"]
         }
         (IssueKind::SubscriptionDisabled, Change::Reopened) => {
             &["issue.reopened", "subscription.disabled"]
         }
-        (IssueKind::SubscriptionDisabled, Change::Resolved) => {
+        (IssueKind::SubscriptionDisabled, Change::Resolved) if !transition.by_person => {
             &["issue.resolved", "subscription.enabled"]
         }
         (_, Change::Opened) => &["issue.opened"],
@@ -160,10 +162,13 @@ pub fn event_types(kind: IssueKind, change: Change) -> &'static [&'static str] {
 
 /// Writes the messages a transition makes, one per channel of its workspace that takes its
 /// kind and per event type, in the caller's transaction:
-/// - a message still waiting for the same issue on the same channel takes the transition in
-///   instead (one message saying where it ended and how many transitions it tells of);
+/// - the newest message still waiting for the same issue on the same channel (and not being
+///   sent) takes the transition in instead: one message saying where it ended and how many
+///   transitions it tells of. One already tried gets a new id, as its content is new (a
+///   receiver may have had the old one under the old id);
 /// - a recurrence (a reopening) waits until `quiet` after the last message sent about the issue
-///   to that channel, so that an issue that flaps cannot flood it.
+///   to that channel, so that an issue that flaps cannot flood it. `subscription.disabled`
+///   never waits: a consumer must not think a subscription enabled when it is not.
 ///
 /// The unique index on (channel, issue, transition, event type) makes a transition written
 /// twice a no-op.
@@ -172,8 +177,9 @@ pub async fn enqueue(
     transition: &Transition,
     quiet: std::time::Duration,
 ) -> QueryResult<()> {
-    let recurrence = transition.change() == Change::Reopened;
-    for event_type in event_types(transition.kind, transition.change()) {
+    for event_type in event_types(transition) {
+        let recurrence =
+            transition.change() == Change::Reopened && event_type.starts_with("issue.");
         diesel::sql_query(
             "WITH targets AS (SELECT c.id FROM notification_channels c \
                  WHERE c.workspace_id = $1 AND $2 = ANY (c.kinds) \
@@ -182,12 +188,17 @@ pub async fn enqueue(
                      (SELECT max(n.sent_at) FROM notifications n \
                       WHERE n.channel_id = t.id AND n.issue_id = $4) + $6 END AS until \
                  FROM targets t), \
-             folded AS (UPDATE notifications n SET event_type = $3, transition = $7, \
-                     transitions = n.transitions + 1, due_at = greatest(n.due_at, q.until) \
-                 FROM quiet q WHERE n.channel_id = q.channel_id AND n.issue_id = $4 \
-                   AND n.sent_at IS NULL \
+             pending AS (SELECT DISTINCT ON (n.channel_id) n.id, n.channel_id, q.until \
+                 FROM notifications n JOIN quiet q ON q.channel_id = n.channel_id \
+                 WHERE n.issue_id = $4 AND n.sent_at IS NULL \
                    AND split_part(n.event_type, '.', 1) = split_part($3, '.', 1) \
-                   AND (n.leased_until IS NULL OR n.leased_until < now()) \
+                   AND (n.leased_until IS NULL OR n.leased_until < clock_timestamp()) \
+                 ORDER BY n.channel_id, n.created_at DESC, n.id), \
+             folded AS (UPDATE notifications n SET \
+                     id = CASE WHEN n.attempts > 0 THEN gen_random_uuid() ELSE n.id END, \
+                     attempts = 0, event_type = $3, transition = $7, \
+                     transitions = n.transitions + 1, due_at = greatest(n.due_at, p.until) \
+                 FROM pending p WHERE n.id = p.id \
                  RETURNING n.channel_id) \
              INSERT INTO notifications (id, channel_id, issue_id, event_type, transition, due_at) \
              SELECT gen_random_uuid(), q.channel_id, $4, $3, $7, greatest(now(), q.until) \
@@ -306,4 +317,43 @@ pub async fn about_issue(conn: &mut AsyncPgConnection, issue: IssueId) -> QueryR
         ))
         .load(conn)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{IssueId, WorkspaceId};
+
+    fn transition(kind: IssueKind, change: &str, by_person: bool) -> Transition {
+        Transition {
+            issue: IssueId(uuid::Uuid::nil()),
+            workspace: WorkspaceId(uuid::Uuid::nil()),
+            kind,
+            transition: 2,
+            change: change.to_owned(),
+            by_person,
+        }
+    }
+
+    #[test]
+    fn the_breakers_issues_tell_of_the_subscription_too_but_a_person_enables_nothing() {
+        let breaker = IssueKind::SubscriptionDisabled;
+        assert_eq!(
+            event_types(&transition(breaker, "opened", false)),
+            ["issue.opened", "subscription.disabled"]
+        );
+        assert_eq!(
+            event_types(&transition(breaker, "resolved", false)),
+            ["issue.resolved", "subscription.enabled"]
+        );
+        assert_eq!(
+            event_types(&transition(breaker, "resolved", true)),
+            ["issue.resolved"],
+            "resolved by hand, the subscription may still be disabled"
+        );
+        assert_eq!(
+            event_types(&transition(IssueKind::DeliveriesFailed, "reopened", false)),
+            ["issue.reopened"]
+        );
+    }
 }
