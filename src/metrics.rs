@@ -162,6 +162,20 @@ pub struct StatusLabels {
     pub status: Status,
 }
 
+/// An issue's transition: its kind and what happened, from fixed sets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct IssueLabels {
+    pub kind: &'static str,
+    pub change: &'static str,
+}
+
+/// A notification's try: its channel's kind and whether it went, from fixed sets.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub channel: &'static str,
+    pub outcome: &'static str,
+}
+
 /// A queue, by its name without the deployment's prefix (`deliver`, `retry.30s.quorum`,
 /// `defer.1s.quorum`; `retry.30s` for a classic queue).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -194,6 +208,10 @@ pub struct Metrics {
     pub breaker_trips: Counter,
     /// Events the reaper published again (their publish or retry went missing).
     pub reaper_republished: Counter,
+    /// Issues opened, reopened and resolved, by kind.
+    pub issue_transitions: Family<IssueLabels, Counter>,
+    /// Notifications tried, by channel kind and outcome.
+    pub notifications: Family<NotificationLabels, Counter>,
     /// From a publish to the broker's confirm.
     pub publish_confirm: Histogram,
     /// Dashboard pages connected to the live WebSocket.
@@ -223,6 +241,8 @@ impl Metrics {
             queue_messages: Family::default(),
             breaker_trips: Counter::default(),
             reaper_republished: Counter::default(),
+            issue_transitions: Family::default(),
+            notifications: Family::default(),
             publish_confirm: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             live_connections: Gauge::default(),
             by_subscription: per_subscription.then(|| BySubscription {
@@ -288,6 +308,16 @@ impl Metrics {
             "reaper_republished",
             "Events the reaper published again because their publish or retry went missing",
             metrics.reaper_republished.clone(),
+        );
+        registry.register(
+            "issue_transitions",
+            "Issues opened, reopened and resolved, by kind",
+            metrics.issue_transitions.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Notifications tried, by channel kind and outcome (sent or failed, to be tried again)",
+            metrics.notifications.clone(),
         );
         registry.register_with_unit(
             "publish_confirm",

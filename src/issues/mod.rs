@@ -21,11 +21,12 @@ use diesel_async::AsyncConnection;
 use slog::{Logger, warn};
 use tokio_util::sync::CancellationToken;
 
-use crate::db::models::issue::{self, Observation, Transition};
+use crate::db::models::issue::{self, Change, Observation, Transition};
 use crate::db::models::notification;
 use crate::db::{Database, DbError};
 use crate::domain::{IssueKind, SubscriptionId, WorkspaceId, failure_class};
 use crate::live::{Live, Notice};
+use crate::metrics::{self, IssueLabels};
 
 /// Graveyard arrivals counted per statement; a scan takes as many as there are.
 const FAILURES_PER_BATCH: i64 = 1000;
@@ -59,6 +60,20 @@ impl Watch {
             }
             match self.scan().await {
                 Ok(transitions) => {
+                    for transition in &transitions {
+                        let change = match transition.change() {
+                            Change::Opened => "opened",
+                            Change::Reopened => "reopened",
+                            Change::Resolved => "resolved",
+                        };
+                        metrics::get()
+                            .issue_transitions
+                            .get_or_create(&IssueLabels {
+                                kind: transition.kind.as_str(),
+                                change,
+                            })
+                            .inc();
+                    }
                     let workspaces: BTreeSet<WorkspaceId> =
                         transitions.iter().map(|t| t.workspace).collect();
                     for workspace in workspaces {

@@ -26,6 +26,7 @@ use crate::db::{Database, DbError};
 use crate::delivery::{GuardedResolver, TargetPolicy};
 use crate::domain::{ChannelKind, IssueKind, SigningSecret};
 use crate::mail::Mailer;
+use crate::metrics::{self, NotificationLabels};
 use crate::service::issues::IssueOut;
 use crate::signing::outgoing;
 
@@ -397,7 +398,8 @@ impl Notifier {
     async fn deliver(&self, message: &Notification) {
         let outcome = match self.load(message).await {
             Ok(Some((channel, about))) => {
-                self.messenger
+                let sent = self
+                    .messenger
                     .send(
                         &channel,
                         &message.id.to_string(),
@@ -406,7 +408,15 @@ impl Notifier {
                         message.transitions,
                         false,
                     )
-                    .await
+                    .await;
+                metrics::get()
+                    .notifications
+                    .get_or_create(&NotificationLabels {
+                        channel: channel.kind.as_str(),
+                        outcome: if sent.is_ok() { "sent" } else { "failed" },
+                    })
+                    .inc();
+                sent
             }
             // Its channel or issue is gone, and the message with it.
             Ok(None) => return,

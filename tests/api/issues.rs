@@ -11,7 +11,7 @@ use spenza::config::Settings;
 use diesel_async::AsyncConnection;
 
 use crate::helpers::{
-    Received, RelayProcess, Script, Sink, TestApp, TestResources, create_user_with_key,
+    Received, RelayProcess, Script, Sink, TestApp, TestResources, create_user_with_key, metric,
     spawn_app_with, wait_until,
 };
 use crate::signatures::standard_signatures_verified_by;
@@ -476,6 +476,14 @@ async fn email_and_slack_channels_get_the_issue_with_a_link_to_its_page() {
         "only webhooks are signed"
     );
     assert_eq!(channel["kinds"], json!(["source_rejecting"]));
+    // Other tests' processes count in the same registry: counts go up by at least ours.
+    let opened_sample =
+        r#"spenza_issue_transitions_total{kind="source_rejecting",change="opened"}"#;
+    let sent_sample = r#"spenza_notifications_total{channel="slack",outcome="sent"}"#;
+    let (opened_before, sent_before) = (
+        metric(&app.address, opened_sample).await,
+        metric(&app.address, sent_sample).await,
+    );
     let source = refusing_source(&app).await;
     refuse_one(&app, &source).await;
     let issue = app
@@ -515,6 +523,15 @@ async fn email_and_slack_channels_get_the_issue_with_a_link_to_its_page() {
         "a link to the issue's page: {payload}"
     );
     assert_eq!(blocks[2]["elements"][0]["url"], page.as_str());
+    assert!(metric(&app.address, opened_sample).await > opened_before);
+    // Counted once the send returns, a moment after Slack had it.
+    wait_until(Duration::from_secs(5), "the send counted", || async {
+        match metric(&app.address, sent_sample).await {
+            sent if sent > sent_before => Ok(()),
+            sent => Err(sent.to_string()),
+        }
+    })
+    .await;
 
     // Send test: a made-up issue, said to be one.
     let tested = app
@@ -826,4 +843,83 @@ async fn resolved_issues_go_once_past_their_retention_and_unresolved_ones_stay()
         200
     );
     app.shutdown().await;
+}
+
+/// The last migration before issues.
+const BEFORE_ISSUES: &str = "20261204000000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graveyard_of_before_the_upgrade_opens_no_issue_and_a_failure_after_it_does() {
+    use diesel_async::SimpleAsyncConnection;
+    let resources = TestResources::new("").await;
+    let url = resources.database.url.clone();
+    crate::helpers::migrate_up_to(&url, BEFORE_ISSUES);
+    let sink = Sink::start(Script::Always(500)).await;
+    let (user, source, subscription) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO users (id, email, password_hash) VALUES ('{user}', 'old@example.com', 'x'); \
+         INSERT INTO workspaces (id, name) VALUES ('{user}', 'old@example.com'); \
+         INSERT INTO memberships (workspace_id, user_id, role) VALUES ('{user}', '{user}', 'owner'); \
+         INSERT INTO sources (id, workspace_id, name, ingest_token) \
+             VALUES ('{source}', '{user}', 'stripe', '{token}'); \
+         INSERT INTO subscriptions (id, workspace_id, source_id, name, target_url, signing_secret) \
+             VALUES ('{subscription}', '{user}', '{source}', 'billing', '{target}', \
+             'whsec_bWlncmF0ZWQtc2VjcmV0LWZvci10ZXN0'); \
+         WITH stored AS (INSERT INTO events (id, source_id, body) \
+             VALUES ('{event}', '{source}', '{{}}') RETURNING id) \
+         INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, last_error) \
+             SELECT '{event}', id, '{subscription}', 'failed', 3, 'HTTP 500 Internal Server Error' \
+             FROM stored;",
+        token = "t".repeat(43),
+        target = sink.url,
+        event = uuid::Uuid::now_v7(),
+    ))
+    .await
+    .unwrap();
+    drop(conn);
+    let mut app = crate::helpers::spawn_app_in(resources, |s| {
+        scanning_often(s);
+        s.retry_schedule = "".parse().unwrap();
+    })
+    .await;
+    app.api_key =
+        spenza::admin::create_api_key(&app_database(&app), "old@example.com", "after the upgrade")
+            .await
+            .unwrap()
+            .expose()
+            .to_owned();
+
+    let ingest_url = format!("{}/ingest/{}", app.address, "t".repeat(43));
+    let after = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&after, "failed").await;
+    let issue = app
+        .wait_for_issue(
+            "?kind=deliveries_failed",
+            "the failure after the upgrade",
+            |_| true,
+        )
+        .await;
+    assert_eq!(issue["subscription_id"], subscription.to_string());
+    assert_eq!(issue["cause"], "HTTP 500 from 127.0.0.1");
+    assert_eq!(
+        (&issue["count"], &issue["examples"]),
+        (&json!(1), &json!([after])),
+        "the failure from before the upgrade was not counted"
+    );
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+/// The settings of the app's database, for the admin commands.
+fn app_database(app: &TestApp) -> spenza::config::DatabaseSettings {
+    let mut settings = crate::helpers::test_settings(&app.database_url, app.prefix()).database;
+    settings.pool_size = 2;
+    settings
 }
