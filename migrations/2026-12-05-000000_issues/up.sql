@@ -35,7 +35,7 @@ CREATE UNIQUE INDEX issues_condition
     ON issues (kind, coalesce(subscription_id, source_id), cause);
 CREATE INDEX issues_workspace ON issues (workspace_id, id DESC);
 CREATE INDEX issues_unresolved ON issues (kind) WHERE state <> 'resolved';
-CREATE INDEX issues_unresolved_by_workspace ON issues (workspace_id) WHERE state <> 'resolved';
+CREATE INDEX issues_open_by_workspace ON issues (workspace_id) WHERE state = 'open';
 
 -- Deliveries in the graveyard that no issue has counted yet: the scan counts a failed
 -- delivery once per time it fails (a replayed delivery that fails again counts again).

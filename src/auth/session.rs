@@ -93,7 +93,7 @@ pub struct CurrentWorkspace {
     pub id: WorkspaceId,
     pub name: String,
     pub role: Role,
-    /// Its unresolved issues, when the session was resumed.
+    /// Its open issues (acknowledged ones aside), when the session was resumed.
     pub open_issues: i64,
 }
 

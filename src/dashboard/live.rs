@@ -444,7 +444,7 @@ impl Connection {
             .partition(|(is_new, _)| *is_new);
         let issues_changed = std::mem::take(&mut pending.issues);
         let issue_count = if issues_changed {
-            service::issues::count_unresolved(&self.state, actor)
+            service::issues::count_open(&self.state, actor)
                 .await
                 .unwrap_or_else(|_| self.layout.open_issues())
         } else {

@@ -122,7 +122,7 @@ pub struct WorkspaceBadge {
     pub id: String,
     pub name: String,
     pub role: Role,
-    /// Its unresolved issues: the count beside Issues in the navigation.
+    /// Its open issues (acknowledged ones aside): the count beside Issues in the navigation.
     pub open_issues: i64,
 }
 
@@ -167,7 +167,7 @@ impl Layout {
         self.workspace.as_ref().is_some_and(WorkspaceBadge::changes)
     }
 
-    /// The current workspace's unresolved issues.
+    /// The current workspace's open issues, acknowledged ones aside.
     pub fn open_issues(&self) -> i64 {
         self.workspace
             .as_ref()

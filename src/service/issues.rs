@@ -143,12 +143,13 @@ pub async fn unresolved_about(
         .await?)
 }
 
-/// How many of the workspace's issues are unresolved (the navigation's count).
-pub async fn count_unresolved(state: &AppState, actor: &Actor) -> Result<i64, ServiceError> {
+/// How many of the workspace's issues are open, acknowledged ones aside (the navigation's
+/// count: what nobody is on yet).
+pub async fn count_open(state: &AppState, actor: &Actor) -> Result<i64, ServiceError> {
     actor.require(Permission::Read)?;
     Ok(state
         .db
-        .run(async |conn| issue::count_unresolved(conn, actor.workspace).await)
+        .run(async |conn| issue::count_open(conn, actor.workspace).await)
         .await?)
 }
 

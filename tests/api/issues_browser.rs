@@ -70,12 +70,20 @@ async fn a_failing_endpoint_shows_as_a_live_issue_that_a_fix_and_a_replay_from_i
         .await;
     assert!(!spills(&browser).await);
 
+    // Acknowledged: someone is on it, and the navigation counts it no more.
+    browser.click("button[data-action='acknowledge']").await;
+    browser.wait_for("h1 [data-state='acknowledged']").await;
+    browser.wait_for("#issue-count[hidden]").await;
+
     // Fixed, then replayed from the issue's page: delivered, and the issue resolves.
     endpoint.set_script(Script::Ok);
     browser.click("button[data-action='replay-failed']").await;
     browser.wait_for(".flash-success").await;
     endpoint.wait_for_requests(6).await;
-    browser.wait_for("#issue-count[hidden]").await;
+    app.wait_for_issue("?kind=deliveries_failed", "the issue resolved", |issue| {
+        issue["state"] == "resolved"
+    })
+    .await;
     browser.goto(browser.current_url().await.as_ref()).await;
     browser.wait_for("h1 [data-state='resolved']").await;
     let page = browser.text("main").await;

@@ -502,14 +502,11 @@ pub async fn acknowledge(
     .map(|updated| updated > 0)
 }
 
-/// How many of a workspace's issues are unresolved.
-pub async fn count_unresolved(
-    conn: &mut AsyncPgConnection,
-    workspace: WorkspaceId,
-) -> QueryResult<i64> {
+/// How many of a workspace's issues are open: neither acknowledged nor resolved.
+pub async fn count_open(conn: &mut AsyncPgConnection, workspace: WorkspaceId) -> QueryResult<i64> {
     issues::table
         .filter(issues::workspace_id.eq(workspace))
-        .filter(issues::state.ne(IssueState::Resolved))
+        .filter(issues::state.eq(IssueState::Open))
         .count()
         .get_result(conn)
         .await

@@ -27,7 +27,7 @@ pub struct SessionOwner {
     pub workspace_name: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     pub role: Option<String>,
-    /// The workspace's unresolved issues (the navigation's count).
+    /// The workspace's open issues, acknowledged ones aside (the navigation's count).
     #[diesel(sql_type = BigInt)]
     pub open_issues: i64,
 }
@@ -102,7 +102,7 @@ pub async fn touch(
              WHERE sessions.id = live.id AND live.last_seen_at < now() - interval '1 minute') \
          SELECT live.user_id, live.email, m.workspace_id, w.name AS workspace_name, m.role, \
              (SELECT count(*) FROM issues WHERE issues.workspace_id = m.workspace_id \
-                 AND issues.state <> 'resolved') AS open_issues \
+                 AND issues.state = 'open') AS open_issues \
          FROM live LEFT JOIN LATERAL ( \
              SELECT workspace_id, role FROM memberships \
              WHERE memberships.user_id = live.user_id \
