@@ -28,8 +28,11 @@ use crate::domain::{IssueKind, SubscriptionId, WorkspaceId, failure_class};
 use crate::live::{Live, Notice};
 use crate::metrics::{self, IssueLabels};
 
-/// Graveyard arrivals counted per statement; a scan takes as many as there are.
+/// Graveyard arrivals counted per statement.
 const FAILURES_PER_BATCH: i64 = 1000;
+/// Statements a scan counts with at most, so that it stays well within the database timeout;
+/// what is left is counted by the next scan.
+const FAILURE_BATCHES_PER_SCAN: usize = 10;
 
 /// What the watch looks for.
 #[derive(Debug, Clone, Copy)]
@@ -172,7 +175,7 @@ async fn resolve_delivering(
 async fn graveyard(conn: &mut Conn, transitions: &mut Vec<Transition>) -> diesel::QueryResult<()> {
     let now = Utc::now();
     let mut groups: BTreeMap<(uuid::Uuid, String), Observation> = BTreeMap::new();
-    loop {
+    for _ in 0..FAILURE_BATCHES_PER_SCAN {
         let mut failed = issue::take_uncounted_failures(conn, FAILURES_PER_BATCH).await?;
         let full = failed.len() as i64 == FAILURES_PER_BATCH;
         // Newest first, as examples are kept (event ids sort by arrival).
