@@ -151,6 +151,9 @@ impl Application {
             log: log.new(slog::o!("component" => "retention")),
         };
         let target_policy = Arc::new(TargetPolicy::new(settings.allowed_target_nets.to_vec()));
+        // One client for deliveries and notifications: both go where the SSRF guard allows.
+        let http = HttpClient::new(settings.delivery_timeout, target_policy.clone())
+            .context("building the HTTP client")?;
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
                 &settings.amqp_urls(),
@@ -160,8 +163,7 @@ impl Application {
                 log.new(slog::o!("component" => "consumer")),
             )
             .context("starting the consumer thread")?;
-            let http = HttpClient::new(settings.delivery_timeout, target_policy.clone())
-                .context("building the HTTP client")?;
+            let http = http.clone();
             let policy = DeliveryPolicy {
                 schedule: settings.retry_schedule.clone(),
                 breaker_threshold: settings.breaker_threshold,
@@ -218,10 +220,11 @@ impl Application {
             (Some(_), None) => anyhow::bail!("SPENZA_SMTP_URL needs SPENZA_SMTP_FROM, the sender"),
             (None, _) => None,
         };
-        let messenger = Arc::new(
-            Messenger::new(target_policy.clone(), mailer.clone(), public_base.clone())
-                .context("building the notifications' HTTP client")?,
-        );
+        let messenger = Arc::new(Messenger::new(
+            http.client().clone(),
+            mailer.clone(),
+            public_base.clone(),
+        ));
         let watch = Watch {
             db: db.clone(),
             live: live.clone(),

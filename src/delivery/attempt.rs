@@ -83,6 +83,12 @@ impl HttpClient {
         })
     }
 
+    /// The client itself, which others sending where the same guard applies share (its pool,
+    /// its resolver, its TLS roots) rather than build their own.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     /// The timeout of an attempt whose subscription sets none.
     pub fn timeout(&self) -> Duration {
         self.timeout

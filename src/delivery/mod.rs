@@ -27,7 +27,7 @@ use crate::queue::{Envelope, Job, Publisher, Route};
 
 pub use attempt::HttpClient;
 pub use reaper::{Reaper, publish_due};
-pub use ssrf::{GuardedResolver, TargetPolicy};
+pub use ssrf::TargetPolicy;
 
 /// How deliveries are made.
 #[derive(Debug, Clone)]

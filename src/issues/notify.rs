@@ -23,7 +23,6 @@ use crate::db::models::issue::Issue;
 use crate::db::models::notification::{self, Channel, Notification};
 use crate::db::schema::{issues, notification_channels, sources, subscriptions};
 use crate::db::{Database, DbError};
-use crate::delivery::{GuardedResolver, TargetPolicy};
 use crate::domain::{ChannelKind, IssueKind, SigningSecret};
 use crate::mail::Mailer;
 use crate::metrics::{self, NotificationLabels};
@@ -88,24 +87,14 @@ pub struct Messenger {
 pub struct NotSent(pub String);
 
 impl Messenger {
-    /// Posts only where `policy` allows (the SSRF guard of deliveries), mails through `mailer`.
-    pub fn new(
-        policy: Arc<TargetPolicy>,
-        mailer: Option<Arc<Mailer>>,
-        public_base: String,
-    ) -> reqwest::Result<Self> {
-        let http = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver::new(policy))
-            .no_proxy()
-            .user_agent(concat!("Spenza/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(SEND_TIMEOUT)
-            .build()?;
-        Ok(Messenger {
+    /// Posts with `http` (the deliveries' client: the SSRF guard, no redirects, no proxy), mails
+    /// through `mailer`.
+    pub fn new(http: reqwest::Client, mailer: Option<Arc<Mailer>>, public_base: String) -> Self {
+        Messenger {
             http,
             mailer,
             public_base,
-        })
+        }
     }
 
     /// The page of an issue.
@@ -184,6 +173,7 @@ impl Messenger {
         let mut request = self
             .http
             .post(url)
+            .timeout(SEND_TIMEOUT)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_vec());
         for (name, value) in headers {

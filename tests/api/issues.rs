@@ -923,3 +923,43 @@ fn app_database(app: &TestApp) -> spenza::config::DatabaseSettings {
     settings.pool_size = 2;
     settings
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_and_slack_channels_pass_the_same_ssrf_guard_as_subscriptions() {
+    let app = spawn_app_with(|s| s.allowed_target_nets = Vec::new().into()).await;
+    for kind in ["webhook", "slack"] {
+        let refused = app
+            .send_json(
+                Method::POST,
+                "/api/v1/notification-channels",
+                &json!({"kind": kind, "url": "http://127.0.0.1:9/hook"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 422, "{kind}: an internal address");
+        let problem: Value = refused.json().await.unwrap();
+        assert!(problem.to_string().contains("SSRF guard"), "{problem}");
+    }
+    // A name is checked as it resolves, when a message is sent.
+    let channel = app
+        .add_channel(json!({"kind": "webhook", "url": "http://localhost:9/hook"}))
+        .await;
+    let tested: Value = app
+        .send_json(
+            Method::POST,
+            &format!(
+                "/api/v1/notification-channels/{}/test",
+                channel["id"].as_str().unwrap()
+            ),
+            &json!({}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["sent"], false);
+    assert!(
+        tested["error"].as_str().unwrap().contains("SSRF guard"),
+        "{tested}"
+    );
+    app.shutdown().await;
+}
