@@ -81,7 +81,6 @@ impl IssueBanner {
 }
 
 /// The names of the workspace's subscriptions and sources, by id.
-#[derive(Default)]
 struct Names {
     subscriptions: HashMap<Uuid, String>,
     sources: HashMap<Uuid, String>,
@@ -295,7 +294,12 @@ pub async fn show(
     } else {
         issue.examples.clone()
     };
-    let names = Names::of(&state, &session).await?;
+    // The names of what it is about, and no others.
+    let source = sources::get(&state, actor, issue.source_id).await?;
+    let names = Names {
+        subscriptions: subscription.into_iter().map(|s| (s.id.0, s.name)).collect(),
+        sources: HashMap::from([(source.id.0, source.name)]),
+    };
     render(&IssuePage {
         layout: session.layout(Nav::Issues),
         issue: IssueRow::of(issue, &names, now),

@@ -23,7 +23,7 @@ pub const EXAMPLES: i32 = 5;
 const SCAN_LOCK: i64 = 0x7370_656e_7a61_6973;
 
 /// An issue as stored.
-#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = issues)]
 #[diesel(check_for_backend(Pg))]
 pub struct Issue {
@@ -305,6 +305,14 @@ pub struct Refusals {
     pub reason: String,
 }
 
+/// A source's refusals, counted with their newest examples ($3 of them) and reason, from
+/// `rejected_requests r` joined to `sources s`: the statement goes on with its conditions.
+const REFUSALS: &str = "SELECT r.source_id, s.workspace_id, count(*) AS count, \
+     max(r.received_at) AS last, \
+     (array_agg(r.id ORDER BY r.received_at DESC))[1:$3] AS examples, \
+     (array_agg(r.reason ORDER BY r.received_at DESC))[1] AS reason \
+     FROM rejected_requests r JOIN sources s ON s.id = r.source_id";
+
 /// The sources that refused at least `threshold` requests since `since` (and since their issue
 /// was last resolved: what came before counts no more), with those.
 pub async fn refusing_sources(
@@ -312,17 +320,13 @@ pub async fn refusing_sources(
     since: DateTime<Utc>,
     threshold: i64,
 ) -> QueryResult<Vec<Refusals>> {
-    diesel::sql_query(
-        "SELECT r.source_id, s.workspace_id, count(*) AS count, max(r.received_at) AS last, \
-             (array_agg(r.id ORDER BY r.received_at DESC))[1:$3] AS examples, \
-             (array_agg(r.reason ORDER BY r.received_at DESC))[1] AS reason \
-         FROM rejected_requests r JOIN sources s ON s.id = r.source_id \
-         LEFT JOIN issues i ON i.kind = 'source_rejecting' AND i.subscription_id IS NULL \
+    diesel::sql_query(format!(
+        "{REFUSALS} LEFT JOIN issues i ON i.kind = 'source_rejecting' AND i.subscription_id IS NULL \
              AND i.source_id = r.source_id AND i.cause = '' \
          WHERE r.received_at > $1 AND NOT r.handshake \
            AND (i.resolved_at IS NULL OR r.received_at > i.resolved_at) \
-         GROUP BY r.source_id, s.workspace_id HAVING count(*) >= $2",
-    )
+         GROUP BY r.source_id, s.workspace_id HAVING count(*) >= $2"
+    ))
     .bind::<Timestamptz, _>(since)
     .bind::<BigInt, _>(threshold)
     .bind::<Integer, _>(EXAMPLES)
@@ -336,14 +340,10 @@ pub async fn refusals_since(
     source: SourceId,
     since: DateTime<Utc>,
 ) -> QueryResult<Option<Refusals>> {
-    diesel::sql_query(
-        "SELECT r.source_id, s.workspace_id, count(*) AS count, max(r.received_at) AS last, \
-             (array_agg(r.id ORDER BY r.received_at DESC))[1:$3] AS examples, \
-             (array_agg(r.reason ORDER BY r.received_at DESC))[1] AS reason \
-         FROM rejected_requests r JOIN sources s ON s.id = r.source_id \
-         WHERE r.source_id = $1 AND r.received_at > $2 AND NOT r.handshake \
-         GROUP BY r.source_id, s.workspace_id",
-    )
+    diesel::sql_query(format!(
+        "{REFUSALS} WHERE r.source_id = $1 AND r.received_at > $2 AND NOT r.handshake \
+         GROUP BY r.source_id, s.workspace_id"
+    ))
     .bind::<SqlUuid, _>(source)
     .bind::<Timestamptz, _>(since)
     .bind::<Integer, _>(EXAMPLES)
