@@ -43,6 +43,58 @@ pub enum Command {
     /// Ask a relay running on this machine whether it is alive (its `/healthz`); exits 0 if it
     /// is. For a container's HEALTHCHECK, so the image needs no curl.
     Healthcheck(HealthcheckSettings),
+    /// Forward a source's events to a local URL, as they arrive at the relay: for developing
+    /// an endpoint on a machine the relay cannot reach.
+    Listen(ListenArgs),
+}
+
+/// `spenza listen SOURCE --forward-to URL`
+#[derive(Debug, Clone, Args)]
+pub struct ListenArgs {
+    /// The source whose events to receive: its id or its name.
+    pub source: String,
+    /// Where each event is sent on this machine, with the path it arrived with appended.
+    #[arg(long = "forward-to", value_parser = parse_forward_to)]
+    pub forward_to: url::Url,
+    /// The relay's URL.
+    #[arg(long, env = "SPENZA_URL")]
+    pub url: url::Url,
+    /// An API key of the workspace, of a developer or above.
+    #[arg(long = "api-key", env = "SPENZA_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+    /// Which of the source's events to receive, in the filter language of subscriptions
+    /// (a JSON object); every event without it.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// The listen subscription's name: a `listen` with the same name takes up where the last
+    /// one left off. Default: this machine's hostname.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Retry a failed local delivery on the subscription's schedule, as for an endpoint;
+    /// without it, a failure is recorded once and the event goes to the graveyard.
+    #[arg(long)]
+    pub retry: bool,
+    /// How each event is printed: a line of text, or a JSON object.
+    #[arg(long, value_enum, default_value_t = ListenOutput::Text)]
+    pub output: ListenOutput,
+}
+
+/// How `spenza listen` prints what it forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListenOutput {
+    Text,
+    Json,
+}
+
+/// An `http` or `https` URL to forward to.
+fn parse_forward_to(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|error| format!("{text:?} is not a URL: {error}"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!(
+            "{other}: only http and https URLs can be forwarded to"
+        )),
+    }
 }
 
 /// Where `spenza healthcheck` finds the relay.
@@ -368,6 +420,14 @@ pub struct Settings {
     /// reopening within it waits, and its message tells of every transition since the last.
     #[arg(long = "notification-quiet", env = "SPENZA_NOTIFICATION_QUIET", default_value = "1h", value_parser = humantime::parse_duration)]
     pub notification_quiet: Duration,
+    /// How many `spenza listen` sessions one user (or one API key no user made) may have
+    /// connected at once, on every replica together.
+    #[arg(long = "listen-sessions", env = "SPENZA_LISTEN_SESSIONS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub listen_sessions: u32,
+    /// How many events one `spenza listen` session has in flight at most: sent to the CLI, its
+    /// outcome not yet reported.
+    #[arg(long = "listen-in-flight", env = "SPENZA_LISTEN_IN_FLIGHT", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub listen_in_flight: u16,
     /// How long a resolved issue is kept; then it is removed.
     #[arg(long = "issue-retention", env = "SPENZA_ISSUE_RETENTION", default_value = "90d", value_parser = humantime::parse_duration)]
     pub issue_retention: Duration,

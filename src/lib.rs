@@ -13,6 +13,7 @@ pub mod domain;
 pub mod health;
 pub mod ingest;
 pub mod issues;
+pub mod listen;
 pub mod live;
 pub mod mail;
 pub mod metrics;

@@ -49,6 +49,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", key.expose());
             Ok(())
         }
+        Command::Listen(args) => spenza::listen::cli::run(args).await,
         Command::Healthcheck(settings) => {
             let url = settings.url();
             let answer = reqwest::Client::builder()

@@ -19,9 +19,10 @@ use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolic
 use crate::ingest::{IngestState, Intake, Refusals, Routes};
 use crate::issues::notify::{Messenger, Notifier};
 use crate::issues::{Watch, WatchSettings};
+use crate::listen::ListenConfig;
 use crate::live::LiveThread;
 use crate::mail::Mailer;
-use crate::queue::{Consumer, Publisher, PublisherThread, Topology};
+use crate::queue::{Consumed, Consumer, Publisher, PublisherThread, Topology};
 use crate::retention::{Retention, RetentionPolicy};
 use crate::state::AppState;
 use crate::{api, dashboard, health, ingest, metrics, request_id};
@@ -154,10 +155,14 @@ impl Application {
         // One client for deliveries and notifications: both go where the SSRF guard allows.
         let http = HttpClient::new(settings.delivery_timeout, target_policy.clone())
             .context("building the HTTP client")?;
+        // An attempt, its record (which waits for a connection at most this long), and room to
+        // spare: a lease never runs out under a delivery still at work.
+        let lease = settings.delivery_timeout + settings.database.timeout * 2 + LEASE_MARGIN;
         let delivery = if settings.role.delivers() {
             let (consumer, jobs) = Consumer::start(
                 &settings.amqp_urls(),
-                topology,
+                topology.clone(),
+                Consumed::Deliver,
                 settings.delivery_concurrency,
                 settings.shutdown_timeout,
                 log.new(slog::o!("component" => "consumer")),
@@ -167,9 +172,7 @@ impl Application {
             let policy = DeliveryPolicy {
                 schedule: settings.retry_schedule.clone(),
                 breaker_threshold: settings.breaker_threshold,
-                // An attempt, its record (which waits for a connection at most this long), and
-                // room to spare: a lease never runs out under a delivery still at work.
-                lease: settings.delivery_timeout + settings.database.timeout * 2 + LEASE_MARGIN,
+                lease,
                 per_subscription: usize::from(settings.subscription_concurrency),
             };
             let tasks = TaskTracker::new();
@@ -192,6 +195,21 @@ impl Application {
             None
         };
 
+        let listen = Arc::new(ListenConfig {
+            amqp_urls: settings.amqp_urls(),
+            topology,
+            schedule: settings.retry_schedule.clone(),
+            lease,
+            timeout: settings.delivery_timeout,
+            in_flight: settings.listen_in_flight,
+            sessions_per_holder: settings.listen_sessions,
+            replica: format!(
+                "{} (pid {})",
+                hostname::get()
+                    .map_or_else(|_| "?".into(), |name| name.to_string_lossy().into_owned()),
+                std::process::id()
+            ),
+        });
         let reaper_wake = Arc::new(tokio::sync::Notify::new());
         let reaper = Reaper {
             db: db.clone(),
@@ -309,6 +327,7 @@ impl Application {
                 messenger: messenger.clone(),
                 notification_quiet,
                 retention: retention_policy,
+                listen: listen.clone(),
                 log: http_log.clone(),
             });
             let errors_log = http_log.clone();

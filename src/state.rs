@@ -12,6 +12,7 @@ use crate::db::Database;
 use crate::delivery::TargetPolicy;
 use crate::ingest::Intake;
 use crate::issues::notify::Messenger;
+use crate::listen::ListenConfig;
 use crate::live::Live;
 use crate::mail::Mailer;
 use crate::queue::{ConsumerStatus, Publisher};
@@ -52,6 +53,8 @@ pub struct AppState {
     pub messenger: Arc<Messenger>,
     /// The least time between two messages about a recurring issue to one channel.
     pub notification_quiet: std::time::Duration,
+    /// What `spenza listen` sessions share.
+    pub listen: Arc<ListenConfig>,
     /// How long finished events are kept, which the pages and the API say.
     pub retention: RetentionPolicy,
     pub log: Logger,

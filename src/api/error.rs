@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The resource is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// The caller has as much of something as the relay allows.
+    #[error("{0}")]
+    Limited(String),
     /// The input failed validation.
     #[error("the request is invalid")]
     Invalid(Vec<FieldError>),
@@ -51,6 +54,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(what) => ApiError::NotFound(what),
             ServiceError::Forbidden(why) => ApiError::Forbidden(why),
             ServiceError::Conflict(message) => ApiError::Conflict(message),
+            ServiceError::Limited(message) => ApiError::Limited(message),
             ServiceError::Invalid(errors) => ApiError::Invalid(errors),
             ServiceError::Database(error) => error.into(),
             ServiceError::Unexpected(error) => ApiError::Unexpected(error),
@@ -71,6 +75,7 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -4,6 +4,7 @@ mod auth;
 mod error;
 mod events;
 mod issues;
+mod listen;
 pub mod openapi;
 pub mod responses;
 mod sources;
@@ -56,6 +57,7 @@ api_routes! {
     delete "/sources/{id}" => sources::delete,
     get "/sources/{id}/events" => sources::events,
     get "/sources/{id}/rejections" => sources::rejections,
+    get "/listen" => listen::connect,
     get "/members" => team::list_members,
     patch "/members/{user_id}" => team::change_role,
     delete "/members/{user_id}" => team::remove_member,

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use super::responses::{
     BadRequest, Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, Unexpected,
 };
-use super::{events, issues, sources, subscriptions, team};
+use super::{events, issues, listen, sources, subscriptions, team};
 use crate::issues::notify::NotificationPayload;
 use crate::problem::Problem;
 
@@ -46,6 +46,7 @@ pub const PATH: &str = "/api/v1/openapi.json";
         sources::delete,
         sources::events,
         sources::rejections,
+        listen::connect,
         team::list_members,
         team::change_role,
         team::remove_member,

@@ -11,7 +11,7 @@ use super::responses::{
 };
 use super::{ApiCaller, ApiError};
 use crate::db::models::subscription::Subscription;
-use crate::domain::{Policy, RateLimit, SourceId, SubscriptionId, compact_delay};
+use crate::domain::{Policy, RateLimit, SourceId, SubscriptionId, SubscriptionKind, compact_delay};
 use crate::service::subscriptions::{self, ReplayIn, SubscriptionIn, SubscriptionPatch};
 use crate::service::{Actor, Permission};
 use crate::signing::incoming::ProviderConfig;
@@ -24,6 +24,9 @@ pub struct SubscriptionOut {
     /// The source whose events it receives.
     pub source_id: SourceId,
     pub name: String,
+    /// How it delivers: `http`, to `target_url`; or `cli`, to the `spenza listen` sessions
+    /// connected to it (made by `spenza listen`; `target_url` then only names it).
+    pub kind: SubscriptionKind,
     /// Where events are delivered.
     pub target_url: String,
     /// Where providers send its source's events; null for a viewer key: it lets anyone who has
@@ -116,6 +119,7 @@ impl SubscriptionOut {
             id: subscription.id,
             source_id: subscription.source_id,
             name: subscription.name,
+            kind: subscription.kind,
             target_url: subscription.target_url,
             is_active: subscription.is_active,
             disabled_reason: subscription.disabled_reason,

@@ -61,7 +61,9 @@ impl From<ServiceError> for DashboardError {
         match error {
             ServiceError::NotFound(_) => DashboardError::NotFound,
             ServiceError::Forbidden(why) => DashboardError::NotAllowed(why),
-            ServiceError::Conflict(message) => DashboardError::Conflict(message),
+            ServiceError::Conflict(message) | ServiceError::Limited(message) => {
+                DashboardError::Conflict(message)
+            }
             ServiceError::Invalid(fields) => DashboardError::BadRequest(
                 fields
                     .iter()

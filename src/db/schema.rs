@@ -132,6 +132,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    listen_sessions (id) {
+        id -> Uuid,
+        subscription_id -> Uuid,
+        holder -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        address -> Nullable<Text>,
+        replica -> Text,
+        connected_at -> Timestamptz,
+        seen_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     login_failures (id) {
         id -> Int8,
         email -> Text,
@@ -251,6 +264,7 @@ diesel::table! {
         filter -> Nullable<Jsonb>,
         forward_path -> Bool,
         policy -> Jsonb,
+        kind -> Text,
     }
 }
 
@@ -282,6 +296,8 @@ diesel::joinable!(invitations -> workspaces (workspace_id));
 diesel::joinable!(issues -> sources (source_id));
 diesel::joinable!(issues -> subscriptions (subscription_id));
 diesel::joinable!(issues -> workspaces (workspace_id));
+diesel::joinable!(listen_sessions -> api_keys (api_key_id));
+diesel::joinable!(listen_sessions -> subscriptions (subscription_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(memberships -> workspaces (workspace_id));
 diesel::joinable!(notification_channels -> users (created_by));
@@ -305,6 +321,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     invitations,
     issues,
+    listen_sessions,
     login_failures,
     memberships,
     notification_channels,

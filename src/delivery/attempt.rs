@@ -188,7 +188,7 @@ impl HttpClient {
 }
 
 /// What went wrong with a request that got no answer.
-fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+pub(crate) fn describe(error: &reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         format!("timed out after {timeout:?}")
     } else if error.is_connect() {
@@ -199,7 +199,11 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
 }
 
 /// This attempt's signatures: by the current secret and, during a rotation, the previous one.
-fn sign(id: EventId, at: DateTime<Utc>, job: &DeliveryJob) -> Result<Signatures, InvalidSecret> {
+pub(crate) fn sign(
+    id: EventId,
+    at: DateTime<Utc>,
+    job: &DeliveryJob,
+) -> Result<Signatures, InvalidSecret> {
     let current = SigningSecret::from_stored(job.signing_secret.clone());
     let previous = match (&job.previous_signing_secret, job.previous_secret_expires_at) {
         (Some(previous), Some(until)) if until > at => {
@@ -249,7 +253,7 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The first few KiB of the answer, as text; the rest is not read.
-async fn read_truncated(mut response: reqwest::Response) -> Option<String> {
+pub(crate) async fn read_truncated(mut response: reqwest::Response) -> Option<String> {
     let mut kept = Vec::new();
     while kept.len() < RESPONSE_BODY_LIMIT {
         match response.chunk().await {

@@ -26,6 +26,7 @@ use crate::metrics;
 use crate::queue::{Envelope, Job, Publisher, Route};
 
 pub use attempt::HttpClient;
+pub(crate) use attempt::{describe, read_truncated, sign};
 pub use reaper::{Reaper, publish_due};
 pub use ssrf::TargetPolicy;
 
@@ -160,7 +161,7 @@ impl Deliverer {
         let db = &self.db;
         let written = batch::write_together_or_alone(&claims, &self.log, "claim", |claims| {
             db.run(async move |conn| {
-                delivery::claim_for_delivery(conn, claims, lease, timeout).await
+                delivery::claim_for_delivery(conn, claims, lease, timeout, false).await
             })
         })
         .await;
@@ -221,6 +222,10 @@ impl Deliverer {
                 }) if due > Utc::now() + EARLY => {
                     self.tasks.spawn(self.clone().wait_until(job, due, None));
                 }
+                // A `cli` subscription's: its `spenza listen` sessions make it.
+                Some(found) if found.listen => {
+                    self.tasks.spawn(self.clone().pass_to_listeners(job));
+                }
                 Some(found) => {
                     self.tasks
                         .spawn(self.clone().attempt(job, found, made.clone()));
@@ -262,7 +267,7 @@ impl Deliverer {
         else {
             return match self
                 .db
-                .run(async |conn| delivery::release_lease(conn, id).await)
+                .run(async |conn| delivery::release_leases(conn, &[id]).await)
                 .await
             {
                 Ok(()) => self.defer(job).await,
@@ -489,7 +494,7 @@ impl Deliverer {
             }
             None => {
                 self.db
-                    .run(async |conn| delivery::release_lease(conn, id).await)
+                    .run(async |conn| delivery::release_leases(conn, &[id]).await)
                     .await
             }
         };
@@ -512,6 +517,30 @@ impl Deliverer {
             Err(error) => {
                 warn!(self.log, "could not send a delivery to wait; left for the reaper";
                     "delivery_id" => %id, "error" => %error);
+                job.acker.reject();
+            }
+        }
+    }
+
+    /// Passes a `cli` subscription's delivery on to its queue, which its `spenza listen`
+    /// sessions consume (and where it waits, durably, while none is connected). Should the
+    /// broker not take it, it is still due in PostgreSQL: the reaper publishes it again once a
+    /// session is connected.
+    async fn pass_to_listeners(self: Arc<Self>, job: Job) {
+        let subscription = job.envelope.subscription_id;
+        let passed = Envelope {
+            deferrals: 0,
+            ..job.envelope.clone()
+        };
+        match self
+            .publisher
+            .publish(&passed, Route::Listen(subscription))
+            .await
+        {
+            Ok(()) => job.acker.ack(),
+            Err(error) => {
+                warn!(self.log, "could not pass a delivery to its listen sessions; left for the reaper";
+                    "delivery_id" => %job.envelope.delivery(), "error" => %error);
                 job.acker.reject();
             }
         }

@@ -1,5 +1,5 @@
-//! Issues the relay opens on its own when something breaks, and the channels that tell a
-//! workspace about them.
+//! Issues the relay opens on its own when something breaks, the channels that tell a workspace
+//! about them, and the other closed sets of names stored as text (a subscription's kind).
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,6 +95,15 @@ named!(
         Open = "open",
         Acknowledged = "acknowledged",
         Resolved = "resolved",
+    }
+);
+
+named!(
+    /// How a subscription delivers: over HTTP to its target URL, or to the `spenza listen`
+    /// sessions connected to it.
+    SubscriptionKind {
+        Http = "http",
+        Cli = "cli",
     }
 );
 

@@ -27,7 +27,7 @@ pub use ids::{
     SubscriptionId, UserId, WorkspaceId,
 };
 pub use ingest_response::IngestResponse;
-pub use issue::{ChannelKind, IssueKind, IssueState, failure_class};
+pub use issue::{ChannelKind, IssueKind, IssueState, SubscriptionKind, failure_class};
 pub use password::Password;
 pub use policy::{
     MAX_IN_FLIGHT as MAX_POLICY_IN_FLIGHT, Per, Policy, RateLimit, check_headers, check_rate_limit,

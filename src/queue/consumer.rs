@@ -14,6 +14,7 @@ use slog::{Logger, info, warn};
 use tokio::sync::mpsc;
 
 use super::{Backoff, Envelope, Topology};
+use crate::domain::SubscriptionId;
 
 /// One delivery to make, and the means to settle it with the broker.
 #[derive(Debug)]
@@ -80,6 +81,16 @@ impl Drop for Acker {
     }
 }
 
+/// Which queue a consumer takes its messages from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consumed {
+    /// The deliver queue, which every replica's delivery workers share.
+    Deliver,
+    /// A `cli` subscription's queue, for one `spenza listen` session. The consumer stops for
+    /// good when the broker cancels it: the queue was deleted with its subscription.
+    Listen(SubscriptionId),
+}
+
 /// Starts and stops the consumer thread.
 pub struct Consumer {
     stop: Option<Sender<()>>,
@@ -98,11 +109,12 @@ impl ConsumerStatus {
 }
 
 impl Consumer {
-    /// Starts consuming the deliver queue with `prefetch` messages in flight at most; jobs arrive
-    /// on the returned receiver.
+    /// Starts consuming `queue` with `prefetch` messages in flight at most; jobs arrive on the
+    /// returned receiver.
     pub fn start(
         urls: &[String],
         topology: Topology,
+        queue: Consumed,
         prefetch: u16,
         drain_timeout: Duration,
         log: Logger,
@@ -117,6 +129,7 @@ impl Consumer {
             connected: connected.clone(),
             urls: urls.to_vec(),
             topology,
+            queue,
             prefetch: prefetch.max(1),
             drain_timeout,
             jobs: Some(jobs_tx),
@@ -175,6 +188,7 @@ struct Worker {
     /// The broker's URLs, tried in turn at each (re)connection.
     urls: Vec<String>,
     topology: Topology,
+    queue: Consumed,
     prefetch: u16,
     drain_timeout: Duration,
     jobs: Option<mpsc::Sender<Job>>,
@@ -216,15 +230,22 @@ impl Worker {
     fn open(&self) -> anyhow::Result<(Connection, Channel)> {
         let mut connection = super::connect::open(&self.urls)?;
         let channel = connection.open_channel(None)?;
-        self.topology.declare(&channel)?;
+        match self.queue {
+            Consumed::Deliver => self.topology.declare(&channel)?,
+            Consumed::Listen(subscription) => {
+                self.topology.declare_listen_queue(&channel, subscription)?;
+            }
+        }
         channel.qos(0, self.prefetch, false)?;
         Ok((connection, channel))
     }
 
     fn serve(&mut self, session: u64, connection: Connection, channel: Channel) -> Ended {
-        let consumer = match channel
-            .basic_consume(self.topology.deliver_queue(), ConsumerOptions::default())
-        {
+        let queue = match self.queue {
+            Consumed::Deliver => self.topology.deliver_queue(),
+            Consumed::Listen(subscription) => self.topology.listen_queue(subscription),
+        };
+        let consumer = match channel.basic_consume(queue, ConsumerOptions::default()) {
             Ok(consumer) => consumer,
             Err(error) => return Ended::Lost(error.into()),
         };
@@ -237,6 +258,10 @@ impl Worker {
                         if let Err(error) = self.hand_out(session, &channel, delivery, &mut unacked) {
                             break Ended::Lost(error.into());
                         }
+                    }
+                    Ok(ConsumerMessage::ServerCancelled) if self.queue != Consumed::Deliver => {
+                        info!(self.log, "the listen queue was deleted; its consumer stops");
+                        break Ended::Stopped;
                     }
                     Ok(other) => break Ended::Lost(anyhow::anyhow!("consumer ended: {other:?}")),
                     Err(_) => break Ended::Lost(anyhow::anyhow!("connection closed")),

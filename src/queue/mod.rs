@@ -7,7 +7,7 @@ mod envelope;
 mod publisher;
 mod topology;
 
-pub use consumer::{Acker, Consumer, ConsumerStatus, Job};
+pub use consumer::{Acker, Consumed, Consumer, ConsumerStatus, Job};
 pub use envelope::Envelope;
 pub use publisher::{PublishError, Publisher, PublisherThread, Route};
 pub use topology::Topology;

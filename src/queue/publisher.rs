@@ -2,7 +2,7 @@
 //! pipelined: up to `window` messages await their confirms at once, and each caller's future
 //! resolves when the broker acks, nacks or returns its message.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -14,7 +14,7 @@ use slog::{Logger, info, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use super::{Backoff, Envelope, Topology};
-use crate::domain::DeliveryId;
+use crate::domain::{DeliveryId, SubscriptionId};
 use crate::metrics;
 
 /// Why a message may not have reached its queue. In every case the event stays in PostgreSQL
@@ -52,6 +52,9 @@ pub enum Route {
     /// To a defer queue, after this many deferrals of the same delivery: back in the delivery
     /// queue a moment later (longer for each deferral), no retry used.
     Defer(u32),
+    /// To a `cli` subscription's queue, for its `spenza listen` sessions (declared on first
+    /// use: it may not be there yet, or may have been lost with a node).
+    Listen(SubscriptionId),
 }
 
 struct Request {
@@ -353,6 +356,8 @@ struct Session {
     channel: Channel,
     confirms: Receiver<Confirm>,
     returns: Receiver<Return>,
+    /// The `cli` subscriptions' queues declared on this connection.
+    listen_queues: HashSet<SubscriptionId>,
 }
 
 impl Session {
@@ -371,10 +376,11 @@ impl Session {
             channel,
             confirms,
             returns,
+            listen_queues: HashSet::new(),
         })
     }
 
-    fn serve(self, worker: &Worker) -> Ended {
+    fn serve(mut self, worker: &Worker) -> Ended {
         let deliver_exchange = worker.topology.deliver_exchange();
         let mut pending = BTreeMap::new();
         let mut next_tag: u64 = 1;
@@ -412,7 +418,7 @@ impl Session {
     /// Publishes a hand-off's messages, each awaiting its confirm in `pending`. On an error the
     /// message that failed and those after it are answered as not published.
     fn publish(
-        &self,
+        &mut self,
         worker: &Worker,
         deliver_exchange: &str,
         requests: Vec<Request>,
@@ -434,6 +440,22 @@ impl Session {
                 ),
                 Route::Wait(delay) => ("", worker.topology.wait_queue_for(delay)),
                 Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
+                Route::Listen(subscription) => {
+                    if !self.listen_queues.contains(&subscription) {
+                        if let Err(error) = worker
+                            .topology
+                            .declare_listen_queue(&self.channel, subscription)
+                        {
+                            request.answer(Err(PublishError::Unavailable), &self.missed);
+                            for unsent in requests {
+                                unsent.answer(Err(PublishError::Unavailable), &self.missed);
+                            }
+                            return Err(error);
+                        }
+                        self.listen_queues.insert(subscription);
+                    }
+                    ("", worker.topology.listen_queue(subscription))
+                }
             };
             let publish = Publish {
                 body: &request.body,

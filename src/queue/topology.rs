@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::QueueKind;
-use crate::domain::compact_delay;
+use crate::domain::{SubscriptionId, compact_delay};
 
 /// How long a deferred delivery waits before it is back in the deliver queue: a second the
 /// first time, doubling each time it is deferred again, up to half a minute.
@@ -21,6 +21,9 @@ const DEFER_DELAYS: [Duration; 6] = [
     Duration::from_secs(16),
     Duration::from_secs(30),
 ];
+
+/// How long a `cli` subscription's queue is kept unused.
+const LISTEN_QUEUE_EXPIRES: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The names this deployment uses on the broker.
 #[derive(Debug, Clone)]
@@ -108,6 +111,50 @@ impl Topology {
     /// The queue delivery workers consume.
     pub fn deliver_queue(&self) -> String {
         format!("{}.deliver", self.prefix)
+    }
+
+    /// The queue a `cli` subscription's deliveries wait in for its `spenza listen` sessions,
+    /// which consume it: durable, and of the deployment's kind (`.quorum` after the name of a
+    /// quorum one, as for wait queues).
+    pub fn listen_queue(&self, subscription: SubscriptionId) -> String {
+        let name = format!("{}.listen.{subscription}", self.prefix);
+        match self.kind {
+            QueueKind::Quorum => format!("{name}.quorum"),
+            QueueKind::Classic => name,
+        }
+    }
+
+    /// Declares a `cli` subscription's queue; safe to repeat. A queue nobody consumes or
+    /// publishes to for [`LISTEN_QUEUE_EXPIRES`] is deleted by the broker: that of a deleted
+    /// subscription goes by itself, and should an idle subscription's go with messages in it,
+    /// its deliveries are still due in PostgreSQL, and the reaper publishes them again once a
+    /// session is connected.
+    pub fn declare_listen_queue(
+        &self,
+        channel: &Channel,
+        subscription: SubscriptionId,
+    ) -> amiquip::Result<()> {
+        let mut arguments = FieldTable::new();
+        arguments.insert(
+            "x-queue-type".into(),
+            AmqpValue::LongString(self.kind_name().into()),
+        );
+        arguments.insert(
+            "x-expires".into(),
+            AmqpValue::LongLongInt(
+                i64::try_from(LISTEN_QUEUE_EXPIRES.as_millis()).unwrap_or(i64::MAX),
+            ),
+        );
+        channel
+            .queue_declare(
+                self.listen_queue(subscription),
+                QueueDeclareOptions {
+                    durable: true,
+                    arguments,
+                    ..QueueDeclareOptions::default()
+                },
+            )
+            .map(drop)
     }
 
     /// The routing key binding the deliver queue to its exchange.
@@ -291,6 +338,15 @@ mod tests {
         );
         assert_eq!(classic.retry_queue(Duration::from_secs(300)), "p.retry.5m");
         assert_eq!(classic.defer_queue(0), "p.defer.1s");
+        let subscription = SubscriptionId(uuid::Uuid::nil());
+        assert_eq!(
+            quorum.listen_queue(subscription),
+            format!("p.listen.{subscription}.quorum")
+        );
+        assert_eq!(
+            classic.listen_queue(subscription),
+            format!("p.listen.{subscription}")
+        );
         let names: Vec<_> = quorum
             .queues()
             .into_iter()

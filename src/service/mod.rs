@@ -9,6 +9,7 @@ pub mod channels;
 pub mod events;
 pub mod filters;
 pub mod issues;
+pub mod listen;
 pub mod members;
 pub mod policy;
 pub mod provider_form;
@@ -66,6 +67,9 @@ pub enum ServiceError {
     /// The object is not in a state that allows this.
     #[error("{0}")]
     Conflict(String),
+    /// The actor has as much of something as the relay allows.
+    #[error("{0}")]
+    Limited(String),
     /// The input failed validation, field by field.
     #[error("the input is invalid")]
     Invalid(Vec<FieldError>),

@@ -24,7 +24,7 @@ use crate::db::models::subscription::{
 };
 use crate::domain::{
     EventId, EventStatus, Filter, IngestToken, Policy, RequestId, SigningSecret, SourceId,
-    SubscriptionId, TargetUrl, WorkspaceId,
+    SubscriptionId, SubscriptionKind, TargetUrl, WorkspaceId,
 };
 use crate::live::{EventNotice, Notice};
 use crate::problem::FieldError;
@@ -355,6 +355,7 @@ pub async fn create(
                     filter: input.filter.as_ref(),
                     forward_path: input.forward_path,
                     policy: policy.clone(),
+                    kind: SubscriptionKind::Http,
                 };
                 let created = subscription::insert(conn, &new).await?;
                 let line = actor.audit("subscription.created", "subscription", created.id);

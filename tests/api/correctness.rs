@@ -469,6 +469,7 @@ async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current
         &claims,
         Duration::from_secs(60),
         Duration::from_secs(30),
+        false,
     )
     .await
     .unwrap();

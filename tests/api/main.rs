@@ -17,6 +17,7 @@ mod helpers;
 mod ingest;
 mod issues;
 mod issues_browser;
+mod listen;
 mod live;
 mod load;
 mod operations;

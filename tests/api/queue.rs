@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use spenza::config::QueueKind;
-use spenza::queue::{Consumer, PublishError, Route, Topology};
+use spenza::queue::{Consumed, Consumer, PublishError, Route, Topology};
 
 use crate::helpers::{
     TestResources, amqp_url, connected_publisher, made_up_envelope, ready_in, stop_publisher,
@@ -60,6 +60,7 @@ async fn a_job_dropped_unsettled_frees_its_slot_and_its_message_comes_back() {
     let (consumer, mut jobs) = Consumer::start(
         &[amqp_url()],
         topology.clone(),
+        Consumed::Deliver,
         1,
         Duration::from_secs(1),
         spenza::telemetry::discard(),
@@ -98,6 +99,7 @@ async fn a_message_that_is_not_an_envelope_is_dropped_not_redelivered() {
     let (consumer, mut jobs) = Consumer::start(
         &[amqp_url()],
         topology.clone(),
+        Consumed::Deliver,
         1,
         Duration::from_secs(1),
         spenza::telemetry::discard(),

@@ -87,6 +87,8 @@ pub struct DeliveryJob {
     /// is null): due now, or republished by the reaper, whose claim pushes `next_attempt_at` on to
     /// mark when it may republish it again, not when it is due.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Whether its subscription is of kind `cli`: its `spenza listen` sessions make it.
+    pub listen: bool,
 }
 
 impl DeliveryJob {
@@ -131,6 +133,9 @@ struct ClaimForDelivery {
     lease_ms: i64,
     /// The process's delivery timeout.
     timeout_ms: i64,
+    /// Whether a `spenza listen` session claims (it leases every delivery); else a delivery
+    /// worker, which leases none of a `cli` subscription's (it only passes them on).
+    listening: bool,
 }
 
 impl QueryId for ClaimForDelivery {
@@ -158,6 +163,7 @@ impl Query for ClaimForDelivery {
             Text,
             Jsonb,
             Nullable<Timestamptz>,
+            Bool,
         ),
     );
 }
@@ -170,8 +176,10 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_bind_param::<Array<Integer>, _>(&self.retry_counts)?;
         out.push_sql(
             ") AS wanted (id, retry_count)) \
-             UPDATE deliveries SET leased_until = now() + make_interval(secs => (",
+             UPDATE deliveries SET leased_until = CASE WHEN subscriptions.kind = 'cli' AND NOT ",
         );
+        out.push_bind_param::<Bool, _>(&self.listening)?;
+        out.push_sql(" THEN deliveries.leased_until ELSE now() + make_interval(secs => (");
         out.push_bind_param::<BigInt, _>(&self.lease_ms)?;
         // A subscription whose timeout is longer than the process's holds its deliveries
         // longer by as much.
@@ -180,7 +188,13 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         out.push_sql(") - ");
         out.push_bind_param::<BigInt, _>(&self.timeout_ms)?;
         out.push_sql(
-            ")) / 1000.0), republishes = 0 FROM subscriptions, events, wanted \
+            ")) / 1000.0) END, \
+             republishes = CASE WHEN subscriptions.kind = 'cli' AND NOT ",
+        );
+        out.push_bind_param::<Bool, _>(&self.listening)?;
+        out.push_sql(
+            " THEN deliveries.republishes ELSE 0 END \
+             FROM subscriptions, events, wanted \
              WHERE subscriptions.id = deliveries.subscription_id \
                AND events.id = deliveries.event_id AND deliveries.id = wanted.id \
                AND deliveries.status IN ('pending', 'retrying') \
@@ -192,7 +206,8 @@ impl QueryFragment<Pg> for ClaimForDelivery {
              subscriptions.previous_signing_secret, subscriptions.previous_secret_expires_at, \
              events.received_at, subscriptions.forward_path, events.path, events.query, \
              subscriptions.policy, \
-             CASE WHEN deliveries.waiting IS NOT NULL THEN deliveries.next_attempt_at END",
+             CASE WHEN deliveries.waiting IS NOT NULL THEN deliveries.next_attempt_at END, \
+             subscriptions.kind = 'cli'",
         );
         Ok(())
     }
@@ -203,11 +218,16 @@ impl QueryFragment<Pg> for ClaimForDelivery {
 /// One not claimed has nothing to attempt: it is gone, delivered, failed, further along its
 /// chain, or held by another delivery (a duplicate message; of two claims of one delivery
 /// in a batch, at most one is taken, and only one at the delivery's own step).
+///
+/// A delivery worker (`listening` false) takes a `cli` subscription's delivery without holding
+/// it, only to pass it on to its `spenza listen` sessions' queue; the session's claim
+/// (`listening` true) holds it while the CLI forwards it.
 pub async fn claim_for_delivery(
     conn: &mut AsyncPgConnection,
     claims: &[Claim],
     lease: std::time::Duration,
     timeout: std::time::Duration,
+    listening: bool,
 ) -> QueryResult<Vec<Claimed>> {
     ClaimForDelivery {
         ids: claims.iter().map(|claim| claim.id).collect(),
@@ -217,6 +237,7 @@ pub async fn claim_for_delivery(
             .collect(),
         lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
         timeout_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
+        listening,
     }
     .load(conn)
     .await
@@ -243,9 +264,10 @@ pub async fn wait_for_rate_limit(
 /// What `deliveries.waiting` holds for a delivery waiting for its subscription's rate limit.
 pub const RATE_LIMIT: &str = "rate_limit";
 
-/// Gives up a delivery's hold on `id` without an attempt.
-pub async fn release_lease(conn: &mut AsyncPgConnection, id: DeliveryId) -> QueryResult<()> {
-    diesel::update(deliveries::table.filter(deliveries::id.eq(id)))
+/// Gives up deliveries' holds without an attempt: one deferred or sent to wait, or those a
+/// `spenza listen` session that ended had sent and not had reported.
+pub async fn release_leases(conn: &mut AsyncPgConnection, ids: &[DeliveryId]) -> QueryResult<()> {
+    diesel::update(deliveries::table.filter(deliveries::id.eq_any(ids)))
         .set(deliveries::leased_until.eq(None::<DateTime<Utc>>))
         .execute(conn)
         .await
@@ -552,6 +574,13 @@ const REPLAY: &str = "UPDATE deliveries SET status = 'pending', retry_count = 0,
 const RETURNING_DUE: &str = " RETURNING deliveries.id, deliveries.event_id, \
      deliveries.subscription_id, deliveries.retry_count, subscriptions.target_url";
 
+/// A condition on `s`, a subscription: it delivers over HTTP, or has a `spenza listen` session
+/// connected. A `cli` subscription's deliveries wait in its queue while no session is
+/// connected, and the reaper leaves them there: only once one is does it publish what the
+/// queue may have lost.
+const LISTENED: &str = "AND (s.kind = 'http' OR EXISTS (SELECT 1 FROM listen_sessions l \
+     WHERE l.subscription_id = s.id AND l.seen_at > now() - interval '30 seconds'))";
+
 /// The reaper's claim: up to `batch` deliveries of active subscriptions still to make whose due
 /// time passed more than `grace` ago, or that were held (no due time) while their subscription
 /// was disabled (those first: a re-enabled subscription's backlog does not wait behind other
@@ -575,7 +604,7 @@ pub async fn claim_overdue(
          FROM subscriptions \
          WHERE subscriptions.id = deliveries.subscription_id AND deliveries.id IN ( \
              SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id \
-             WHERE d.status IN ('pending', 'retrying') AND s.is_active \
+             WHERE d.status IN ('pending', 'retrying') AND s.is_active {LISTENED} \
                AND (d.leased_until IS NULL OR d.leased_until < now()) \
                AND (d.next_attempt_at IS NULL \
                     OR d.next_attempt_at <= now() - make_interval(secs => $1 / 1000.0)) \

@@ -293,6 +293,18 @@ pub async fn find_in_workspace(
         .optional()
 }
 
+/// The headers an event arrived with, as kept (credentials left out).
+pub async fn headers_of(
+    conn: &mut AsyncPgConnection,
+    id: EventId,
+) -> QueryResult<serde_json::Value> {
+    events::table
+        .find(id)
+        .select(events::headers)
+        .first(conn)
+        .await
+}
+
 /// An event as a source's list shows it: no body, and its deliveries' statuses.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct EventLine {

@@ -371,7 +371,8 @@ pub struct Lagging {
 }
 
 /// The active subscriptions falling behind: each one's oldest undelivered delivery (one probe
-/// of `deliveries_undelivered` each) against its own threshold, or `default_ms`.
+/// of `deliveries_undelivered` each) against its own threshold, or `default_ms`. A `cli`
+/// subscription's deliveries wait for a `spenza listen` session to connect: that is no lag.
 pub async fn lagging(conn: &mut AsyncPgConnection, default_ms: i64) -> QueryResult<Vec<Lagging>> {
     diesel::sql_query(
         "SELECT s.id AS subscription_id, s.workspace_id, s.source_id, oldest.event_id, \
@@ -382,7 +383,7 @@ pub async fn lagging(conn: &mut AsyncPgConnection, default_ms: i64) -> QueryResu
          CROSS JOIN LATERAL (SELECT d.event_id, d.due_since FROM deliveries d \
              WHERE d.subscription_id = s.id AND d.status IN ('pending', 'retrying') \
              ORDER BY d.due_since LIMIT 1) oldest \
-         WHERE s.is_active \
+         WHERE s.is_active AND s.kind = 'http' \
            AND oldest.due_since < now() - make_interval(secs => t.threshold_ms / 1000.0)",
     )
     .bind::<BigInt, _>(default_ms)

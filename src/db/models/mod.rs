@@ -8,6 +8,7 @@ pub mod delivery_attempt;
 pub mod event;
 pub mod invitation;
 pub mod issue;
+pub mod listen_session;
 pub mod login_failure;
 pub mod notification;
 pub mod rate_limit;

@@ -94,6 +94,21 @@ pub async fn list_in_workspace(
         .await
 }
 
+/// A workspace's sources of this name (names need not be unique), oldest first.
+pub async fn named_in_workspace(
+    conn: &mut AsyncPgConnection,
+    workspace: WorkspaceId,
+    name: &str,
+) -> QueryResult<Vec<Source>> {
+    sources::table
+        .filter(sources::name.eq(name))
+        .filter(sources::workspace_id.eq(workspace))
+        .order(sources::created_at)
+        .select(Source::as_select())
+        .load(conn)
+        .await
+}
+
 /// One of a workspace's sources; someone else's is `None`, exactly like a missing one.
 pub async fn find_in_workspace(
     conn: &mut AsyncPgConnection,

@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{EventId, SourceId, SubscriptionId, WorkspaceId};
+use crate::domain::{EventId, SourceId, SubscriptionId, SubscriptionKind, WorkspaceId};
 
 /// A subscription as stored, with its source's ingest token and provider check (select it from
 /// `subscriptions` joined to `sources`). `Debug` leaves out its token and secrets.
@@ -39,6 +39,9 @@ pub struct Subscription {
     pub forward_path: bool,
     /// Its delivery policy, as stored (see [`crate::domain::Policy`]): it holds secrets.
     pub policy: serde_json::Value,
+    /// How it delivers: over HTTP, or to `spenza listen` sessions (then `target_url` only
+    /// names it).
+    pub kind: SubscriptionKind,
 }
 
 /// A subscription to create. No `Debug`: it holds the token and secrets.
@@ -54,6 +57,7 @@ pub struct NewSubscription<'a> {
     pub filter: Option<&'a serde_json::Value>,
     pub forward_path: bool,
     pub policy: serde_json::Value,
+    pub kind: SubscriptionKind,
 }
 
 /// The fields an edit may change; `None` leaves a field as it is.
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Subscription {
             .field("filter", &self.filter)
             .field("forward_path", &self.forward_path)
             .field("policy", &crate::domain::Policy::from_stored(&self.policy))
+            .field("kind", &self.kind)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .finish_non_exhaustive()
@@ -201,6 +206,30 @@ pub async fn delete_in_workspace(
     .optional()
 }
 
+/// Whether a subscription still exists.
+pub async fn exists(conn: &mut AsyncPgConnection, id: SubscriptionId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(subscriptions::table.find(id)))
+        .get_result(conn)
+        .await
+}
+
+/// A source's `cli` subscription of this name, if it has one.
+pub async fn find_listen(
+    conn: &mut AsyncPgConnection,
+    source: SourceId,
+    name: &str,
+) -> QueryResult<Option<Subscription>> {
+    subscriptions::table
+        .inner_join(sources::table)
+        .filter(subscriptions::source_id.eq(source))
+        .filter(subscriptions::kind.eq(SubscriptionKind::Cli))
+        .filter(subscriptions::name.eq(name))
+        .select(Subscription::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Gives one of a workspace's subscriptions a new signing secret; the old one keeps signing
 /// deliveries too until `previous_until`, so receivers can switch without dropping any.
 pub async fn rotate_secret(
@@ -302,6 +331,7 @@ mod tests {
             filter: None,
             forward_path: false,
             policy: serde_json::json!({"headers": {"Authorization": "Bearer endpoint-token"}}),
+            kind: SubscriptionKind::Http,
         };
         let shown = format!("{subscription:?}");
         for secret in ["ingest-token-value", "whsec_", "endpoint-token"] {

@@ -1,0 +1,3 @@
+DROP TABLE listen_sessions;
+DROP INDEX subscriptions_cli_name;
+ALTER TABLE subscriptions DROP COLUMN kind;

@@ -1,0 +1,515 @@
+//! `spenza listen`, run as the real binary against a relay, forwarding to a local HTTP server.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{Script, Sink, TestApp, amqp_url, spawn_app, spawn_app_with, wait_until};
+use crate::signatures::standard_signatures_verified_by;
+
+/// A `spenza listen` process, its output kept as it comes.
+struct Listener {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Listener {
+    /// Starts `spenza listen` against `relay` with `key`, and these arguments after the command.
+    fn start(relay: &str, key: &str, args: &[&str]) -> Listener {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_spenza"))
+            .arg("listen")
+            .args(args)
+            .env("SPENZA_URL", relay)
+            .env("SPENZA_API_KEY", key)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spenza listen starts");
+        let keep = |pipe: Box<dyn std::io::Read + Send>| {
+            let kept = Arc::new(Mutex::new(String::new()));
+            let into = kept.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = into.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+            kept
+        };
+        let stdout = keep(Box::new(child.stdout.take().unwrap()));
+        let stderr = keep(Box::new(child.stderr.take().unwrap()));
+        Listener {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts it and waits until it says it listens.
+    async fn ready(relay: &str, key: &str, args: &[&str]) -> Listener {
+        let listener = Listener::start(relay, key, args);
+        listener.wait_for_stderr("Listening to source").await;
+        listener
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    async fn wait_for_stderr(&self, text: &str) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{text:?} on stderr"),
+            || async {
+                let stderr = self.stderr();
+                if stderr.contains(text) {
+                    Ok(())
+                } else {
+                    Err(stderr)
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits for it to exit by itself; its status.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "spenza listen did not exit: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ctrl-C, then waits for it to exit; its status.
+    async fn interrupt(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.exit().await
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a source through the API; its JSON.
+async fn create_source(app: &TestApp, name: &str) -> Value {
+    let response = app
+        .send_json(Method::POST, "/api/v1/sources", &json!({ "name": name }))
+        .await;
+    assert_eq!(response.status(), 201);
+    response.json().await.unwrap()
+}
+
+/// The workspace's `cli` subscriptions, oldest first.
+async fn listen_subscriptions(address: &str, key: &str) -> Vec<Value> {
+    let list: Value = reqwest::Client::new()
+        .get(format!("{address}/api/v1/subscriptions"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|subscription| subscription["kind"] == "cli")
+        .cloned()
+        .collect()
+}
+
+/// Deletes the listen queues of these subscriptions, which the test's prefix does not cover.
+fn delete_listen_queues(prefix: &str, subscriptions: &[Value]) {
+    let topology =
+        spenza::queue::Topology::new(prefix, spenza::config::QueueKind::Quorum, Vec::new());
+    let mut connection = amiquip::Connection::insecure_open(&amqp_url()).unwrap();
+    let channel = connection.open_channel(None).unwrap();
+    for subscription in subscriptions {
+        let id =
+            spenza::domain::SubscriptionId(subscription["id"].as_str().unwrap().parse().unwrap());
+        let _ = channel.queue_delete(
+            topology.listen_queue(id),
+            amiquip::QueueDeleteOptions::default(),
+        );
+    }
+    let _ = connection.close();
+}
+
+/// The delivery of `event` to the subscription `subscription`, once it has ended.
+async fn ended_delivery(app: &TestApp, event: &str, subscription: &str) -> Value {
+    wait_until(
+        Duration::from_secs(30),
+        "the listen delivery to end",
+        || async {
+            let event = app.event(event).await;
+            let delivery = event["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|delivery| delivery["subscription_id"] == subscription)
+                .cloned();
+            match delivery {
+                Some(delivery)
+                    if ["completed", "failed"].contains(&delivery["status"].as_str().unwrap()) =>
+                {
+                    Ok(delivery)
+                }
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+/// The attempts made of an event, first first.
+async fn attempts(app: &TestApp, event: &str) -> Vec<Value> {
+    app.get_json(&format!("/api/v1/events/{event}/attempts"))
+        .await["data"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_forwards_each_event_as_it_arrived_signed_and_records_the_outcome() {
+    let app = spawn_app().await;
+    let source = create_source(&app, "stripe").await;
+    let sink = Sink::start(Script::Ok).await;
+    let listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["stripe", "--forward-to", &sink.url, "--name", "laptop"],
+    )
+    .await;
+    let subscription = listen_subscriptions(&app.address, &app.api_key)
+        .await
+        .remove(0);
+    assert_eq!(subscription["name"], "laptop");
+    assert_eq!(subscription["source_id"], source["id"]);
+
+    let body = "{\"type\": \"invoice.paid\",  \"amount\":1.50, \"note\":\"caf\u{e9}\"}\n";
+    let ingest = format!(
+        "{}/orders/7?expand=lines",
+        source["ingest_url"].as_str().unwrap()
+    );
+    let response = app
+        .api
+        .post(&ingest)
+        .header("content-type", "application/json")
+        .header("x-provider-request", "req-42")
+        .header("x-api-key", "provider-credential")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let event = response.json::<Value>().await.unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let received = sink.wait_for_requests(1).await.remove(0);
+    assert_eq!(received.body, body.as_bytes(), "the body, byte for byte");
+    assert_eq!(received.path, "/hook/orders/7");
+    assert_eq!(received.query, "expand=lines");
+    assert_eq!(received.header("x-provider-request"), Some("req-42"));
+    assert_eq!(received.header("content-type"), Some("application/json"));
+    assert_eq!(
+        received.header("x-api-key"),
+        None,
+        "credentials are not kept"
+    );
+    assert_eq!(received.header("webhook-id"), Some(event.as_str()));
+    let secret = subscription["signing_secret"].as_str().unwrap();
+    assert_eq!(standard_signatures_verified_by(&received, secret), 1);
+
+    let delivery = ended_delivery(&app, &event, subscription["id"].as_str().unwrap()).await;
+    assert_eq!(delivery["status"], "completed");
+    assert_eq!(delivery["attempts"], 1);
+    let made = attempts(&app, &event).await;
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["status_code"], 200);
+    wait_until(
+        Duration::from_secs(10),
+        "the line for the event",
+        || async {
+            let stdout = listener.stdout();
+            match stdout.lines().find(|line| line.contains(&event)) {
+                Some(line)
+                    if line.contains("invoice.paid")
+                        && line.contains("200")
+                        && line.ends_with(" ms") =>
+                {
+                    Ok(())
+                }
+                _ => Err(stdout),
+            }
+        },
+    )
+    .await;
+    drop(listener);
+    delete_listen_queues(app.prefix(), &[subscription]);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_failure_is_recorded_once_without_retry_and_retried_with_it() {
+    let app = spawn_app_with(|settings| settings.retry_schedule = "1s".parse().unwrap()).await;
+    let source = create_source(&app, "github").await;
+    let ingest = source["ingest_url"].as_str().unwrap();
+    let sink = Sink::start(Script::Always(500)).await;
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+
+    // Without --retry: a 500, then a refused connection, each recorded once, as failed.
+    let mut listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["github", "--forward-to", &sink.url, "--output", "json"],
+    )
+    .await;
+    let subscription = listen_subscriptions(&app.address, &app.api_key)
+        .await
+        .remove(0);
+    let id = subscription["id"].as_str().unwrap().to_owned();
+    let failed = app.accept(ingest, r#"{"n":1}"#).await;
+    let delivery = ended_delivery(&app, &failed, &id).await;
+    assert_eq!(
+        (delivery["status"].as_str(), delivery["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    assert_eq!(attempts(&app, &failed).await[0]["status_code"], 500);
+    wait_until(Duration::from_secs(10), "the JSON line", || async {
+        let stdout = listener.stdout();
+        let line = stdout
+            .lines()
+            .find(|line| line.contains(&failed))
+            .map(|line| serde_json::from_str::<Value>(line).unwrap());
+        match line {
+            Some(line)
+                if line["status"] == 500
+                    && line["event_id"] == failed.as_str()
+                    && line["latency_ms"].is_u64() =>
+            {
+                Ok(())
+            }
+            _ => Err(stdout),
+        }
+    })
+    .await;
+    assert_eq!(listener.interrupt().await.code(), Some(0));
+
+    let mut listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["github", "--forward-to", &closed],
+    )
+    .await;
+    let refused = app.accept(ingest, r#"{"n":2}"#).await;
+    let delivery = ended_delivery(&app, &refused, &id).await;
+    assert_eq!(
+        (delivery["status"].as_str(), delivery["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    let made = attempts(&app, &refused).await;
+    assert_eq!(made[0]["status_code"], Value::Null);
+    assert!(
+        made[0]["error"].as_str().unwrap().contains("connection"),
+        "{made:?}"
+    );
+    assert_eq!(listener.interrupt().await.code(), Some(0));
+
+    // With --retry: the 500 is retried on the schedule, and the fixed endpoint takes it.
+    sink.set_script(Script::FailFirst(sink.received().len() + 1, 500));
+    let listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["github", "--forward-to", &sink.url, "--retry"],
+    )
+    .await;
+    let retried = app.accept(ingest, r#"{"n":3}"#).await;
+    let delivery = ended_delivery(&app, &retried, &id).await;
+    assert_eq!(
+        (delivery["status"].as_str(), delivery["attempts"].as_i64()),
+        (Some("completed"), Some(2))
+    );
+    drop(listener);
+    delete_listen_queues(app.prefix(), &[subscription]);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_while_no_listen_runs_arrive_when_one_starts_and_a_second_listen_also_receives()
+{
+    let app = spawn_app().await;
+    let source = create_source(&app, "shopify").await;
+    let ingest = source["ingest_url"].as_str().unwrap();
+    let (sink, other) = (Sink::start(Script::Ok).await, Sink::start(Script::Ok).await);
+    let source_id = source["id"].as_str().unwrap();
+    // By id this time; Ctrl-C leaves it cleanly.
+    let mut first = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &[source_id, "--forward-to", &sink.url, "--name", "desk"],
+    )
+    .await;
+    assert_eq!(first.interrupt().await.code(), Some(0));
+    assert!(first.stderr().contains("Stopped."), "{}", first.stderr());
+
+    let mut waiting = Vec::new();
+    for n in 0..3 {
+        waiting.push(app.accept(ingest, &format!(r#"{{"n":{n}}}"#)).await);
+    }
+    let desk = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["shopify", "--forward-to", &sink.url, "--name", "desk"],
+    )
+    .await;
+    let second = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["shopify", "--forward-to", &other.url, "--name", "laptop"],
+    )
+    .await;
+    sink.wait_for_requests(3).await;
+    let live = app.accept(ingest, r#"{"n":3}"#).await;
+    let received = sink.wait_for_requests(4).await;
+    let ids: Vec<&str> = received
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    let mut expected: Vec<&str> = waiting.iter().map(String::as_str).collect();
+    expected.push(&live);
+    assert_eq!(ids, expected, "each once, in order");
+    // The second listen has its own subscription, made after the first three arrived.
+    let at_other = other.wait_for_requests(1).await;
+    assert_eq!(at_other[0].header("webhook-id"), Some(live.as_str()));
+    let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
+    assert_eq!(subscriptions.len(), 2, "desk reused, laptop made");
+    drop((desk, second));
+    delete_listen_queues(app.prefix(), &subscriptions);
+    sink.stop().await;
+    other.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_key_an_unknown_source_or_one_session_too_many_is_refused_with_a_clear_message() {
+    let app = spawn_app_with(|settings| settings.listen_sessions = 1).await;
+    create_source(&app, "stripe").await;
+    let mut wrong = Listener::start(
+        &app.address,
+        "spz_not_a_key",
+        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
+    );
+    assert!(!wrong.exit().await.success());
+    assert!(
+        wrong
+            .stderr()
+            .contains("error: the relay refused the API key"),
+        "{}",
+        wrong.stderr()
+    );
+
+    let mut unknown = Listener::start(
+        &app.address,
+        &app.api_key,
+        &["nope", "--forward-to", "http://127.0.0.1:9/"],
+    );
+    assert!(!unknown.exit().await.success());
+    assert!(
+        unknown.stderr().contains("no such source"),
+        "{}",
+        unknown.stderr()
+    );
+
+    let mut bad = Listener::start(
+        &app.address,
+        &app.api_key,
+        &[
+            "stripe",
+            "--forward-to",
+            "http://127.0.0.1:9/",
+            "--filter",
+            "{",
+        ],
+    );
+    assert!(!bad.exit().await.success());
+    assert!(
+        bad.stderr().contains("filter: the filter is not JSON"),
+        "{}",
+        bad.stderr()
+    );
+
+    let one = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &[
+            "stripe",
+            "--forward-to",
+            "http://127.0.0.1:9/",
+            "--name",
+            "a",
+        ],
+    )
+    .await;
+    let mut two = Listener::start(
+        &app.address,
+        &app.api_key,
+        &[
+            "stripe",
+            "--forward-to",
+            "http://127.0.0.1:9/",
+            "--name",
+            "b",
+        ],
+    );
+    assert!(!two.exit().await.success());
+    assert!(
+        two.stderr().contains("the most this relay allows"),
+        "{}",
+        two.stderr()
+    );
+
+    let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
+    drop(one);
+    delete_listen_queues(app.prefix(), &subscriptions);
+    app.shutdown().await;
+}
