@@ -15,10 +15,11 @@ use super::view::{
     Flash, FormErrors, Layout, Moment, Nav, ingest_and_curl, pages, redirect, render, render_with,
 };
 use crate::db::models::event::EventLine;
+use crate::db::models::listen_session::ListenSession;
 use crate::db::models::rejected_request::RejectedRequest;
 use crate::db::models::source::{self, Source, SourceCounts};
 use crate::db::models::subscription::Subscription;
-use crate::domain::{EventId, Filter, SourceId, SubscriptionId};
+use crate::domain::{EventId, Filter, SourceId, SubscriptionId, SubscriptionKind};
 use crate::service::provider_form::{self, ProviderFields};
 use crate::service::sources::{self, SourceForm, stored_provider};
 use crate::service::{Actor, ServiceError};
@@ -70,11 +71,39 @@ pub struct SubscriptionLine {
     pub filter: Option<String>,
     /// Deliveries made for it of events received in the last 24 hours.
     pub matched_24h: i64,
+    /// For a `cli` subscription: the `spenza listen` sessions connected to it.
+    pub listen: Option<Vec<Connected>>,
+}
+
+/// A `spenza listen` session connected to a subscription.
+pub struct Connected {
+    pub since: Moment,
+    /// The address it connected from.
+    pub address: String,
 }
 
 impl SubscriptionLine {
-    fn new(subscription: Subscription, matched_24h: i64) -> Self {
+    fn new(
+        subscription: Subscription,
+        matched_24h: i64,
+        listening: &[ListenSession],
+        now: DateTime<Utc>,
+    ) -> Self {
+        let listen = (subscription.kind == SubscriptionKind::Cli).then(|| {
+            listening
+                .iter()
+                .filter(|session| session.subscription_id == subscription.id)
+                .map(|session| Connected {
+                    since: Moment::of(session.connected_at, now),
+                    address: session
+                        .address
+                        .clone()
+                        .unwrap_or_else(|| "an unknown address".to_owned()),
+                })
+                .collect()
+        });
         SubscriptionLine {
+            listen,
             id: subscription.id,
             state: StateBadge::of(&subscription),
             filter: subscription
@@ -378,7 +407,9 @@ pub async fn show(
         subscriptions: overview
             .subscriptions
             .into_iter()
-            .map(|(subscription, matched)| SubscriptionLine::new(subscription, matched))
+            .map(|(subscription, matched)| {
+                SubscriptionLine::new(subscription, matched, &overview.listening, now)
+            })
             .collect(),
         events: overview
             .recent_events

@@ -17,7 +17,7 @@ use super::view::{
     Flash, FormErrors, Layout, Moment, Nav, ingest_and_curl, pages, redirect, render, render_with,
 };
 use crate::db::models::subscription::{Subscription, SubscriptionStats};
-use crate::domain::{EventId, Filter, Policy, SubscriptionId};
+use crate::domain::{EventId, Filter, Policy, SubscriptionId, SubscriptionKind};
 use crate::problem::FieldError;
 use crate::service::SubscriptionForm;
 use crate::service::provider_form::ProviderFields;
@@ -58,6 +58,8 @@ impl StateBadge {
 pub struct SubscriptionRow {
     pub id: SubscriptionId,
     pub name: String,
+    /// Whether `spenza listen` sessions, not an endpoint, receive its events.
+    pub listen: bool,
     pub target_url: String,
     pub state: StateBadge,
     pub events_24h: i64,
@@ -78,6 +80,7 @@ impl SubscriptionRow {
             id: subscription.id,
             state: StateBadge::of(&subscription),
             name: subscription.name,
+            listen: subscription.kind == SubscriptionKind::Cli,
             target_url: subscription.target_url,
             events_24h,
             success_rate: rate.map(|rate| format!("{:.1}%", (rate * 10.0).floor() / 10.0)),
@@ -322,6 +325,8 @@ struct ShowPage {
     id: SubscriptionId,
     name: String,
     target_url: String,
+    /// Whether it is a `cli` subscription, which `spenza listen` makes and configures.
+    listen: bool,
     /// The ingest URL and a `curl` line for it; `None` for a role that may not see them.
     ingest: Option<(String, String)>,
     state: StateBadge,
@@ -459,6 +464,7 @@ pub async fn show(
         created: Moment::of(subscription.created_at, now),
         charts: subscription_charts(now, &hour, &day),
         name: subscription.name,
+        listen: subscription.kind == SubscriptionKind::Cli,
         target_url: subscription.target_url,
         log,
     })

@@ -440,22 +440,7 @@ impl Session {
                 ),
                 Route::Wait(delay) => ("", worker.topology.wait_queue_for(delay)),
                 Route::Defer(deferrals) => ("", worker.topology.defer_queue(deferrals)),
-                Route::Listen(subscription) => {
-                    if !self.listen_queues.contains(&subscription) {
-                        if let Err(error) = worker
-                            .topology
-                            .declare_listen_queue(&self.channel, subscription)
-                        {
-                            request.answer(Err(PublishError::Unavailable), &self.missed);
-                            for unsent in requests {
-                                unsent.answer(Err(PublishError::Unavailable), &self.missed);
-                            }
-                            return Err(error);
-                        }
-                        self.listen_queues.insert(subscription);
-                    }
-                    ("", worker.topology.listen_queue(subscription))
-                }
+                Route::Listen(subscription) => ("", worker.topology.listen_queue(subscription)),
             };
             let publish = Publish {
                 body: &request.body,
@@ -464,7 +449,11 @@ impl Session {
                 immediate: false,
                 properties,
             };
-            if let Err(error) = self.channel.basic_publish(exchange, publish) {
+            let sent = match self.declare_for(worker, request.route) {
+                Ok(()) => self.channel.basic_publish(exchange, publish),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = sent {
                 request.answer(Err(PublishError::Unavailable), &self.missed);
                 for unsent in requests {
                     unsent.answer(Err(PublishError::Unavailable), &self.missed);
@@ -480,6 +469,19 @@ impl Session {
                 },
             );
             *next_tag += 1;
+        }
+        Ok(())
+    }
+
+    /// Declares a `cli` subscription's queue before the first publish to it on this connection.
+    fn declare_for(&mut self, worker: &Worker, route: Route) -> amiquip::Result<()> {
+        if let Route::Listen(subscription) = route
+            && !self.listen_queues.contains(&subscription)
+        {
+            worker
+                .topology
+                .declare_listen_queue(&self.channel, subscription)?;
+            self.listen_queues.insert(subscription);
         }
         Ok(())
     }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::Principal;
 use super::{Actor, Permission, ServiceError};
 use crate::db::models::audit;
-use crate::db::models::listen_session::{self, ListenSession, NewListenSession};
+use crate::db::models::listen_session::{self, NewListenSession};
 use crate::db::models::source::{self, Source};
 use crate::db::models::subscription::{self, NewSubscription, Subscription, SubscriptionChanges};
 use crate::domain::{Filter, Policy, SigningSecret, SourceId, SubscriptionId, SubscriptionKind};
@@ -170,18 +170,4 @@ pub async fn open_session(
             config.sessions_per_holder
         )))
     }
-}
-
-/// The sessions connected to these subscriptions.
-pub async fn sessions(
-    state: &AppState,
-    subscriptions: &[SubscriptionId],
-) -> Result<Vec<ListenSession>, ServiceError> {
-    if subscriptions.is_empty() {
-        return Ok(Vec::new());
-    }
-    Ok(state
-        .db
-        .run(async |conn| listen_session::of_subscriptions(conn, subscriptions).await)
-        .await?)
 }

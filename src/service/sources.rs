@@ -16,10 +16,13 @@ use super::subscriptions::{
 use super::{Actor, Permission, ServiceError};
 use crate::db::models::audit;
 use crate::db::models::event::{self, EventLine};
+use crate::db::models::listen_session::{self, ListenSession};
 use crate::db::models::rejected_request::{self, RejectedRequest};
 use crate::db::models::source::{self, NewSource, Source, SourceChanges, SourceCounts};
 use crate::db::models::subscription::{self, Subscription};
-use crate::domain::{EventId, IngestResponse, IngestToken, SourceId};
+use crate::domain::{
+    EventId, IngestResponse, IngestToken, SourceId, SubscriptionId, SubscriptionKind,
+};
 use crate::problem::FieldError;
 use crate::signing::incoming::ProviderConfig;
 use crate::state::AppState;
@@ -298,6 +301,8 @@ pub struct SourceOverview {
     pub recent_events: Vec<EventLine>,
     /// Its latest refused requests, newest first.
     pub rejections: Vec<RejectedRequest>,
+    /// The `spenza listen` sessions connected to its `cli` subscriptions, oldest first.
+    pub listening: Vec<ListenSession>,
 }
 
 /// One of the workspace's sources with its subscriptions, what each took over the last 24 hours, its
@@ -320,8 +325,19 @@ pub async fn overview(
             let stats = subscription::stats_in_workspace(conn, actor.workspace, since).await?;
             let recent_events = event::list_for_source(conn, id, None, events).await?;
             let rejections = rejected_request::recent(conn, id, rejections).await?;
+            let cli: Vec<SubscriptionId> = subscriptions
+                .iter()
+                .filter(|s| s.kind == SubscriptionKind::Cli)
+                .map(|s| s.id)
+                .collect();
+            let listening = if cli.is_empty() {
+                Vec::new()
+            } else {
+                listen_session::of_subscriptions(conn, &cli).await?
+            };
             Ok(Some(SourceOverview {
                 rejections,
+                listening,
                 source: found,
                 subscriptions: subscriptions
                     .into_iter()

@@ -423,6 +423,12 @@ pub async fn edit(
 ) -> Result<Subscription, ServiceError> {
     actor.require(Permission::Change)?;
     let target_url = checked(state, patch.validate(), patch.target_url.as_deref())?;
+    if target_url.is_some() && get(state, actor, id).await?.kind == SubscriptionKind::Cli {
+        return Err(ServiceError::invalid(
+            "target_url",
+            "a listen subscription delivers to its spenza listen sessions: it has no target URL",
+        ));
+    }
     let policy = match &patch.policy {
         Some(edit) => {
             let current = Policy::from_stored(&get(state, actor, id).await?.policy);

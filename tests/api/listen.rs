@@ -8,7 +8,10 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Script, Sink, TestApp, amqp_url, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{
+    Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestApp, TestResources, amqp_url,
+    create_user_with_key, spawn_app, spawn_app_with, wait_until,
+};
 use crate::signatures::standard_signatures_verified_by;
 
 /// A `spenza listen` process, its output kept as it comes.
@@ -511,5 +514,268 @@ async fn a_wrong_key_an_unknown_source_or_one_session_too_many_is_refused_with_a
     let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
     drop(one);
     delete_listen_queues(app.prefix(), &subscriptions);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listen_subscription_deleted_ends_its_session_for_good() {
+    let app = spawn_app().await;
+    create_source(&app, "stripe").await;
+    let mut listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
+    )
+    .await;
+    let subscription = listen_subscriptions(&app.address, &app.api_key)
+        .await
+        .remove(0);
+    let path = format!(
+        "/api/v1/subscriptions/{}",
+        subscription["id"].as_str().unwrap()
+    );
+    let response = app.send_json(Method::DELETE, &path, &json!({})).await;
+    assert_eq!(response.status(), 204);
+    assert!(!listener.exit().await.success(), "it does not reconnect");
+    assert!(
+        listener
+            .stderr()
+            .contains("the listen subscription was deleted; run spenza listen again"),
+        "{}",
+        listener.stderr()
+    );
+    delete_listen_queues(app.prefix(), &[subscription]);
+    app.shutdown().await;
+}
+
+/// A relay process's settings for the crash test: a short lease and grace, so that what was
+/// in flight when it died is due again within the test.
+const CRASH_SETTINGS: &[(&str, &str)] = &[
+    ("SPENZA_DELIVERY_TIMEOUT", "2s"),
+    ("SPENZA_DATABASE_TIMEOUT", "1s"),
+    ("SPENZA_REAPER_INTERVAL", "200ms"),
+    ("SPENZA_REAPER_GRACE", "2s"),
+    ("SPENZA_LISTEN_IN_FLIGHT", "4"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_killed_mid_stream_and_restarted_loses_nothing_and_records_nothing_twice() {
+    const EVENTS: usize = 30;
+    let resources = TestResources::new("1s").await;
+    let key = create_user_with_key(&resources.database_settings(), "owner@example.com").await;
+    let mut relay = RelayProcess::start(&resources, CRASH_SETTINGS).await;
+    let client = reqwest::Client::new();
+    let source: Value = client
+        .post(format!("{}/api/v1/sources", relay.address))
+        .bearer_auth(&key)
+        .json(&json!({ "name": "stripe" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ingest = source["ingest_url"].as_str().unwrap().to_owned();
+    // Slow enough locally that several events are always under way.
+    let sink = Sink::start(Script::Slow(Duration::from_millis(100))).await;
+    let listener =
+        Listener::ready(&relay.address, &key, &["stripe", "--forward-to", &sink.url]).await;
+    let mut accepted = Vec::new();
+    for n in 0..EVENTS {
+        let response = client
+            .post(&ingest)
+            .body(format!("{{\"n\":{n}}}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        accepted.push(
+            response.json::<Value>().await.unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    sink.wait_for_requests(EVENTS / 3).await;
+    let port = relay.port();
+    assert!(!relay.signal("KILL").await.success());
+    let restarted = RelayProcess::start_on(&resources, CRASH_SETTINGS, port).await;
+    listener.wait_for_stderr("Reconnected.").await;
+
+    let subscription = listen_subscriptions(&restarted.address, &key)
+        .await
+        .remove(0);
+    let events = format!(
+        "{}/api/v1/subscriptions/{}/events?limit=100",
+        restarted.address,
+        subscription["id"].as_str().unwrap()
+    );
+    let deliveries = wait_until(Duration::from_secs(90), "every event delivered", || async {
+        let page: Value = client
+            .get(&events)
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let deliveries = page["data"].as_array().unwrap().clone();
+        let completed = deliveries
+            .iter()
+            .filter(|d| d["status"] == "completed")
+            .count();
+        if deliveries.len() == EVENTS && completed == EVENTS {
+            Ok(deliveries)
+        } else {
+            Err(format!("{completed} of {} completed", deliveries.len()))
+        }
+    })
+    .await;
+    for delivery in &deliveries {
+        assert_eq!(delivery["attempts"], 1, "recorded once: {delivery}");
+    }
+    let delivered = sink.unique_ids();
+    for id in &accepted {
+        assert!(delivered.contains(id), "{id} arrived locally");
+    }
+    assert!(
+        sink.received().len() - EVENTS <= 4,
+        "at most what was in flight arrives twice"
+    );
+    drop(listener);
+    delete_listen_queues(&resources.prefix, &[subscription]);
+    drop(restarted);
+    sink.stop().await;
+    drop(resources);
+}
+
+/// The source page's row of a subscription, from `<tr` to `</tr>`.
+fn subscription_row<'a>(page: &'a str, id: &str) -> &'a str {
+    let marker = format!("data-subscription-id=\"{id}\"");
+    let at = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no row for {id} in:\n{page}"));
+    let start = page[..at].rfind("<tr").unwrap();
+    &page[start..at + page[at..].find("</tr>").unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_page_shows_a_listen_subscription_connected_and_not_and_its_deliveries_show_on_the_event_page()
+ {
+    let app = spawn_app().await;
+    let source = create_source(&app, "stripe").await;
+    let sink = Sink::start(Script::Ok).await;
+    let mut listener = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["stripe", "--forward-to", &sink.url, "--name", "laptop"],
+    )
+    .await;
+    let subscription = listen_subscriptions(&app.address, &app.api_key)
+        .await
+        .remove(0);
+    let id = subscription["id"].as_str().unwrap();
+    let dashboard = Dashboard::log_in(&app.address, app.api.clone(), OWNER_EMAIL, PASSWORD).await;
+    let page = dashboard
+        .page(&format!("/sources/{}", source["id"].as_str().unwrap()))
+        .await;
+    let row = subscription_row(&page, id);
+    assert!(row.contains("spenza listen"), "{row}");
+    assert!(row.contains("data-connected=\"1\""), "{row}");
+    assert!(row.contains("from <code>127.0.0.1</code>"), "{row}");
+    assert!(
+        row.contains(&format!("href=\"/subscriptions/{id}/delete\"")),
+        "{row}"
+    );
+
+    let event = app
+        .accept(source["ingest_url"].as_str().unwrap(), r#"{"type":"a"}"#)
+        .await;
+    ended_delivery(&app, &event, id).await;
+    let page = dashboard.page(&format!("/events/{event}")).await;
+    assert!(
+        page.contains("laptop"),
+        "the listen delivery is on the event page:\n{page}"
+    );
+
+    assert_eq!(listener.interrupt().await.code(), Some(0));
+    let page = dashboard
+        .page(&format!("/sources/{}", source["id"].as_str().unwrap()))
+        .await;
+    let row = subscription_row(&page, id);
+    assert!(row.contains("data-connected=\"0\""), "{row}");
+    assert!(row.contains("Not connected"), "{row}");
+    delete_listen_queues(app.prefix(), &[subscription]);
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_subscriptions_read_at_a_glance_on_a_desktop_and_a_phone() {
+    use crate::browser::{Browser, BrowserOptions, Screen};
+    use crate::dashboard_browser::{log_in, screenshot_path};
+    use crate::sources_browser::spills;
+
+    let app = spawn_app().await;
+    let source = create_source(&app, "Stripe").await;
+    let sink = Sink::start(Script::Ok).await;
+    let endpoint = json!({
+        "name": "Billing service", "target_url": sink.url, "source_id": source["id"],
+    });
+    assert_eq!(
+        app.send_json(Method::POST, "/api/v1/subscriptions", &endpoint)
+            .await
+            .status(),
+        201
+    );
+    let mut away = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &["Stripe", "--forward-to", &sink.url, "--name", "ci-runner"],
+    )
+    .await;
+    assert_eq!(away.interrupt().await.code(), Some(0));
+    let here = Listener::ready(
+        &app.address,
+        &app.api_key,
+        &[
+            "Stripe",
+            "--forward-to",
+            &sink.url,
+            "--name",
+            "grace-laptop",
+            "--filter",
+            r#"{"body":{"type":{"$startsWith":"invoice."}}}"#,
+        ],
+    )
+    .await;
+    let page = format!("{}/sources/{}", app.address, source["id"].as_str().unwrap());
+    for (screen, name) in [(Screen::Desktop, "desktop"), (Screen::Phone, "phone")] {
+        let browser = Browser::start_with(BrowserOptions {
+            screen,
+            ..BrowserOptions::default()
+        })
+        .await;
+        log_in(&browser, &app.address).await;
+        browser.goto(&page).await;
+        browser.wait_for(".listen-state[data-connected='1']").await;
+        assert!(browser.text("main").await.contains("Not connected"));
+        assert!(
+            !spills(&browser).await,
+            "the source page fits the {name} screen"
+        );
+        browser
+            .execute("document.querySelector('.source-subscriptions').scrollIntoView();")
+            .await;
+        browser
+            .screenshot(screenshot_path(&format!("{name}-source-listen.png")))
+            .await;
+        browser.close().await;
+    }
+    let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
+    drop(here);
+    delete_listen_queues(app.prefix(), &subscriptions);
+    sink.stop().await;
     app.shutdown().await;
 }
