@@ -29,16 +29,8 @@ pub async fn attach(
 ) -> Result<Attached, ServiceError> {
     actor.require(Permission::Change)?;
     let name = query.name.trim();
-    match name.chars().count() {
-        0 => return Err(ServiceError::invalid("name", "a name is required")),
-        1..=200 => {}
-        _ => {
-            return Err(ServiceError::invalid(
-                "name",
-                "a name may have at most 200 characters",
-            ));
-        }
-    }
+    super::subscriptions::valid_name(name, &())
+        .map_err(|error| ServiceError::invalid("name", error.message().to_string()))?;
     let filter = query
         .filter
         .as_deref()
