@@ -31,8 +31,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(15);
 /// How long the relay may stay silent (it pings every ten seconds) before the connection counts
 /// as lost.
 const SILENCE_LIMIT: Duration = Duration::from_secs(35);
-/// How long Ctrl-C waits for the requests under way to end and be reported.
-const FINISH_LIMIT: Duration = Duration::from_secs(10);
+/// How long Ctrl-C waits, past the longest timeout of the requests under way, for them to end
+/// and be reported.
+const FINISH_MARGIN: Duration = Duration::from_secs(1);
 
 /// How a connection ended.
 enum Ended {
@@ -96,6 +97,9 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
                 }
             }
             Err(Refusal::Final(why)) => anyhow::bail!("{why}"),
+            // Reconnecting, a session of its own may still count a while (its relay died).
+            Err(Refusal::Full(why)) if connected_before => why,
+            Err(Refusal::Full(why)) => anyhow::bail!("{why}"),
             Err(Refusal::Passing(why)) => why,
         };
         eprintln!(
@@ -142,6 +146,8 @@ enum Refusal {
     /// The relay refused what was asked (a wrong key, an unknown source): asking again changes
     /// nothing.
     Final(String),
+    /// As many sessions as the relay allows are connected.
+    Full(String),
     /// The relay is unreachable or restarting: try again.
     Passing(String),
 }
@@ -171,10 +177,10 @@ async fn connect(url: &url::Url, key: &str) -> Result<(Socket, ToCli), Refusal> 
                 404 => format!("no such source in the key's workspace: {detail}"),
                 _ => format!("the relay answered {status}: {detail}"),
             };
-            return Err(if status.is_server_error() {
-                Refusal::Passing(why)
-            } else {
-                Refusal::Final(why)
+            return Err(match status.as_u16() {
+                429 => Refusal::Full(why),
+                500.. => Refusal::Passing(why),
+                _ => Refusal::Final(why),
             });
         }
         Err(error) => return Err(Refusal::Passing(error.to_string())),
@@ -231,7 +237,7 @@ fn say_ready(ready: &ToCli, args: &ListenArgs, again: bool) {
         subscription_name,
         source_id,
         source_name,
-        ..
+        in_flight,
     } = ready
     else {
         return;
@@ -241,7 +247,8 @@ fn say_ready(ready: &ToCli, args: &ListenArgs, again: bool) {
     } else {
         eprintln!(
             "Listening to source {source_name} ({source_id}) as listen subscription \
-             {subscription_name:?} ({subscription_id}); forwarding to {}. Ctrl-C to stop.",
+             {subscription_name:?} ({subscription_id}); forwarding to {}, up to {in_flight} at \
+             a time. Ctrl-C to stop.",
             args.forward_to
         );
     }
@@ -256,6 +263,8 @@ async fn serve(
 ) -> anyhow::Result<Ended> {
     let (done, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
     let mut under_way = 0usize;
+    // The longest a request under way may take.
+    let mut longest = Duration::ZERO;
     let mut heard = Instant::now();
     let mut check = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -274,6 +283,7 @@ async fn serve(
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ToCli>(&text) {
                         Ok(ToCli::Event(forward)) => {
                             under_way += 1;
+                            longest = longest.max(Duration::from_millis(forward.timeout_ms));
                             let (http, done) = (http.clone(), done.clone());
                             let (target, output) = (args.forward_to.clone(), args.output);
                             tokio::spawn(async move {
@@ -288,7 +298,7 @@ async fn serve(
                         if let Some(frame) = &frame
                             && frame.code == CloseCode::from(CLOSE_GONE)
                         {
-                            anyhow::bail!("{}; run spenza listen again to make a new one", frame.reason);
+                            anyhow::bail!("{}", frame.reason);
                         }
                         return Ok(Ended::Lost(closed(frame.as_ref())));
                     }
@@ -306,7 +316,7 @@ async fn serve(
     }
     // Ctrl-C: what is under way ends and is reported; what the relay sent meanwhile is not
     // forwarded, and goes back to it as the connection closes.
-    let deadline = tokio::time::Instant::now() + FINISH_LIMIT;
+    let deadline = tokio::time::Instant::now() + longest + FINISH_MARGIN;
     while under_way > 0 {
         match tokio::time::timeout_at(deadline, outcomes.recv()).await {
             Ok(Some(outcome)) => {

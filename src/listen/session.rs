@@ -2,8 +2,9 @@
 //! subscription's queue (at most `in_flight` messages unacked), claims each delivery as a
 //! delivery worker would, sends it to the CLI, and records the outcome the CLI reports as an
 //! attempt, after which the message is acked. A session that ends leaves what it had not
-//! recorded for the next: unleased and back in the queue when it closes, and, when its
-//! replica dies, in the queue at once and due again once its lease has run out.
+//! recorded for the next: unleased and back in the queue when it closes. When its replica
+//! dies, the claims it held keep their lease: the reaper publishes those deliveries again once
+//! the lease and its grace period have passed and a session is connected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +23,8 @@ use uuid::Uuid;
 use super::protocol::{CLOSE_GONE, Forward, FromCli, Outcome, ToCli};
 use crate::db::Database;
 use crate::db::models::delivery::{self, AttemptRecord, Claim, DeliveryJob};
-use crate::db::models::{event, listen_session};
+use crate::db::models::event;
+use crate::db::models::listen_session::{self, Refreshed};
 use crate::domain::{
     DeliveryId, EventStatus, Policy, RetrySchedule, SubscriptionId, is_reserved_header,
 };
@@ -30,14 +32,19 @@ use crate::live::{EventNotice, Live, Notice};
 use crate::metrics::{self, AttemptOutcome};
 use crate::queue::{Consumed, Consumer, Envelope, Job, Publisher, Route, Topology};
 
-/// How often the relay pings the CLI, and how long a silent CLI is kept.
+/// How often the relay pings the CLI (and refreshes the session's row), and how long a silent
+/// CLI is kept.
 const PING_EVERY: Duration = listen_session::REFRESH_EVERY;
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
 /// The longest a send to the CLI may wait: one that does not read is closed.
 const SEND_LIMIT: Duration = Duration::from_secs(5);
 /// How long past its timeout an event's outcome may take to come back before the session is
-/// closed as stuck (within the lease, which outlasts the timeout by more).
-const REPORT_MARGIN: Duration = Duration::from_secs(10);
+/// closed as stuck: well within the lease, which outlasts the timeout by twice the database
+/// timeout and ten seconds more, so that no outcome is recorded once another claim may hold
+/// the delivery.
+const REPORT_MARGIN: Duration = Duration::from_secs(5);
+/// How often the deadlines of the outcomes awaited are checked.
+const DEADLINE_CHECK: Duration = Duration::from_secs(1);
 /// How long a stopping session's consumer waits for its messages to be settled.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -124,11 +131,13 @@ impl Session {
         info!(self.log, "listen session connected");
         let mut sent: HashMap<DeliveryId, Sent> = HashMap::new();
         let reason = self.serve(&mut ws, &mut stream, &mut jobs, &mut sent).await;
+        // Nothing more is taken; what was goes back to the queue, for the next session.
+        let mut consumer = consumer;
+        consumer.begin_stop();
         self.leave(sent).await;
+        drop(jobs);
         let _ = tokio::time::timeout(SEND_LIMIT, ws.close(reason)).await;
         self.close_row().await;
-        // What it had not taken goes back to the queue, for the next session.
-        drop(jobs);
         tokio::task::spawn_blocking(move || consumer.join());
         info!(self.log, "listen session ended");
     }
@@ -145,6 +154,8 @@ impl Session {
         }
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut deadlines = tokio::time::interval(DEADLINE_CHECK);
+        deadlines.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut heard = Instant::now();
         loop {
             tokio::select! {
@@ -182,17 +193,25 @@ impl Session {
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
                     Some(Ok(_)) => heard = Instant::now(),
                 },
-                _ = ping.tick() => {
-                    if heard.elapsed() > SILENCE_LIMIT {
-                        return ending(CloseCode::Away, "the CLI went silent");
-                    }
+                _ = deadlines.tick() => {
                     let now = Instant::now();
                     if sent.values().any(|waiting| waiting.deadline < now) {
                         return ending(CloseCode::Away, "an event's outcome did not come back in time");
                     }
+                }
+                _ = ping.tick() => {
+                    if heard.elapsed() > SILENCE_LIMIT {
+                        return ending(CloseCode::Away, "the CLI went silent");
+                    }
                     match self.db.run(async |conn| listen_session::refresh(conn, self.id).await).await {
-                        Ok(true) => {}
-                        Ok(false) => return self.gone_or_restart().await,
+                        Ok(Refreshed::Live) => {}
+                        Ok(Refreshed::KeyRevoked) => {
+                            return ending(
+                                CloseCode::Other(CLOSE_GONE),
+                                "the API key was revoked, or its role may no longer listen",
+                            );
+                        }
+                        Ok(Refreshed::Gone) => return self.gone_or_restart().await,
                         Err(error) => warn!(self.log, "could not refresh a listen session"; "error" => %error),
                     }
                     match tokio::time::timeout(SEND_LIMIT, ws.ping(b"")).await {
@@ -225,7 +244,7 @@ impl Session {
         {
             Ok(false) => ending(
                 CloseCode::Other(CLOSE_GONE),
-                "the listen subscription was deleted",
+                "the listen subscription was deleted: run spenza listen again to make a new one",
             ),
             _ => ending(CloseCode::Restart, "the session's queue went away"),
         }
@@ -481,8 +500,16 @@ fn forward(
         delivery_id: id,
         event_id: found.event_id,
         method: "POST".to_owned(),
-        path: found.path.clone(),
-        query: found.query.clone(),
+        path: if found.forward_path {
+            found.path.clone()
+        } else {
+            String::new()
+        },
+        query: if found.forward_path {
+            found.query.clone()
+        } else {
+            String::new()
+        },
         headers: sent,
         body: STANDARD.encode(&found.body),
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),

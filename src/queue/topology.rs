@@ -124,11 +124,12 @@ impl Topology {
         }
     }
 
-    /// Declares a `cli` subscription's queue; safe to repeat. A queue nobody consumes or
-    /// publishes to for [`LISTEN_QUEUE_EXPIRES`] is deleted by the broker: that of a deleted
-    /// subscription goes by itself, and should an idle subscription's go with messages in it,
-    /// its deliveries are still due in PostgreSQL, and the reaper publishes them again once a
-    /// session is connected.
+    /// Declares a `cli` subscription's queue; safe to repeat. A queue that has no consumer and
+    /// is not declared again for [`LISTEN_QUEUE_EXPIRES`] is deleted by the broker (publishes do
+    /// not count, but the publisher declares it again on each of its connections): that of a
+    /// deleted subscription goes by itself, and should an idle subscription's go with messages
+    /// in it, its deliveries are still due in PostgreSQL, and the reaper publishes them again
+    /// once a session is connected.
     pub fn declare_listen_queue(
         &self,
         channel: &Channel,

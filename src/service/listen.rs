@@ -10,7 +10,9 @@ use crate::db::models::audit;
 use crate::db::models::listen_session::{self, NewListenSession};
 use crate::db::models::source::{self, Source};
 use crate::db::models::subscription::{self, NewSubscription, Subscription, SubscriptionChanges};
-use crate::domain::{Filter, Policy, SigningSecret, SourceId, SubscriptionId, SubscriptionKind};
+use crate::domain::{
+    ApiKeyId, Filter, Policy, SigningSecret, SourceId, SubscriptionId, SubscriptionKind,
+};
 use crate::listen::protocol::ListenQuery;
 use crate::state::AppState;
 
@@ -28,6 +30,15 @@ pub async fn attach(
     query: &ListenQuery,
 ) -> Result<Attached, ServiceError> {
     actor.require(Permission::Change)?;
+    let key = key_of(actor)?;
+    let limit = state.listen.sessions_per_holder;
+    if !state
+        .db
+        .run(async |conn| listen_session::has_room(conn, key, limit).await)
+        .await?
+    {
+        return Err(too_many(limit));
+    }
     let name = query.name.trim();
     super::subscriptions::valid_name(name, &())
         .map_err(|error| ServiceError::invalid("name", error.message().to_string()))?;
@@ -135,11 +146,7 @@ pub async fn open_session(
     actor: &Actor,
     subscription: SubscriptionId,
 ) -> Result<Uuid, ServiceError> {
-    let Principal::Key { id: key, .. } = actor.who else {
-        return Err(ServiceError::Forbidden(
-            "spenza listen authenticates with an API key",
-        ));
-    };
+    let key = key_of(actor)?;
     let id = Uuid::new_v4();
     let config = &state.listen;
     let session = NewListenSession {
@@ -156,10 +163,23 @@ pub async fn open_session(
     if opened {
         Ok(id)
     } else {
-        Err(ServiceError::Limited(format!(
-            "{} spenza listen sessions of yours are connected, the most this relay allows \
-             (SPENZA_LISTEN_SESSIONS): stop one first",
-            config.sessions_per_holder
-        )))
+        Err(too_many(config.sessions_per_holder))
     }
+}
+
+/// The key a `listen` authenticates with: sessions are a key's, never a browser's.
+fn key_of(actor: &Actor) -> Result<ApiKeyId, ServiceError> {
+    match actor.who {
+        Principal::Key { id, .. } => Ok(id),
+        Principal::User { .. } => Err(ServiceError::Forbidden(
+            "spenza listen authenticates with an API key",
+        )),
+    }
+}
+
+fn too_many(limit: u32) -> ServiceError {
+    ServiceError::Limited(format!(
+        "{limit} spenza listen sessions of yours are connected, the most this relay allows \
+         (SPENZA_LISTEN_SESSIONS): stop one first"
+    ))
 }

@@ -285,7 +285,11 @@ async fn listen_forwards_each_event_as_it_arrived_signed_and_records_the_outcome
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_failure_is_recorded_once_without_retry_and_retried_with_it() {
-    let app = spawn_app_with(|settings| settings.retry_schedule = "1s".parse().unwrap()).await;
+    let app = spawn_app_with(|settings| {
+        settings.retry_schedule = "1s".parse().unwrap();
+        settings.issue_scan_interval = Duration::from_millis(200);
+    })
+    .await;
     let source = create_source(&app, "github").await;
     let ingest = source["ingest_url"].as_str().unwrap();
     let sink = Sink::start(Script::Always(500)).await;
@@ -309,6 +313,28 @@ async fn a_local_failure_is_recorded_once_without_retry_and_retried_with_it() {
         (Some("failed"), Some(1))
     );
     assert_eq!(attempts(&app, &failed).await[0]["status_code"], 500);
+    // The graveyard's scan counts it, and opens no issue: the machine is a developer's.
+    wait_until(
+        Duration::from_secs(10),
+        "the scan to count the failure",
+        || async {
+            use diesel_async::RunQueryDsl;
+            let counted: Vec<i32> = diesel::sql_query("SELECT counted_attempts FROM deliveries")
+                .load::<Counted>(&mut app.db().await)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|row| row.counted_attempts)
+                .collect();
+            if counted == [1] {
+                Ok(())
+            } else {
+                Err(format!("{counted:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(app.issues("").await, Vec::<Value>::new());
     wait_until(Duration::from_secs(10), "the JSON line", || async {
         let stdout = listener.stdout();
         let line = stdout
@@ -367,6 +393,12 @@ async fn a_local_failure_is_recorded_once_without_retry_and_retried_with_it() {
     delete_listen_queues(app.prefix(), &[subscription]);
     sink.stop().await;
     app.shutdown().await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    counted_attempts: i32,
 }
 
 fn free_port() -> u16 {
@@ -540,11 +572,63 @@ async fn a_listen_subscription_deleted_ends_its_session_for_good() {
     assert!(
         listener
             .stderr()
-            .contains("the listen subscription was deleted; run spenza listen again"),
+            .contains("the listen subscription was deleted: run spenza listen again"),
         "{}",
         listener.stderr()
     );
     delete_listen_queues(app.prefix(), &[subscription]);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_ends_its_session_for_good_and_a_viewers_key_may_not_listen() {
+    let app = spawn_app().await;
+    create_source(&app, "stripe").await;
+    let key = |role: &'static str| {
+        let app = &app;
+        async move {
+            let made = app
+                .send_json(
+                    Method::POST,
+                    "/api/v1/api-keys",
+                    &json!({ "name": format!("{role} laptop"), "role": role }),
+                )
+                .await;
+            assert_eq!(made.status(), 201);
+            made.json::<Value>().await.unwrap()
+        }
+    };
+    let viewer = key("viewer").await;
+    let mut refused = Listener::start(
+        &app.address,
+        viewer["key"].as_str().unwrap(),
+        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
+    );
+    assert!(!refused.exit().await.success());
+    assert!(
+        refused.stderr().contains("the API key may not listen"),
+        "{}",
+        refused.stderr()
+    );
+
+    let developer = key("developer").await;
+    let mut listener = Listener::ready(
+        &app.address,
+        developer["key"].as_str().unwrap(),
+        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
+    )
+    .await;
+    let path = format!("/api/v1/api-keys/{}", developer["id"].as_str().unwrap());
+    let revoked = app.send_json(Method::DELETE, &path, &json!({})).await;
+    assert_eq!(revoked.status(), 204);
+    assert!(!listener.exit().await.success(), "it does not reconnect");
+    assert!(
+        listener.stderr().contains("the API key was revoked"),
+        "{}",
+        listener.stderr()
+    );
+    let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
+    delete_listen_queues(app.prefix(), &subscriptions);
     app.shutdown().await;
 }
 

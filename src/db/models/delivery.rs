@@ -577,8 +577,9 @@ const RETURNING_DUE: &str = " RETURNING deliveries.id, deliveries.event_id, \
 /// A condition on `s`, a subscription: it delivers over HTTP, or has a `spenza listen` session
 /// connected. A `cli` subscription's deliveries wait in its queue while no session is
 /// connected, and the reaper leaves them there: only once one is does it publish what the
-/// queue may have lost.
-const LISTENED: &str = "AND (s.kind = 'http' OR EXISTS (SELECT 1 FROM listen_sessions l \
+/// queue may have lost. Within [`super::listen_session::LIVE_SECONDS`] of its last refresh, a
+/// session counts as connected.
+pub(crate) const LISTENED: &str = "AND (s.kind = 'http' OR EXISTS (SELECT 1 FROM listen_sessions l \
      WHERE l.subscription_id = s.id AND l.seen_at > now() - interval '30 seconds'))";
 
 /// The reaper's claim: up to `batch` deliveries of active subscriptions still to make whose due

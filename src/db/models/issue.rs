@@ -268,18 +268,24 @@ pub struct Failed {
 }
 
 /// Up to `limit` deliveries that reached the graveyard since they were last counted, marked
-/// counted: in the scan's transaction, so they count exactly once with its issues.
+/// counted: in the scan's transaction, so they count exactly once with its issues. Those of
+/// `cli` subscriptions are counted and not answered: a developer's machine that fails is no
+/// issue of the workspace's.
 pub async fn take_uncounted_failures(
     conn: &mut AsyncPgConnection,
     limit: i64,
 ) -> QueryResult<Vec<Failed>> {
     diesel::sql_query(
-        "UPDATE deliveries d SET counted_attempts = d.attempts FROM subscriptions s \
-         WHERE s.id = d.subscription_id AND d.id IN ( \
-             SELECT id FROM deliveries WHERE status = 'failed' AND attempts > counted_attempts \
-             ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING d.event_id, d.subscription_id, s.workspace_id, s.source_id, s.target_url, \
-             d.last_error",
+        "WITH taken AS (UPDATE deliveries d SET counted_attempts = d.attempts \
+             FROM subscriptions s \
+             WHERE s.id = d.subscription_id AND d.id IN ( \
+                 SELECT id FROM deliveries WHERE status = 'failed' \
+                 AND attempts > counted_attempts \
+                 ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING d.event_id, d.subscription_id, s.workspace_id, s.source_id, \
+                 s.target_url, d.last_error, s.kind) \
+         SELECT event_id, subscription_id, workspace_id, source_id, target_url, last_error \
+         FROM taken WHERE kind = 'http'",
     )
     .bind::<BigInt, _>(limit)
     .load(conn)
