@@ -186,7 +186,12 @@ async fn connect(url: &url::Url, key: &str) -> Result<(Socket, ToCli), Refusal> 
         Err(error) => return Err(Refusal::Passing(error.to_string())),
     };
     loop {
-        match socket.next().await {
+        let Ok(message) = tokio::time::timeout(SILENCE_LIMIT, socket.next()).await else {
+            return Err(Refusal::Passing(
+                "the relay did not start the session".into(),
+            ));
+        };
+        match message {
             Some(Ok(Message::Text(text))) => {
                 return match serde_json::from_str::<ToCli>(&text) {
                     Ok(ready @ ToCli::Ready { .. }) => Ok((socket, ready)),

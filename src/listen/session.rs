@@ -171,7 +171,7 @@ impl Session {
                             return ending(CloseCode::Away, "the CLI does not read");
                         }
                     }
-                    // The queue was deleted with its subscription.
+                    // The broker cancelled the consumer: its queue was deleted.
                     None => return self.gone_or_restart().await,
                 },
                 message = stream.recv() => match message {
