@@ -216,6 +216,8 @@ pub struct Metrics {
     pub publish_confirm: Histogram,
     /// Dashboard pages connected to the live WebSocket.
     pub live_connections: Gauge,
+    /// `spenza listen` sessions this process holds.
+    pub listen_sessions: Gauge,
     /// Counts by subscription, when the operator asked for them.
     by_subscription: Option<BySubscription>,
 }
@@ -245,6 +247,7 @@ impl Metrics {
             notifications: Family::default(),
             publish_confirm: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             live_connections: Gauge::default(),
+            listen_sessions: Gauge::default(),
             by_subscription: per_subscription.then(|| BySubscription {
                 ingested: Family::default(),
                 attempts: Family::default(),
@@ -329,6 +332,11 @@ impl Metrics {
             "live_connections",
             "Dashboard pages connected to the live WebSocket",
             metrics.live_connections.clone(),
+        );
+        registry.register(
+            "listen_sessions",
+            "spenza listen sessions connected to this process",
+            metrics.listen_sessions.clone(),
         );
         if let Some(by_subscription) = &metrics.by_subscription {
             registry.register(
@@ -449,20 +457,30 @@ pub fn set_event_counts(counts: &[(EventStatus, i64)]) {
     }
 }
 
-/// A gauge of pages connected to the live WebSocket, held while one is.
-pub struct LiveConnection(());
+/// One connection counted in a gauge until this is dropped: a dashboard page on the live
+/// WebSocket, or a `spenza listen` session.
+pub struct Connected(Gauge);
 
-impl LiveConnection {
-    /// Counts a page in until this is dropped.
-    pub fn open() -> LiveConnection {
-        get().live_connections.inc();
-        LiveConnection(())
+impl Connected {
+    /// A dashboard page, in `spenza_live_connections`.
+    pub fn live_page() -> Connected {
+        Connected::counting(&get().live_connections)
+    }
+
+    /// A `spenza listen` session, in `spenza_listen_sessions`.
+    pub fn listen_session() -> Connected {
+        Connected::counting(&get().listen_sessions)
+    }
+
+    fn counting(gauge: &Gauge) -> Connected {
+        gauge.inc();
+        Connected(gauge.clone())
     }
 }
 
-impl Drop for LiveConnection {
+impl Drop for Connected {
     fn drop(&mut self) {
-        get().live_connections.dec();
+        self.0.dec();
     }
 }
 

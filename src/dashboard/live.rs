@@ -200,7 +200,7 @@ impl Connection {
         mut stream: actix_ws::MessageStream,
         mut notices: broadcast::Receiver<Arc<Vec<Notice>>>,
     ) {
-        let _counted = metrics::LiveConnection::open();
+        let _counted = metrics::Connected::live_page();
         let mut render = tokio::time::interval(RENDER_EVERY);
         render.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut ping = tokio::time::interval(PING_EVERY);

@@ -128,6 +128,7 @@ impl Session {
                 return;
             }
         };
+        let _counted = metrics::Connected::listen_session();
         info!(self.log, "listen session connected");
         let mut sent: HashMap<DeliveryId, Sent> = HashMap::new();
         let reason = self.serve(&mut ws, &mut stream, &mut jobs, &mut sent).await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Dashboard, OWNER_EMAIL, PASSWORD, RelayProcess, Script, Sink, TestApp, TestResources, amqp_url,
-    create_user_with_key, spawn_app, spawn_app_with, wait_until,
+    create_user_with_key, metric, spawn_app, spawn_app_with, wait_until,
 };
 use crate::signatures::standard_signatures_verified_by;
 
@@ -664,6 +664,8 @@ async fn the_relay_killed_mid_stream_and_restarted_loses_nothing_and_records_not
     let sink = Sink::start(Script::Slow(Duration::from_millis(100))).await;
     let listener =
         Listener::ready(&relay.address, &key, &["stripe", "--forward-to", &sink.url]).await;
+    // The relay process's own registry: this session alone.
+    assert_eq!(metric(&relay.address, "spenza_listen_sessions").await, 1.0);
     let mut accepted = Vec::new();
     for n in 0..EVENTS {
         let response = client
