@@ -301,8 +301,18 @@ impl Session {
         let started_at = Utc::now();
         let policy = Policy::from_stored(&found.policy);
         let timeout = policy.timeout().unwrap_or(self.config.timeout);
-        let forward = match forward(id, &found, &headers, &policy, started_at, timeout) {
-            Ok(forward) => forward,
+        let forward = forward(id, &found, &headers, &policy, started_at, timeout);
+        sent.insert(
+            id,
+            Sent {
+                job,
+                found,
+                started_at,
+                deadline: Instant::now() + timeout + REPORT_MARGIN,
+            },
+        );
+        match forward {
+            Ok(forward) => Some(forward),
             Err(reason) => {
                 // Nothing to send: recorded as a failed attempt, as a delivery worker would.
                 let outcome = Outcome {
@@ -313,29 +323,10 @@ impl Session {
                     timed_out: false,
                     response_body: None,
                 };
-                sent.insert(
-                    id,
-                    Sent {
-                        job,
-                        found,
-                        started_at,
-                        deadline: Instant::now(),
-                    },
-                );
                 self.record(outcome, sent).await;
-                return None;
+                None
             }
-        };
-        sent.insert(
-            id,
-            Sent {
-                job,
-                found,
-                started_at,
-                deadline: Instant::now() + timeout + REPORT_MARGIN,
-            },
-        );
-        Some(forward)
+        }
     }
 
     /// Records what the CLI reports as an attempt of the delivery, then acks its message and,

@@ -128,6 +128,16 @@ async fn create_source(app: &TestApp, name: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Starts a `spenza listen` against `app` with the owner's key, waits until it listens, and
+/// answers it with its subscription, the workspace's first `cli` one.
+async fn listening(app: &TestApp, args: &[&str]) -> (Listener, Value) {
+    let listener = Listener::ready(&app.address, &app.api_key, args).await;
+    let subscription = listen_subscriptions(&app.address, &app.api_key)
+        .await
+        .remove(0);
+    (listener, subscription)
+}
+
 /// The workspace's `cli` subscriptions, oldest first.
 async fn listen_subscriptions(address: &str, key: &str) -> Vec<Value> {
     let list: Value = reqwest::Client::new()
@@ -205,15 +215,11 @@ async fn listen_forwards_each_event_as_it_arrived_signed_and_records_the_outcome
     let app = spawn_app().await;
     let source = create_source(&app, "stripe").await;
     let sink = Sink::start(Script::Ok).await;
-    let listener = Listener::ready(
-        &app.address,
-        &app.api_key,
+    let (listener, subscription) = listening(
+        &app,
         &["stripe", "--forward-to", &sink.url, "--name", "laptop"],
     )
     .await;
-    let subscription = listen_subscriptions(&app.address, &app.api_key)
-        .await
-        .remove(0);
     assert_eq!(subscription["name"], "laptop");
     assert_eq!(subscription["source_id"], source["id"]);
 
@@ -296,15 +302,11 @@ async fn a_local_failure_is_recorded_once_without_retry_and_retried_with_it() {
     let closed = format!("http://127.0.0.1:{}/", free_port());
 
     // Without --retry: a 500, then a refused connection, each recorded once, as failed.
-    let mut listener = Listener::ready(
-        &app.address,
-        &app.api_key,
+    let (mut listener, subscription) = listening(
+        &app,
         &["github", "--forward-to", &sink.url, "--output", "json"],
     )
     .await;
-    let subscription = listen_subscriptions(&app.address, &app.api_key)
-        .await
-        .remove(0);
     let id = subscription["id"].as_str().unwrap().to_owned();
     let failed = app.accept(ingest, r#"{"n":1}"#).await;
     let delivery = ended_delivery(&app, &failed, &id).await;
@@ -469,80 +471,45 @@ async fn events_sent_while_no_listen_runs_arrive_when_one_starts_and_a_second_li
 async fn a_wrong_key_an_unknown_source_or_one_session_too_many_is_refused_with_a_clear_message() {
     let app = spawn_app_with(|settings| settings.listen_sessions = 1).await;
     create_source(&app, "stripe").await;
-    let mut wrong = Listener::start(
-        &app.address,
+    let local = "http://127.0.0.1:9/";
+    let refused = |key: &str, args: &[&str], message: &str| {
+        let mut listener = Listener::start(&app.address, key, args);
+        let message = message.to_owned();
+        async move {
+            assert!(!listener.exit().await.success(), "refused");
+            assert!(
+                listener.stderr().contains(&message),
+                "{}",
+                listener.stderr()
+            );
+        }
+    };
+    let key = app.api_key.as_str();
+    refused(
         "spz_not_a_key",
-        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
-    );
-    assert!(!wrong.exit().await.success());
-    assert!(
-        wrong
-            .stderr()
-            .contains("error: the relay refused the API key"),
-        "{}",
-        wrong.stderr()
-    );
-
-    let mut unknown = Listener::start(
-        &app.address,
-        &app.api_key,
-        &["nope", "--forward-to", "http://127.0.0.1:9/"],
-    );
-    assert!(!unknown.exit().await.success());
-    assert!(
-        unknown.stderr().contains("no such source"),
-        "{}",
-        unknown.stderr()
-    );
-
-    let mut bad = Listener::start(
-        &app.address,
-        &app.api_key,
-        &[
-            "stripe",
-            "--forward-to",
-            "http://127.0.0.1:9/",
-            "--filter",
-            "{",
-        ],
-    );
-    assert!(!bad.exit().await.success());
-    assert!(
-        bad.stderr().contains("filter: the filter is not JSON"),
-        "{}",
-        bad.stderr()
-    );
-
-    let one = Listener::ready(
-        &app.address,
-        &app.api_key,
-        &[
-            "stripe",
-            "--forward-to",
-            "http://127.0.0.1:9/",
-            "--name",
-            "a",
-        ],
+        &["stripe", "--forward-to", local],
+        "error: the relay refused the API key",
     )
     .await;
-    let mut two = Listener::start(
+    refused(key, &["nope", "--forward-to", local], "no such source").await;
+    refused(
+        key,
+        &["stripe", "--forward-to", local, "--filter", "{"],
+        "filter: the filter is not JSON",
+    )
+    .await;
+    let one = Listener::ready(
         &app.address,
-        &app.api_key,
-        &[
-            "stripe",
-            "--forward-to",
-            "http://127.0.0.1:9/",
-            "--name",
-            "b",
-        ],
-    );
-    assert!(!two.exit().await.success());
-    assert!(
-        two.stderr().contains("the most this relay allows"),
-        "{}",
-        two.stderr()
-    );
-
+        key,
+        &["stripe", "--forward-to", local, "--name", "a"],
+    )
+    .await;
+    refused(
+        key,
+        &["stripe", "--forward-to", local, "--name", "b"],
+        "the most this relay allows",
+    )
+    .await;
     let subscriptions = listen_subscriptions(&app.address, &app.api_key).await;
     drop(one);
     delete_listen_queues(app.prefix(), &subscriptions);
@@ -553,15 +520,8 @@ async fn a_wrong_key_an_unknown_source_or_one_session_too_many_is_refused_with_a
 async fn a_listen_subscription_deleted_ends_its_session_for_good() {
     let app = spawn_app().await;
     create_source(&app, "stripe").await;
-    let mut listener = Listener::ready(
-        &app.address,
-        &app.api_key,
-        &["stripe", "--forward-to", "http://127.0.0.1:9/"],
-    )
-    .await;
-    let subscription = listen_subscriptions(&app.address, &app.api_key)
-        .await
-        .remove(0);
+    let (mut listener, subscription) =
+        listening(&app, &["stripe", "--forward-to", "http://127.0.0.1:9/"]).await;
     let path = format!(
         "/api/v1/subscriptions/{}",
         subscription["id"].as_str().unwrap()
@@ -752,15 +712,11 @@ async fn the_source_page_shows_a_listen_subscription_connected_and_not_and_its_d
     let app = spawn_app().await;
     let source = create_source(&app, "stripe").await;
     let sink = Sink::start(Script::Ok).await;
-    let mut listener = Listener::ready(
-        &app.address,
-        &app.api_key,
+    let (mut listener, subscription) = listening(
+        &app,
         &["stripe", "--forward-to", &sink.url, "--name", "laptop"],
     )
     .await;
-    let subscription = listen_subscriptions(&app.address, &app.api_key)
-        .await
-        .remove(0);
     let id = subscription["id"].as_str().unwrap();
     let dashboard = Dashboard::log_in(&app.address, app.api.clone(), OWNER_EMAIL, PASSWORD).await;
     let page = dashboard
