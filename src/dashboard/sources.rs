@@ -80,6 +80,8 @@ pub struct Connected {
     pub since: Moment,
     /// The address it connected from.
     pub address: String,
+    /// The replica that holds it.
+    pub replica: String,
 }
 
 impl SubscriptionLine {
@@ -99,6 +101,7 @@ impl SubscriptionLine {
                         .address
                         .clone()
                         .unwrap_or_else(|| "an unknown address".to_owned()),
+                    replica: session.replica.clone(),
                 })
                 .collect()
         });

@@ -726,6 +726,7 @@ async fn the_source_page_shows_a_listen_subscription_connected_and_not_and_its_d
     assert!(row.contains("spenza listen"), "{row}");
     assert!(row.contains("data-connected=\"1\""), "{row}");
     assert!(row.contains("from <code>127.0.0.1</code>"), "{row}");
+    assert!(row.contains("held by the replica "), "{row}");
     assert!(
         row.contains(&format!("href=\"/subscriptions/{id}/delete\"")),
         "{row}"

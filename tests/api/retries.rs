@@ -450,6 +450,104 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather_than_pass_them_by()
+{
+    use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    const FAILED: usize = 1_200;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
+    let sink = Sink::start(Script::Ok).await;
+    let subscription = app.create_subscription(&sink.url).await;
+    let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
+    let source: uuid::Uuid = subscription["source_id"].as_str().unwrap().parse().unwrap();
+    let ids: Vec<uuid::Uuid> = (0..FAILED)
+        .map(|_| spenza::domain::EventId::new().0)
+        .collect();
+    diesel::sql_query(
+        "WITH stored AS (INSERT INTO events (id, source_id, body) \
+             SELECT id, $3, '\\x7b7d' FROM unnest($1) AS id RETURNING id) \
+         INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, last_error) \
+         SELECT id, id, $2, 'failed', 1, 'scripted 500' FROM stored",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<SqlUuid, _>(sub)
+    .bind::<SqlUuid, _>(source)
+    .execute(&mut app.db().await)
+    .await
+    .unwrap();
+    // Another transaction holds the middle of the graveyard, as the issue scan does while it
+    // counts it.
+    let mut holder = app.db().await;
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let held = tokio::spawn(async move {
+        holder
+            .transaction(async |conn| {
+                diesel::sql_query(
+                    "SELECT id FROM deliveries WHERE status = 'failed' \
+                     ORDER BY id OFFSET 500 LIMIT 100 FOR UPDATE",
+                )
+                .execute(conn)
+                .await?;
+                locked.send(()).unwrap();
+                let _ = released.await;
+                Ok::<_, diesel::result::Error>(())
+            })
+            .await
+            .unwrap();
+    });
+    let count = async |sql: &str| {
+        diesel::sql_query(sql)
+            .get_result::<Count>(&mut app.db().await)
+            .await
+            .unwrap()
+            .count
+    };
+    is_locked.await.unwrap();
+    let replayed = app
+        .send_json(
+            Method::POST,
+            &format!("/api/v1/subscriptions/{sub}/replay"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(replayed.status(), 202);
+    // The replay reaches the held rows and waits for them.
+    wait_until(
+        Duration::from_secs(10),
+        "the replay to wait for the held rows",
+        || async {
+            match count(
+                "SELECT count(*) AS count FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE deliveries SET status%'",
+            )
+            .await
+            {
+                0 => Err("not waiting".to_owned()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    release.send(()).unwrap();
+    held.await.unwrap();
+    wait_until(Duration::from_secs(60), "every event replayed", || async {
+        match count("SELECT count(*) AS count FROM deliveries WHERE status = 'failed'").await {
+            0 => Ok(()),
+            left => Err(format!("{left} still failed")),
+        }
+    })
+    .await;
+    sink.stop().await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_replay_of_delivered_events_delivers_each_once_more() {
     use diesel::sql_types::{Array, Uuid as SqlUuid};
     use diesel_async::RunQueryDsl;

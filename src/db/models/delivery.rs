@@ -762,9 +762,11 @@ pub async fn count_replayable(
 }
 
 /// Replays up to `batch` of the workspace's deliveries the filter takes with ids after `after`,
-/// oldest first, skipping rows another transaction holds; what it made due. A bulk replay
-/// walks its range with `after` set to the last id of each batch, so a delivery replayed (and
-/// maybe already made again, back in the status the filter takes) is not taken twice.
+/// oldest first; what it made due. A bulk replay walks its range with `after` set to the last
+/// id of each batch, so a delivery replayed (and maybe already made again, back in the status
+/// the filter takes) is not taken twice. Rows another transaction holds (the issue scan counting
+/// the graveyard) are waited for, not skipped: the walk would pass them by for good. The scan
+/// skips what a replay holds, and replays lock in id order, so none of them deadlock.
 pub async fn replay_batch(
     conn: &mut AsyncPgConnection,
     workspace: WorkspaceId,
@@ -776,7 +778,7 @@ pub async fn replay_batch(
         "{REPLAY} AND deliveries.id IN (SELECT deliveries.id FROM deliveries JOIN subscriptions \
          ON subscriptions.id = deliveries.subscription_id WHERE {IN_REPLAY} \
          AND ($8::uuid IS NULL OR deliveries.id > $8) \
-         ORDER BY deliveries.id LIMIT $7 FOR UPDATE OF deliveries SKIP LOCKED){RETURNING_DUE}"
+         ORDER BY deliveries.id LIMIT $7 FOR UPDATE OF deliveries){RETURNING_DUE}"
     ));
     bind_replay(query, workspace, filter)
         .bind::<BigInt, _>(batch)

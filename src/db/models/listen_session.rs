@@ -22,7 +22,6 @@ pub const LIVE_SECONDS: i32 = 30;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = listen_sessions)]
 pub struct ListenSession {
-    pub id: Uuid,
     pub subscription_id: SubscriptionId,
     /// The address the CLI connected from.
     pub address: Option<String>,
