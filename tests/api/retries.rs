@@ -380,26 +380,19 @@ async fn the_reaper_delivers_held_events_of_a_subscription_enabled_behind_the_ap
     app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background() {
-    use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+/// An app without retries, a sink, and a subscription to it with `failed` deliveries in its
+/// graveyard, written straight to the database; the subscription's id.
+async fn graveyard(failed: usize) -> (TestApp, Sink, uuid::Uuid) {
+    use diesel::sql_types::{Array, Uuid as SqlUuid};
     use diesel_async::RunQueryDsl;
-    const FAILED: usize = 20_000;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        count: i64,
-    }
     let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
     let sink = Sink::start(Script::Ok).await;
     let subscription = app.create_subscription(&sink.url).await;
     let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
     let source: uuid::Uuid = subscription["source_id"].as_str().unwrap().parse().unwrap();
-    // A graveyard of 20,000, written straight to the database: forty batches.
-    let ids: Vec<uuid::Uuid> = (0..FAILED)
+    let ids: Vec<uuid::Uuid> = (0..failed)
         .map(|_| spenza::domain::EventId::new().0)
         .collect();
-    let mut conn = app.db().await;
     diesel::sql_query(
         "WITH stored AS (INSERT INTO events (id, source_id, body) \
              SELECT id, $3, '\\x7b7d' FROM unnest($1) AS id RETURNING id) \
@@ -409,9 +402,25 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
     .bind::<Array<SqlUuid>, _>(&ids)
     .bind::<SqlUuid, _>(sub)
     .bind::<SqlUuid, _>(source)
-    .execute(&mut conn)
+    .execute(&mut app.db().await)
     .await
     .unwrap();
+    (app, sink, sub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    const FAILED: usize = 20_000;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    // A graveyard of 20,000, written straight to the database: forty batches.
+    let (app, sink, sub) = graveyard(FAILED).await;
+    let mut conn = app.db().await;
     let still_failed = async |conn: &mut diesel_async::AsyncPgConnection| {
         diesel::sql_query("SELECT count(*) AS count FROM deliveries WHERE status = 'failed'")
             .get_result::<Count>(conn)
@@ -452,7 +461,7 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather_than_pass_them_by()
 {
-    use diesel::sql_types::{Array, BigInt, Uuid as SqlUuid};
+    use diesel::sql_types::BigInt;
     use diesel_async::{AsyncConnection, RunQueryDsl};
     const FAILED: usize = 1_200;
     #[derive(diesel::QueryableByName)]
@@ -460,26 +469,7 @@ async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather
         #[diesel(sql_type = BigInt)]
         count: i64,
     }
-    let app = spawn_app_with(|s| s.retry_schedule = "".parse().unwrap()).await;
-    let sink = Sink::start(Script::Ok).await;
-    let subscription = app.create_subscription(&sink.url).await;
-    let sub: uuid::Uuid = subscription["id"].as_str().unwrap().parse().unwrap();
-    let source: uuid::Uuid = subscription["source_id"].as_str().unwrap().parse().unwrap();
-    let ids: Vec<uuid::Uuid> = (0..FAILED)
-        .map(|_| spenza::domain::EventId::new().0)
-        .collect();
-    diesel::sql_query(
-        "WITH stored AS (INSERT INTO events (id, source_id, body) \
-             SELECT id, $3, '\\x7b7d' FROM unnest($1) AS id RETURNING id) \
-         INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, last_error) \
-         SELECT id, id, $2, 'failed', 1, 'scripted 500' FROM stored",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .bind::<SqlUuid, _>(sub)
-    .bind::<SqlUuid, _>(source)
-    .execute(&mut app.db().await)
-    .await
-    .unwrap();
+    let (app, sink, sub) = graveyard(FAILED).await;
     // Another transaction holds the middle of the graveyard, as the issue scan does while it
     // counts it.
     let mut holder = app.db().await;
