@@ -10,16 +10,18 @@
 //! (utime + stime from `/proc`) per 1,000 delivered events of the relay, of PostgreSQL (all the
 //! server's processes, and what its exited backends used), of RabbitMQ (the Erlang VM and its
 //! helpers), of everything else (the load, the sink, the benchmark's own readings) and of the
-//! machine (`/proc/stat`); PostgreSQL commits and WAL bytes per delivered event in the bench's
-//! database (`pg_stat_database`, `pg_current_wal_lsn`), plus statements when the server has
+//! machine (`/proc/stat`); PostgreSQL commits, WAL bytes and rows inserted and updated (and
+//! how many updates were HOT) per delivered event in the bench's database (`pg_stat_database`,
+//! `pg_current_wal_lsn`, `pg_stat_user_tables`), plus statements when the server has
 //! `pg_stat_statements` preloaded (otherwise it says so; the server's configuration is never
 //! changed); and the broker's publishes, deliveries and acknowledgements per delivered event
 //! (its global counters, read with `rabbitmqctl eval`).
 //!
 //! `cargo bench --bench relay` (settings: BENCH_RATE, BENCH_HIGH_RATE, BENCH_SECONDS,
-//! BENCH_EVENTS, BENCH_CONCURRENCY, BENCH_FANOUT_RATE, and BENCH_LIVE=1 to keep the subscription's dashboard page
-//! open on the live WebSocket throughout; see `Plan::from_env`; BENCH_RELAY_LOG=<file> keeps
-//! the relay's log).
+//! BENCH_EVENTS, BENCH_CONCURRENCY, BENCH_FANOUT_RATE, and BENCH_LIVE=1 to keep the
+//! subscription's dashboard page open on the live WebSocket throughout; see `Plan::from_env`;
+//! BENCH_RELAY_LOG=<file> keeps the relay's log; BENCH_SPENZA=<binary> runs another build of
+//! the relay, such as an older commit's: see `scripts/bench-compare.sh`).
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -31,7 +33,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
-use spenza::config::{DEFAULT_RETRY_SCHEDULE, DatabaseSettings, QueueKind};
+use spenza::config::{DEFAULT_RETRY_SCHEDULE, QueueKind};
 use spenza::domain::RetrySchedule;
 use spenza::queue::Topology;
 use tokio::sync::Semaphore;
@@ -40,6 +42,11 @@ const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// A Stripe-like event of about 700 bytes.
 const BODY: &str = r#"{"id":"evt_1Q2w3E4r5T6y7U8i","object":"event","api_version":"2024-06-20","created":1732800000,"type":"invoice.paid","livemode":false,"pending_webhooks":1,"request":{"id":"req_a1B2c3D4e5F6","idempotency_key":"5f1c8d2e-7a3b-4c9d-8e0f-1a2b3c4d5e6f"},"data":{"object":{"id":"in_1Q2w3E4r5T6y7U8i","object":"invoice","amount_due":4200,"amount_paid":4200,"currency":"eur","customer":"cus_Q1w2E3r4T5y6","customer_email":"ada@example.com","lines":{"object":"list","data":[{"id":"il_1","amount":4200,"description":"Pro plan (monthly)","quantity":1}],"has_more":false},"status":"paid","subscription":"sub_1Q2w3E4r5T6y7U8i","metadata":{"order":"A-1042","region":"eu-west"}}}}"#;
+
+/// The relay binary to run: `BENCH_SPENZA`, or this build's.
+fn spenza_binary() -> String {
+    std::env::var("BENCH_SPENZA").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spenza").to_owned())
+}
 
 /// What to run, from the environment.
 struct Plan {
@@ -431,12 +438,25 @@ struct Count {
     n: i64,
 }
 
+/// Row counters of a database's tables, summed (see `PgCounters::read_rows`).
+#[derive(diesel::QueryableByName, Clone, Copy)]
+struct Rows {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    inserted: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    updated: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    hot: i64,
+}
+
 /// Where PostgreSQL's counters for the bench's database are read.
 struct PgCounters {
     database: String,
     /// On the `postgres` database, so that reading `pg_stat_database` adds no commits to the
     /// database being measured.
     admin: Option<AsyncPgConnection>,
+    /// On the bench's database, to read its tables' row counters.
+    tables: Option<AsyncPgConnection>,
     /// On the bench's database with `pg_stat_statements` created and answering, or why not.
     /// Its one reading per phase edge is itself a commit in the measured database: negligible
     /// against thousands of events.
@@ -451,6 +471,9 @@ impl PgCounters {
         PgCounters {
             database: database.to_owned(),
             admin,
+            tables: AsyncPgConnection::establish(&format!("{POSTGRES}/{database}"))
+                .await
+                .ok(),
             statements: Self::connect_statements(database).await,
         }
     }
@@ -507,6 +530,26 @@ impl PgCounters {
             .map(|count| count.n)
     }
 
+    /// Rows inserted, updated and updated in place (HOT: no index touched, the new version on
+    /// the old one's page) in the bench's database's tables so far.
+    async fn read_rows(&mut self) -> Option<Rows> {
+        use diesel_async::RunQueryDsl;
+        let tables = self.tables.as_mut()?;
+        diesel::sql_query("SELECT pg_stat_clear_snapshot()")
+            .execute(tables)
+            .await
+            .ok()?;
+        diesel::sql_query(
+            "SELECT coalesce(sum(n_tup_ins), 0)::bigint AS inserted, \
+                 coalesce(sum(n_tup_upd), 0)::bigint AS updated, \
+                 coalesce(sum(n_tup_hot_upd), 0)::bigint AS hot \
+             FROM pg_stat_user_tables",
+        )
+        .get_result::<Rows>(tables)
+        .await
+        .ok()
+    }
+
     /// Transactions committed in the bench's database so far.
     async fn read_commits(&mut self) -> Option<i64> {
         use diesel_async::RunQueryDsl;
@@ -545,6 +588,8 @@ struct Usage {
     switches: Option<u64>,
     /// Transactions committed in the bench's database.
     commits: Option<i64>,
+    /// Rows written in the bench's database.
+    rows: Option<Rows>,
     /// Statements run in the bench's database, when `pg_stat_statements` answers.
     statements: Option<i64>,
 }
@@ -575,6 +620,7 @@ async fn usage(pid: u32, counters: &mut PgCounters) -> Usage {
         machine_ticks,
         switches: context_switches(pid),
         commits: counters.read_commits().await,
+        rows: counters.read_rows().await,
         wal_bytes: counters.read_wal_bytes().await,
         statements,
         broker,
@@ -733,6 +779,15 @@ fn report_costs(before: &Usage, after: &Usage, delivered: usize, ticks_per_secon
     if let Some(wal) = per_event(before.wal_bytes, after.wal_bytes) {
         println!("  postgres wal        {wal:.0} bytes per delivered event");
     }
+    if let Some((before, after)) = before.rows.zip(after.rows) {
+        let updated = after.updated - before.updated;
+        println!(
+            "  postgres rows       {:.2} inserted, {:.2} updated per delivered event ({:.0} % of updates HOT)",
+            (after.inserted - before.inserted) as f64 / delivered as f64,
+            updated as f64 / delivered as f64,
+            (after.hot - before.hot) as f64 * 100.0 / updated.max(1) as f64
+        );
+    }
     if let Some((before, after)) = before.broker.zip(after.broker) {
         let per = |then: u64, now: u64| now.saturating_sub(then) as f64 / delivered as f64;
         println!(
@@ -785,7 +840,7 @@ impl Relay {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_spenza"))
+        let mut child = Command::new(spenza_binary())
             .arg("serve")
             .env("SPENZA_DATABASE_URL", format!("{POSTGRES}/{database}"))
             .env("SPENZA_AMQP_URL", AMQP)
@@ -822,6 +877,19 @@ impl Relay {
 
     fn database_url(&self) -> String {
         format!("{POSTGRES}/{}", self.database)
+    }
+
+    /// Runs one of the binary's own commands against the relay's database (so that a build of
+    /// another commit, with its own schema, makes its own rows); what it printed.
+    fn command(&self, args: &[&str]) -> String {
+        let output = Command::new(spenza_binary())
+            .args(args)
+            .env("SPENZA_DATABASE_URL", self.database_url())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("the relay's binary runs");
+        assert!(output.status.success(), "spenza {args:?} failed");
+        String::from_utf8(output.stdout).expect("UTF-8 output")
     }
 
     async fn stop(mut self) {
@@ -1024,17 +1092,27 @@ async fn main() {
     let plan = Plan::from_env();
     let (relay, address) = Relay::start().await;
     let pid = relay.child.id();
-    let database = DatabaseSettings {
-        url: relay.database_url().into(),
-        pool_size: 1,
-        timeout: Duration::from_secs(5),
-    };
-    spenza::admin::create_user(&database, "bench@example.com", "benchmark password")
-        .await
-        .unwrap();
-    let key = spenza::admin::create_api_key(&database, "bench@example.com", "bench")
-        .await
-        .unwrap();
+    relay.command(&[
+        "users",
+        "create",
+        "--email",
+        "bench@example.com",
+        "--password",
+        "benchmark password",
+    ]);
+    let created = relay.command(&[
+        "api-keys",
+        "create",
+        "--email",
+        "bench@example.com",
+        "--name",
+        "bench",
+    ]);
+    let key = created
+        .lines()
+        .last()
+        .expect("the key, on the last line")
+        .to_owned();
 
     let arrivals = web::Data::new(Arrivals::default());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1061,7 +1139,7 @@ async fn main() {
         .unwrap();
     let subscription: serde_json::Value = client
         .post(format!("{address}/api/v1/subscriptions"))
-        .bearer_auth(key.expose())
+        .bearer_auth(&key)
         .json(&serde_json::json!({ "name": "bench", "target_url": sink_url }))
         .send()
         .await
@@ -1126,30 +1204,36 @@ async fn main() {
     let api = Api {
         client: client.clone(),
         address: address.clone(),
-        key: key.expose().to_owned(),
+        key: key.clone(),
     };
-    let source = subscription["source_id"].as_str().unwrap().to_owned();
-    let mut not_matching = Vec::new();
-    for n in 0..NOT_MATCHING {
-        let created = api
-            .subscribe(
-                &source,
-                &format!("{sink_base}/never/{n}"),
-                serde_json::json!({"body": {"type": format!("never.sent.{n}")}}),
-            )
-            .await;
-        not_matching.push(created["id"].as_str().unwrap().to_owned());
-    }
-    bench
-        .open_phase(
-            &format!(", {NOT_MATCHING} more subscriptions whose filters match nothing"),
-            &ingest_url,
-            plan.rate,
-            &hook,
-        )
-        .await;
-    for id in &not_matching {
-        api.delete(&format!("/api/v1/subscriptions/{id}")).await;
+    // A build from before routing has no sources: the phases that need them are skipped.
+    let source = subscription["source_id"].as_str().map(str::to_owned);
+    match &source {
+        Some(source) => {
+            let mut not_matching = Vec::new();
+            for n in 0..NOT_MATCHING {
+                let created = api
+                    .subscribe(
+                        source,
+                        &format!("{sink_base}/never/{n}"),
+                        serde_json::json!({"body": {"type": format!("never.sent.{n}")}}),
+                    )
+                    .await;
+                not_matching.push(created["id"].as_str().unwrap().to_owned());
+            }
+            bench
+                .open_phase(
+                    &format!(", {NOT_MATCHING} more subscriptions whose filters match nothing"),
+                    &ingest_url,
+                    plan.rate,
+                    &hook,
+                )
+                .await;
+            for id in &not_matching {
+                api.delete(&format!("/api/v1/subscriptions/{id}")).await;
+            }
+        }
+        None => println!("skipped: the phases with filters (this build has no sources)"),
     }
 
     bench
@@ -1178,28 +1262,30 @@ async fn main() {
         )
         .await;
 
-    // Fan-out: a source of its own, with subscriptions whose filters every event passes, each
-    // delivering to its own path of the sink.
-    let fanned: serde_json::Value = api
-        .post("/api/v1/sources", serde_json::json!({"name": "fan-out"}))
-        .await;
-    let fan_paths: Vec<String> = (0..FAN_OUT).map(|n| format!("/fan/{n}")).collect();
-    for path in &fan_paths {
-        api.subscribe(
-            fanned["id"].as_str().unwrap(),
-            &format!("{sink_base}{path}"),
-            serde_json::json!({"body": {"object": "event"}}),
-        )
-        .await;
+    if source.is_some() {
+        // Fan-out: a source of its own, with subscriptions whose filters every event passes, each
+        // delivering to its own path of the sink.
+        let fanned: serde_json::Value = api
+            .post("/api/v1/sources", serde_json::json!({"name": "fan-out"}))
+            .await;
+        let fan_paths: Vec<String> = (0..FAN_OUT).map(|n| format!("/fan/{n}")).collect();
+        for path in &fan_paths {
+            api.subscribe(
+                fanned["id"].as_str().unwrap(),
+                &format!("{sink_base}{path}"),
+                serde_json::json!({"body": {"object": "event"}}),
+            )
+            .await;
+        }
+        bench
+            .open_phase(
+                &format!(", fanned out to {FAN_OUT} subscriptions"),
+                fanned["ingest_url"].as_str().unwrap(),
+                plan.fanout_rate,
+                &fan_paths,
+            )
+            .await;
     }
-    bench
-        .open_phase(
-            &format!(", fanned out to {FAN_OUT} subscriptions"),
-            fanned["ingest_url"].as_str().unwrap(),
-            plan.fanout_rate,
-            &fan_paths,
-        )
-        .await;
 
     let duplicates = arrivals.requests.load(Ordering::Relaxed) - arrivals.at.lock().unwrap().len();
     println!("duplicate deliveries: {duplicates}");
