@@ -13,7 +13,7 @@ use crate::service::{self, Actor, Principal};
 async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Database> {
     db::migrations::run(settings.url.expose()).await?;
     Ok(Database::new(
-        db::build_pool(settings, 1, db::Commits::Durable)?,
+        db::build_pool(settings, 1, db::Commits::Durable, db::Plans::Custom)?,
         settings.timeout,
     ))
 }

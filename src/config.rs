@@ -278,6 +278,11 @@ pub struct DatabaseSettings {
     /// Longest wait for a connection or a query before the caller gets an error (ingest: 503).
     #[arg(long = "database-timeout", env = "SPENZA_DATABASE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// How long a connection of the ingest and delivery pools keeps its statements' plans,
+    /// made once for any values: after this it is replaced, and they are planned again for
+    /// the tables as they have grown.
+    #[arg(long = "database-replan-after", env = "SPENZA_DATABASE_REPLAN_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub replan_after: Duration,
 }
 
 /// Everything `spenza serve` needs.

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::SessionPolicy;
 use crate::config::{Role, Settings};
-use crate::db::{self, Commits, Database};
+use crate::db::{self, Commits, Database, Plans};
 use crate::delivery::{Deliverer, DeliveryPolicy, HttpClient, Reaper, TargetPolicy};
 use crate::ingest::{IngestState, Intake, Refusals, Routes};
 use crate::issues::notify::{Messenger, Notifier};
@@ -31,38 +31,62 @@ use crate::{api, dashboard, health, ingest, metrics, request_id};
 const LEASE_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How a process divides its connection budget (`SPENZA_DATABASE_POOL_SIZE`, the most
-/// connections it opens in all) between its HTTP workers, each with a pool of its own, and
-/// the background (deliveries and the reaper).
+/// connections it opens in all) between its HTTP workers, each with pools of its own, and the
+/// background. The batch statements of ingest and delivery run on pools of their own, with
+/// generic plans ([`Plans::Generic`]); everything else on pools that plan each run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PoolSizes {
     /// HTTP workers to run: fewer than asked for when the budget cannot give each its minimum.
     http_workers: usize,
-    per_http_worker: usize,
-    background: usize,
+    /// Each HTTP worker's connections for its ingest batches (none for a role that does not
+    /// ingest).
+    intake_per_worker: usize,
+    /// Each HTTP worker's connections for its other requests.
+    requests_per_worker: usize,
+    /// The delivery workers' connections (none for a role that does not deliver).
+    delivery: usize,
+    /// The reaper's, the issue scanner's, the notifier's, retention's and the gauges'.
+    upkeep: usize,
 }
 
 impl PoolSizes {
     /// An `all` process gives HTTP half; an `api` process keeps two for its reaper; a `worker`
     /// serves only the probes, from one HTTP worker with one connection. A worker that serves
-    /// ingest and the dashboard needs two connections (one stays free for ingest while a live
-    /// page renders).
+    /// ingest and the dashboard needs two connections: one for its ingest batches, one for its
+    /// other requests (half go to ingest when it has more, up to [`ingest::intake::SLOTS`]).
+    /// The background keeps one for upkeep, or two from eight up, and delivers through the
+    /// rest.
     fn split(total: usize, wanted_workers: usize, role: Role) -> anyhow::Result<Self> {
         let (http_share, minimum, background) = match role {
             Role::All => (total / 2, 2, total - total / 2),
             Role::Api => (total.saturating_sub(2), 2, 2.min(total)),
             Role::Worker => (1, 1, total.saturating_sub(1)),
         };
+        let upkeep = (background / 4).clamp(1, 2);
+        let delivery = if role.delivers() {
+            background.saturating_sub(upkeep)
+        } else {
+            0
+        };
         let http_workers = wanted_workers.max(1).min(http_share / minimum);
         anyhow::ensure!(
-            http_workers >= 1 && background >= 1,
+            http_workers >= 1 && background >= upkeep && (delivery >= 1 || !role.delivers()),
             "SPENZA_DATABASE_POOL_SIZE={total} is too small for the {role:?} role: it needs at \
              least {}",
-            minimum + if role == Role::Worker { 1 } else { minimum }
+            minimum + 2
         );
+        let per_worker = http_share / http_workers;
+        let intake_per_worker = if role.serves_http() {
+            ingest::intake::SLOTS.min(per_worker / 2).max(1)
+        } else {
+            0
+        };
         Ok(PoolSizes {
             http_workers,
-            per_http_worker: http_share / http_workers,
-            background,
+            intake_per_worker,
+            requests_per_worker: per_worker - intake_per_worker,
+            delivery,
+            upkeep: background - delivery,
         })
     }
 }
@@ -92,6 +116,7 @@ struct Delivery {
     consumer: Consumer,
     dispatcher: tokio::task::JoinHandle<()>,
     tasks: TaskTracker,
+    db: Database,
 }
 
 impl Application {
@@ -110,7 +135,12 @@ impl Application {
         });
         let pools = PoolSizes::split(settings.database.pool_size, http_workers, settings.role)?;
         let db = Database::new(
-            db::build_pool(&settings.database, pools.background, Commits::Asynchronous)?,
+            db::build_pool(
+                &settings.database,
+                pools.upkeep,
+                Commits::Asynchronous,
+                Plans::Custom,
+            )?,
             settings.database.timeout,
         );
         let topology = Topology::new(
@@ -176,8 +206,17 @@ impl Application {
                 per_subscription: usize::from(settings.subscription_concurrency),
             };
             let tasks = TaskTracker::new();
+            let delivery_db = Database::new(
+                db::build_pool(
+                    &settings.database,
+                    pools.delivery,
+                    Commits::Asynchronous,
+                    Plans::Generic,
+                )?,
+                settings.database.timeout,
+            );
             let deliverer = Arc::new(Deliverer::new(
-                db.clone(),
+                delivery_db.clone(),
                 http,
                 publisher.clone(),
                 policy,
@@ -190,6 +229,7 @@ impl Application {
                 consumer,
                 dispatcher,
                 tasks,
+                db: delivery_db,
             })
         } else {
             None
@@ -226,8 +266,13 @@ impl Application {
             .with_context(|| format!("binding {}", settings.bind))?;
         let address = listener.local_addr()?;
         let database = settings.database.clone();
-        // Validated here, so that building each worker's own pool below cannot fail.
-        db::build_pool(&database, pools.per_http_worker, Commits::Durable)?;
+        // Validated here, so that building each worker's own pools below cannot fail.
+        db::build_pool(
+            &database,
+            pools.requests_per_worker,
+            Commits::Durable,
+            Plans::Custom,
+        )?;
         let max_body_bytes = settings.max_body_bytes;
         let secret_rotation_overlap = settings.secret_rotation_overlap;
         let delivery_timeout = settings.delivery_timeout;
@@ -288,12 +333,15 @@ impl Application {
             None => None,
         };
         let server = HttpServer::new(move || {
-            let pool = db::build_pool(&database, pools.per_http_worker, Commits::Durable)
-                .expect("pool settings were validated at start-up");
-            let db = Database::new(pool, database.timeout);
+            let pool = |size, plans| {
+                let pool = db::build_pool(&database, size, Commits::Durable, plans)
+                    .expect("pool settings were validated at start-up");
+                Database::new(pool, database.timeout)
+            };
+            let db = pool(pools.requests_per_worker, Plans::Custom);
             let intake = Intake::start(
-                db.clone(),
-                pools.per_http_worker,
+                pool(pools.intake_per_worker, Plans::Generic),
+                pools.intake_per_worker,
                 publisher.clone(),
                 live.clone(),
                 http_log.new(slog::o!("component" => "intake")),
@@ -319,8 +367,8 @@ impl Application {
                 live: live.clone(),
                 reaper: reaper_wake.clone(),
                 shutdown: http_shutdown.clone(),
-                // Half the worker's connections at most, so ingest always finds one.
-                live_renders: tokio::sync::Semaphore::new((pools.per_http_worker / 2).max(1)),
+                // Half the worker's connections at most, so other requests always find one.
+                live_renders: tokio::sync::Semaphore::new((pools.requests_per_worker / 2).max(1)),
                 signup,
                 sessions,
                 mailer: mailer.clone(),
@@ -467,6 +515,7 @@ impl Application {
             consumer,
             dispatcher,
             tasks,
+            db,
         }) = delivery
         {
             let _ = dispatcher.await;
@@ -483,6 +532,7 @@ impl Application {
             tokio::task::spawn_blocking(move || consumer.join())
                 .await
                 .context("stopping the consumer")?;
+            db.close();
         }
         tokio::task::spawn_blocking(move || publisher_thread.stop())
             .await
@@ -506,37 +556,57 @@ mod tests {
             PoolSizes::split(16, 2, Role::All).unwrap(),
             PoolSizes {
                 http_workers: 2,
-                per_http_worker: 4,
-                background: 8
+                intake_per_worker: 2,
+                requests_per_worker: 2,
+                delivery: 6,
+                upkeep: 2,
             }
         );
         assert_eq!(
             PoolSizes::split(16, 32, Role::All).unwrap(),
             PoolSizes {
                 http_workers: 4,
-                per_http_worker: 2,
-                background: 8
+                intake_per_worker: 1,
+                requests_per_worker: 1,
+                delivery: 6,
+                upkeep: 2,
             },
             "32 cores run as many HTTP workers as the budget gives two connections each"
+        );
+        assert_eq!(
+            PoolSizes::split(4, 2, Role::All).unwrap(),
+            PoolSizes {
+                http_workers: 1,
+                intake_per_worker: 1,
+                requests_per_worker: 1,
+                delivery: 1,
+                upkeep: 1,
+            }
         );
         assert_eq!(
             PoolSizes::split(16, 4, Role::Api).unwrap(),
             PoolSizes {
                 http_workers: 4,
-                per_http_worker: 3,
-                background: 2
+                intake_per_worker: 1,
+                requests_per_worker: 2,
+                delivery: 0,
+                upkeep: 2,
             }
         );
         assert_eq!(
             PoolSizes::split(16, 8, Role::Worker).unwrap(),
             PoolSizes {
                 http_workers: 1,
-                per_http_worker: 1,
-                background: 15
+                intake_per_worker: 0,
+                requests_per_worker: 1,
+                delivery: 13,
+                upkeep: 2,
             }
         );
         assert!(PoolSizes::split(3, 2, Role::All).is_err());
-        assert!(PoolSizes::split(1, 2, Role::Worker).is_err());
+        assert!(PoolSizes::split(3, 2, Role::Api).is_err());
+        assert!(PoolSizes::split(2, 2, Role::Worker).is_err());
+        assert!(PoolSizes::split(3, 2, Role::Worker).is_ok());
     }
 
     #[test]
@@ -545,9 +615,15 @@ mod tests {
             for total in 1..=64 {
                 for workers in 1..=64 {
                     if let Ok(pools) = PoolSizes::split(total, workers, role) {
-                        let opened = pools.http_workers * pools.per_http_worker + pools.background;
+                        let opened = pools.http_workers
+                            * (pools.intake_per_worker + pools.requests_per_worker)
+                            + pools.delivery
+                            + pools.upkeep;
                         assert!(opened <= total, "{role:?} {total} {workers}: {pools:?}");
-                        assert!(pools.http_workers >= 1 && pools.background >= 1);
+                        assert!(pools.http_workers >= 1 && pools.requests_per_worker >= 1);
+                        assert!(pools.upkeep >= 1);
+                        assert_eq!(pools.intake_per_worker >= 1, role.serves_http());
+                        assert_eq!(pools.delivery >= 1, role.delivers());
                     }
                 }
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use deadpool::Runtime;
+use deadpool::managed::{Hook, HookError};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -32,16 +33,32 @@ pub enum Commits {
     Asynchronous,
 }
 
+/// How a pool's statements are planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plans {
+    /// Each run of a statement is planned for its values (`force_custom_plan`). For the
+    /// dashboard, the API and the background scans: statements run now and then, whose best
+    /// plan depends on their values and on how big the tables have grown.
+    Custom,
+    /// Each statement is planned once per connection, for any values (`force_generic_plan`).
+    /// For the batch statements of ingest and delivery, which run thousands of times a second
+    /// and reach events and deliveries only through their keys: planning them cost several
+    /// times their running. `tests/api/plans.rs` checks that their plans reach those tables
+    /// by key alone, planned on a new, empty database and on one analysed with rows in it.
+    Generic,
+}
+
 /// Builds a pool of at most `size` connections, opened lazily.
 ///
 /// A connection's driver task runs on the runtime that opened it, so each pool serves one
-/// runtime: every actix worker (a single-threaded runtime of its own) builds its own pool, and
-/// the delivery pool lives on the main runtime. Queries then never hop threads, and no pool
+/// runtime: every actix worker (a single-threaded runtime of its own) builds its own pools, and
+/// the background's live on the main runtime. Queries then never hop threads, and no pool
 /// holds connections that die with another runtime at shutdown.
 pub fn build_pool(
     settings: &DatabaseSettings,
     size: usize,
     commits: Commits,
+    plans: Plans,
 ) -> anyhow::Result<DbPool> {
     let mut config = ManagerConfig::default();
     // A broken connection is noticed by its driver task; a test query on every checkout would
@@ -50,8 +67,8 @@ pub fn build_pool(
     config.custom_setup = Box::new(move |url| {
         Box::pin(async move {
             let mut conn = AsyncPgConnection::establish(url).await?;
-            for setting in session_settings(commits) {
-                diesel::sql_query(*setting)
+            for setting in session_settings(commits, plans) {
+                diesel::sql_query(setting)
                     .execute(&mut conn)
                     .await
                     .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
@@ -63,33 +80,55 @@ pub fn build_pool(
         settings.url.expose(),
         config,
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(settings.timeout))
         .create_timeout(Some(settings.timeout))
-        .recycle_timeout(Some(Duration::from_secs(2).min(settings.timeout)))
-        .build()
-        .context("building the database pool")
+        .recycle_timeout(Some(Duration::from_secs(2).min(settings.timeout)));
+    if plans == Plans::Generic {
+        // A plan made once lasts as long as its connection. One made while PostgreSQL's
+        // statistics said a table was tiny (analysed then, and not since: autovacuum off) may
+        // walk a whole index; a new connection plans for the table's size as it is now.
+        let lifetime = settings.replan_after;
+        builder = builder.pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if metrics.age() < lifetime {
+                Ok(())
+            } else {
+                Err(HookError::message("its plans are due to be made again"))
+            }
+        }));
+    }
+    builder.build().context("building the database pool")
 }
 
 /// What each connection of a pool sets for its session.
 ///
-/// `plan_cache_mode = force_custom_plan`: every statement is planned for the values it is run
-/// with. Left to choose (`auto`), PostgreSQL may switch a connection's prepared statement to a
-/// generic plan made once, and keep it for the connection's life. A generic plan made while
-/// `events` was small scans the whole table, and with statistics not refreshed (autovacuum late,
-/// or off) it is never made again: measured, a record batch planned on a new database went on
-/// scanning every event, and delivery fell from 3,000/s to 600/s. The relay's batch statements
-/// were planned anew on each run anyway; this makes it a rule instead of a cost estimate.
-fn session_settings(commits: Commits) -> &'static [&'static str] {
-    match commits {
-        Commits::Durable => &["SET plan_cache_mode = force_custom_plan"],
-        Commits::Asynchronous => &[
-            "SET plan_cache_mode = force_custom_plan",
-            "SET synchronous_commit = off",
+/// Custom plans, `force_custom_plan`: left to choose (`auto`), PostgreSQL may switch a
+/// connection's prepared statement to a generic plan made once, and keep it for the
+/// connection's life. A generic plan made while `events` was small scans the whole table, and
+/// with statistics not refreshed (autovacuum late, or off) it is never made again: measured, a
+/// record batch planned on a new database went on scanning every event, and delivery fell from
+/// 3,000/s to 600/s.
+///
+/// Generic plans, `force_generic_plan`: only for statements that name the keys of every row
+/// of a growing table they touch (`id = ANY($1)`), so that every plan reaches those rows
+/// through an index searched for the keys (see [`Plans::Generic`]). One choice is left that
+/// keys do not settle: on a table analysed while empty, a sequential scan costs nothing to the
+/// planner, and a plan made then would keep scanning as the table grows. `enable_seqscan = off`
+/// takes it out of the running (no statement of these pools has a reason to scan a table).
+fn session_settings(commits: Commits, plans: Plans) -> Vec<&'static str> {
+    let mut settings = match plans {
+        Plans::Custom => vec!["SET plan_cache_mode = force_custom_plan"],
+        Plans::Generic => vec![
+            "SET plan_cache_mode = force_generic_plan",
+            "SET enable_seqscan = off",
         ],
+    };
+    if commits == Commits::Asynchronous {
+        settings.push("SET synchronous_commit = off");
     }
+    settings
 }
 
 /// Why a database call produced no answer.

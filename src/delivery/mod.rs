@@ -154,6 +154,7 @@ impl Deliverer {
             .iter()
             .map(|job| Claim {
                 id: job.envelope.delivery(),
+                event: job.envelope.event_id,
                 retry_count: job.envelope.retry_count,
             })
             .collect();

@@ -21,9 +21,9 @@ use crate::live::{EventNotice, Live, Notice};
 use crate::metrics;
 use crate::queue::{Envelope, Publisher, Route};
 
-/// Batches committing at once, per HTTP worker: two (one fills while the other commits),
-/// leaving at least one of the worker's connections to its other requests.
-const SLOTS: usize = 2;
+/// Batches committing at once, per HTTP worker: two (one fills while the other commits), each
+/// on a connection of the worker's intake pool.
+pub(crate) const SLOTS: usize = 2;
 /// The most events one statement writes.
 const MAX_EVENTS: usize = 256;
 /// About the most body bytes one statement writes: a bigger batch is written as several
@@ -52,10 +52,10 @@ struct Pending {
 }
 
 impl Intake {
-    /// Starts writing on the current thread's runtime (an actix worker's), through `db`'s
-    /// `connections` connections, which it shares with the worker's other requests. Once stored, an
-    /// event is announced to live pages and handed to the publisher, without making its
-    /// request wait for the broker.
+    /// Starts writing on the current thread's runtime (an actix worker's), through `db`, a pool
+    /// of its own with `connections` connections (one batch commits on each at a time). Once
+    /// stored, an event is announced to live pages and handed to the publisher, without making
+    /// its request wait for the broker.
     pub fn start(
         db: Database,
         connections: usize,
@@ -64,7 +64,7 @@ impl Intake {
         log: Logger,
     ) -> Intake {
         let (events, arriving) = mpsc::channel(QUEUE);
-        let slots = SLOTS.min(connections.saturating_sub(1)).max(1);
+        let slots = connections.max(1);
         let writer = Rc::new(Writer {
             db,
             publisher,

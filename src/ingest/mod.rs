@@ -2,7 +2,7 @@
 
 mod body;
 mod idempotency;
-mod intake;
+pub(crate) mod intake;
 mod refusals;
 mod routes;
 mod target;

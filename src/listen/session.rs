@@ -257,6 +257,7 @@ impl Session {
         let id = job.envelope.delivery();
         let claim = [Claim {
             id,
+            event: job.envelope.event_id,
             retry_count: job.envelope.retry_count,
         }];
         let (lease, timeout) = (self.config.lease, self.config.timeout);

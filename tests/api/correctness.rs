@@ -454,13 +454,16 @@ async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current
         .execute(&mut app.db().await)
         .await
         .unwrap();
+    let event_id = spenza::domain::EventId(id.parse().unwrap());
     let claims = [
         Claim {
             id: event,
+            event: event_id,
             retry_count: 0,
         },
         Claim {
             id: event,
+            event: event_id,
             retry_count: 1,
         },
     ];
@@ -479,9 +482,9 @@ async fn a_batch_with_a_stale_copy_and_the_current_message_claims_at_the_current
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_pool_plans_each_statement_for_its_values_and_only_delivery_commits_asynchronously() {
+async fn each_pool_plans_and_commits_as_it_is_built_to() {
     use diesel_async::RunQueryDsl;
-    use spenza::db::{Commits, Database};
+    use spenza::db::{Commits, Database, Plans};
 
     #[derive(diesel::QueryableByName)]
     struct Session {
@@ -494,26 +497,29 @@ async fn every_pool_plans_each_statement_for_its_values_and_only_delivery_commit
     let settings = crate::helpers::test_settings(&database.url, "unused");
     for (commits, synchronous_commit) in [(Commits::Durable, "on"), (Commits::Asynchronous, "off")]
     {
-        let db = Database::new(
-            spenza::db::build_pool(&settings.database, 1, commits).unwrap(),
-            Duration::from_secs(10),
-        );
-        let session: Session = db
-            .run(async |conn| {
-                diesel::sql_query(
-                    "SELECT current_setting('plan_cache_mode') AS plan_cache_mode, \
-                     current_setting('synchronous_commit') AS synchronous_commit",
-                )
-                .get_result(conn)
+        for (plans, plan_cache_mode) in [
+            (Plans::Custom, "force_custom_plan"),
+            (Plans::Generic, "force_generic_plan"),
+        ] {
+            let db = Database::new(
+                spenza::db::build_pool(&settings.database, 1, commits, plans).unwrap(),
+                Duration::from_secs(10),
+            );
+            let session: Session = db
+                .run(async |conn| {
+                    diesel::sql_query(
+                        "SELECT current_setting('plan_cache_mode') AS plan_cache_mode, \
+                         current_setting('synchronous_commit') AS synchronous_commit",
+                    )
+                    .get_result(conn)
+                    .await
+                })
                 .await
-            })
-            .await
-            .unwrap();
-        assert_eq!(session.plan_cache_mode, "force_custom_plan", "{commits:?}");
-        assert_eq!(
-            session.synchronous_commit, synchronous_commit,
-            "{commits:?}"
-        );
-        db.close();
+                .unwrap();
+            let pool = format!("{commits:?} {plans:?}");
+            assert_eq!(session.plan_cache_mode, plan_cache_mode, "{pool}");
+            assert_eq!(session.synchronous_commit, synchronous_commit, "{pool}");
+            db.close();
+        }
     }
 }

@@ -252,7 +252,7 @@ async fn ingests_waiting_on_a_lock(url: &str) -> i64 {
 async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored() {
     use diesel_async::RunQueryDsl;
     use spenza::db::models::event::NewEvent;
-    use spenza::db::{Commits, Database, DbError};
+    use spenza::db::{Commits, Database, DbError, Plans};
     use spenza::ingest::Intake;
     use spenza::request_id::RequestId;
 
@@ -284,7 +284,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
 
     let settings = crate::helpers::test_settings(&app.database_url, app.prefix());
     let db = Database::new(
-        spenza::db::build_pool(&settings.database, 4, Commits::Durable).unwrap(),
+        spenza::db::build_pool(&settings.database, 2, Commits::Durable, Plans::Generic).unwrap(),
         Duration::from_secs(20),
     );
     let topology = spenza::queue::Topology::new(
@@ -325,7 +325,7 @@ async fn an_event_that_fails_its_batch_fails_alone_and_its_neighbours_are_stored
     let local = tokio::task::LocalSet::new();
     let outcomes = local
         .run_until(async {
-            let intake = Intake::start(db, 4, publisher, live, log);
+            let intake = Intake::start(db, 2, publisher, live, log);
             // Both of the intake's slots are taken by a batch waiting on a lock the test holds,
             // so everything sent next waits in its queue and becomes one batch.
             let mut locker = app.db().await;

@@ -116,6 +116,8 @@ pub struct Claimed {
 #[derive(Debug, Clone, Copy)]
 pub struct Claim {
     pub id: DeliveryId,
+    /// The delivery's event, as its message names it.
+    pub event: EventId,
     pub retry_count: u32,
 }
 
@@ -129,6 +131,7 @@ pub struct Claim {
 /// prepared once per connection.
 struct ClaimForDelivery {
     ids: Vec<DeliveryId>,
+    events: Vec<EventId>,
     retry_counts: Vec<i32>,
     lease_ms: i64,
     /// The process's delivery timeout.
@@ -197,7 +200,18 @@ impl QueryFragment<Pg> for ClaimForDelivery {
              FROM subscriptions, events, wanted \
              WHERE subscriptions.id = deliveries.subscription_id \
                AND events.id = deliveries.event_id AND deliveries.id = wanted.id \
-               AND deliveries.status IN ('pending', 'retrying') \
+               AND deliveries.id = ANY(",
+        );
+        // The batch's keys, again, for each growing table: whatever plan is made, it reaches
+        // them through an index searched for the keys (see `Plans::Generic`). For the same
+        // reason the status is written as what it is not: no partial index's predicate follows
+        // from that, so no plan walks the whole of such an index.
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(") AND events.id = ANY(");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.events)?;
+        out.push_sql(
+            ") \
+               AND deliveries.status NOT IN ('completed', 'failed') \
                AND (deliveries.leased_until IS NULL OR deliveries.leased_until < now()) \
                AND deliveries.retry_count = wanted.retry_count \
              RETURNING deliveries.id, wanted.retry_count, subscriptions.workspace_id, events.id, \
@@ -231,6 +245,7 @@ pub async fn claim_for_delivery(
 ) -> QueryResult<Vec<Claimed>> {
     ClaimForDelivery {
         ids: claims.iter().map(|claim| claim.id).collect(),
+        events: claims.iter().map(|claim| claim.event).collect(),
         retry_counts: claims
             .iter()
             .map(|claim| i32::try_from(claim.retry_count).unwrap_or(i32::MAX))
@@ -454,7 +469,12 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
                  leased_until = NULL, retry_count = outcome.retry_count, \
                  next_attempt_at = outcome.next_attempt_at, \
                  waiting = CASE WHEN outcome.status = 'retrying' THEN 'retry' END \
-                 FROM outcome WHERE deliveries.id = outcome.id \
+                 FROM outcome WHERE deliveries.id = outcome.id AND deliveries.id = ANY(",
+        );
+        // The keys again, so that any plan reaches deliveries by them (see `ClaimForDelivery`).
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(
+            ") \
                  RETURNING deliveries.id, deliveries.attempts, deliveries.subscription_id), \
              step AS (SELECT unnested.*, ",
         );
