@@ -408,26 +408,30 @@ async fn graveyard(failed: usize) -> (TestApp, Sink, uuid::Uuid) {
     (app, sink, sub)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background() {
-    use diesel::sql_types::BigInt;
+/// The deliveries still in the graveyard.
+const STILL_FAILED: &str = "SELECT count(*) AS count FROM deliveries WHERE status = 'failed'";
+
+/// The count a query answers, in a column named `count`.
+async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
     use diesel_async::RunQueryDsl;
-    const FAILED: usize = 20_000;
     #[derive(diesel::QueryableByName)]
     struct Count {
-        #[diesel(sql_type = BigInt)]
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
         count: i64,
     }
+    diesel::sql_query(sql)
+        .get_result::<Count>(conn)
+        .await
+        .unwrap()
+        .count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background() {
+    const FAILED: usize = 20_000;
     // A graveyard of 20,000, written straight to the database: forty batches.
     let (app, sink, sub) = graveyard(FAILED).await;
     let mut conn = app.db().await;
-    let still_failed = async |conn: &mut diesel_async::AsyncPgConnection| {
-        diesel::sql_query("SELECT count(*) AS count FROM deliveries WHERE status = 'failed'")
-            .get_result::<Count>(conn)
-            .await
-            .unwrap()
-            .count
-    };
 
     let replayed: Value = app
         .send_json(
@@ -440,7 +444,7 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
         .await
         .unwrap();
     // The answer counts them all and comes before the work: most are still in the graveyard.
-    let left = still_failed(&mut conn).await;
+    let left = count(&mut conn, STILL_FAILED).await;
     assert_eq!(replayed["replayed"], FAILED);
     assert!(
         left > (FAILED / 2) as i64,
@@ -448,7 +452,7 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
     );
     // Then every one of them is queued, batch after batch.
     wait_until(Duration::from_secs(60), "every event queued", || async {
-        match still_failed(&mut app.db().await).await {
+        match count(&mut app.db().await, STILL_FAILED).await {
             0 => Ok(()),
             left => Err(format!("{left} still failed")),
         }
@@ -461,14 +465,8 @@ async fn a_bulk_replay_answers_at_once_and_queues_its_events_in_the_background()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather_than_pass_them_by()
 {
-    use diesel::sql_types::BigInt;
     use diesel_async::{AsyncConnection, RunQueryDsl};
     const FAILED: usize = 1_200;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        count: i64,
-    }
     let (app, sink, sub) = graveyard(FAILED).await;
     // Another transaction holds the middle of the graveyard, as the issue scan does while it
     // counts it.
@@ -491,13 +489,6 @@ async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather
             .await
             .unwrap();
     });
-    let count = async |sql: &str| {
-        diesel::sql_query(sql)
-            .get_result::<Count>(&mut app.db().await)
-            .await
-            .unwrap()
-            .count
-    };
     is_locked.await.unwrap();
     let replayed = app
         .send_json(
@@ -513,6 +504,7 @@ async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather
         "the replay to wait for the held rows",
         || async {
             match count(
+                &mut app.db().await,
                 "SELECT count(*) AS count FROM pg_stat_activity \
              WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE deliveries SET status%'",
             )
@@ -527,7 +519,7 @@ async fn a_bulk_replay_waits_for_graveyard_rows_another_transaction_holds_rather
     release.send(()).unwrap();
     held.await.unwrap();
     wait_until(Duration::from_secs(60), "every event replayed", || async {
-        match count("SELECT count(*) AS count FROM deliveries WHERE status = 'failed'").await {
+        match count(&mut app.db().await, STILL_FAILED).await {
             0 => Ok(()),
             left => Err(format!("{left} still failed")),
         }
