@@ -23,30 +23,23 @@
 //! BENCH_RELAY_LOG=<file> keeps the relay's log; BENCH_SPENZA=<binary> runs another build of
 //! the relay, such as an older commit's: see `scripts/bench-compare.sh`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use futures_util::StreamExt;
-use spenza::config::{DEFAULT_RETRY_SCHEDULE, QueueKind};
-use spenza::domain::RetrySchedule;
-use spenza::queue::Topology;
-use tokio::sync::Semaphore;
 
-const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
-const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// A Stripe-like event of about 700 bytes.
-const BODY: &str = r#"{"id":"evt_1Q2w3E4r5T6y7U8i","object":"event","api_version":"2024-06-20","created":1732800000,"type":"invoice.paid","livemode":false,"pending_webhooks":1,"request":{"id":"req_a1B2c3D4e5F6","idempotency_key":"5f1c8d2e-7a3b-4c9d-8e0f-1a2b3c4d5e6f"},"data":{"object":{"id":"in_1Q2w3E4r5T6y7U8i","object":"invoice","amount_due":4200,"amount_paid":4200,"currency":"eur","customer":"cus_Q1w2E3r4T5y6","customer_email":"ada@example.com","lines":{"object":"list","data":[{"id":"il_1","amount":4200,"description":"Pro plan (monthly)","quantity":1}],"has_more":false},"status":"paid","subscription":"sub_1Q2w3E4r5T6y7U8i","metadata":{"order":"A-1042","region":"eu-west"}}}}"#;
-
-/// The relay binary to run: `BENCH_SPENZA`, or this build's.
-fn spenza_binary() -> String {
-    std::env::var("BENCH_SPENZA").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spenza").to_owned())
-}
+use common::{
+    OpenLoop, POSTGRES, REQUEST_TIMEOUT, Relay, Sent, dashboard_session, ms, open_loop, percentile,
+    report_sender, send,
+};
 
 /// What to run, from the environment.
 struct Plan {
@@ -126,48 +119,6 @@ fn delivery_key(event: &str, path: &str) -> String {
 
 /// The sink's path for the bench's own subscription.
 const HOOK: &str = "/hook";
-
-/// One ingest request: when it was due, how long it took, the event id if accepted.
-struct Sent {
-    due: Instant,
-    latency: Duration,
-    event_id: Option<String>,
-}
-
-async fn send(client: &reqwest::Client, url: &str, due: Instant) -> Sent {
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(BODY)
-        .send()
-        .await;
-    let event_id = match response {
-        Ok(response) if response.status() == 202 => response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["event_id"].as_str().map(str::to_owned)),
-        _ => None,
-    };
-    Sent {
-        due,
-        latency: due.elapsed(),
-        event_id,
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// Peak and current resident memory of a process, in KiB.
 fn memory_kib(pid: u32) -> (u64, u64) {
@@ -283,107 +234,6 @@ fn report_memory(peak: u64, rss: u64) {
         peak as f64 / 1024.0,
         rss as f64 / 1024.0
     );
-}
-
-/// Most ingest requests an open-loop phase keeps in flight: half a second's worth at 2,000/s,
-/// far above what a relay keeping up needs (a few dozen). The bound keeps a stalled relay from
-/// growing the bench's tasks and sockets without limit; a request due while it is full waits
-/// for a slot and is reported as not sent on time (its latency still counts from its due time).
-const MAX_OUTSTANDING: usize = 1000;
-
-/// How long after its last due time an open-loop phase still waits for a free slot before it
-/// gives up on the requests left (reported as not sent).
-const SEND_GRACE: Duration = Duration::from_secs(30);
-
-/// A request issued later than this after its due time counts as late: tokio's timer ticks
-/// every millisecond, so up to about a millisecond is the timer, not the sender falling behind.
-const LATE: Duration = Duration::from_millis(5);
-
-/// Longest a single ingest request may take before it counts as not accepted, so that awaiting
-/// every request of a phase is bounded in time.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What an open-loop phase sent, and how well the sender kept to its schedule.
-struct OpenLoop {
-    started: Instant,
-    sent: Vec<Sent>,
-    /// Requests due while `MAX_OUTSTANDING` were in flight, which therefore waited for a slot.
-    held_back: usize,
-    /// Requests issued more than `LATE` after their due time, for whatever reason.
-    late: usize,
-    /// Requests never issued: the bound was still full `SEND_GRACE` after the last due time.
-    not_sent: usize,
-    /// Largest delay between a request's due time and its issue.
-    max_lag: Duration,
-}
-
-/// Open loop: `rate * seconds` requests due at fixed times whether or not earlier ones have
-/// answered, each in its own task so a slow answer delays no later request, and latency counts
-/// from when each was due (no coordinated omission).
-async fn open_loop(client: &reqwest::Client, url: &str, rate: u64, seconds: u64) -> OpenLoop {
-    let count = (rate * seconds) as usize;
-    let slots = Arc::new(Semaphore::new(MAX_OUTSTANDING));
-    let started = Instant::now();
-    let give_up = started + Duration::from_secs(seconds) + SEND_GRACE;
-    let mut tasks = Vec::with_capacity(count);
-    let (mut held_back, mut late, mut max_lag) = (0, 0, Duration::ZERO);
-    for i in 0..count {
-        // From the start time each time, so rounding does not accumulate over the phase.
-        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                held_back += 1;
-                match tokio::time::timeout_at(give_up.into(), slots.clone().acquire_owned()).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => break,
-                }
-            }
-        };
-        let lag = due.elapsed();
-        max_lag = max_lag.max(lag);
-        late += usize::from(lag > LATE);
-        let (client, url) = (client.clone(), url.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let sent = send(&client, &url, due).await;
-            drop(permit);
-            sent
-        }));
-    }
-    let not_sent = count - tasks.len();
-    let mut sent = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        sent.push(task.await.unwrap());
-    }
-    OpenLoop {
-        started,
-        sent,
-        held_back,
-        late,
-        not_sent,
-        max_lag,
-    }
-}
-
-/// Prints whether the sender kept to the schedule, so a rate the bench itself could not
-/// produce is not mistaken for one the relay could not take.
-fn report_sender(run: &OpenLoop) {
-    println!(
-        "  sender              max {} behind schedule, {} issued over {} late",
-        ms(run.max_lag),
-        run.late,
-        ms(LATE)
-    );
-    if run.held_back > 0 || run.not_sent > 0 {
-        println!(
-            "  !! {MAX_OUTSTANDING} in flight: {} requests could not be sent on time ({} waited \
-             for a slot, {} never sent)",
-            run.held_back + run.not_sent,
-            run.held_back,
-            run.not_sent
-        );
-    }
 }
 
 /// utime + stime of a process (fields 14 and 15 of `/proc/<pid>/stat`), in clock ticks.
@@ -809,130 +659,6 @@ fn report_costs(before: &Usage, after: &Usage, delivered: usize, ticks_per_secon
     }
 }
 
-struct Relay {
-    child: Child,
-    database: String,
-    prefix: String,
-}
-
-impl Relay {
-    async fn start() -> (Relay, String) {
-        use diesel_async::RunQueryDsl;
-        let database = format!("spenza_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = AsyncPgConnection::establish(&format!("{POSTGRES}/postgres"))
-            .await
-            .expect("PostgreSQL");
-        diesel::sql_query(format!("CREATE DATABASE {database}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-        // BENCH_RELAY_LOG=<file> keeps the relay's log (JSON) there; otherwise it is dropped.
-        let (stdout, stderr) = match std::env::var_os("BENCH_RELAY_LOG") {
-            Some(path) => {
-                let file = std::fs::File::create(path).expect("the relay's log file");
-                (file.try_clone().unwrap().into(), file.into())
-            }
-            None => (Stdio::null(), Stdio::null()),
-        };
-        let mut child = Command::new(spenza_binary())
-            .arg("serve")
-            .env("SPENZA_DATABASE_URL", format!("{POSTGRES}/{database}"))
-            .env("SPENZA_AMQP_URL", AMQP)
-            .env("SPENZA_AMQP_PREFIX", &prefix)
-            .env("SPENZA_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE)
-            .env("SPENZA_ALLOWED_TARGET_NETS", "127.0.0.0/8")
-            .env("SPENZA_BIND", format!("127.0.0.1:{port}"))
-            .env("SPENZA_LOG_FORMAT", "json")
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("the relay starts");
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = client.get(format!("{address}/readyz")).send().await
-                && r.status() == 200
-            {
-                return (
-                    Relay {
-                        child,
-                        database,
-                        prefix,
-                    },
-                    address,
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the relay did not become ready in 30 s");
-    }
-
-    fn database_url(&self) -> String {
-        format!("{POSTGRES}/{}", self.database)
-    }
-
-    /// Runs one of the binary's own commands against the relay's database (so that a build of
-    /// another commit, with its own schema, makes its own rows); what it printed.
-    fn command(&self, args: &[&str]) -> String {
-        let output = Command::new(spenza_binary())
-            .args(args)
-            .env("SPENZA_DATABASE_URL", self.database_url())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("the relay's binary runs");
-        assert!(output.status.success(), "spenza {args:?} failed");
-        String::from_utf8(output.stdout).expect("UTF-8 output")
-    }
-
-    async fn stop(mut self) {
-        use diesel_async::RunQueryDsl;
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let mut admin = AsyncPgConnection::establish(&format!("{POSTGRES}/postgres"))
-            .await
-            .unwrap();
-        let _ = diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.database
-        ))
-        .execute(&mut admin)
-        .await;
-        let prefix = self.prefix.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Ok(mut connection) = amiquip::Connection::insecure_open(AMQP) {
-                if let Ok(channel) = connection.open_channel(None) {
-                    let schedule: RetrySchedule = DEFAULT_RETRY_SCHEDULE.parse().unwrap();
-                    let topology = Topology::new(&prefix, QueueKind::Quorum, schedule.delays());
-                    let _ = topology.delete(&channel);
-                }
-                let _ = connection.close();
-            }
-        })
-        .await
-        .unwrap();
-    }
-}
-
-impl Drop for Relay {
-    /// A benchmark that fails half-way must not leave its relay serving: it would hold the
-    /// binary (a rebuild could not replace it) and share the machine with the next run.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A dashboard page following a subscription live: what it has read so far.
 struct LivePage {
     reader: tokio::task::JoinHandle<()>,
@@ -944,26 +670,7 @@ struct LivePage {
 /// message as a browser would.
 async fn open_live_page(address: &str, subscription: &str) -> LivePage {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = client
-        .post(format!("{address}/login"))
-        .form(&[
-            ("email", "bench@example.com"),
-            ("password", "benchmark password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (_, cookie) = dashboard_session(address).await;
     let url = format!(
         "{}/ws?subscription={subscription}",
         address.replacen("http://", "ws://", 1)
@@ -1090,29 +797,10 @@ impl Api {
 #[tokio::main]
 async fn main() {
     let plan = Plan::from_env();
-    let (relay, address) = Relay::start().await;
+    let relay = Relay::start(&[]).await;
+    let address = relay.address.clone();
     let pid = relay.child.id();
-    relay.command(&[
-        "users",
-        "create",
-        "--email",
-        "bench@example.com",
-        "--password",
-        "benchmark password",
-    ]);
-    let created = relay.command(&[
-        "api-keys",
-        "create",
-        "--email",
-        "bench@example.com",
-        "--name",
-        "bench",
-    ]);
-    let key = created
-        .lines()
-        .last()
-        .expect("the key, on the last line")
-        .to_owned();
+    let key = relay.user_and_key();
 
     let arrivals = web::Data::new(Arrivals::default());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
