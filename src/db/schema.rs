@@ -288,9 +288,7 @@ diesel::table! {
 diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(api_keys -> workspaces (workspace_id));
 diesel::joinable!(attempt_hours -> subscriptions (subscription_id));
-diesel::joinable!(deliveries -> events (event_id));
 diesel::joinable!(deliveries -> subscriptions (subscription_id));
-diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
 diesel::joinable!(events -> sources (source_id));
 diesel::joinable!(invitations -> workspaces (workspace_id));
 diesel::joinable!(issues -> sources (source_id));

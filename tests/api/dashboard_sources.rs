@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use reqwest::Method;
 use serde_json::{Value, json};
-use spenza::db::schema::{events, sources};
+use spenza::db::schema::{deliveries, delivery_attempts, events, sources};
 
 use crate::helpers::{Dashboard, PASSWORD, Script, Sink, TestApp, set_cookie, spawn_app};
 
@@ -337,7 +337,8 @@ async fn deleting_a_source_asks_first_and_then_its_ingest_url_answers_404() {
     )
     .await;
     let ingest_url = source["ingest_url"].as_str().unwrap();
-    app.accept(ingest_url, r#"{"order": 1}"#).await;
+    let event = app.accept(ingest_url, r#"{"order": 1}"#).await;
+    app.wait_for_status(&event, "completed").await;
 
     let confirm = dashboard.page(&format!("/sources/{id}/delete")).await;
     assert!(
@@ -361,12 +362,29 @@ async fn deleting_a_source_asks_first_and_then_its_ingest_url_answers_404() {
         subscription["id"].as_str().unwrap()
     );
     assert_eq!(app.get(&subscription).await.status(), 404);
-    let left: i64 = events::table
-        .count()
-        .get_result(&mut app.db().await)
-        .await
-        .unwrap();
-    assert_eq!(left, 0, "its events went with it");
+    let mut conn = app.db().await;
+    let left = (
+        events::table
+            .count()
+            .get_result::<i64>(&mut conn)
+            .await
+            .unwrap(),
+        deliveries::table
+            .count()
+            .get_result::<i64>(&mut conn)
+            .await
+            .unwrap(),
+        delivery_attempts::table
+            .count()
+            .get_result::<i64>(&mut conn)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        left,
+        (0, 0, 0),
+        "its events, their deliveries and their attempts went with it"
+    );
     sink.stop().await;
     app.shutdown().await;
 }

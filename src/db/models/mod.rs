@@ -21,6 +21,13 @@ pub mod workspace;
 
 use std::time::Duration;
 
+use crate::db::schema::{deliveries, delivery_attempts, events};
+
+// Joins between the tables that grow with every event, which no foreign key declares (see the
+// migration `no_keys_between_growing_tables`), so `diesel print-schema` does not write them.
+diesel::joinable!(deliveries -> events (event_id));
+diesel::joinable!(delivery_attempts -> deliveries (delivery_id));
+
 /// A duration as a PostgreSQL interval, to whole microseconds.
 pub fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(
