@@ -44,7 +44,7 @@ echo "Building this checkout's relay and benchmark..."
 bench=$(cargo bench --bench relay --no-run 2>&1 | tee "$out/build.log" |
     sed -n 's/.*Executable .*(\(.*\))$/\1/p' | tail -n 1)
 [ -n "$bench" ] || { cat "$out/build.log"; exit 1; }
-cp target/release/spenza "$out/spenza-new"
+cp "${CARGO_TARGET_DIR:-target}/release/spenza" "$out/spenza-new"
 cp "$bench" "$out/bench"
 builds+=(new)
 
