@@ -62,12 +62,7 @@ const NOT_MATCHING: usize = 10;
 
 impl Plan {
     fn from_env() -> Self {
-        let get = |name: &str, default: u64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
+        let get = common::setting;
         Plan {
             rate: get("BENCH_RATE", 500),
             high_rate: get("BENCH_HIGH_RATE", 2000),

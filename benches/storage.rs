@@ -48,12 +48,7 @@ struct Plan {
 
 impl Plan {
     fn from_env() -> Self {
-        let get = |name: &str, default: u64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(default)
-        };
+        let get = common::setting;
         Plan {
             events: get("STORAGE_EVENTS", 10_000_000),
             days: u32::try_from(get("STORAGE_DAYS", 10)).unwrap_or(10).max(2),

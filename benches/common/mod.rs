@@ -22,6 +22,14 @@ pub const AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// A Stripe-like event of about 700 bytes.
 pub const BODY: &str = r#"{"id":"evt_1Q2w3E4r5T6y7U8i","object":"event","api_version":"2024-06-20","created":1732800000,"type":"invoice.paid","livemode":false,"pending_webhooks":1,"request":{"id":"req_a1B2c3D4e5F6","idempotency_key":"5f1c8d2e-7a3b-4c9d-8e0f-1a2b3c4d5e6f"},"data":{"object":{"id":"in_1Q2w3E4r5T6y7U8i","object":"invoice","amount_due":4200,"amount_paid":4200,"currency":"eur","customer":"cus_Q1w2E3r4T5y6","customer_email":"ada@example.com","lines":{"object":"list","data":[{"id":"il_1","amount":4200,"description":"Pro plan (monthly)","quantity":1}],"has_more":false},"status":"paid","subscription":"sub_1Q2w3E4r5T6y7U8i","metadata":{"order":"A-1042","region":"eu-west"}}}}"#;
 
+/// A numeric setting of the benchmark's from the environment, or its default.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// The relay binary to run: `BENCH_SPENZA`, or this build's.
 pub fn spenza_binary() -> String {
     std::env::var("BENCH_SPENZA").unwrap_or_else(|_| env!("CARGO_BIN_EXE_spenza").to_owned())
