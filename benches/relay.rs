@@ -38,7 +38,7 @@ use futures_util::StreamExt;
 
 use common::{
     OpenLoop, POSTGRES, REQUEST_TIMEOUT, Relay, Sent, dashboard_session, ms, open_loop, percentile,
-    report_sender, send,
+    report_sender, send, subscribe,
 };
 
 /// What to run, from the environment.
@@ -820,16 +820,7 @@ async fn main() {
         .timeout(REQUEST_TIMEOUT)
         .build()
         .unwrap();
-    let subscription: serde_json::Value = client
-        .post(format!("{address}/api/v1/subscriptions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({ "name": "bench", "target_url": sink_url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subscription = subscribe(&client, &address, &key, "bench", &sink_url).await;
     let ingest_url = subscription["ingest_url"].as_str().unwrap().to_owned();
     let live_page = if plan.live {
         let id = subscription["id"].as_str().unwrap();

@@ -35,7 +35,7 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Bool};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use common::{Relay, dashboard_session, ms, open_loop, percentile, report_sender};
+use common::{Relay, dashboard_session, ms, open_loop, percentile, report_sender, subscribe};
 
 /// What to run, from the environment.
 struct Plan {
@@ -269,16 +269,7 @@ async fn main() {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let subscription: serde_json::Value = client
-        .post(format!("{}/api/v1/subscriptions", relay.address))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({ "name": "storage", "target_url": sink_url }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subscription = subscribe(&client, &relay.address, &key, "storage", &sink_url).await;
     let subscription_id = subscription["id"].as_str().unwrap().to_owned();
     let source_id = subscription["source_id"]
         .as_str()

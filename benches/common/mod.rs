@@ -381,6 +381,27 @@ impl Drop for Relay {
     }
 }
 
+/// A subscription named `name` delivering to `target`, made through the API with `key` the way
+/// a client of today's API makes one (with a source of its own); the API's answer.
+pub async fn subscribe(
+    client: &reqwest::Client,
+    address: &str,
+    key: &str,
+    name: &str,
+    target: &str,
+) -> serde_json::Value {
+    client
+        .post(format!("{address}/api/v1/subscriptions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({ "name": name, "target_url": target }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The benchmark's dashboard user.
 pub const EMAIL: &str = "bench@example.com";
 pub const PASSWORD: &str = "benchmark password";
