@@ -5,6 +5,7 @@
 //! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
 //! never waits behind it. Lines of the audit log go once older than `SPENZA_AUDIT_RETENTION`, and
 //! resolved issues (with their notifications) once resolved longer than `SPENZA_ISSUE_RETENTION`.
+//! It also makes the days' partitions of the growing tables ahead of time.
 
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use slog::{Logger, info, warn};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::Database;
 use crate::db::models::{audit, delivery, issue};
+use crate::db::{Database, partitions};
 use crate::domain::EventStatus;
 
 /// Events removed by one statement at most.
@@ -71,7 +72,8 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Removes expired events every so often until `stop`.
+    /// Makes the coming days' partitions and removes expired events every so often until
+    /// `stop`.
     pub async fn run(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.policy.every());
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -79,6 +81,9 @@ impl Retention {
             tokio::select! {
                 () = stop.cancelled() => return,
                 _ = tick.tick() => {}
+            }
+            if let Err(error) = self.db.run(partitions::ensure_ahead).await {
+                warn!(self.log, "making the coming days' partitions failed"; "error" => %error);
             }
             for (status, kept) in [
                 (EventStatus::Completed, self.policy.completed),

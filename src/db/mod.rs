@@ -2,6 +2,7 @@
 
 pub mod migrations;
 pub mod models;
+pub mod partitions;
 pub mod schema;
 
 use std::time::Duration;

@@ -21,6 +21,7 @@ mod listen;
 mod live;
 mod load;
 mod operations;
+mod partitions;
 mod plans;
 mod policy;
 mod providers;

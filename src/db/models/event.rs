@@ -94,15 +94,26 @@ struct AcceptedRow {
     target_url: Option<String>,
 }
 
+/// How long an idempotency key is remembered: a repeat that arrives later is stored and
+/// delivered again. Providers retry for less (Stripe for 3 days, Shopify for 2, Svix for about
+/// one), and looking further back would read more days' partitions for every keyed event.
+pub const IDEMPOTENCY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The first id an idempotency key is looked for from.
+fn idempotency_since() -> EventId {
+    EventId::first_at(Utc::now() - IDEMPOTENCY_WINDOW)
+}
+
 /// The ingest statement: looks up the tokens, stores the events and makes each a delivery per
 /// subscription it was routed to, any number of events, in one round trip, so that the lookups,
 /// the events and their deliveries commit together or not at all: a `202` means every delivery
 /// is durable. An event is stored only when the routing version its routes were chosen at is
 /// still its source's (the statement's snapshot sees one version of the source and its
-/// subscriptions); a repeated idempotency key stores nothing, also within the batch. Rows are
-/// inserted in the order of their keys, so two batches with the same keys wait for each other
-/// rather than deadlock. Hand-written (a CTE over `unnest` the query builder cannot express)
-/// with a static query id, so it is prepared once per connection whatever the batch's size.
+/// subscriptions). A repeated idempotency key stores nothing, also within the batch: each key is
+/// looked up under a lock on it (`idempotency_key_seen`, in the migrations), taken in the keys'
+/// order so that two batches with the same keys wait for each other rather than deadlock.
+/// Hand-written (a CTE over `unnest` the query builder cannot express) with a static query id,
+/// so it is prepared once per connection whatever the batch's size.
 struct AcceptEvents<'a> {
     tokens: Vec<&'a str>,
     versions: Vec<Option<i64>>,
@@ -116,6 +127,8 @@ struct AcceptEvents<'a> {
     paths: Vec<&'a str>,
     queries: Vec<&'a str>,
     keys: Vec<Option<&'a str>>,
+    /// The first id a key is looked for from (see [`IDEMPOTENCY_WINDOW`]).
+    since: EventId,
     /// The routes, as pairs: an event and one subscription it goes to.
     routed_events: Vec<EventId>,
     routed_subscriptions: Vec<SubscriptionId>,
@@ -176,13 +189,25 @@ impl QueryFragment<Pg> for AcceptEvents<'_> {
              matched AS (SELECT arriving.*, sources.id AS source_id, sources.workspace_id, \
                  sources.routing_version = arriving.routing_version IS NOT FALSE AS current \
                  FROM arriving JOIN sources ON sources.ingest_token = arriving.token), \
+             keyed AS MATERIALIZED (SELECT source_id, idempotency_key, \
+                     idempotency_key_seen(source_id, idempotency_key, ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.since)?;
+        out.push_sql(
+            ") AS seen \
+                 FROM (SELECT DISTINCT source_id, idempotency_key FROM matched \
+                     WHERE current AND idempotency_key IS NOT NULL) AS keys \
+                 ORDER BY source_id, idempotency_key), \
              inserted AS (INSERT INTO events (id, received_at, source_id, body, payload, \
                  content_type, headers, path, query, idempotency_key) \
                  SELECT id, received_at, source_id, body, payload, content_type, headers, path, \
-                     query, idempotency_key FROM matched \
-                 WHERE current \
+                     query, idempotency_key \
+                 FROM (SELECT matched.*, row_number() OVER (PARTITION BY matched.source_id, \
+                         matched.idempotency_key ORDER BY matched.id) AS nth \
+                     FROM matched WHERE current) AS candidates \
+                 LEFT JOIN keyed USING (source_id, idempotency_key) \
+                 WHERE idempotency_key IS NULL OR (nth = 1 AND NOT keyed.seen) \
                  ORDER BY source_id, idempotency_key, id \
-                 ON CONFLICT (source_id, idempotency_key) DO NOTHING \
                  RETURNING id, source_id), \
              routed AS (INSERT INTO deliveries (id, event_id, subscription_id, next_attempt_at) \
                  SELECT delivery_id(inserted.id), inserted.id, subscriptions.id, now() \
@@ -234,6 +259,7 @@ pub async fn accept_all(
             .iter()
             .map(|event| event.idempotency_key.as_deref())
             .collect(),
+        since: idempotency_since(),
     }
     .load(conn)
     .await?;
@@ -262,7 +288,7 @@ pub async fn accept_all(
     Ok(accepted)
 }
 
-/// The event a source stored under an idempotency key.
+/// The event a source stored under an idempotency key within [`IDEMPOTENCY_WINDOW`].
 pub async fn find_by_idempotency_key(
     conn: &mut AsyncPgConnection,
     source: SourceId,
@@ -271,6 +297,8 @@ pub async fn find_by_idempotency_key(
     events::table
         .filter(events::source_id.eq(source))
         .filter(events::idempotency_key.eq(key))
+        .filter(events::id.ge(idempotency_since()))
+        .order(events::id.desc())
         .select(events::id)
         .first(conn)
         .await

@@ -1,0 +1,261 @@
+-- The tables that grow with every event (events, deliveries, delivery_attempts) are partitioned
+-- by the UTC day of their ids. Every id is a v7 uuid that starts with its event's arrival in
+-- milliseconds (a delivery's carries its event's, an attempt's delivery id its delivery's), so
+-- one range of ids is one day of events, with their deliveries and attempts in the same day's
+-- partitions of the other two tables. A day is then removed by dropping its partitions, which
+-- gives its space back at once, without a vacuum.
+--
+-- What a partitioned table cannot have, and what stands for it:
+-- - a unique index without the partition key: `events (source_id, idempotency_key)` and
+--   `deliveries (event_id, subscription_id)` are unique within each day's partition (made by
+--   `ensure_partitions`), and ingest looks for an idempotency key over the last days under a
+--   lock on the key (`idempotency_key_seen`);
+-- - a row outside every partition: each table has a DEFAULT partition, which takes any row no
+--   day's partition covers (a clock far off, or days not yet made), and `ensure_partitions`
+--   moves the rows of a day out of it when it makes that day.
+--
+-- An existing database keeps its rows where they are: each table becomes the partition of
+-- every id before the migration (`<table>_before`; its indexes are kept, and its bound is
+-- checked with one scan), and the rest of today and the days after get their own partitions.
+-- An empty one is replaced by days. Replicas of the previous version cannot store events into
+-- the partitioned tables (their statement relies on the unique key that is gone), so their
+-- ingest answers 5xx, and providers retry, until they are replaced.
+
+-- The first id of a moment: the first v7 uuid of its millisecond (rounded up), as
+-- `EventId::first_at` makes it.
+CREATE FUNCTION first_id_at(at timestamptz) RETURNS uuid LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT (substr(hex, 1, 8) || '-' || substr(hex, 9, 4) || '-7000-8000-000000000000')::uuid
+    FROM (SELECT lpad(to_hex(ceil(extract(epoch FROM at) * 1000)::bigint), 12, '0') AS hex) ms
+$$;
+
+-- The tables as they are, to become partitions or go.
+ALTER TABLE events RENAME TO events_before;
+ALTER TABLE deliveries RENAME TO deliveries_before;
+ALTER TABLE delivery_attempts RENAME TO delivery_attempts_before;
+ALTER INDEX events_pkey RENAME TO events_before_pkey;
+ALTER INDEX events_payload RENAME TO events_before_payload;
+ALTER INDEX events_source_id RENAME TO events_before_source_id;
+ALTER TABLE events_before RENAME CONSTRAINT events_source_id_fkey TO events_before_source_id_fkey;
+ALTER INDEX events_source_id_idempotency_key_key RENAME TO events_before_idempotency_key;
+ALTER INDEX deliveries_pkey RENAME TO deliveries_before_pkey;
+ALTER INDEX deliveries_due RENAME TO deliveries_before_due;
+ALTER INDEX deliveries_failed RENAME TO deliveries_before_failed;
+ALTER INDEX deliveries_subscription_id RENAME TO deliveries_before_subscription_id;
+ALTER INDEX deliveries_uncounted RENAME TO deliveries_before_uncounted;
+ALTER INDEX deliveries_undelivered RENAME TO deliveries_before_undelivered;
+ALTER INDEX deliveries_event_id_subscription_id_key RENAME TO deliveries_before_event_subscription;
+ALTER TABLE deliveries_before
+    RENAME CONSTRAINT deliveries_subscription_id_fkey TO deliveries_before_subscription_id_fkey;
+ALTER INDEX delivery_attempts_pkey RENAME TO delivery_attempts_before_pkey;
+ALTER INDEX delivery_attempts_subscription_started
+    RENAME TO delivery_attempts_before_subscription_started;
+DROP TRIGGER deliveries_take_their_attempts ON deliveries_before;
+
+CREATE TABLE events (
+    id uuid NOT NULL,
+    source_id uuid NOT NULL
+        CONSTRAINT events_source_id_fkey REFERENCES sources (id) ON DELETE CASCADE,
+    body bytea NOT NULL,
+    payload jsonb,
+    content_type text,
+    headers jsonb NOT NULL DEFAULT '{}',
+    idempotency_key text,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    path text NOT NULL DEFAULT '',
+    query text NOT NULL DEFAULT '',
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
+CREATE INDEX events_source_id ON events (source_id, id DESC);
+CREATE INDEX events_payload ON events USING gin (payload jsonb_path_ops);
+
+CREATE TABLE deliveries (
+    id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    subscription_id uuid NOT NULL
+        CONSTRAINT deliveries_subscription_id_fkey REFERENCES subscriptions (id) ON DELETE CASCADE,
+    status text NOT NULL DEFAULT 'pending'
+        CONSTRAINT deliveries_status_check
+        CHECK (status IN ('pending', 'retrying', 'completed', 'failed')),
+    attempts integer NOT NULL DEFAULT 0,
+    retry_count integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz,
+    completed_at timestamptz,
+    last_error text,
+    leased_until timestamptz,
+    republishes integer NOT NULL DEFAULT 0,
+    waiting text,
+    counted_attempts integer NOT NULL DEFAULT 0,
+    due_since timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id)
+) PARTITION BY RANGE (id);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX deliveries_failed ON deliveries (id DESC) WHERE status = 'failed';
+CREATE INDEX deliveries_subscription_id ON deliveries (subscription_id, id DESC);
+CREATE INDEX deliveries_uncounted ON deliveries (subscription_id)
+    WHERE status = 'failed' AND attempts > counted_attempts;
+CREATE INDEX deliveries_undelivered ON deliveries (subscription_id, due_since)
+    WHERE status IN ('pending', 'retrying');
+
+CREATE TABLE delivery_attempts (
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    duration_ms integer NOT NULL,
+    status_code integer,
+    error text,
+    response_body text,
+    subscription_id uuid,
+    PRIMARY KEY (delivery_id, attempt)
+) PARTITION BY RANGE (delivery_id);
+CREATE INDEX delivery_attempts_subscription_started
+    ON delivery_attempts (subscription_id, started_at);
+
+CREATE TRIGGER deliveries_take_their_attempts AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT
+    EXECUTE FUNCTION delete_attempts_of_deleted_deliveries();
+
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+CREATE TABLE deliveries_default PARTITION OF deliveries DEFAULT;
+CREATE TABLE delivery_attempts_default PARTITION OF delivery_attempts DEFAULT;
+CREATE INDEX events_default_idempotency_key ON events_default (source_id, idempotency_key);
+
+-- Makes the partitions named `<table>_<suffix>` of the three tables for the ids from `low` to
+-- `high` (`low` NULL: from the first), moving the rows the DEFAULT partitions hold for them in,
+-- with the unique indexes each partition keeps for itself. Those that exist are left as they
+-- are. A range another partition covers is not made: what was made and moved is undone.
+CREATE FUNCTION make_partitions(suffix text, low uuid, high uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    parent text;
+    key text;
+    part text;
+BEGIN
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        part := parent || '_' || suffix;
+        -- Made already, or being compacted.
+        CONTINUE WHEN to_regclass(part) IS NOT NULL OR to_regclass(part || '_expiring') IS NOT NULL;
+        key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
+        BEGIN
+            EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                part, parent);
+            EXECUTE format('WITH moved AS (DELETE FROM %I WHERE ($1 IS NULL OR %I >= $1) '
+                'AND %I < $2 RETURNING *) INSERT INTO %I SELECT * FROM moved',
+                parent || '_default', key, key, part) USING low, high;
+            IF parent = 'events' THEN
+                EXECUTE format('CREATE UNIQUE INDEX %I ON %I (source_id, idempotency_key)',
+                    part || '_idempotency_key', part);
+            ELSIF parent = 'deliveries' THEN
+                EXECUTE format('CREATE UNIQUE INDEX %I ON %I (event_id, subscription_id)',
+                    part || '_event_subscription', part);
+            END IF;
+            EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%L)',
+                parent, part, coalesce(quote_literal(low), 'MINVALUE'), high);
+        EXCEPTION WHEN invalid_object_definition THEN
+            NULL;
+        END;
+    END LOOP;
+END $$;
+
+-- Makes the partitions of the UTC days from `first_day` to `last_day` that do not exist yet
+-- (see `make_partitions`); a day the partition of the ids before the partitioning reaches into
+-- starts where that one ends. Replicas call it concurrently: it takes its turn behind a lock.
+--
+-- It also makes again, empty, any of those partitions and the DEFAULT ones that was analysed
+-- while empty (by a database-wide ANALYZE, say). The planner believes such a table holds
+-- nothing, and a plan made for any values (the ingest and delivery statements', see
+-- `Plans::Generic`) then walks a whole index of it as cheaply as it looks up keys; kept while
+-- the day fills, that plan would walk all of the day's rows for every batch. A table never
+-- analysed is taken for ten pages, and the keys win.
+CREATE FUNCTION ensure_partitions(first_day date, last_day date) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    day date;
+    parent text;
+    part text;
+    covered uuid;
+    low uuid;
+    high uuid;
+    filled boolean;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('ensure_partitions'));
+    -- Attaching and dropping wait for the statements running on the tables, and those that
+    -- come after wait behind them: rather give up, and try again at the next upkeep, and
+    -- before PostgreSQL looks for deadlocks (after `deadlock_timeout`, 1 s), so that if the
+    -- wait closes a cycle with a statement's, it is this one that yields.
+    PERFORM set_config('lock_timeout', '500ms', true);
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        part := parent || '_default';
+        -- Missing, or never analysed: nothing to make again.
+        CONTINUE WHEN coalesce(
+            (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
+        EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
+        CONTINUE WHEN filled;
+        EXECUTE format('DROP TABLE %I', part);
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', part, parent);
+        IF parent = 'events' THEN
+            CREATE INDEX events_default_idempotency_key
+                ON events_default (source_id, idempotency_key);
+        END IF;
+    END LOOP;
+    -- Where the partition of the ids before the partitioning ends, if there is one.
+    SELECT substring(pg_get_expr(relpartbound, oid) FROM $re$TO \('([^']+)'\)$re$)::uuid
+        INTO covered FROM pg_class WHERE oid = to_regclass('events_before');
+    FOR day IN SELECT generate_series(first_day, last_day, interval '1 day')::date LOOP
+        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+            part := parent || '_' || to_char(day, 'YYYYMMDD');
+            CONTINUE WHEN coalesce(
+                (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
+            EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
+            CONTINUE WHEN filled;
+            EXECUTE format('DROP TABLE %I', part);
+        END LOOP;
+        low := greatest(first_id_at(day::timestamp AT TIME ZONE 'UTC'), covered);
+        high := first_id_at((day + 1)::timestamp AT TIME ZONE 'UTC');
+        CONTINUE WHEN low >= high;
+        PERFORM make_partitions(to_char(day, 'YYYYMMDD'), low, high);
+    END LOOP;
+END $$;
+
+-- Whether a source stored an event under `key` since `since` (an id: the lookup reads only the
+-- partitions from then on). The caller is storing one under that key: the lock on the key,
+-- held to the end of its transaction, makes a concurrent arrival of the same key wait for it,
+-- and the lookup, a statement of its own, then sees that arrival's event once committed.
+CREATE FUNCTION idempotency_key_seen(source uuid, key text, since uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(source::text || key, 0));
+    RETURN EXISTS (SELECT FROM events
+        WHERE source_id = source AND idempotency_key = key AND id >= since);
+END $$;
+
+DO $$
+DECLARE
+    today date := (now() AT TIME ZONE 'UTC')::date;
+    bound uuid := first_id_at(now());
+BEGIN
+    IF EXISTS (SELECT FROM events_before) THEN
+        -- Rows past now (ids not made by the relay) wait in the DEFAULT partitions.
+        INSERT INTO events_default SELECT id, source_id, body, payload, content_type, headers,
+            idempotency_key, received_at, path, query FROM events_before WHERE id >= bound;
+        DELETE FROM events_before WHERE id >= bound;
+        INSERT INTO deliveries_default SELECT id, event_id, subscription_id, status, attempts,
+            retry_count, next_attempt_at, completed_at, last_error, leased_until, republishes,
+            waiting, counted_attempts, due_since FROM deliveries_before WHERE id >= bound;
+        DELETE FROM deliveries_before WHERE id >= bound;
+        INSERT INTO delivery_attempts_default SELECT delivery_id, attempt, started_at,
+            duration_ms, status_code, error, response_body, subscription_id
+            FROM delivery_attempts_before WHERE delivery_id >= bound;
+        DELETE FROM delivery_attempts_before WHERE delivery_id >= bound;
+        EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before '
+            'FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+        EXECUTE format('ALTER TABLE deliveries ATTACH PARTITION deliveries_before '
+            'FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+        EXECUTE format('ALTER TABLE delivery_attempts ATTACH PARTITION delivery_attempts_before '
+            'FOR VALUES FROM (MINVALUE) TO (%L)', bound);
+    ELSE
+        DROP TABLE delivery_attempts_before, deliveries_before, events_before;
+    END IF;
+    -- Today's partitions (from now, after the partition of the ids before) and the next days'.
+    PERFORM ensure_partitions(today, today + 3);
+END $$;
