@@ -1,13 +1,19 @@
 //! Retention: deliveries made are removed, with their attempts, once their events are older
 //! than `SPENZA_RETENTION`, failed ones once older than `SPENZA_FAILED_RETENTION`, and an event
 //! goes with its last delivery (one no subscription took, after `SPENZA_RETENTION`); deliveries
-//! still to make are never removed. Every replica runs it: each batch locks its rows with
-//! `SKIP LOCKED`, so two replicas never remove the same ones, and is small and short, so ingest
-//! never waits behind it. Lines of the audit log go once older than `SPENZA_AUDIT_RETENTION`, and
-//! resolved issues (with their notifications) once resolved longer than `SPENZA_ISSUE_RETENTION`.
-//! It also makes the days' partitions of the growing tables ahead of time.
+//! still to make are never removed. Lines of the audit log go once older than
+//! `SPENZA_AUDIT_RETENTION`, and resolved issues (with their notifications) once resolved longer
+//! than `SPENZA_ISSUE_RETENTION`. Every replica runs it.
+//!
+//! Events, deliveries and attempts are partitioned by day (see [`partitions`]): once a day is
+//! past the shorter retention, its partitions are replaced by what stays of them (nothing, most
+//! days), and once more past the longer one, so that a day goes whole and its space comes back
+//! at once. What stays, and what the partitions of the ids before the partitioning hold, is
+//! removed row by row: each batch locks its rows with `SKIP LOCKED`, so two replicas never
+//! remove the same ones, and is small and short, so ingest never waits behind it. The job also
+//! makes the days' partitions ahead of time.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use slog::{Logger, info, warn};
@@ -16,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::models::{audit, delivery, issue};
 use crate::db::{Database, partitions};
-use crate::domain::EventStatus;
+use crate::domain::{EventId, EventStatus};
 
 /// Events removed by one statement at most.
 const BATCH: i64 = 500;
@@ -24,6 +30,8 @@ const BATCH: i64 = 500;
 const BATCHES_PER_RUN: usize = 200;
 /// The pause between two batches, leaving the database to others.
 const PAUSE: Duration = Duration::from_millis(20);
+/// How long keeping what stays of a day's partitions may take: it copies those rows.
+const COMPACTION_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long finished events are kept.
 #[derive(Debug, Clone, Copy)]
@@ -85,12 +93,16 @@ impl Retention {
             if let Err(error) = self.db.run(partitions::ensure_ahead).await {
                 warn!(self.log, "making the coming days' partitions failed"; "error" => %error);
             }
-            for (status, kept) in [
-                (EventStatus::Completed, self.policy.completed),
-                (EventStatus::Failed, self.policy.failed),
-                (EventStatus::Unrouted, self.policy.completed),
-            ] {
-                self.remove(status, kept, &stop).await;
+            // Rows are removed one by one only below the days' partitions not compacted yet:
+            // without the list of those, none are.
+            if let Some(until) = self.compact().await {
+                for (status, kept) in [
+                    (EventStatus::Completed, self.policy.completed),
+                    (EventStatus::Failed, self.policy.failed),
+                    (EventStatus::Unrouted, self.policy.completed),
+                ] {
+                    self.remove(status, kept, until, &stop).await;
+                }
             }
             self.remove_older(
                 self.policy.audit,
@@ -107,6 +119,49 @@ impl Retention {
             )
             .await;
         }
+    }
+
+    /// Compacts the days' partitions that are due; answers where removing rows one by one
+    /// stops (`Some(None)`: nowhere), or `None` when the partitions could not be listed.
+    async fn compact(&self) -> Option<Option<EventId>> {
+        let ranges = match self.db.run(partitions::ranges).await {
+            Ok(ranges) => ranges,
+            Err(error) => {
+                warn!(self.log, "listing the partitions failed"; "error" => %error);
+                return None;
+            }
+        };
+        let (shorter, longer) = (
+            self.policy.completed.min(self.policy.failed),
+            self.policy.completed.max(self.policy.failed),
+        );
+        let slow = self.db.with_timeout(COMPACTION_TIMEOUT);
+        for range in ranges
+            .iter()
+            .filter(|range| range.due(shorter, longer, Utc::now()))
+        {
+            let started = Instant::now();
+            let now = Utc::now();
+            let (Ok(completed), Ok(failed)) = (
+                chrono::Duration::from_std(self.policy.completed),
+                chrono::Duration::from_std(self.policy.failed),
+            ) else {
+                break;
+            };
+            let kept = async |conn: &mut diesel_async::AsyncPgConnection| {
+                partitions::detach(conn, range).await?;
+                partitions::keep_survivors(conn, range, now - completed, now - failed).await
+            };
+            match slow.run(kept).await {
+                Ok(Some(kept)) => info!(self.log, "removed a day of events";
+                    "range" => &range.suffix, "events_kept" => kept,
+                    "ms" => started.elapsed().as_millis()),
+                Ok(None) => {}
+                Err(error) => warn!(self.log, "removing a day of events failed";
+                    "range" => &range.suffix, "error" => %error),
+            }
+        }
+        Some(partitions::row_by_row_until(&ranges))
     }
 
     /// Removes rows older than `kept` (`what` they are, for the log) with `delete`, which
@@ -142,9 +197,15 @@ impl Retention {
         }
     }
 
-    /// Removes deliveries in `status` (events, for `unrouted`) kept longer than `kept`, batch
-    /// by batch.
-    async fn remove(&self, status: EventStatus, kept: Duration, stop: &CancellationToken) {
+    /// Removes deliveries in `status` (events, for `unrouted`) kept longer than `kept`, with
+    /// ids below `until` when given, batch by batch.
+    async fn remove(
+        &self,
+        status: EventStatus,
+        kept: Duration,
+        until: Option<EventId>,
+        stop: &CancellationToken,
+    ) {
         let Ok(kept) = chrono::Duration::from_std(kept) else {
             return;
         };
@@ -154,8 +215,10 @@ impl Retention {
             match self
                 .db
                 .run(async |conn| match status {
-                    EventStatus::Unrouted => delivery::remove_unrouted(conn, before, BATCH).await,
-                    _ => delivery::remove_expired(conn, status, before, BATCH).await,
+                    EventStatus::Unrouted => {
+                        delivery::remove_unrouted(conn, before, until, BATCH).await
+                    }
+                    _ => delivery::remove_expired(conn, status, before, until, BATCH).await,
                 })
                 .await
             {

@@ -217,6 +217,164 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Retention removes a day by dropping its partitions, keeping what must stay (deliveries still
+-- to make, failed ones within their longer retention, ones replayed recently): it detaches the
+-- day's three partitions (renamed `<table>_<suffix>_expiring`), copies what stays into new
+-- tables, and attaches those for the same range, or nothing when nothing stays. Each range's
+-- last compaction, and the bounds of one under way, are kept here.
+CREATE TABLE partition_compactions (
+    -- `20261203`, or `before` for the ids before the partitioning.
+    suffix text PRIMARY KEY,
+    -- NULL: from the first id.
+    low uuid,
+    high uuid NOT NULL,
+    started_at timestamptz NOT NULL,
+    compacted_at timestamptz
+);
+
+-- Detaches a range's three partitions for its compaction, together: in between, a day's
+-- events would read without their deliveries. That takes the three tables' locks at once, which
+-- waits for the statements running on them while those that come after wait behind it; it is
+-- over in milliseconds, unless a long statement or transaction holds one of the tables. It gives
+-- up after 500 ms, to be tried again (see `ensure_partitions`). Already detached: nothing to do.
+CREATE FUNCTION detach_for_compaction(suffix text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    parent text;
+    part text;
+    bound text;
+BEGIN
+    IF to_regclass('events_' || suffix) IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', '500ms', true);
+    LOCK TABLE ONLY events, ONLY deliveries, ONLY delivery_attempts IN ACCESS EXCLUSIVE MODE;
+    SELECT pg_get_expr(relpartbound, oid) INTO bound FROM pg_class
+        WHERE oid = ('events_' || suffix)::regclass;
+    INSERT INTO partition_compactions (suffix, low, high, started_at)
+        VALUES (suffix, substring(bound FROM $re$FROM \('([^']+)'\)$re$)::uuid,
+            substring(bound FROM $re$TO \('([^']+)'\)$re$)::uuid, now())
+        ON CONFLICT ON CONSTRAINT partition_compactions_pkey DO UPDATE
+        SET low = excluded.low, high = excluded.high, started_at = excluded.started_at;
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        part := parent || '_' || suffix;
+        EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', parent, part);
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', part, part || '_expiring');
+    END LOOP;
+END $$;
+
+-- Ends a range's compaction once its three partitions are detached: keeps what stays of them
+-- (deliveries but those completed before `completed_before` or failed before `failed_before`,
+-- by their events' arrival and their last attempt; the events of those kept, and the unrouted
+-- ones arrived since `completed_before`; the attempts of those kept) and what the DEFAULT
+-- partitions took for the range meanwhile, attaches that, and drops the rest. Answers the
+-- events kept, or NULL when there is nothing to do or another replica is doing it.
+CREATE FUNCTION keep_survivors(suffix text, completed_before timestamptz,
+    failed_before timestamptz) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    low uuid;
+    high uuid;
+    parent text;
+    key text;
+    columns text;
+    kept bigint := 0;
+    events_kept bigint;
+    counted bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('keep_survivors')) THEN
+        RETURN NULL;
+    END IF;
+    -- Attaching waits for the statements running on the DEFAULT partitions (see above).
+    PERFORM set_config('lock_timeout', '500ms', true);
+    IF to_regclass('events_' || suffix || '_expiring') IS NULL
+        OR to_regclass('deliveries_' || suffix || '_expiring') IS NULL
+        OR to_regclass('delivery_attempts_' || suffix || '_expiring') IS NULL THEN
+        RETURN NULL;
+    END IF;
+    SELECT c.low, c.high INTO low, high FROM partition_compactions c
+        WHERE c.suffix = keep_survivors.suffix;
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+            parent || '_' || suffix || '_kept', parent);
+    END LOOP;
+
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+        FROM pg_attribute WHERE attrelid = 'deliveries'::regclass AND attnum > 0
+        AND NOT attisdropped;
+    EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM %I WHERE NOT ('
+        '(status = ''completed'' AND id < first_id_at($1) '
+        'AND coalesce(completed_at, ''-infinity'') < $1) OR '
+        '(status = ''failed'' AND id < first_id_at($2) '
+        'AND coalesce(completed_at, ''-infinity'') < $2))',
+        'deliveries_' || suffix || '_kept', columns, columns,
+        'deliveries_' || suffix || '_expiring') USING completed_before, failed_before;
+
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+        FROM pg_attribute WHERE attrelid = 'events'::regclass AND attnum > 0
+        AND NOT attisdropped;
+    EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM %I '
+        'WHERE id IN (SELECT event_id FROM %I)',
+        'events_' || suffix || '_kept', columns, columns, 'events_' || suffix || '_expiring',
+        'deliveries_' || suffix || '_kept');
+    IF high > first_id_at(completed_before) THEN
+        EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM %I AS e '
+            'WHERE id >= first_id_at($1) AND NOT EXISTS '
+            '(SELECT FROM %I AS d WHERE d.event_id = e.id)',
+            'events_' || suffix || '_kept', columns, columns,
+            'events_' || suffix || '_expiring', 'deliveries_' || suffix || '_expiring')
+            USING completed_before;
+    END IF;
+
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO columns
+        FROM pg_attribute WHERE attrelid = 'delivery_attempts'::regclass AND attnum > 0
+        AND NOT attisdropped;
+    EXECUTE format('INSERT INTO %I (%s) SELECT %s FROM %I '
+        'WHERE delivery_id IN (SELECT id FROM %I)',
+        'delivery_attempts_' || suffix || '_kept', columns, columns,
+        'delivery_attempts_' || suffix || '_expiring', 'deliveries_' || suffix || '_kept');
+
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
+        EXECUTE format('DROP TABLE %I', parent || '_' || suffix || '_expiring');
+        -- What arrived for the range while it was detached.
+        EXECUTE format('WITH moved AS (DELETE FROM %I WHERE ($1 IS NULL OR %I >= $1) '
+            'AND %I < $2 RETURNING *) INSERT INTO %I SELECT * FROM moved',
+            parent || '_default', key, key, parent || '_' || suffix || '_kept')
+            USING low, high;
+        EXECUTE format('SELECT count(*) FROM %I', parent || '_' || suffix || '_kept')
+            INTO counted;
+        kept := kept + counted;
+        IF parent = 'events' THEN
+            events_kept := counted;
+        END IF;
+    END LOOP;
+
+    IF kept = 0 THEN
+        FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+            EXECUTE format('DROP TABLE %I', parent || '_' || suffix || '_kept');
+        END LOOP;
+        DELETE FROM partition_compactions c WHERE c.suffix = keep_survivors.suffix;
+        RETURN 0;
+    END IF;
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', parent || '_' || suffix || '_kept',
+            parent || '_' || suffix);
+        IF parent = 'events' THEN
+            EXECUTE format('CREATE UNIQUE INDEX %I ON %I (source_id, idempotency_key)',
+                'events_' || suffix || '_idempotency_key', 'events_' || suffix);
+        ELSIF parent = 'deliveries' THEN
+            EXECUTE format('CREATE UNIQUE INDEX %I ON %I (event_id, subscription_id)',
+                'deliveries_' || suffix || '_event_subscription', 'deliveries_' || suffix);
+        END IF;
+        EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%L)',
+            parent, parent || '_' || suffix, coalesce(quote_literal(low), 'MINVALUE'), high);
+    END LOOP;
+    UPDATE partition_compactions c SET compacted_at = now()
+        WHERE c.suffix = keep_survivors.suffix;
+    RETURN events_kept;
+END $$;
+
 -- Whether a source stored an event under `key` since `since` (an id: the lookup reads only the
 -- partitions from then on). The caller is storing one under that key: the lock on the key,
 -- held to the end of its transaction, makes a concurrent arrival of the same key wait for it,

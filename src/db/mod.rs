@@ -176,6 +176,14 @@ impl Database {
             .map_err(|_| DbError::Unavailable(format!("no answer within {:?}", self.timeout)))?
     }
 
+    /// The same pool, with calls bounded by `timeout` instead: for the few that take long.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Database {
+            pool: self.pool.clone(),
+            timeout,
+        }
+    }
+
     /// Closes the pool: connections in use close when they are returned.
     pub fn close(&self) {
         self.pool.close();

@@ -1,9 +1,16 @@
 //! The partitions of the tables that grow with every event (events, deliveries,
-//! delivery_attempts): one per UTC day of their ids, made ahead of time (see the migration
-//! `partitions_by_day`, whose `ensure_partitions` makes them).
+//! delivery_attempts): one per UTC day of their ids, made ahead of time, and compacted by
+//! retention once their day is past it (see the migration `partitions_by_day`, whose SQL
+//! functions do the work).
 
-use diesel::sql_types::Integer;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::domain::EventId;
 
 /// Days made ahead of today: a relay whose upkeep stops still stores into days' partitions for
 /// that long (and after, into the DEFAULT partitions, until the upkeep runs again).
@@ -20,4 +27,153 @@ pub async fn ensure_ahead(conn: &mut AsyncPgConnection) -> diesel::QueryResult<(
     .execute(conn)
     .await
     .map(drop)
+}
+
+/// A range of ids the growing tables keep in partitions of their own: a day's, or that of the
+/// ids stored before the partitioning.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Range {
+    /// What its partitions' names end with: `20261203`, or `before`.
+    #[diesel(sql_type = Text)]
+    pub suffix: String,
+    /// Its first id; `None`: from the first there is.
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub low: Option<EventId>,
+    /// The first id after it.
+    #[diesel(sql_type = SqlUuid)]
+    pub high: EventId,
+    /// When retention last compacted it.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub compacted_at: Option<DateTime<Utc>>,
+    /// A compaction of it is under way: some of its partitions are detached.
+    #[diesel(sql_type = Bool)]
+    pub compacting: bool,
+}
+
+impl Range {
+    /// Whether retention compacts it now: once its events' arrivals are all older than the
+    /// shorter retention, and once more when they are all older than the longer one.
+    pub fn due(&self, shorter: Duration, longer: Duration, now: DateTime<Utc>) -> bool {
+        let end = self.high.arrival();
+        let past =
+            |kept: Duration| chrono::Duration::from_std(kept).is_ok_and(|kept| end + kept <= now);
+        let longer_end = chrono::Duration::from_std(longer).map(|kept| end + kept);
+        self.compacting
+            || match self.compacted_at {
+                None => past(shorter),
+                Some(at) => past(longer) && longer_end.is_ok_and(|end| at < end),
+            }
+    }
+}
+
+/// The ranges of the growing tables' partitions (the DEFAULT ones aside), oldest first, with
+/// those whose compaction is under way.
+pub async fn ranges(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Range>> {
+    diesel::sql_query(
+        "WITH attached AS (SELECT substr(c.relname, 8) AS suffix, \
+             substring(pg_get_expr(c.relpartbound, c.oid) FROM $re$FROM \\('([^']+)'\\)$re$) \
+                 ::uuid AS low, \
+             substring(pg_get_expr(c.relpartbound, c.oid) FROM $re$TO \\('([^']+)'\\)$re$) \
+                 ::uuid AS high \
+             FROM pg_inherits JOIN pg_class AS c ON c.oid = pg_inherits.inhrelid \
+             WHERE pg_inherits.inhparent = 'events'::regclass \
+                 AND c.relname <> 'events_default') \
+         SELECT suffix, coalesce(attached.low, compacted.low) AS low, \
+             coalesce(attached.high, compacted.high) AS high, compacted.compacted_at, \
+             EXISTS (SELECT FROM pg_class WHERE relname IN ('events_' || suffix || '_expiring', \
+                 'deliveries_' || suffix || '_expiring', \
+                 'delivery_attempts_' || suffix || '_expiring')) AS compacting \
+         FROM attached FULL JOIN partition_compactions AS compacted USING (suffix) \
+         ORDER BY high",
+    )
+    .load(conn)
+    .await
+}
+
+/// Detaches the range's three partitions, together (a short lock on the three tables, given
+/// up after 500 ms).
+pub async fn detach(conn: &mut AsyncPgConnection, range: &Range) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT FROM detach_for_compaction($1)")
+        .bind::<Text, _>(&range.suffix)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Ends the compaction of a detached range: keeps what stays (see `keep_survivors`) and drops
+/// the rest. Answers the events kept, or `None` when another replica is at it.
+pub async fn keep_survivors(
+    conn: &mut AsyncPgConnection,
+    range: &Range,
+    completed_before: DateTime<Utc>,
+    failed_before: DateTime<Utc>,
+) -> diesel::QueryResult<Option<i64>> {
+    #[derive(QueryableByName)]
+    struct Kept {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        kept: Option<i64>,
+    }
+    let kept: Kept = diesel::sql_query("SELECT keep_survivors($1, $2, $3) AS kept")
+        .bind::<Text, _>(&range.suffix)
+        .bind::<Timestamptz, _>(completed_before)
+        .bind::<Timestamptz, _>(failed_before)
+        .get_result(conn)
+        .await?;
+    Ok(kept.kept)
+}
+
+/// Where retention stops removing rows one by one: the first id of the oldest day's range not
+/// compacted yet, whose rows go with its partitions. `None`: there is no such range.
+pub fn row_by_row_until(ranges: &[Range]) -> Option<EventId> {
+    ranges
+        .iter()
+        .filter(|range| range.suffix != "before" && range.compacted_at.is_none())
+        .filter(|range| !range.compacting)
+        .filter_map(|range| range.low)
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(days_ago: i64, compacted_days_ago: Option<i64>) -> Range {
+        let now = Utc::now();
+        Range {
+            suffix: "20261203".into(),
+            low: Some(EventId::first_at(
+                now - chrono::TimeDelta::days(days_ago + 1),
+            )),
+            high: EventId::first_at(now - chrono::TimeDelta::days(days_ago)),
+            compacted_at: compacted_days_ago.map(|ago| now - chrono::TimeDelta::days(ago)),
+            compacting: false,
+        }
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn a_range_is_compacted_past_the_shorter_retention_and_again_past_the_longer() {
+        let (shorter, longer, now) = (DAY * 30, DAY * 90, Utc::now());
+        assert!(!day(29, None).due(shorter, longer, now));
+        assert!(day(31, None).due(shorter, longer, now));
+        // Compacted once: again only past the longer retention.
+        assert!(!day(60, Some(29)).due(shorter, longer, now));
+        assert!(day(91, Some(60)).due(shorter, longer, now));
+        // Compacted past both: done.
+        assert!(!day(95, Some(2)).due(shorter, longer, now));
+        let mut detached = day(1, None);
+        detached.compacting = true;
+        assert!(
+            detached.due(shorter, longer, now),
+            "an unfinished one is finished"
+        );
+    }
+
+    #[test]
+    fn rows_are_removed_one_by_one_only_below_the_oldest_range_not_compacted() {
+        let ranges = vec![day(40, Some(5)), day(20, None), day(10, None)];
+        assert_eq!(row_by_row_until(&ranges), ranges[1].low);
+        assert_eq!(row_by_row_until(&ranges[..1]), None);
+    }
 }

@@ -194,6 +194,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    partition_compactions (suffix) {
+        suffix -> Text,
+        low -> Nullable<Uuid>,
+        high -> Uuid,
+        started_at -> Timestamptz,
+        compacted_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     rate_limits (subscription_id) {
         subscription_id -> Uuid,
         next_send -> Timestamptz,
@@ -324,6 +334,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     memberships,
     notification_channels,
     notifications,
+    partition_compactions,
     rate_limits,
     rejected_requests,
     sessions,

@@ -485,58 +485,122 @@ async fn backdated_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_events_go_with_their_attempts_once_past_their_retention_and_nothing_else_does() {
-    use diesel_async::{AsyncConnection, RunQueryDsl};
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
     use std::time::Duration;
 
-    let app = crate::helpers::spawn_app_with(|settings| {
-        settings.retention = Duration::from_secs(20);
-        settings.failed_retention = Duration::from_secs(40);
+    // A relay's database with events of the last days, written before the relay starts, so
+    // that its retention's first run finds them all. Each day from eight days ago to yesterday
+    // has its partitions; ten days ago has none, and its rows are in the DEFAULT partitions.
+    let resources =
+        crate::helpers::TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
+    let url = resources.database.url.clone();
+    spenza::db::migrations::run(&url).await.unwrap();
+    let key = crate::helpers::create_user_with_key(
+        &resources.database_settings(),
+        crate::helpers::OWNER_EMAIL,
+    )
+    .await;
+    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
+             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
+         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
+             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
+             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
+         SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 8, \
+             (now() AT TIME ZONE 'UTC')::date - 1);",
+        token = "r".repeat(43)
+    ))
+    .await
+    .unwrap();
+    let (source, subscription) = (source.to_string(), subscription.to_string());
+    let owner = (source.as_str(), subscription.as_str());
+    let day = Duration::from_secs(86_400);
+    let mut event = async |status, age, finished| {
+        backdated_event(&mut conn, owner, status, age, finished).await
+    };
+    // Delivered and failed events whose days are past the retentions (two days; four for
+    // failed ones), and what stays of those days: a replay that delivered an old event just
+    // now, a failure within its retention, a delivery still to make.
+    let expired = event("completed", day * 3, Some(day * 3)).await;
+    let replayed = event("completed", day * 3, Some(Duration::ZERO)).await;
+    let young_failure = event("failed", day * 3, None).await;
+    let alone = event("completed", day * 4, Some(day * 4)).await;
+    let old_failure = event("failed", day * 5, None).await;
+    let undelivered = event("pending", day * 6, None).await;
+    let recent = event("completed", day, Some(day)).await;
+    // In the DEFAULT partitions: removed row by row, one of them held by another replica.
+    let locked = event("completed", day * 10, Some(day * 10)).await;
+    let unpartitioned = event("completed", day * 10, Some(day * 10)).await;
+    // The day of three days ago, filled: its partitions' space comes back.
+    let three_days_ago = chrono::Utc::now() - chrono::TimeDelta::days(3);
+    let filled = format!("{}", three_days_ago.format("%Y%m%d"));
+    conn.batch_execute(&format!(
+        "WITH stored AS (INSERT INTO events (id, source_id, body) \
+             SELECT delivery_id(first_id_at('{at}'::timestamptz + n * interval '1 ms')), \
+                 '{source}', convert_to(repeat('x', 1000), 'UTF8') \
+             FROM generate_series(1, 2000) AS n RETURNING id), \
+         made AS (INSERT INTO deliveries (id, event_id, subscription_id, status, completed_at) \
+             SELECT delivery_id(id), id, '{subscription}', 'completed', now() - interval '3 days' \
+             FROM stored RETURNING id) \
+         INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
+             duration_ms) SELECT id, '{subscription}', 1, now(), 5 FROM made",
+        at = three_days_ago.date_naive(),
+    ))
+    .await
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Size {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    let size_sql = format!(
+        "SELECT (pg_total_relation_size('events_{filled}') \
+             + pg_total_relation_size('deliveries_{filled}') \
+             + pg_total_relation_size('delivery_attempts_{filled}'))::bigint AS bytes"
+    );
+    let full: Size = diesel::sql_query(&size_sql)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+
+    // Another replica's batch holds one of the DEFAULT partitions' expired events: the job
+    // skips it, without waiting.
+    let mut other = diesel_async::AsyncPgConnection::establish(&url)
+        .await
+        .unwrap();
+    other
+        .batch_execute(&format!(
+            "BEGIN; SELECT id FROM deliveries WHERE id = '{locked}' FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+
+    let mut app = crate::helpers::spawn_app_in(resources, |settings| {
+        settings.retention = day * 2;
+        settings.failed_retention = day * 4;
+        // Retention runs every tenth of the shortest retention: every 100 ms.
+        settings.issue_retention = Duration::from_secs(1);
     })
     .await;
-    let subscription = app.create_subscription("http://127.0.0.1:9/hook").await;
-    let subscription = (
-        subscription["source_id"].as_str().unwrap(),
-        subscription["id"].as_str().unwrap(),
-    );
+    app.api_key = key;
     let listed = app.get_json("/api/v1/events").await;
-    assert_eq!(listed["retention"]["completed_seconds"], 20);
-    assert_eq!(listed["retention"]["failed_seconds"], 40);
+    assert_eq!(listed["retention"]["completed_seconds"], 2 * 86_400);
+    assert_eq!(listed["retention"]["failed_seconds"], 4 * 86_400);
     let dashboard = app.owner_dashboard().await;
     let events = dashboard.page("/events").await;
     assert!(
-        events.contains("Delivered events are kept for 20 seconds, failed ones for 40 seconds"),
+        events.contains("Delivered events are kept for 2 days, failed ones for 4 days"),
         "{events}"
     );
     let graveyard = dashboard.page("/events?status=failed").await;
     assert!(
-        graveyard.contains("They are kept for 40 seconds."),
+        graveyard.contains("They are kept for 4 days."),
         "{graveyard}"
     );
-
-    let mut conn = app.db().await;
-    let minute = Duration::from_secs(60);
-    let mut event = async |status, age, finished| {
-        backdated_event(&mut conn, subscription, status, age, finished).await
-    };
-    let locked = event("completed", minute * 2, Some(minute * 2)).await;
-    let expired = event("completed", minute, Some(minute)).await;
-    let replayed = event("completed", minute, Some(Duration::ZERO)).await;
-    let young_failure = event("failed", Duration::from_secs(30), None).await;
-    let old_failure = event("failed", minute, None).await;
-    let undelivered = event("pending", minute * 60 * 24, None).await;
-
-    // Another replica's batch holds the oldest expired event: the job skips it, without waiting.
-    let mut other = app.db().await;
-    diesel::sql_query("BEGIN")
-        .execute(&mut other)
-        .await
-        .unwrap();
-    diesel::sql_query(format!(
-        "SELECT id FROM deliveries WHERE id = '{locked}' FOR UPDATE"
-    ))
-    .execute(&mut other)
-    .await
-    .unwrap();
 
     let url = app.database_url.as_str();
     let present = async move |ids: Vec<String>| -> Vec<String> {
@@ -564,19 +628,38 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
         rows.into_iter().map(|row| row.id).collect()
     };
     let all = vec![
-        locked.clone(),
         expired.clone(),
         replayed.clone(),
         young_failure.clone(),
+        alone.clone(),
         old_failure.clone(),
         undelivered.clone(),
+        recent.clone(),
+        locked.clone(),
+        unpartitioned.clone(),
     ];
+    // The batches removing the DEFAULT partitions' expired rows one by one skip the held one.
+    // (The held table also keeps the days' partitions from being detached: that waits.)
+    let held = crate::helpers::wait_until(
+        Duration::from_secs(30),
+        "the unheld expired event to go",
+        || async {
+            match present(vec![unpartitioned.clone(), locked.clone()]).await {
+                left if left.contains(&unpartitioned) => Err(format!("{left:?}")),
+                left => Ok(left),
+            }
+        },
+    )
+    .await;
+    assert!(held.contains(&locked), "the held one is skipped: {held:?}");
+    other.batch_execute("COMMIT").await.unwrap();
+    let gone = [&expired, &alone, &old_failure, &unpartitioned, &locked];
     let left = crate::helpers::wait_until(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         "the expired events to go",
         || async {
             let left = present(all.clone()).await;
-            if left.contains(&expired) || left.contains(&old_failure) {
+            if gone.iter().any(|id| left.contains(id)) {
                 Err(format!("{left:?}"))
             } else {
                 Ok(left)
@@ -584,31 +667,40 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
         },
     )
     .await;
-    for kept in [&locked, &replayed, &young_failure, &undelivered] {
+    for kept in [&replayed, &young_failure, &undelivered, &recent] {
         assert_eq!(
             left.iter().filter(|id| *id == kept).count(),
             2,
             "{kept} and its attempt are kept: {left:?}"
         );
     }
-
-    diesel::sql_query("COMMIT")
-        .execute(&mut other)
+    // The day three days ago went whole, but for what stays: its partitions are new tables,
+    // a fraction of the size, without a vacuum. The day with nothing left has no partitions.
+    let mut conn = app.db().await;
+    let compacted: Size = diesel::sql_query(&size_sql)
+        .get_result(&mut conn)
         .await
         .unwrap();
-    crate::helpers::wait_until(
-        Duration::from_secs(15),
-        "the unlocked event to go",
-        || async {
-            let left = present(vec![locked.clone()]).await;
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{left:?}"))
-            }
-        },
-    )
-    .await;
+    assert!(
+        compacted.bytes * 4 < full.bytes,
+        "{} bytes before, {} after",
+        full.bytes,
+        compacted.bytes
+    );
+    let four_days_ago = (chrono::Utc::now() - chrono::TimeDelta::days(4)).format("%Y%m%d");
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let partitioned: Exists = diesel::sql_query(format!(
+        "SELECT to_regclass('events_{four_days_ago}') IS NOT NULL AS exists"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(!partitioned.exists, "a day with nothing left is dropped");
+
     app.shutdown().await;
 }
 

@@ -938,13 +938,14 @@ pub async fn count_unfinished(
 
 /// Removes, with their attempts, at most `limit` of the oldest deliveries in `status`
 /// (completed or failed) whose events arrived before `before` and that were last finished
-/// before it too (a replay that delivered an old event recently keeps it); then the events of
-/// those that have no delivery left. Rows another replica is removing are skipped; answers how
-/// many deliveries were removed.
+/// before it too (a replay that delivered an old event recently keeps it), with ids below
+/// `until` when given; then the events of those that have no delivery left. Rows another
+/// replica is removing are skipped; answers how many deliveries were removed.
 pub async fn remove_expired(
     conn: &mut AsyncPgConnection,
     status: EventStatus,
     before: DateTime<Utc>,
+    until: Option<EventId>,
     limit: i64,
 ) -> QueryResult<usize> {
     #[derive(QueryableByName)]
@@ -959,7 +960,7 @@ pub async fn remove_expired(
          DELETE FROM deliveries USING doomed WHERE deliveries.id = doomed.id \
          RETURNING deliveries.event_id",
     )
-    .bind::<SqlUuid, _>(first_at(before))
+    .bind::<SqlUuid, _>(below(before, until))
     .bind::<Text, _>(status)
     .bind::<Timestamptz, _>(before)
     .bind::<BigInt, _>(limit)
@@ -978,11 +979,13 @@ pub async fn remove_expired(
     Ok(removed.len())
 }
 
-/// Removes at most `limit` of the oldest events received before `before` that have no delivery
-/// (no subscription took them), skipping rows another replica is removing; answers how many.
+/// Removes at most `limit` of the oldest events received before `before` (with ids below
+/// `until` when given) that have no delivery (no subscription took them), skipping rows another
+/// replica is removing; answers how many.
 pub async fn remove_unrouted(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,
+    until: Option<EventId>,
     limit: i64,
 ) -> QueryResult<usize> {
     diesel::sql_query(
@@ -991,8 +994,14 @@ pub async fn remove_unrouted(
              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
          DELETE FROM events USING doomed WHERE events.id = doomed.id",
     )
-    .bind::<SqlUuid, _>(EventId::first_at(before))
+    .bind::<SqlUuid, _>(below(before, until))
     .bind::<BigInt, _>(limit)
     .execute(conn)
     .await
+}
+
+/// The first id retention leaves: that of `before`, or `until` if lower.
+fn below(before: DateTime<Utc>, until: Option<EventId>) -> EventId {
+    let bound = EventId::first_at(before);
+    until.map_or(bound, |until| until.min(bound))
 }
