@@ -140,22 +140,23 @@ struct Size {
 /// The database's size and that of the tables that grow with events, in MiB.
 async fn sizes(conn: &mut AsyncPgConnection) -> String {
     let mut parts = Vec::new();
+    // A partitioned table's own size is nothing: its partitions' are summed.
+    let table = |name: &str| {
+        format!(
+            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint AS bytes \
+             FROM pg_partition_tree('{name}')"
+        )
+    };
     for (name, sql) in [
         (
             "database",
-            "SELECT pg_database_size(current_database()) AS bytes",
+            "SELECT pg_database_size(current_database()) AS bytes".to_owned(),
         ),
-        ("events", "SELECT pg_total_relation_size('events') AS bytes"),
-        (
-            "deliveries",
-            "SELECT pg_total_relation_size('deliveries') AS bytes",
-        ),
-        (
-            "attempts",
-            "SELECT pg_total_relation_size('delivery_attempts') AS bytes",
-        ),
+        ("events", table("events")),
+        ("deliveries", table("deliveries")),
+        ("attempts", table("delivery_attempts")),
     ] {
-        let size: Size = diesel::sql_query(sql).get_result(conn).await.unwrap();
+        let size: Size = diesel::sql_query(&sql).get_result(conn).await.unwrap();
         parts.push(format!("{name} {} MiB", size.bytes / (1 << 20)));
     }
     parts.join(", ")

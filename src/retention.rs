@@ -93,16 +93,21 @@ impl Retention {
             if let Err(error) = self.db.run(partitions::ensure_ahead).await {
                 warn!(self.log, "making the coming days' partitions failed"; "error" => %error);
             }
-            // Rows are removed one by one only below the days' partitions not compacted yet:
-            // without the list of those, none are.
-            if let Some(until) = self.compact().await {
-                for (status, kept) in [
-                    (EventStatus::Completed, self.policy.completed),
-                    (EventStatus::Failed, self.policy.failed),
-                    (EventStatus::Unrouted, self.policy.completed),
-                ] {
-                    self.remove(status, kept, until, &stop).await;
+            match self.db.run(partitions::ranges).await {
+                Ok(ranges) => {
+                    // Rows are removed one by one only below the days' partitions not
+                    // compacted yet; first, as compacting may wait for busy tables.
+                    let until = partitions::row_by_row_until(&ranges);
+                    for (status, kept) in [
+                        (EventStatus::Completed, self.policy.completed),
+                        (EventStatus::Failed, self.policy.failed),
+                        (EventStatus::Unrouted, self.policy.completed),
+                    ] {
+                        self.remove(status, kept, until, &stop).await;
+                    }
+                    self.compact(&ranges).await;
                 }
+                Err(error) => warn!(self.log, "listing the partitions failed"; "error" => %error),
             }
             self.remove_older(
                 self.policy.audit,
@@ -121,16 +126,8 @@ impl Retention {
         }
     }
 
-    /// Compacts the days' partitions that are due; answers where removing rows one by one
-    /// stops (`Some(None)`: nowhere), or `None` when the partitions could not be listed.
-    async fn compact(&self) -> Option<Option<EventId>> {
-        let ranges = match self.db.run(partitions::ranges).await {
-            Ok(ranges) => ranges,
-            Err(error) => {
-                warn!(self.log, "listing the partitions failed"; "error" => %error);
-                return None;
-            }
-        };
+    /// Compacts those of the days' partitions that are due.
+    async fn compact(&self, ranges: &[partitions::Range]) {
         let (shorter, longer) = (
             self.policy.completed.min(self.policy.failed),
             self.policy.completed.max(self.policy.failed),
@@ -149,19 +146,25 @@ impl Retention {
                 break;
             };
             let kept = async |conn: &mut diesel_async::AsyncPgConnection| {
-                partitions::detach(conn, range).await?;
-                partitions::keep_survivors(conn, range, now - completed, now - failed).await
+                if !partitions::detach(conn, range).await? {
+                    return Ok(Err(()));
+                }
+                partitions::keep_survivors(conn, range, now - completed, now - failed)
+                    .await
+                    .map(Ok)
             };
             match slow.run(kept).await {
-                Ok(Some(kept)) => info!(self.log, "removed a day of events";
+                Ok(Ok(Some(kept))) => info!(self.log, "removed a day of events";
                     "range" => &range.suffix, "events_kept" => kept,
                     "ms" => started.elapsed().as_millis()),
-                Ok(None) => {}
+                Ok(Ok(None)) => {}
+                Ok(Err(())) => warn!(self.log,
+                    "a day of events waits: its tables were busy for 30 s";
+                    "range" => &range.suffix),
                 Err(error) => warn!(self.log, "removing a day of events failed";
                     "range" => &range.suffix, "error" => %error),
             }
         }
-        Some(partitions::row_by_row_until(&ranges))
     }
 
     /// Removes rows older than `kept` (`what` they are, for the log) with `delete`, which

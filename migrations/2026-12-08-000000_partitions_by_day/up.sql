@@ -120,10 +120,35 @@ CREATE TABLE deliveries_default PARTITION OF deliveries DEFAULT;
 CREATE TABLE delivery_attempts_default PARTITION OF delivery_attempts DEFAULT;
 CREATE INDEX events_default_idempotency_key ON events_default (source_id, idempotency_key);
 
+-- Takes the locks of `statement` (a `LOCK ... NOWAIT`) as soon as they are all free, trying
+-- every 50 ms for up to `seconds`; answers whether it did. Attaching, detaching and dropping a
+-- partition need locks that every statement on the table conflicts with. Waited for, such a
+-- lock would hold up every statement that comes after it until those running end (the longest
+-- of them, a scan, for seconds); asked for without waiting, it holds up nothing, and at some
+-- moment between statements it is free. The locks are kept to the end of the transaction.
+CREATE FUNCTION lock_when_free(statement text, seconds double precision) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
+BEGIN
+    LOOP
+        BEGIN
+            EXECUTE statement;
+            RETURN true;
+        EXCEPTION WHEN lock_not_available THEN
+            IF clock_timestamp() >= deadline THEN
+                RETURN false;
+            END IF;
+        END;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+
 -- Makes the partitions named `<table>_<suffix>` of the three tables for the ids from `low` to
 -- `high` (`low` NULL: from the first), moving the rows the DEFAULT partitions hold for them in,
 -- with the unique indexes each partition keeps for itself. Those that exist are left as they
--- are. A range another partition covers is not made: what was made and moved is undone.
+-- are. A range another partition covers is not made: what was made and moved is undone; nor
+-- one whose DEFAULT partition stays busy for 10 s (the next upkeep makes it).
 CREATE FUNCTION make_partitions(suffix text, low uuid, high uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -136,6 +161,9 @@ BEGIN
         -- Made already, or being compacted.
         CONTINUE WHEN to_regclass(part) IS NOT NULL OR to_regclass(part || '_expiring') IS NOT NULL;
         key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
+        -- Attaching locks the DEFAULT partition, which every statement on the table locks.
+        CONTINUE WHEN NOT lock_when_free(format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE NOWAIT',
+            parent || '_default'), 10);
         BEGIN
             EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                 part, parent);
@@ -179,8 +207,7 @@ DECLARE
     filled boolean;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('ensure_partitions'));
-    -- Attaching and dropping wait for the statements running on the tables, and those that
-    -- come after wait behind them: rather give up, and try again at the next upkeep, and
+    -- The locks are taken when free (`lock_when_free`); any other wait gives up after 500 ms,
     -- before PostgreSQL looks for deadlocks (after `deadlock_timeout`, 1 s), so that if the
     -- wait closes a cycle with a statement's, it is this one that yields.
     PERFORM set_config('lock_timeout', '500ms', true);
@@ -190,7 +217,8 @@ BEGIN
         CONTINUE WHEN coalesce(
             (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
         EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
-        CONTINUE WHEN filled;
+        CONTINUE WHEN filled OR NOT lock_when_free(
+            format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent), 10);
         EXECUTE format('DROP TABLE %I', part);
         EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', part, parent);
         IF parent = 'events' THEN
@@ -207,7 +235,8 @@ BEGIN
             CONTINUE WHEN coalesce(
                 (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
             EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
-            CONTINUE WHEN filled;
+            CONTINUE WHEN filled OR NOT lock_when_free(
+                format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent), 10);
             EXECUTE format('DROP TABLE %I', part);
         END LOOP;
         low := greatest(first_id_at(day::timestamp AT TIME ZONE 'UTC'), covered);
@@ -233,11 +262,11 @@ CREATE TABLE partition_compactions (
 );
 
 -- Detaches a range's three partitions for its compaction, together: in between, a day's
--- events would read without their deliveries. That takes the three tables' locks at once, which
--- waits for the statements running on them while those that come after wait behind it; it is
--- over in milliseconds, unless a long statement or transaction holds one of the tables. It gives
--- up after 500 ms, to be tried again (see `ensure_partitions`). Already detached: nothing to do.
-CREATE FUNCTION detach_for_compaction(suffix text) RETURNS void
+-- events would read without their deliveries. It takes the three tables' locks at a moment when
+-- they are all free (`lock_when_free`), for milliseconds; answers false when they were not for
+-- 30 s (a long statement or transaction on one of them), to be tried again. Already detached:
+-- nothing to do.
+CREATE FUNCTION detach_for_compaction(suffix text) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     parent text;
@@ -245,10 +274,13 @@ DECLARE
     bound text;
 BEGIN
     IF to_regclass('events_' || suffix) IS NULL THEN
-        RETURN;
+        RETURN true;
     END IF;
     PERFORM set_config('lock_timeout', '500ms', true);
-    LOCK TABLE ONLY events, ONLY deliveries, ONLY delivery_attempts IN ACCESS EXCLUSIVE MODE;
+    IF NOT lock_when_free('LOCK TABLE ONLY events, ONLY deliveries, ONLY delivery_attempts '
+        'IN ACCESS EXCLUSIVE MODE NOWAIT', 30) THEN
+        RETURN false;
+    END IF;
     SELECT pg_get_expr(relpartbound, oid) INTO bound FROM pg_class
         WHERE oid = ('events_' || suffix)::regclass;
     INSERT INTO partition_compactions (suffix, low, high, started_at)
@@ -261,6 +293,7 @@ BEGIN
         EXECUTE format('ALTER TABLE %I DETACH PARTITION %I', parent, part);
         EXECUTE format('ALTER TABLE %I RENAME TO %I', part, part || '_expiring');
     END LOOP;
+    RETURN true;
 END $$;
 
 -- Ends a range's compaction once its three partitions are detached: keeps what stays of them
@@ -285,7 +318,6 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('keep_survivors')) THEN
         RETURN NULL;
     END IF;
-    -- Attaching waits for the statements running on the DEFAULT partitions (see above).
     PERFORM set_config('lock_timeout', '500ms', true);
     IF to_regclass('events_' || suffix || '_expiring') IS NULL
         OR to_regclass('deliveries_' || suffix || '_expiring') IS NULL
@@ -334,6 +366,14 @@ BEGIN
         'delivery_attempts_' || suffix || '_kept', columns, columns,
         'delivery_attempts_' || suffix || '_expiring', 'deliveries_' || suffix || '_kept');
 
+    -- Attaching locks the DEFAULT partitions, which every statement on the tables locks: from
+    -- a moment they are free, what is left takes milliseconds. While the range is detached its
+    -- events do not read, so this tries for a minute before giving up (to the next run).
+    IF NOT lock_when_free('LOCK TABLE events_default, deliveries_default, '
+        'delivery_attempts_default IN ACCESS EXCLUSIVE MODE NOWAIT', 60) THEN
+        RAISE EXCEPTION 'the DEFAULT partitions stayed busy for a minute'
+            USING ERRCODE = 'lock_not_available';
+    END IF;
     FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
         key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
         EXECUTE format('DROP TABLE %I', parent || '_' || suffix || '_expiring');

@@ -90,14 +90,19 @@ pub async fn ranges(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Ran
     .await
 }
 
-/// Detaches the range's three partitions, together (a short lock on the three tables, given
-/// up after 500 ms).
-pub async fn detach(conn: &mut AsyncPgConnection, range: &Range) -> diesel::QueryResult<()> {
-    diesel::sql_query("SELECT FROM detach_for_compaction($1)")
+/// Detaches the range's three partitions, together, at a moment the three tables are free (for
+/// milliseconds); answers false when they were not for 30 s, to be tried again.
+pub async fn detach(conn: &mut AsyncPgConnection, range: &Range) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Detached {
+        #[diesel(sql_type = Bool)]
+        detached: bool,
+    }
+    let detached: Detached = diesel::sql_query("SELECT detach_for_compaction($1) AS detached")
         .bind::<Text, _>(&range.suffix)
-        .execute(conn)
-        .await
-        .map(drop)
+        .get_result(conn)
+        .await?;
+    Ok(detached.detached)
 }
 
 /// Ends the compaction of a detached range: keeps what stays (see `keep_survivors`) and drops
