@@ -149,9 +149,10 @@ impl Retention {
                 if !partitions::detach(conn, range).await? {
                     return Ok(Err(()));
                 }
-                partitions::keep_survivors(conn, range, now - completed, now - failed)
-                    .await
-                    .map(Ok)
+                let kept =
+                    partitions::keep_survivors(conn, range, now - completed, now - failed).await?;
+                partitions::drop_expired(conn).await?;
+                Ok(Ok(kept))
             };
             match slow.run(kept).await {
                 Ok(Ok(Some(kept))) => info!(self.log, "removed a day of events";

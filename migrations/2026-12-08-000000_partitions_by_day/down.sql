@@ -98,6 +98,7 @@ DROP FUNCTION ensure_partitions(date, date);
 DROP FUNCTION make_partitions(text, uuid, uuid);
 DROP FUNCTION lock_when_free(text, double precision);
 DROP FUNCTION keep_survivors(text, timestamptz, timestamptz);
+DROP FUNCTION drop_expired();
 DROP FUNCTION detach_for_compaction(text);
 DROP TABLE partition_compactions;
 DROP FUNCTION first_id_at(timestamptz);

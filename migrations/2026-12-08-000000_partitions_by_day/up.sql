@@ -300,8 +300,9 @@ END $$;
 -- (deliveries but those completed before `completed_before` or failed before `failed_before`,
 -- by their events' arrival and their last attempt; the events of those kept, and the unrouted
 -- ones arrived since `completed_before`; the attempts of those kept) and what the DEFAULT
--- partitions took for the range meanwhile, attaches that, and drops the rest. Answers the
--- events kept, or NULL when there is nothing to do or another replica is doing it.
+-- partitions took for the range meanwhile, and attaches that; the rest is left, renamed
+-- `<table>_<suffix>_expired`, for `drop_expired`. Answers the events kept, or NULL when there
+-- is nothing to do or another replica is doing it.
 CREATE FUNCTION keep_survivors(suffix text, completed_before timestamptz,
     failed_before timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -366,6 +367,18 @@ BEGIN
         'delivery_attempts_' || suffix || '_kept', columns, columns,
         'delivery_attempts_' || suffix || '_expiring', 'deliveries_' || suffix || '_kept');
 
+    -- What stays takes the range's names; what goes is dropped afterwards (`drop_expired`),
+    -- outside this transaction's locks.
+    FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', parent || '_' || suffix || '_expiring',
+            parent || '_' || suffix || '_expired');
+        EXECUTE format('ALTER TABLE %I RENAME TO %I', parent || '_' || suffix || '_kept',
+            parent || '_' || suffix);
+    END LOOP;
+    EXECUTE format('CREATE UNIQUE INDEX ON %I (source_id, idempotency_key)', 'events_' || suffix);
+    EXECUTE format('CREATE UNIQUE INDEX ON %I (event_id, subscription_id)',
+        'deliveries_' || suffix);
+
     -- Attaching locks the DEFAULT partitions, which every statement on the tables locks: from
     -- a moment they are free, what is left takes milliseconds. While the range is detached its
     -- events do not read, so this tries for a minute before giving up (to the next run).
@@ -376,14 +389,12 @@ BEGIN
     END IF;
     FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
         key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
-        EXECUTE format('DROP TABLE %I', parent || '_' || suffix || '_expiring');
         -- What arrived for the range while it was detached.
         EXECUTE format('WITH moved AS (DELETE FROM %I WHERE ($1 IS NULL OR %I >= $1) '
             'AND %I < $2 RETURNING *) INSERT INTO %I SELECT * FROM moved',
-            parent || '_default', key, key, parent || '_' || suffix || '_kept')
+            parent || '_default', key, key, parent || '_' || suffix)
             USING low, high;
-        EXECUTE format('SELECT count(*) FROM %I', parent || '_' || suffix || '_kept')
-            INTO counted;
+        EXECUTE format('SELECT count(*) FROM %I', parent || '_' || suffix) INTO counted;
         kept := kept + counted;
         IF parent = 'events' THEN
             events_kept := counted;
@@ -392,27 +403,31 @@ BEGIN
 
     IF kept = 0 THEN
         FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
-            EXECUTE format('DROP TABLE %I', parent || '_' || suffix || '_kept');
+            EXECUTE format('DROP TABLE %I', parent || '_' || suffix);
         END LOOP;
         DELETE FROM partition_compactions c WHERE c.suffix = keep_survivors.suffix;
         RETURN 0;
     END IF;
     FOREACH parent IN ARRAY ARRAY['events', 'deliveries', 'delivery_attempts'] LOOP
-        EXECUTE format('ALTER TABLE %I RENAME TO %I', parent || '_' || suffix || '_kept',
-            parent || '_' || suffix);
-        IF parent = 'events' THEN
-            EXECUTE format('CREATE UNIQUE INDEX %I ON %I (source_id, idempotency_key)',
-                'events_' || suffix || '_idempotency_key', 'events_' || suffix);
-        ELSIF parent = 'deliveries' THEN
-            EXECUTE format('CREATE UNIQUE INDEX %I ON %I (event_id, subscription_id)',
-                'deliveries_' || suffix || '_event_subscription', 'deliveries_' || suffix);
-        END IF;
         EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%L)',
             parent, parent || '_' || suffix, coalesce(quote_literal(low), 'MINVALUE'), high);
     END LOOP;
     UPDATE partition_compactions c SET compacted_at = now()
         WHERE c.suffix = keep_survivors.suffix;
     RETURN events_kept;
+END $$;
+
+-- Drops what compactions left to go: the detached partitions of the days compacted (standalone
+-- tables, which no statement reads, so this holds up nothing).
+CREATE FUNCTION drop_expired() RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    expired text;
+BEGIN
+    FOR expired IN SELECT relname FROM pg_class WHERE relkind = 'r'
+        AND relname ~ '^(events|deliveries|delivery_attempts)_[0-9a-z]+_expired$' LOOP
+        EXECUTE format('DROP TABLE %I', expired);
+    END LOOP;
 END $$;
 
 -- Whether a source stored an event under `key` since `since` (an id: the lookup reads only the

@@ -105,8 +105,9 @@ pub async fn detach(conn: &mut AsyncPgConnection, range: &Range) -> diesel::Quer
     Ok(detached.detached)
 }
 
-/// Ends the compaction of a detached range: keeps what stays (see `keep_survivors`) and drops
-/// the rest. Answers the events kept, or `None` when another replica is at it.
+/// Ends the compaction of a detached range: keeps what stays (see `keep_survivors`), leaving
+/// the rest to [`drop_expired`]. Answers the events kept, or `None` when another replica is at
+/// it.
 pub async fn keep_survivors(
     conn: &mut AsyncPgConnection,
     range: &Range,
@@ -125,6 +126,14 @@ pub async fn keep_survivors(
         .get_result(conn)
         .await?;
     Ok(kept.kept)
+}
+
+/// Drops what compactions left to go (standalone tables no statement reads).
+pub async fn drop_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT FROM drop_expired()")
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// Where retention stops removing rows one by one: the first id of the oldest day's range not

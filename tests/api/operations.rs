@@ -700,6 +700,29 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
     .await
     .unwrap();
     assert!(!partitioned.exists, "a day with nothing left is dropped");
+    // And the detached tables that held what went are dropped too.
+    crate::helpers::wait_until(
+        Duration::from_secs(15),
+        "the expired tables to be dropped",
+        || async {
+            let mut conn = diesel_async::AsyncPgConnection::establish(url)
+                .await
+                .unwrap();
+            let left: Exists = diesel::sql_query(
+                "SELECT EXISTS (SELECT FROM pg_class \
+                     WHERE relname ~ '_(expired|expiring|kept)$') AS exists",
+            )
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if left.exists {
+                Err("some are left".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 
     app.shutdown().await;
 }
