@@ -96,7 +96,7 @@ DROP TABLE delivery_attempts_partitioned, deliveries_partitioned, events_partiti
 DROP FUNCTION idempotency_key_seen(uuid, text, uuid);
 DROP FUNCTION ensure_partitions(date, date);
 DROP FUNCTION make_partitions(text, uuid, uuid);
-DROP FUNCTION lock_when_free(text, double precision);
+DROP FUNCTION lock_when_free(text[], double precision);
 DROP FUNCTION keep_survivors(text, timestamptz, timestamptz);
 DROP FUNCTION drop_expired();
 DROP FUNCTION detach_for_compaction(text);

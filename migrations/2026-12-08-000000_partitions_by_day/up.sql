@@ -120,20 +120,26 @@ CREATE TABLE deliveries_default PARTITION OF deliveries DEFAULT;
 CREATE TABLE delivery_attempts_default PARTITION OF delivery_attempts DEFAULT;
 CREATE INDEX events_default_idempotency_key ON events_default (source_id, idempotency_key);
 
--- Takes the locks of `statement` (a `LOCK ... NOWAIT`) as soon as they are all free, trying
+-- Takes the locks of `statements` (`LOCK ... NOWAIT`) as soon as they are all free, trying
 -- every 50 ms for up to `seconds`; answers whether it did. Attaching, detaching and dropping a
--- partition need locks that every statement on the table conflicts with. Waited for, such a
--- lock would hold up every statement that comes after it until those running end (the longest
--- of them, a scan, for seconds); asked for without waiting, it holds up nothing, and at some
--- moment between statements it is free. The locks are kept to the end of the transaction.
-CREATE FUNCTION lock_when_free(statement text, seconds double precision) RETURNS boolean
+-- partition need locks that every statement on the table conflicts with, and dropping or
+-- detaching one also locks the tables its foreign keys point to (sources, subscriptions).
+-- Waited for, such a lock would hold up every statement that comes after it until those
+-- running end (the longest of them, a scan, for seconds), and waiting for one while holding
+-- another can close a cycle with a statement; asked for without waiting, all at once, they
+-- hold up nothing until they are all had, at some moment between statements. The locks are
+-- kept to the end of the transaction.
+CREATE FUNCTION lock_when_free(statements text[], seconds double precision) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + seconds * interval '1 second';
+    statement text;
 BEGIN
     LOOP
         BEGIN
-            EXECUTE statement;
+            FOREACH statement IN ARRAY statements LOOP
+                EXECUTE statement;
+            END LOOP;
             RETURN true;
         EXCEPTION WHEN lock_not_available THEN
             IF clock_timestamp() >= deadline THEN
@@ -162,8 +168,9 @@ BEGIN
         CONTINUE WHEN to_regclass(part) IS NOT NULL OR to_regclass(part || '_expiring') IS NOT NULL;
         key := CASE parent WHEN 'delivery_attempts' THEN 'delivery_id' ELSE 'id' END;
         -- Attaching locks the DEFAULT partition, which every statement on the table locks.
-        CONTINUE WHEN NOT lock_when_free(format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE NOWAIT',
-            parent || '_default'), 10);
+        CONTINUE WHEN NOT lock_when_free(ARRAY[
+            format('LOCK TABLE %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent || '_default'),
+            'LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 10);
         BEGIN
             EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
                 part, parent);
@@ -217,8 +224,9 @@ BEGIN
         CONTINUE WHEN coalesce(
             (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
         EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
-        CONTINUE WHEN filled OR NOT lock_when_free(
-            format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent), 10);
+        CONTINUE WHEN filled OR NOT lock_when_free(ARRAY[
+            format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent),
+            'LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 10);
         EXECUTE format('DROP TABLE %I', part);
         EXECUTE format('CREATE TABLE %I PARTITION OF %I DEFAULT', part, parent);
         IF parent = 'events' THEN
@@ -235,8 +243,9 @@ BEGIN
             CONTINUE WHEN coalesce(
                 (SELECT reltuples < 0 FROM pg_class WHERE oid = to_regclass(part)), true);
             EXECUTE format('SELECT EXISTS (SELECT FROM %I)', part) INTO filled;
-            CONTINUE WHEN filled OR NOT lock_when_free(
-                format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent), 10);
+            CONTINUE WHEN filled OR NOT lock_when_free(ARRAY[
+                format('LOCK TABLE ONLY %I IN ACCESS EXCLUSIVE MODE NOWAIT', parent),
+                'LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 10);
             EXECUTE format('DROP TABLE %I', part);
         END LOOP;
         low := greatest(first_id_at(day::timestamp AT TIME ZONE 'UTC'), covered);
@@ -277,8 +286,8 @@ BEGIN
         RETURN true;
     END IF;
     PERFORM set_config('lock_timeout', '500ms', true);
-    IF NOT lock_when_free('LOCK TABLE ONLY events, ONLY deliveries, ONLY delivery_attempts '
-        'IN ACCESS EXCLUSIVE MODE NOWAIT', 30) THEN
+    IF NOT lock_when_free(ARRAY['LOCK TABLE ONLY events, ONLY deliveries, '
+        'ONLY delivery_attempts IN ACCESS EXCLUSIVE MODE NOWAIT', 'LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 30) THEN
         RETURN false;
     END IF;
     SELECT pg_get_expr(relpartbound, oid) INTO bound FROM pg_class
@@ -382,8 +391,8 @@ BEGIN
     -- Attaching locks the DEFAULT partitions, which every statement on the tables locks: from
     -- a moment they are free, what is left takes milliseconds. While the range is detached its
     -- events do not read, so this tries for a minute before giving up (to the next run).
-    IF NOT lock_when_free('LOCK TABLE events_default, deliveries_default, '
-        'delivery_attempts_default IN ACCESS EXCLUSIVE MODE NOWAIT', 60) THEN
+    IF NOT lock_when_free(ARRAY['LOCK TABLE events_default, deliveries_default, '
+        'delivery_attempts_default IN ACCESS EXCLUSIVE MODE NOWAIT', 'LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 60) THEN
         RAISE EXCEPTION 'the DEFAULT partitions stayed busy for a minute'
             USING ERRCODE = 'lock_not_available';
     END IF;
@@ -417,13 +426,20 @@ BEGIN
     RETURN events_kept;
 END $$;
 
--- Drops what compactions left to go: the detached partitions of the days compacted (standalone
--- tables, which no statement reads, so this holds up nothing).
+-- Drops what compactions left to go: the detached partitions of the days compacted, which no
+-- statement reads. Dropping their foreign keys locks sources and subscriptions, for
+-- milliseconds, from a moment they are free; not free for 10 s: left to the next run.
 CREATE FUNCTION drop_expired() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     expired text;
 BEGIN
+    PERFORM set_config('lock_timeout', '500ms', true);
+    IF NOT EXISTS (SELECT FROM pg_class WHERE relkind = 'r'
+            AND relname ~ '^(events|deliveries|delivery_attempts)_[0-9a-z]+_expired$')
+        OR NOT lock_when_free(ARRAY['LOCK TABLE sources, subscriptions IN ACCESS EXCLUSIVE MODE NOWAIT'], 10) THEN
+        RETURN;
+    END IF;
     FOR expired IN SELECT relname FROM pg_class WHERE relkind = 'r'
         AND relname ~ '^(events|deliveries|delivery_attempts)_[0-9a-z]+_expired$' LOOP
         EXECUTE format('DROP TABLE %I', expired);
