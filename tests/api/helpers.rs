@@ -221,6 +221,23 @@ pub async fn spawn_app_in(
     }
 }
 
+/// Starts the app on a database an earlier version wrote, whose owner (`OWNER_EMAIL`) the test
+/// wrote too, with a reaper that looks every 200 ms, and the owner's API key.
+pub async fn spawn_app_on_old_database(resources: TestResources) -> TestApp {
+    let database = resources.database_settings();
+    let mut app = spawn_app_in(resources, |s| {
+        s.reaper_interval = Duration::from_millis(200);
+        s.reaper_grace = Duration::from_millis(200);
+    })
+    .await;
+    app.api_key = spenza::admin::create_api_key(&database, OWNER_EMAIL, "test")
+        .await
+        .unwrap()
+        .expose()
+        .to_owned();
+    app
+}
+
 /// Creates a user with `email` and returns a fresh API key of theirs.
 pub async fn create_user_with_key(
     database: &spenza::config::DatabaseSettings,

@@ -2,15 +2,14 @@
 //! the partitioning keeps every row and key, rows of a day without its partition wait in the
 //! DEFAULT partition until the day is made, and idempotency keys hold across days.
 
-use std::time::Duration;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use serde_json::Value;
 
 use crate::helpers::{
-    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app, spawn_app_in,
+    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app,
+    spawn_app_on_old_database,
 };
 
 /// The previous version's last migration: the database the migration test starts from.
@@ -129,17 +128,7 @@ async fn the_partitioning_keeps_every_event_attempt_and_key_of_a_database_writte
     .unwrap();
     drop(conn);
 
-    let database = resources.database_settings();
-    let mut app = spawn_app_in(resources, |s| {
-        s.reaper_interval = Duration::from_millis(200);
-        s.reaper_grace = Duration::from_millis(200);
-    })
-    .await;
-    app.api_key = spenza::admin::create_api_key(&database, OWNER_EMAIL, "test")
-        .await
-        .unwrap()
-        .expose()
-        .to_owned();
+    let app = spawn_app_on_old_database(resources).await;
 
     // Every row stayed where it was: the old tables are now the partitions of the ids before
     // the migration, read through the partitioned tables.

@@ -8,8 +8,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app, spawn_app_in,
-    spawn_app_with, wait_until,
+    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app,
+    spawn_app_on_old_database, spawn_app_with, wait_until,
 };
 
 impl TestApp {
@@ -494,17 +494,7 @@ async fn the_migration_to_sources_keeps_every_url_event_attempt_and_key_and_deli
     .unwrap();
     drop(conn);
 
-    let database = resources.database_settings();
-    let mut app = spawn_app_in(resources, |s| {
-        s.reaper_interval = Duration::from_millis(200);
-        s.reaper_grace = Duration::from_millis(200);
-    })
-    .await;
-    app.api_key = spenza::admin::create_api_key(&database, OWNER_EMAIL, "test")
-        .await
-        .unwrap()
-        .expose()
-        .to_owned();
+    let app = spawn_app_on_old_database(resources).await;
 
     // Every subscription kept its ingest URL, provider check, secrets and state, each on a
     // source of its own.
