@@ -16,8 +16,8 @@
 //! 2. retention removing the oldest day: the relay restarted with a retention that ends an hour
 //!    after that day's end, ingest at `STORAGE_RATE` events/s (200) throughout, until the day is gone or
 //!    `STORAGE_REMOVAL_LIMIT` seconds (900) have passed: how long it took, ingest's p50 and p99
-//!    during it against the same load just before, and the database's size before and after,
-//!    with no vacuum in between.
+//!    during it against the same load just before and just after a restart with nothing for
+//!    retention to do, and the database's size before and after, with no vacuum in between.
 //!
 //! `cargo bench --bench storage`. Filling 10 million events takes a while (it prints its
 //! progress day by day); `STORAGE_EVENTS=1000000` gives a quick look. Loopback only; every loop
@@ -416,6 +416,11 @@ async fn main() {
         .unwrap();
     let before = open_loop(&load, &ingest_url, plan.rate, 3 * WINDOW).await;
     report_ingest("ingest before", &[before]);
+    // A control: the same restart with nothing for retention to do, so that what the window
+    // after retention's restart shows can be told from what any restart costs.
+    relay.restart(&[]).await;
+    let restarted = open_loop(&load, &ingest_url, plan.rate, WINDOW).await;
+    report_ingest("ingest after a restart alone", &[restarted]);
     let second_day = first_day + TimeDelta::days(1);
     println!("  before: {}", sizes(&mut conn).await);
     // Retention ends an hour into the second day: the first is past it, whole, failed
