@@ -132,6 +132,12 @@ impl Retention {
             self.policy.completed.min(self.policy.failed),
             self.policy.completed.max(self.policy.failed),
         );
+        let (Ok(completed), Ok(failed)) = (
+            chrono::Duration::from_std(self.policy.completed),
+            chrono::Duration::from_std(self.policy.failed),
+        ) else {
+            return;
+        };
         let slow = self.db.with_timeout(COMPACTION_TIMEOUT);
         for range in ranges
             .iter()
@@ -139,12 +145,6 @@ impl Retention {
         {
             let started = Instant::now();
             let now = Utc::now();
-            let (Ok(completed), Ok(failed)) = (
-                chrono::Duration::from_std(self.policy.completed),
-                chrono::Duration::from_std(self.policy.failed),
-            ) else {
-                break;
-            };
             let kept = async |conn: &mut diesel_async::AsyncPgConnection| {
                 if !partitions::detach(conn, range).await? {
                     return Ok(Err(()));

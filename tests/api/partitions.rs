@@ -218,11 +218,12 @@ async fn rows_of_a_day_without_its_partition_wait_in_the_default_one_until_the_d
     .await
     .unwrap();
     let delivery: uuid::Uuid = app.delivery_of(&event.to_string()).await.parse().unwrap();
-    for (table, id) in [
+    let rows = [
         ("events", event),
         ("deliveries", delivery),
         ("delivery_attempts", delivery),
-    ] {
+    ];
+    for (table, id) in rows {
         assert_eq!(
             partition_of(&mut conn, table, id).await,
             format!("{table}_default")
@@ -237,11 +238,7 @@ async fn rows_of_a_day_without_its_partition_wait_in_the_default_one_until_the_d
     .await
     .unwrap();
     let day = at.format("%Y%m%d");
-    for (table, id) in [
-        ("events", event),
-        ("deliveries", delivery),
-        ("delivery_attempts", delivery),
-    ] {
+    for (table, id) in rows {
         assert_eq!(
             partition_of(&mut conn, table, id).await,
             format!("{table}_{day}")
