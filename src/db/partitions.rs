@@ -128,8 +128,13 @@ pub async fn keep_survivors(
     Ok(kept.kept)
 }
 
-/// Drops what compactions left to go (standalone tables no statement reads).
+/// Drops what compactions left to go (standalone tables no statement reads): empties them
+/// first, under their own locks alone, so that dropping them holds the locks of `sources` and
+/// `subscriptions`, which ingest waits for, only for catalog work.
 pub async fn drop_expired(conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+    diesel::sql_query("SELECT FROM empty_expired()")
+        .execute(conn)
+        .await?;
     diesel::sql_query("SELECT FROM drop_expired()")
         .execute(conn)
         .await

@@ -303,3 +303,129 @@ async fn an_idempotency_key_stored_yesterday_is_a_duplicate_today() {
     assert_eq!(app.stored_events().await, 2);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_day_goes_and_gives_its_space_back_while_sources_and_subscriptions_are_being_read() {
+    // A relay's database with a full day of delivered events three days ago, written before
+    // the relay starts, so that its retention's first runs find the day due.
+    let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
+    let url = resources.database.url.clone();
+    spenza::db::migrations::run(&url).await.unwrap();
+    crate::helpers::create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let at = Utc::now() - TimeDelta::days(3);
+    let day = at.format("%Y%m%d").to_string();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
+             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
+         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
+             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
+             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
+         SELECT ensure_partitions('{date}', '{date}'); \
+         WITH stored AS (INSERT INTO events (id, source_id, body) \
+             SELECT delivery_id(first_id_at('{date}'::timestamptz + n * interval '1 ms')), \
+                 '{source}', convert_to(repeat('x', 1000), 'UTF8') \
+             FROM generate_series(1, 2000) AS n RETURNING id), \
+         made AS (INSERT INTO deliveries (id, event_id, subscription_id, status, completed_at) \
+             SELECT delivery_id(id), id, '{subscription}', 'completed', now() - interval '3 days' \
+             FROM stored RETURNING id) \
+         INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
+             duration_ms) SELECT id, '{subscription}', 1, now(), 5 FROM made",
+        token = "g".repeat(43),
+        date = at.date_naive(),
+    ))
+    .await
+    .unwrap();
+
+    // A long read of sources and subscriptions (a report, a dashboard page) holds them shared
+    // throughout the compaction. Detaching and attaching lock them only against writes, so
+    // the day goes meanwhile; only dropping the emptied tables waits for the read to end.
+    let mut reader = AsyncPgConnection::establish(&url).await.unwrap();
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM sources; SELECT count(*) FROM subscriptions")
+        .await
+        .unwrap();
+    let app = crate::helpers::spawn_app_in(resources, |settings| {
+        settings.retention = std::time::Duration::from_secs(2 * 86_400);
+        settings.failed_retention = std::time::Duration::from_secs(2 * 86_400);
+        // Retention runs every tenth of the shortest retention: every 100 ms.
+        settings.issue_retention = std::time::Duration::from_secs(1);
+    })
+    .await;
+
+    #[derive(diesel::QueryableByName)]
+    struct Expired {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    let expired_sql = "SELECT relname::text AS name, pg_relation_size(oid) AS bytes \
+        FROM pg_class WHERE relkind = 'r' AND relname ~ '_(expired|expiring|kept)$' \
+        ORDER BY relname";
+    let left = crate::helpers::wait_until(
+        std::time::Duration::from_secs(20),
+        "the day to go, emptied",
+        || async {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            let partitions: Vec<Partition> = diesel::sql_query(format!(
+                "SELECT relname::text AS name FROM pg_class WHERE relname ~ '_{day}$'"
+            ))
+            .load(&mut conn)
+            .await
+            .unwrap();
+            let expired: Vec<Expired> = diesel::sql_query(expired_sql)
+                .load(&mut conn)
+                .await
+                .unwrap();
+            if partitions.is_empty() && expired.len() == 3 && expired.iter().all(|t| t.bytes == 0) {
+                Ok(expired)
+            } else {
+                Err(format!(
+                    "partitions {:?}, detached {:?}",
+                    partitions.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                    expired
+                        .iter()
+                        .map(|t| (&t.name, t.bytes))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        },
+    )
+    .await;
+    let names: Vec<&str> = left.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("deliveries_{day}_expired"),
+            format!("delivery_attempts_{day}_expired"),
+            format!("events_{day}_expired"),
+        ]
+    );
+
+    // Once the read ends, the empty tables are dropped.
+    reader.batch_execute("COMMIT").await.unwrap();
+    crate::helpers::wait_until(
+        std::time::Duration::from_secs(20),
+        "the emptied tables to be dropped",
+        || async {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            // Names only: a table dropped meanwhile has no size.
+            let expired: Vec<Partition> = diesel::sql_query(
+                "SELECT relname::text AS name FROM pg_class \
+                 WHERE relname ~ '_(expired|expiring|kept)$'",
+            )
+            .load(&mut conn)
+            .await
+            .unwrap();
+            if expired.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{} left", expired.len()))
+            }
+        },
+    )
+    .await;
+    app.shutdown().await;
+}
