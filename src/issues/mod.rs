@@ -178,7 +178,8 @@ async fn graveyard(conn: &mut Conn, transitions: &mut Vec<Transition>) -> diesel
     for _ in 0..FAILURE_BATCHES_PER_SCAN {
         let mut failed = issue::take_uncounted_failures(conn, FAILURES_PER_BATCH).await?;
         let full = failed.len() as i64 == FAILURES_PER_BATCH;
-        // Newest first, as examples are kept (event ids sort by arrival).
+        // Newest first, as examples are kept (event ids sort by arrival); a scan that finds
+        // more than its batches hold leaves the rest, taken in no order, to the next.
         failed.sort_by_key(|delivery| std::cmp::Reverse(delivery.event_id));
         for delivery in failed {
             let cause = failure_class(delivery.last_error.as_deref(), &delivery.target_url);

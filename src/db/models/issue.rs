@@ -267,10 +267,13 @@ pub struct Failed {
     pub last_error: Option<String>,
 }
 
-/// Up to `limit` deliveries that reached the graveyard since they were last counted, marked
-/// counted: in the scan's transaction, so they count exactly once with its issues. Those of
-/// `cli` subscriptions are counted and not answered: a developer's machine that fails is no
-/// issue of the workspace's.
+/// Up to `limit` deliveries that reached the graveyard since they were last counted, in no
+/// particular order, marked counted: in the scan's transaction, so they count exactly once
+/// with its issues. Those of `cli` subscriptions are counted and not answered: a developer's
+/// machine that fails is no issue of the workspace's. Unordered, the lookup is one of the
+/// index of uncounted failures, which is about empty; in id order it walked the whole
+/// graveyard's index for the rows it filtered out, every scan (140 to 300 ms at 40,000
+/// failed deliveries).
 pub async fn take_uncounted_failures(
     conn: &mut AsyncPgConnection,
     limit: i64,
@@ -281,7 +284,7 @@ pub async fn take_uncounted_failures(
              WHERE s.id = d.subscription_id AND d.id IN ( \
                  SELECT id FROM deliveries WHERE status = 'failed' \
                  AND attempts > counted_attempts \
-                 ORDER BY id DESC LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING d.event_id, d.subscription_id, s.workspace_id, s.source_id, \
                  s.target_url, d.last_error, s.kind) \
          SELECT event_id, subscription_id, workspace_id, source_id, target_url, last_error \
