@@ -5,8 +5,9 @@
 //! `STORAGE_EVENTS` synthetic events (10 million by default) spread evenly over the
 //! `STORAGE_DAYS` whole UTC days before today (10), each with its delivery and its attempts: one
 //! in fifty failed after four attempts, the rest delivered at the first. Their payloads are
-//! Stripe-like: twenty event types, a hundred thousand customers. Then `ANALYZE` (these machines
-//! run with autovacuum off, as some production databases do), a restart of the relay, and:
+//! Stripe-like: twenty event types, a hundred thousand customers. Then `VACUUM` (the relay vacuums each
+//! day's partitions once the day is settled) and `ANALYZE` (these machines run with autovacuum
+//! off, as some production databases do), a restart of the relay, and:
 //!
 //! 1. reads, `STORAGE_SAMPLES` times each (40), one after another, with their p50, p95 and
 //!    slowest: the dashboard's events page (first, deep, and filtered by payload), the API's lists
@@ -313,8 +314,11 @@ async fn main() {
             started.elapsed().as_secs_f64()
         );
     }
-    // Analysed, then the relay's upkeep: the days ahead, analysed empty, are made again. Then
-    // a checkpoint, so that writing out the fill does not land in the timed windows.
+    // Vacuumed, as the relay vacuums each day's partitions once the day is settled (here every
+    // day but yesterday), and analysed; then the relay's upkeep: the days ahead, analysed
+    // empty, are made again. Then a checkpoint, so that writing out the fill does not land in
+    // the timed windows.
+    conn.batch_execute("VACUUM").await.unwrap();
     conn.batch_execute(
         "ANALYZE; SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 1, \
              (now() AT TIME ZONE 'UTC')::date + 3); CHECKPOINT",
@@ -322,7 +326,7 @@ async fn main() {
     .await
     .unwrap();
     println!(
-        "filled and analysed in {:.0} s; {}",
+        "filled, vacuumed and analysed in {:.0} s; {}",
         filling.elapsed().as_secs_f64(),
         sizes(&mut conn).await
     );

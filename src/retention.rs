@@ -11,7 +11,7 @@
 //! at once. What stays, and what the partitions of the ids before the partitioning hold, is
 //! removed row by row: each batch locks its rows with `SKIP LOCKED`, so two replicas never
 //! remove the same ones, and is small and short, so ingest never waits behind it. The job also
-//! makes the days' partitions ahead of time.
+//! makes the days' partitions ahead of time, and vacuums each day's once, when it is settled.
 
 use std::time::{Duration, Instant};
 
@@ -109,6 +109,7 @@ impl Retention {
                 }
                 Err(error) => warn!(self.log, "listing the partitions failed"; "error" => %error),
             }
+            self.vacuum_settled().await;
             self.remove_older(
                 self.policy.audit,
                 "audit lines",
@@ -164,6 +165,34 @@ impl Retention {
                     "range" => &range.suffix),
                 Err(error) => warn!(self.log, "removing a day of events failed";
                     "range" => &range.suffix, "error" => %error),
+            }
+        }
+    }
+
+    /// Vacuums the partitions of a settled day not vacuumed yet (see
+    /// [`partitions::vacuum`]): one day's three tables a run, the oldest first.
+    async fn vacuum_settled(&self) {
+        let tables = match self.db.run(partitions::settled_unvacuumed).await {
+            Ok(tables) => tables,
+            Err(error) => {
+                warn!(self.log, "listing the days to vacuum failed"; "error" => %error);
+                return;
+            }
+        };
+        let slow = self.db.with_timeout(COMPACTION_TIMEOUT);
+        for table in tables.iter().take(3) {
+            let started = Instant::now();
+            match slow
+                .run(async |conn| partitions::vacuum(conn, table).await)
+                .await
+            {
+                Ok(()) => info!(self.log, "vacuumed a settled day's partition";
+                    "table" => table, "ms" => started.elapsed().as_millis()),
+                Err(error) => {
+                    warn!(self.log, "vacuuming a settled day's partition failed";
+                        "table" => table, "error" => %error);
+                    return;
+                }
             }
         }
     }

@@ -429,3 +429,107 @@ async fn a_day_goes_and_gives_its_space_back_while_sources_and_subscriptions_are
     .await;
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_days_partitions_are_vacuumed_once_and_the_days_still_changing_are_not() {
+    // Partitions of the last four days, each with a delivered event, written before the
+    // relay starts.
+    let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
+    let url = resources.database.url.clone();
+    spenza::db::migrations::run(&url).await.unwrap();
+    crate::helpers::create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    conn.batch_execute(&format!(
+        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
+             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
+         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
+             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
+             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
+         SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 3, \
+             (now() AT TIME ZONE 'UTC')::date);",
+        token = "v".repeat(43),
+    ))
+    .await
+    .unwrap();
+    let days: Vec<(String, uuid::Uuid)> = (0..4)
+        .map(|ago| {
+            let at = Utc::now() - TimeDelta::days(ago);
+            (at.format("%Y%m%d").to_string(), id_at(at))
+        })
+        .collect();
+    for (_, event) in &days {
+        conn.batch_execute(&format!(
+            "INSERT INTO events (id, source_id, body) VALUES ('{event}', '{source}', '\\x7b7d'); \
+             INSERT INTO deliveries (id, event_id, subscription_id, status, attempts, \
+                 completed_at) VALUES (delivery_id('{event}'), '{event}', '{subscription}', \
+                 'completed', 1, now()); \
+             INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
+                 duration_ms) SELECT id, subscription_id, 1, now(), 5 FROM deliveries \
+                 WHERE event_id = '{event}'"
+        ))
+        .await
+        .unwrap();
+    }
+
+    let app = crate::helpers::spawn_app_in(resources, |settings| {
+        // Retention runs every tenth of the shortest retention: every 100 ms.
+        settings.issue_retention = std::time::Duration::from_secs(1);
+    })
+    .await;
+
+    #[derive(diesel::QueryableByName)]
+    struct Vacuumed {
+        #[diesel(sql_type = Text)]
+        name: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        all_visible: bool,
+    }
+    let vacuumed_sql = "SELECT s.relname::text AS name, \
+            (c.relpages > 0 AND c.relallvisible = c.relpages) AS all_visible \
+        FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid \
+        WHERE s.last_vacuum IS NOT NULL ORDER BY s.relname";
+    // The days that ended a day ago or more: three and two days ago.
+    let settled: Vec<String> = days[2..]
+        .iter()
+        .flat_map(|(day, _)| {
+            ["deliveries", "delivery_attempts", "events"].map(|table| format!("{table}_{day}"))
+        })
+        .collect();
+    let vacuumed = crate::helpers::wait_until(
+        std::time::Duration::from_secs(20),
+        "the settled days to be vacuumed",
+        || async {
+            let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+            let vacuumed: Vec<Vacuumed> = diesel::sql_query(vacuumed_sql)
+                .load(&mut conn)
+                .await
+                .unwrap();
+            let names: Vec<&String> = vacuumed.iter().map(|table| &table.name).collect();
+            if settled.iter().all(|table| names.contains(&table)) {
+                Ok(vacuumed)
+            } else {
+                Err(format!("{names:?}"))
+            }
+        },
+    )
+    .await;
+    // Only those, each all visible now: an index alone answers for them.
+    assert_eq!(
+        vacuumed
+            .iter()
+            .map(|table| &table.name)
+            .collect::<std::collections::BTreeSet<_>>(),
+        settled.iter().collect(),
+        "yesterday's and today's partitions still change"
+    );
+    assert!(
+        vacuumed.iter().all(|table| table.all_visible),
+        "{:?}",
+        vacuumed
+            .iter()
+            .map(|table| (&table.name, table.all_visible))
+            .collect::<Vec<_>>()
+    );
+    app.shutdown().await;
+}
