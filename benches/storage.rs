@@ -5,9 +5,9 @@
 //! `STORAGE_EVENTS` synthetic events (10 million by default) spread evenly over the
 //! `STORAGE_DAYS` whole UTC days before today (10), each with its delivery and its attempts: one
 //! in fifty failed after four attempts, the rest delivered at the first. Their payloads are
-//! Stripe-like: twenty event types, a hundred thousand customers. Then `VACUUM` (the relay vacuums each
-//! day's partitions once the day is settled) and `ANALYZE` (these machines run with autovacuum
-//! off, as some production databases do), a restart of the relay, and:
+//! Stripe-like: twenty event types, a hundred thousand customers. Then `VACUUM` (the relay
+//! vacuums each day's partitions once the day is settled) and `ANALYZE` (these machines run
+//! with autovacuum off, as some production databases do), a restart of the relay, and:
 //!
 //! 1. reads, `STORAGE_SAMPLES` times each (40), one after another, with their p50, p95 and
 //!    slowest: the dashboard's events page (first, deep, and filtered by payload), the API's lists

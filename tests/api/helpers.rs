@@ -238,6 +238,71 @@ pub async fn spawn_app_on_old_database(resources: TestResources) -> TestApp {
     app
 }
 
+/// A migrated database the relay does not serve yet, for tests that write rows before it
+/// starts: an owner with an API key, and one source with one subscription (to a closed port),
+/// made in SQL.
+pub struct SeededDatabase {
+    pub resources: TestResources,
+    pub conn: diesel_async::AsyncPgConnection,
+    pub api_key: String,
+    pub source: uuid::Uuid,
+    pub subscription: uuid::Uuid,
+}
+
+impl SeededDatabase {
+    pub async fn new() -> Self {
+        use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+        let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
+        spenza::db::migrations::run(&resources.database.url)
+            .await
+            .unwrap();
+        let api_key = create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
+        let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let mut conn = diesel_async::AsyncPgConnection::establish(&resources.database.url)
+            .await
+            .unwrap();
+        conn.batch_execute(&format!(
+            "INSERT INTO sources (id, workspace_id, name, ingest_token) \
+                 SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
+             INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
+                 source_id) SELECT '{subscription}', workspace_id, 's', \
+                 'http://127.0.0.1:9/hook', 'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', \
+                 '{source}' FROM memberships",
+            token = "s".repeat(43)
+        ))
+        .await
+        .unwrap();
+        SeededDatabase {
+            resources,
+            conn,
+            api_key,
+            source,
+            subscription,
+        }
+    }
+
+    /// Stores 2,000 events of a kilobyte that arrived on `day` (UTC), in its partitions if they
+    /// are made, each with its delivery, made three days ago, and its attempt.
+    pub async fn fill_day(&mut self, day: chrono::NaiveDate) {
+        use diesel_async::SimpleAsyncConnection;
+        let (source, subscription) = (self.source, self.subscription);
+        self.conn
+            .batch_execute(&format!(
+                "WITH stored AS (INSERT INTO events (id, source_id, body) \
+                     SELECT delivery_id(first_id_at('{day}'::timestamptz + n * interval '1 ms')), \
+                         '{source}', convert_to(repeat('x', 1000), 'UTF8') \
+                     FROM generate_series(1, 2000) AS n RETURNING id), \
+                 made AS (INSERT INTO deliveries (id, event_id, subscription_id, status, \
+                     completed_at) SELECT delivery_id(id), id, '{subscription}', 'completed', \
+                     now() - interval '3 days' FROM stored RETURNING id) \
+                 INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, \
+                     started_at, duration_ms) SELECT id, '{subscription}', 1, now(), 5 FROM made"
+            ))
+            .await
+            .unwrap();
+    }
+}
+
 /// Creates a user with `email` and returns a fresh API key of theirs.
 pub async fn create_user_with_key(
     database: &spenza::config::DatabaseSettings,

@@ -491,36 +491,21 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
     // A relay's database with events of the last days, written before the relay starts, so
     // that its retention's first run finds them all. Each day from eight days ago to yesterday
     // has its partitions; ten days ago has none, and its rows are in the DEFAULT partitions.
-    let resources =
-        crate::helpers::TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
-    let url = resources.database.url.clone();
-    spenza::db::migrations::run(&url).await.unwrap();
-    let key = crate::helpers::create_user_with_key(
-        &resources.database_settings(),
-        crate::helpers::OWNER_EMAIL,
-    )
-    .await;
-    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    let mut conn = diesel_async::AsyncPgConnection::establish(&url)
+    let mut seeded = crate::helpers::SeededDatabase::new().await;
+    let url = seeded.resources.database.url.clone();
+    seeded
+        .conn
+        .batch_execute(
+            "SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 8, \
+             (now() AT TIME ZONE 'UTC')::date - 1)",
+        )
         .await
         .unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
-             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
-         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
-             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
-             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
-         SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 8, \
-             (now() AT TIME ZONE 'UTC')::date - 1);",
-        token = "r".repeat(43)
-    ))
-    .await
-    .unwrap();
-    let (source, subscription) = (source.to_string(), subscription.to_string());
+    let (source, subscription) = (seeded.source.to_string(), seeded.subscription.to_string());
     let owner = (source.as_str(), subscription.as_str());
     let day = Duration::from_secs(86_400);
     let mut event = async |status, age, finished| {
-        backdated_event(&mut conn, owner, status, age, finished).await
+        backdated_event(&mut seeded.conn, owner, status, age, finished).await
     };
     // Delivered and failed events whose days are past the retentions (two days; four for
     // failed ones), and what stays of those days: a replay that delivered an old event just
@@ -538,20 +523,7 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
     // The day of three days ago, filled: its partitions' space comes back.
     let three_days_ago = chrono::Utc::now() - chrono::TimeDelta::days(3);
     let filled = format!("{}", three_days_ago.format("%Y%m%d"));
-    conn.batch_execute(&format!(
-        "WITH stored AS (INSERT INTO events (id, source_id, body) \
-             SELECT delivery_id(first_id_at('{at}'::timestamptz + n * interval '1 ms')), \
-                 '{source}', convert_to(repeat('x', 1000), 'UTF8') \
-             FROM generate_series(1, 2000) AS n RETURNING id), \
-         made AS (INSERT INTO deliveries (id, event_id, subscription_id, status, completed_at) \
-             SELECT delivery_id(id), id, '{subscription}', 'completed', now() - interval '3 days' \
-             FROM stored RETURNING id) \
-         INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
-             duration_ms) SELECT id, '{subscription}', 1, now(), 5 FROM made",
-        at = three_days_ago.date_naive(),
-    ))
-    .await
-    .unwrap();
+    seeded.fill_day(three_days_ago.date_naive()).await;
     #[derive(diesel::QueryableByName)]
     struct Size {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -563,7 +535,7 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
              + pg_total_relation_size('delivery_attempts_{filled}'))::bigint AS bytes"
     );
     let full: Size = diesel::sql_query(&size_sql)
-        .get_result(&mut conn)
+        .get_result(&mut seeded.conn)
         .await
         .unwrap();
 
@@ -579,14 +551,14 @@ async fn finished_events_go_with_their_attempts_once_past_their_retention_and_no
         .await
         .unwrap();
 
-    let mut app = crate::helpers::spawn_app_in(resources, |settings| {
+    let mut app = crate::helpers::spawn_app_in(seeded.resources, |settings| {
         settings.retention = day * 2;
         settings.failed_retention = day * 4;
         // Retention runs every tenth of the shortest retention: every 100 ms.
         settings.issue_retention = Duration::from_secs(1);
     })
     .await;
-    app.api_key = key;
+    app.api_key = seeded.api_key;
     let listed = app.get_json("/api/v1/events").await;
     assert_eq!(listed["retention"]["completed_seconds"], 2 * 86_400);
     assert_eq!(listed["retention"]["failed_seconds"], 4 * 86_400);

@@ -8,7 +8,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use serde_json::Value;
 
 use crate::helpers::{
-    OWNER_EMAIL, Script, Sink, TestApp, TestResources, migrate_up_to, spawn_app,
+    OWNER_EMAIL, Script, SeededDatabase, Sink, TestApp, TestResources, migrate_up_to, spawn_app,
     spawn_app_on_old_database,
 };
 
@@ -308,35 +308,19 @@ async fn an_idempotency_key_stored_yesterday_is_a_duplicate_today() {
 async fn a_day_goes_and_gives_its_space_back_while_sources_and_subscriptions_are_being_read() {
     // A relay's database with a full day of delivered events three days ago, written before
     // the relay starts, so that its retention's first runs find the day due.
-    let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
-    let url = resources.database.url.clone();
-    spenza::db::migrations::run(&url).await.unwrap();
-    crate::helpers::create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
-    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let mut seeded = SeededDatabase::new().await;
+    let url = seeded.resources.database.url.clone();
     let at = Utc::now() - TimeDelta::days(3);
     let day = at.format("%Y%m%d").to_string();
-    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
-             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
-         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
-             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
-             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
-         SELECT ensure_partitions('{date}', '{date}'); \
-         WITH stored AS (INSERT INTO events (id, source_id, body) \
-             SELECT delivery_id(first_id_at('{date}'::timestamptz + n * interval '1 ms')), \
-                 '{source}', convert_to(repeat('x', 1000), 'UTF8') \
-             FROM generate_series(1, 2000) AS n RETURNING id), \
-         made AS (INSERT INTO deliveries (id, event_id, subscription_id, status, completed_at) \
-             SELECT delivery_id(id), id, '{subscription}', 'completed', now() - interval '3 days' \
-             FROM stored RETURNING id) \
-         INSERT INTO delivery_attempts (delivery_id, subscription_id, attempt, started_at, \
-             duration_ms) SELECT id, '{subscription}', 1, now(), 5 FROM made",
-        token = "g".repeat(43),
-        date = at.date_naive(),
-    ))
-    .await
-    .unwrap();
+    seeded
+        .conn
+        .batch_execute(&format!(
+            "SELECT ensure_partitions('{date}', '{date}')",
+            date = at.date_naive()
+        ))
+        .await
+        .unwrap();
+    seeded.fill_day(at.date_naive()).await;
 
     // A long read of sources and subscriptions (a report, a dashboard page) holds them shared
     // throughout the compaction. Detaching and attaching lock them only against writes, so
@@ -346,7 +330,7 @@ async fn a_day_goes_and_gives_its_space_back_while_sources_and_subscriptions_are
         .batch_execute("BEGIN; SELECT count(*) FROM sources; SELECT count(*) FROM subscriptions")
         .await
         .unwrap();
-    let app = crate::helpers::spawn_app_in(resources, |settings| {
+    let app = crate::helpers::spawn_app_in(seeded.resources, |settings| {
         settings.retention = std::time::Duration::from_secs(2 * 86_400);
         settings.failed_retention = std::time::Duration::from_secs(2 * 86_400);
         // Retention runs every tenth of the shortest retention: every 100 ms.
@@ -434,22 +418,18 @@ async fn a_day_goes_and_gives_its_space_back_while_sources_and_subscriptions_are
 async fn a_settled_days_partitions_are_vacuumed_once_and_the_days_still_changing_are_not() {
     // Partitions of the last four days, each with a delivered event, written before the
     // relay starts.
-    let resources = TestResources::new(spenza::config::DEFAULT_RETRY_SCHEDULE).await;
+    let SeededDatabase {
+        resources,
+        mut conn,
+        source,
+        subscription,
+        ..
+    } = SeededDatabase::new().await;
     let url = resources.database.url.clone();
-    spenza::db::migrations::run(&url).await.unwrap();
-    crate::helpers::create_user_with_key(&resources.database_settings(), OWNER_EMAIL).await;
-    let (source, subscription) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
-    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
-    conn.batch_execute(&format!(
-        "INSERT INTO sources (id, workspace_id, name, ingest_token) \
-             SELECT '{source}', workspace_id, 's', '{token}' FROM memberships; \
-         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, \
-             source_id) SELECT '{subscription}', workspace_id, 's', 'http://127.0.0.1:9/hook', \
-             'whsec_bmV3LXNlY3JldC1rZXktZm9yLXRlc3Rz', '{source}' FROM memberships; \
-         SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 3, \
-             (now() AT TIME ZONE 'UTC')::date);",
-        token = "v".repeat(43),
-    ))
+    conn.batch_execute(
+        "SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 3, \
+             (now() AT TIME ZONE 'UTC')::date)",
+    )
     .await
     .unwrap();
     let days: Vec<(String, uuid::Uuid)> = (0..4)
