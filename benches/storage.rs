@@ -13,7 +13,8 @@
 //!    slowest: the dashboard's events page (first, deep, and filtered by payload), the API's lists
 //!    (all deliveries, the subscription's, a deep page, the graveyard), payload-containment filters
 //!    (a customer's events, a hundred among millions; an event type, one in twenty), and the
-//!    subscription's and the source's dashboard pages with their charts;
+//!    subscription's and the source's dashboard pages with their charts, and the lists of sources
+//!    and of subscriptions with their counts of the last day;
 //! 2. retention removing the oldest day: the relay restarted with a retention that ends an hour
 //!    after that day's end, ingest at `STORAGE_RATE` events/s (200) throughout, until the day is gone or
 //!    `STORAGE_REMOVAL_LIMIT` seconds (900) have passed: how long it took, ingest's p50 and p99
@@ -406,6 +407,14 @@ async fn main() {
     .await;
     sample("dashboard: source page", plan.samples, |_| {
         page(format!("/sources/{source_id}"))
+    })
+    .await;
+    sample("dashboard: sources", plan.samples, |_| {
+        page("/sources".to_owned())
+    })
+    .await;
+    sample("dashboard: subscriptions", plan.samples, |_| {
+        page("/subscriptions".to_owned())
     })
     .await;
 

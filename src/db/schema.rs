@@ -25,6 +25,7 @@ diesel::table! {
         no_answer -> Int8,
         p50_ms -> Float8,
         p95_ms -> Float8,
+        deliveries -> Int8,
     }
 }
 
@@ -239,6 +240,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    source_hours (source_id, hour) {
+        source_id -> Uuid,
+        hour -> Timestamptz,
+        events -> Int8,
+    }
+}
+
+diesel::table! {
     sources (id) {
         id -> Uuid,
         workspace_id -> Uuid,
@@ -316,6 +325,7 @@ diesel::joinable!(rate_limits -> subscriptions (subscription_id));
 diesel::joinable!(rejected_requests -> sources (source_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(sessions -> workspaces (workspace_id));
+diesel::joinable!(source_hours -> sources (source_id));
 diesel::joinable!(sources -> workspaces (workspace_id));
 diesel::joinable!(subscriptions -> sources (source_id));
 diesel::joinable!(subscriptions -> workspaces (workspace_id));
@@ -338,6 +348,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     rejected_requests,
     sessions,
+    source_hours,
     sources,
     subscriptions,
     users,

@@ -11,7 +11,7 @@ use diesel_async::AsyncConnection;
 
 use super::provider_form::ProviderFields;
 use super::subscriptions::{
-    present, stored, valid_changed_provider, valid_name, valid_optional_name, valid_provider,
+    self, present, stored, valid_changed_provider, valid_name, valid_optional_name, valid_provider,
 };
 use super::{Actor, Permission, ServiceError};
 use crate::db::models::audit;
@@ -239,18 +239,18 @@ pub async fn create_from_form(
 }
 
 /// A workspace's sources, oldest first, each with how many subscriptions it has and how many events
-/// it received in the last 24 hours.
+/// it received over the last day (see [`subscriptions::counted_day`]).
 pub async fn list_with_counts(
     state: &AppState,
     actor: &Actor,
 ) -> Result<Vec<(Source, Option<SourceCounts>)>, ServiceError> {
-    let since = Utc::now() - chrono::TimeDelta::hours(24);
+    let (since, settled) = subscriptions::counted_day(state, Utc::now());
     let (sources, mut counts) = state
         .db
         .run(async |conn| {
             Ok((
                 source::list_in_workspace(conn, actor.workspace).await?,
-                source::counts_in_workspace(conn, actor.workspace, since).await?,
+                source::counts_in_workspace(conn, actor.workspace, since, settled).await?,
             ))
         })
         .await?;
@@ -305,8 +305,9 @@ pub struct SourceOverview {
     pub listening: Vec<ListenSession>,
 }
 
-/// One of the workspace's sources with its subscriptions, what each took over the last 24 hours, its
-/// `events` latest events and its `rejections` latest refused requests.
+/// One of the workspace's sources with its subscriptions, what each took over the last day (see
+/// [`subscriptions::counted_day`]), its `events` latest events and its `rejections` latest refused
+/// requests.
 pub async fn overview(
     state: &AppState,
     actor: &Actor,
@@ -314,7 +315,7 @@ pub async fn overview(
     events: i64,
     rejections: i64,
 ) -> Result<SourceOverview, ServiceError> {
-    let since = Utc::now() - chrono::TimeDelta::hours(24);
+    let (since, settled) = subscriptions::counted_day(state, Utc::now());
     state
         .db
         .run(async |conn| {
@@ -322,7 +323,8 @@ pub async fn overview(
                 return Ok(None);
             };
             let subscriptions = subscription::list_for_source(conn, id).await?;
-            let stats = subscription::stats_in_workspace(conn, actor.workspace, since).await?;
+            let stats =
+                subscription::stats_in_workspace(conn, actor.workspace, since, settled).await?;
             let recent_events = event::list_for_source(conn, id, None, events).await?;
             let rejections = rejected_request::recent(conn, id, rejections).await?;
             let cli: Vec<SubscriptionId> = subscriptions

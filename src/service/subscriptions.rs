@@ -376,18 +376,18 @@ pub async fn list(state: &AppState, actor: &Actor) -> Result<Vec<Subscription>, 
         .await?)
 }
 
-/// A workspace's subscriptions, each with how it did over the last 24 hours.
+/// A workspace's subscriptions, each with how it did over the last day (see [`counted_day`]).
 pub async fn list_with_stats(
     state: &AppState,
     actor: &Actor,
 ) -> Result<Vec<(Subscription, Option<SubscriptionStats>)>, ServiceError> {
-    let since = Utc::now() - chrono::TimeDelta::hours(24);
+    let (since, settled) = counted_day(state, Utc::now());
     let (subscriptions, mut stats) = state
         .db
         .run(async |conn| {
             Ok((
                 subscription::list_in_workspace(conn, actor.workspace).await?,
-                subscription::stats_in_workspace(conn, actor.workspace, since).await?,
+                subscription::stats_in_workspace(conn, actor.workspace, since, settled).await?,
             ))
         })
         .await?;
@@ -694,23 +694,32 @@ pub fn activity_windows(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     )
 }
 
-/// A subscription's attempts over the last hour by minute, and over the last day by hour, as
-/// seen at `now`. An hour is settled (its count kept, never redone) once it ended longer ago than
-/// a delivery can take, plus a minute.
-pub async fn activity(
-    state: &AppState,
-    actor: &Actor,
-    id: SubscriptionId,
-    now: DateTime<Utc>,
-) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
-    const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
-    let (hour_start, day_start) = activity_windows(now);
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The day the dashboard counts over, as seen at `now`: where it starts (on the hour, as the day
+/// chart's) and where its settled hours end. An hour is settled (its counts kept, never redone)
+/// once it ended longer ago than a delivery can take, plus a minute.
+pub fn counted_day(state: &AppState, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let (_, day_start) = activity_windows(now);
     let unsettled = chrono::TimeDelta::from_std(state.delivery_timeout + MINUTE)
         .unwrap_or(chrono::TimeDelta::MAX);
     let settled = now
         .checked_sub_signed(unsettled)
         .and_then(|at| at.duration_trunc(chrono::TimeDelta::hours(1)).ok())
         .map_or(day_start, |at| at.max(day_start));
+    (day_start, settled)
+}
+
+/// A subscription's attempts over the last hour by minute, and over the last day by hour (see
+/// [`counted_day`]), as seen at `now`.
+pub async fn activity(
+    state: &AppState,
+    actor: &Actor,
+    id: SubscriptionId,
+    now: DateTime<Utc>,
+) -> Result<(Vec<AttemptBucket>, Vec<AttemptBucket>), ServiceError> {
+    let (hour_start, _) = activity_windows(now);
+    let (day_start, settled) = counted_day(state, now);
     state
         .db
         .run(async |conn| {

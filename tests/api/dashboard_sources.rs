@@ -437,3 +437,94 @@ async fn another_users_source_is_404_on_every_page_and_in_no_list() {
     assert_eq!(source_count(&app).await, 1);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lists_count_a_settled_hour_once_and_the_last_hour_as_it_happens() {
+    use diesel::sql_types::Uuid;
+    let app = spawn_app().await;
+    let sink = Sink::start(Script::Ok).await;
+    let dashboard = app.owner_dashboard().await;
+    let source = api_create(&app, "/api/v1/sources", json!({"name": "billing"})).await;
+    // Through the API: no page has been shown (no hour counted) yet.
+    let ingest_url = source["ingest_url"].as_str().unwrap().to_owned();
+    let source = source["id"].as_str().unwrap().to_owned();
+    let subscription = api_create(
+        &app,
+        "/api/v1/subscriptions",
+        json!({"name": "ledger", "target_url": sink.url, "source_id": source}),
+    )
+    .await;
+    let subscription = subscription["id"].as_str().unwrap().to_owned();
+    let first = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&first, "completed").await;
+    // Three more events three hours ago, an hour long settled, each with its delivery: copies of
+    // the first with ids of then.
+    let mut conn = app.db().await;
+    let copied = diesel::sql_query(
+        "WITH copies AS (SELECT overlay(first_id_at(now() - interval '3 hours')::text \
+                 PLACING substr(gen_random_uuid()::text, 20) FROM 20)::uuid AS id \
+             FROM generate_series(1, 3)), \
+         new_events AS (INSERT INTO events \
+             SELECT (jsonb_populate_record(NULL::events, to_jsonb(e) || jsonb_build_object( \
+                 'id', copies.id, 'received_at', now() - interval '3 hours'))).* \
+             FROM events e, copies WHERE e.id = $1 RETURNING id) \
+         INSERT INTO deliveries \
+         SELECT (jsonb_populate_record(NULL::deliveries, to_jsonb(d) || jsonb_build_object( \
+             'id', new_events.id, 'event_id', new_events.id))).* \
+         FROM deliveries d, new_events WHERE d.event_id = $1",
+    )
+    .bind::<Uuid, _>(uuid::Uuid::parse_str(&first).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(copied, 3);
+    let counts = async || {
+        let sources = dashboard.page("/sources").await;
+        let subscriptions = dashboard.page("/subscriptions").await;
+        let page = dashboard.page(&format!("/sources/{source}")).await;
+        let number = |row: &str, attribute: &str| -> i64 {
+            let marker = format!("{attribute}=\"");
+            let at = row
+                .find(&marker)
+                .unwrap_or_else(|| panic!("{marker} in {row}"));
+            row[at + marker.len()..]
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (
+            number(row(&sources, "data-source-id", &source), "data-events-24h"),
+            number(
+                row(&subscriptions, "data-subscription-id", &subscription),
+                "data-events-24h",
+            ),
+            number(
+                row(&page, "data-subscription-id", &subscription),
+                "data-matched",
+            ),
+        )
+    };
+    assert_eq!(counts().await, (4, 4, 4));
+    // Once counted, the hour is read from its counts: its rows are no longer looked at.
+    diesel::sql_query(
+        "DELETE FROM events WHERE source_id = $1 AND id < first_id_at(now() - interval '1 hour')",
+    )
+    .bind::<Uuid, _>(uuid::Uuid::parse_str(&source).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query("DELETE FROM deliveries WHERE subscription_id = $1 AND id < first_id_at(now() - interval '1 hour')")
+        .bind::<Uuid, _>(uuid::Uuid::parse_str(&subscription).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counts().await, (4, 4, 4));
+    // The last hour is counted as it happens.
+    let another = app.accept(&ingest_url, "{}").await;
+    app.wait_for_status(&another, "completed").await;
+    assert_eq!(counts().await, (5, 5, 5));
+    sink.stop().await;
+    app.shutdown().await;
+}

@@ -158,57 +158,66 @@ pub async fn buckets_for_subscription(
     .await
 }
 
+/// Counts, once, each hour from `since` to `settled` (both on the hour) of these subscriptions
+/// that is not counted yet: the hour's attempts and the deliveries made in it (one for each
+/// event the subscription matched), into `attempt_hours`. Such an hour ended long enough ago
+/// that nothing can still be added to it; each is one range of the `(subscription_id,
+/// started_at)` index and one of the `(subscription_id, id)` index. The hours before `since`
+/// go, once a new one is counted. Two pages counting the same hour at once count the same
+/// rows: either's count will do.
+pub async fn settle_hours(
+    conn: &mut AsyncPgConnection,
+    subscriptions: &[SubscriptionId],
+    since: DateTime<Utc>,
+    settled: DateTime<Utc>,
+) -> QueryResult<()> {
+    let counted = diesel::sql_query(concat!(
+        "WITH missing AS MATERIALIZED (SELECT s.id, h.hour FROM unnest($1) AS s (id) \
+             CROSS JOIN generate_series($2, $3 - interval '1 hour', interval '1 hour') AS h (hour) \
+             WHERE NOT EXISTS (SELECT 1 FROM attempt_hours k \
+                 WHERE k.subscription_id = s.id AND k.hour = h.hour)) \
+         INSERT INTO attempt_hours \
+             (subscription_id, hour, succeeded, refused, server_error, no_answer, p50_ms, p95_ms, \
+              deliveries) \
+         SELECT missing.id, missing.hour, counted.*, made.deliveries FROM missing \
+         CROSS JOIN LATERAL (SELECT ",
+        bucket_columns!(),
+        " FROM delivery_attempts WHERE subscription_id = missing.id \
+              AND started_at >= missing.hour AND started_at < missing.hour + interval '1 hour' \
+         ) AS counted \
+         CROSS JOIN LATERAL (SELECT count(*) AS deliveries FROM deliveries \
+             WHERE subscription_id = missing.id AND id >= first_id_at(missing.hour) \
+                 AND id < first_id_at(missing.hour + interval '1 hour')) AS made \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(subscriptions)
+    .bind::<diesel::sql_types::Timestamptz, _>(since)
+    .bind::<diesel::sql_types::Timestamptz, _>(settled)
+    .execute(conn)
+    .await?;
+    if counted > 0 {
+        diesel::delete(
+            attempt_hours::table
+                .filter(attempt_hours::subscription_id.eq_any(subscriptions))
+                .filter(attempt_hours::hour.lt(since)),
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
 /// A subscription's attempts per hour since `since` (on the hour; hours with no attempt left
-/// out). The hours before `settled` (on the hour, at or after `since`) have ended long enough
-/// ago that no attempt can still be added to them: each is counted once, into `attempt_hours`,
-/// and read from there. Only the hours since `settled` are counted from the attempts, so a
-/// day's chart reads about an hour of attempts however busy the day was.
+/// out). The hours before `settled` (on the hour, at or after `since`) are read from their
+/// counts (see [`settle_hours`]); only the hours since `settled` are counted from the attempts,
+/// so a day's chart reads about an hour of attempts however busy the day was.
 pub async fn hourly_for_subscription(
     conn: &mut AsyncPgConnection,
     subscription: SubscriptionId,
     since: DateTime<Utc>,
     settled: DateTime<Utc>,
 ) -> QueryResult<Vec<AttemptBucket>> {
-    let kept: Vec<DateTime<Utc>> = attempt_hours::table
-        .filter(attempt_hours::subscription_id.eq(subscription))
-        .filter(attempt_hours::hour.ge(since))
-        .select(attempt_hours::hour)
-        .load(conn)
-        .await?;
-    let missing: Vec<DateTime<Utc>> = (0..)
-        .map(|hours| since + chrono::TimeDelta::hours(hours))
-        .take_while(|hour| *hour < settled)
-        .filter(|hour| !kept.contains(hour))
-        .collect();
-    if !missing.is_empty() {
-        // Each hour one range of the index. Two pages counting the same hour at once count
-        // the same attempts: either's row will do.
-        diesel::sql_query(concat!(
-            "INSERT INTO attempt_hours \
-                 (subscription_id, hour, succeeded, refused, server_error, no_answer, \
-                  p50_ms, p95_ms) \
-             SELECT $1, missing.hour, counted.* FROM unnest($2) AS missing (hour) \
-             CROSS JOIN LATERAL (SELECT ",
-            bucket_columns!(),
-            " FROM delivery_attempts WHERE subscription_id = $1 \
-                  AND started_at >= missing.hour \
-                  AND started_at < missing.hour + interval '1 hour' \
-             ) AS counted \
-             ON CONFLICT DO NOTHING"
-        ))
-        .bind::<diesel::sql_types::Uuid, _>(subscription)
-        .bind::<diesel::sql_types::Array<diesel::sql_types::Timestamptz>, _>(&missing)
-        .execute(conn)
-        .await?;
-        // And the hours the day has moved past go.
-        diesel::delete(
-            attempt_hours::table
-                .filter(attempt_hours::subscription_id.eq(subscription))
-                .filter(attempt_hours::hour.lt(since)),
-        )
-        .execute(conn)
-        .await?;
-    }
+    settle_hours(conn, &[subscription], since, settled).await?;
     diesel::sql_query(concat!(
         "SELECT hour AS bucket, succeeded, refused, server_error, no_answer, p50_ms, p95_ms \
          FROM attempt_hours WHERE subscription_id = $1 AND hour >= $2 AND hour < $3 \

@@ -5,8 +5,9 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use super::delivery_attempt;
 use crate::db::schema::{sources, subscriptions};
-use crate::domain::{EventId, SourceId, SubscriptionId, SubscriptionKind, WorkspaceId};
+use crate::domain::{SourceId, SubscriptionId, SubscriptionKind, WorkspaceId};
 
 /// A subscription as stored, with its source's ingest token and provider check (select it from
 /// `subscriptions` joined to `sources`). `Debug` leaves out its token and secrets.
@@ -277,31 +278,48 @@ pub struct SubscriptionStats {
 }
 
 /// Each of a workspace's subscriptions' deliveries of events received since `since`, and the
-/// attempts made since then. Deliveries walk the `(subscription_id, id)` index from an id
-/// bound rather than scanning by time (delivery ids carry their event's arrival); attempts,
-/// the `(subscription_id, started_at)` index.
+/// attempts made since then (`since` and `settled` on the hour). The hours before `settled` are
+/// read from their counts, made once (see [`delivery_attempt::settle_hours`]); only the rows
+/// since `settled` are counted, so a list reads about an hour of a busy subscription's rows
+/// rather than a day. The latest attempt is one step back along each partition's
+/// `(subscription_id, started_at)` index.
 pub async fn stats_in_workspace(
     conn: &mut AsyncPgConnection,
     workspace: WorkspaceId,
     since: DateTime<Utc>,
+    settled: DateTime<Utc>,
 ) -> QueryResult<Vec<SubscriptionStats>> {
+    let ids: Vec<SubscriptionId> = subscriptions::table
+        .filter(subscriptions::workspace_id.eq(workspace))
+        .select(subscriptions::id)
+        .load(conn)
+        .await?;
+    delivery_attempt::settle_hours(conn, &ids, since, settled).await?;
     diesel::sql_query(
         "SELECT s.id AS subscription_id, \
-             (SELECT count(*) FROM deliveries d WHERE d.subscription_id = s.id AND d.id >= $2) \
-                 AS events, \
-             a.attempts, a.successes, a.last_attempt_at \
+             k.deliveries + (SELECT count(*) FROM deliveries d \
+                 WHERE d.subscription_id = s.id AND d.id >= first_id_at($3)) AS events, \
+             k.attempts + a.attempts AS attempts, k.successes + a.successes AS successes, \
+             (SELECT max(started_at) FROM delivery_attempts l \
+                 WHERE l.subscription_id = s.id AND l.started_at >= $2) AS last_attempt_at \
          FROM subscriptions s \
          CROSS JOIN LATERAL ( \
+             SELECT coalesce(sum(deliveries), 0)::bigint AS deliveries, \
+                 coalesce(sum(succeeded + refused + server_error + no_answer), 0)::bigint \
+                     AS attempts, \
+                 coalesce(sum(succeeded), 0)::bigint AS successes \
+             FROM attempt_hours h \
+             WHERE h.subscription_id = s.id AND h.hour >= $2 AND h.hour < $3) k \
+         CROSS JOIN LATERAL ( \
              SELECT count(*) AS attempts, \
-                 count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS successes, \
-                 max(a.started_at) AS last_attempt_at \
+                 count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299) AS successes \
              FROM delivery_attempts a \
              WHERE a.subscription_id = s.id AND a.started_at >= $3) a \
          WHERE s.workspace_id = $1",
     )
     .bind::<SqlUuid, _>(workspace)
-    .bind::<SqlUuid, _>(EventId::first_at(since))
     .bind::<Timestamptz, _>(since)
+    .bind::<Timestamptz, _>(settled)
     .load(conn)
     .await
 }
