@@ -158,28 +158,62 @@ pub async fn buckets_for_subscription(
     .await
 }
 
+/// The hours from `since` to `settled`, each on the hour when `since` is.
+pub(crate) fn hours_between(
+    since: DateTime<Utc>,
+    settled: DateTime<Utc>,
+) -> impl Iterator<Item = DateTime<Utc>> {
+    (0..)
+        .map(move |hours| since + chrono::TimeDelta::hours(hours))
+        .take_while(move |hour| *hour < settled)
+}
+
+/// Which of these `(owner, hour)` pairs, every owner with every hour from `since` to `settled`,
+/// are not among those `kept`.
+pub(crate) fn hours_missing<T: Copy + Eq + std::hash::Hash>(
+    owners: &[T],
+    since: DateTime<Utc>,
+    settled: DateTime<Utc>,
+    kept: &[(T, DateTime<Utc>)],
+) -> (Vec<T>, Vec<DateTime<Utc>>) {
+    let kept: std::collections::HashSet<&(T, DateTime<Utc>)> = kept.iter().collect();
+    owners
+        .iter()
+        .flat_map(|owner| hours_between(since, settled).map(move |hour| (*owner, hour)))
+        .filter(|pair| !kept.contains(pair))
+        .unzip()
+}
+
 /// Counts, once, each hour from `since` to `settled` (both on the hour) of these subscriptions
 /// that is not counted yet: the hour's attempts and the deliveries made in it (one for each
 /// event the subscription matched), into `attempt_hours`. Such an hour ended long enough ago
 /// that nothing can still be added to it; each is one range of the `(subscription_id,
 /// started_at)` index and one of the `(subscription_id, id)` index. The hours before `since`
-/// go, once a new one is counted. Two pages counting the same hour at once count the same
-/// rows: either's count will do.
+/// go, once a new one is counted. Which hours are missing is asked first, so that the counting
+/// statement (planned over every partition) is planned only when some are.
 pub async fn settle_hours(
     conn: &mut AsyncPgConnection,
     subscriptions: &[SubscriptionId],
     since: DateTime<Utc>,
     settled: DateTime<Utc>,
 ) -> QueryResult<()> {
-    let counted = diesel::sql_query(concat!(
-        "WITH missing AS MATERIALIZED (SELECT s.id, h.hour FROM unnest($1) AS s (id) \
-             CROSS JOIN generate_series($2, $3 - interval '1 hour', interval '1 hour') AS h (hour) \
-             WHERE NOT EXISTS (SELECT 1 FROM attempt_hours k \
-                 WHERE k.subscription_id = s.id AND k.hour = h.hour)) \
-         INSERT INTO attempt_hours \
+    let kept: Vec<(SubscriptionId, DateTime<Utc>)> = attempt_hours::table
+        .filter(attempt_hours::subscription_id.eq_any(subscriptions))
+        .filter(attempt_hours::hour.ge(since))
+        .select((attempt_hours::subscription_id, attempt_hours::hour))
+        .load(conn)
+        .await?;
+    let (owners, hours) = hours_missing(subscriptions, since, settled, &kept);
+    if owners.is_empty() {
+        return Ok(());
+    }
+    // Two pages counting the same hour at once count the same rows: either's count will do.
+    diesel::sql_query(concat!(
+        "INSERT INTO attempt_hours \
              (subscription_id, hour, succeeded, refused, server_error, no_answer, p50_ms, p95_ms, \
               deliveries) \
-         SELECT missing.id, missing.hour, counted.*, made.deliveries FROM missing \
+         SELECT missing.id, missing.hour, counted.*, made.deliveries \
+         FROM unnest($1, $2) AS missing (id, hour) \
          CROSS JOIN LATERAL (SELECT ",
         bucket_columns!(),
         " FROM delivery_attempts WHERE subscription_id = missing.id \
@@ -190,20 +224,17 @@ pub async fn settle_hours(
                  AND id < first_id_at(missing.hour + interval '1 hour')) AS made \
          ON CONFLICT DO NOTHING"
     ))
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(subscriptions)
-    .bind::<diesel::sql_types::Timestamptz, _>(since)
-    .bind::<diesel::sql_types::Timestamptz, _>(settled)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&owners)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Timestamptz>, _>(&hours)
     .execute(conn)
     .await?;
-    if counted > 0 {
-        diesel::delete(
-            attempt_hours::table
-                .filter(attempt_hours::subscription_id.eq_any(subscriptions))
-                .filter(attempt_hours::hour.lt(since)),
-        )
-        .execute(conn)
-        .await?;
-    }
+    diesel::delete(
+        attempt_hours::table
+            .filter(attempt_hours::subscription_id.eq_any(subscriptions))
+            .filter(attempt_hours::hour.lt(since)),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

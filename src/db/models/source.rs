@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::{sources, subscriptions};
+use super::delivery_attempt;
+use crate::db::schema::{source_hours, sources, subscriptions};
 use crate::domain::{SourceId, SubscriptionId, WorkspaceId};
 
 /// A source as stored. `Debug` leaves out its token and the provider's secret.
@@ -148,31 +149,38 @@ pub async fn counts_in_workspace(
     since: DateTime<Utc>,
     settled: DateTime<Utc>,
 ) -> QueryResult<Vec<SourceCounts>> {
-    // Two lists counting the same hour at once count the same events: either's count will do.
-    let counted = diesel::sql_query(
-        "WITH missing AS MATERIALIZED (SELECT s.id, h.hour FROM sources s \
-             CROSS JOIN generate_series($2, $3 - interval '1 hour', interval '1 hour') AS h (hour) \
-             WHERE s.workspace_id = $1 AND NOT EXISTS (SELECT 1 FROM source_hours k \
-                 WHERE k.source_id = s.id AND k.hour = h.hour)) \
-         INSERT INTO source_hours (source_id, hour, events) \
-         SELECT missing.id, missing.hour, (SELECT count(*) FROM events e \
-             WHERE e.source_id = missing.id AND e.id >= first_id_at(missing.hour) \
-                 AND e.id < first_id_at(missing.hour + interval '1 hour')) \
-         FROM missing \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(workspace)
-    .bind::<Timestamptz, _>(since)
-    .bind::<Timestamptz, _>(settled)
-    .execute(conn)
-    .await?;
-    if counted > 0 {
+    let owners: Vec<SourceId> = sources::table
+        .filter(sources::workspace_id.eq(workspace))
+        .select(sources::id)
+        .load(conn)
+        .await?;
+    let kept: Vec<(SourceId, DateTime<Utc>)> = source_hours::table
+        .filter(source_hours::source_id.eq_any(&owners))
+        .filter(source_hours::hour.ge(since))
+        .select((source_hours::source_id, source_hours::hour))
+        .load(conn)
+        .await?;
+    let (missing, hours) = delivery_attempt::hours_missing(&owners, since, settled, &kept);
+    if !missing.is_empty() {
+        // Two lists counting the same hour at once count the same events: either's count will
+        // do.
         diesel::sql_query(
-            "DELETE FROM source_hours k USING sources s \
-             WHERE k.source_id = s.id AND s.workspace_id = $1 AND k.hour < $2",
+            "INSERT INTO source_hours (source_id, hour, events) \
+             SELECT missing.id, missing.hour, (SELECT count(*) FROM events e \
+                 WHERE e.source_id = missing.id AND e.id >= first_id_at(missing.hour) \
+                     AND e.id < first_id_at(missing.hour + interval '1 hour')) \
+             FROM unnest($1, $2) AS missing (id, hour) \
+             ON CONFLICT DO NOTHING",
         )
-        .bind::<SqlUuid, _>(workspace)
-        .bind::<Timestamptz, _>(since)
+        .bind::<Array<SqlUuid>, _>(&missing)
+        .bind::<Array<Timestamptz>, _>(&hours)
+        .execute(conn)
+        .await?;
+        diesel::delete(
+            source_hours::table
+                .filter(source_hours::source_id.eq_any(&owners))
+                .filter(source_hours::hour.lt(since)),
+        )
         .execute(conn)
         .await?;
     }
