@@ -50,22 +50,9 @@ async fn ingest_and_delivery_statements_reach_growing_tables_by_key_even_planned
     let database = crate::helpers::create_database().await;
     spenza::db::migrations::run(&database.url).await.unwrap();
     let settings = crate::helpers::test_settings(&database.url, "unused").database;
-    let subscription = SubscriptionId(uuid::Uuid::now_v7());
     let mut setup = AsyncPgConnection::establish(&database.url).await.unwrap();
     // A subscription for the rate limit's row to belong to; the growing tables stay empty.
-    setup
-        .batch_execute(&format!(
-        "INSERT INTO workspaces (id, name) VALUES ('{workspace}', 'w'); \
-         INSERT INTO sources (id, workspace_id, name, ingest_token) \
-             VALUES ('{source}', '{workspace}', 's', 'token'); \
-         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, source_id) \
-             VALUES ('{subscription}', '{workspace}', 's', 'http://127.0.0.1:9/', 'secret', '{source}')",
-        workspace = uuid::Uuid::now_v7(),
-        source = uuid::Uuid::now_v7(),
-        subscription = subscription.0,
-    ))
-    .await
-    .unwrap();
+    let subscription = add_subscription(&mut setup).await;
 
     for analysed in [false, true] {
         if analysed {
@@ -156,6 +143,91 @@ async fn backend(pool: &spenza::db::DbPool) -> i32 {
         .await
         .unwrap();
     found.pid
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_and_the_record_search_only_the_partitions_of_the_days_their_batch_holds() {
+    let database = crate::helpers::create_database().await;
+    spenza::db::migrations::run(&database.url).await.unwrap();
+    let settings = crate::helpers::test_settings(&database.url, "unused").database;
+    let mut setup = AsyncPgConnection::establish(&database.url).await.unwrap();
+    let subscription = add_subscription(&mut setup).await;
+    // Ten days kept and three ahead, as a relay keeping ten days has them.
+    setup
+        .batch_execute(
+            "SELECT ensure_partitions((now() AT TIME ZONE 'UTC')::date - 10, \
+                 (now() AT TIME ZONE 'UTC')::date + 3)",
+        )
+        .await
+        .unwrap();
+    let deliveries =
+        spenza::db::build_pool(&settings, 1, Commits::Asynchronous, Plans::Generic).unwrap();
+    let mut conn = deliveries.get().await.unwrap();
+    run_delivery_statements(&mut conn, subscription).await;
+    let prepared: Vec<Prepared> = diesel::sql_query(
+        "SELECT name, statement, cardinality(parameter_types)::bigint AS parameters, \
+             generic_plans, custom_plans \
+         FROM pg_prepared_statements \
+         WHERE statement LIKE 'WITH wanted AS%' OR statement LIKE 'WITH outcome AS%'",
+    )
+    .load(&mut *conn)
+    .await
+    .unwrap();
+    assert_eq!(prepared.len(), 2, "the claim and the record are prepared");
+    for statement in &prepared {
+        // For no keys at all: a plan that prunes as it starts is left with no partition.
+        let nulls = vec!["NULL"; usize::try_from(statement.parameters).unwrap()].join(", ");
+        let explained: Explained = diesel::sql_query(format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE \"{}\"({nulls})",
+            statement.name
+        ))
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+        let plan = &explained.plan[0]["Plan"];
+        let mut searched = Vec::new();
+        find_partitions_searched(plan, &mut searched);
+        assert!(
+            searched.is_empty(),
+            "{}\nsearches partitions of days its batch has no key in: {searched:?}\n{plan:#}",
+            statement.statement
+        );
+    }
+}
+
+/// Adds a workspace, a source and a subscription; the subscription's id.
+async fn add_subscription(conn: &mut AsyncPgConnection) -> SubscriptionId {
+    let subscription = SubscriptionId(uuid::Uuid::now_v7());
+    conn.batch_execute(&format!(
+        "INSERT INTO workspaces (id, name) VALUES ('{workspace}', 'w'); \
+         INSERT INTO sources (id, workspace_id, name, ingest_token) \
+             VALUES ('{source}', '{workspace}', 's', 'token'); \
+         INSERT INTO subscriptions (id, workspace_id, name, target_url, signing_secret, source_id) \
+             VALUES ('{subscription}', '{workspace}', 's', 'http://127.0.0.1:9/', 'secret', '{source}')",
+        workspace = uuid::Uuid::now_v7(),
+        source = uuid::Uuid::now_v7(),
+        subscription = subscription.0,
+    ))
+    .await
+    .unwrap();
+    subscription
+}
+
+/// Collects the plan's scans of a day's partition of a growing table (`<table>_<yyyymmdd>`).
+fn find_partitions_searched(node: &serde_json::Value, found: &mut Vec<String>) {
+    let relation = node["Relation Name"].as_str().unwrap_or_default();
+    let day = GROWING.iter().any(|table| {
+        relation
+            .strip_prefix(table)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|day| day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if day && node["Node Type"].as_str() != Some("ModifyTable") {
+        found.push(relation.to_owned());
+    }
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        find_partitions_searched(child, found);
+    }
 }
 
 /// Runs what an ingest batch runs, twice (a statement prepared once is planned once).

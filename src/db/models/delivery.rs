@@ -132,6 +132,8 @@ pub struct Claim {
 struct ClaimForDelivery {
     ids: Vec<DeliveryId>,
     events: Vec<EventId>,
+    id_range: (Option<DeliveryId>, Option<DeliveryId>),
+    event_range: (Option<EventId>, Option<EventId>),
     retry_counts: Vec<i32>,
     lease_ms: i64,
     /// The process's delivery timeout.
@@ -207,10 +209,20 @@ impl QueryFragment<Pg> for ClaimForDelivery {
         // reason the status is written as what it is not: no partial index's predicate follows
         // from that, so no plan walks the whole of such an index.
         out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
-        out.push_sql(") AND events.id = ANY(");
+        out.push_sql(") AND deliveries.id BETWEEN ");
+        // And their range, so that the plan skips the partitions of other days (see
+        // `super::key_range`).
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id_range.0)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id_range.1)?;
+        out.push_sql(" AND events.id = ANY(");
         out.push_bind_param::<Array<SqlUuid>, _>(&self.events)?;
+        out.push_sql(") AND events.id BETWEEN ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.event_range.0)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.event_range.1)?;
         out.push_sql(
-            ") \
+            " \
                AND deliveries.status NOT IN ('completed', 'failed') \
                AND (deliveries.leased_until IS NULL OR deliveries.leased_until < now()) \
                AND deliveries.retry_count = wanted.retry_count \
@@ -243,9 +255,13 @@ pub async fn claim_for_delivery(
     timeout: std::time::Duration,
     listening: bool,
 ) -> QueryResult<Vec<Claimed>> {
+    let ids: Vec<DeliveryId> = claims.iter().map(|claim| claim.id).collect();
+    let events: Vec<EventId> = claims.iter().map(|claim| claim.event).collect();
     ClaimForDelivery {
-        ids: claims.iter().map(|claim| claim.id).collect(),
-        events: claims.iter().map(|claim| claim.event).collect(),
+        id_range: super::key_range(&ids),
+        event_range: super::key_range(&events),
+        ids,
+        events,
         retry_counts: claims
             .iter()
             .map(|claim| i32::try_from(claim.retry_count).unwrap_or(i32::MAX))
@@ -408,6 +424,7 @@ fn breaker_steps(attempts: &[AttemptRecord]) -> Vec<BreakerStep<'_>> {
 /// Hand-written with a static query id, so it is prepared once per connection.
 struct RecordAttempts<'a> {
     ids: Vec<DeliveryId>,
+    id_range: (Option<DeliveryId>, Option<DeliveryId>),
     statuses: Vec<EventStatus>,
     errors: Vec<Option<&'a str>>,
     retry_counts: Vec<i32>,
@@ -473,8 +490,12 @@ impl QueryFragment<Pg> for RecordAttempts<'_> {
         );
         // The keys again, so that any plan reaches deliveries by them (see `ClaimForDelivery`).
         out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(") AND deliveries.id BETWEEN ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id_range.0)?;
+        out.push_sql(" AND ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.id_range.1)?;
         out.push_sql(
-            ") \
+            " \
                  RETURNING deliveries.id, deliveries.attempts, deliveries.subscription_id), \
              step AS (SELECT unnested.*, ",
         );
@@ -546,8 +567,10 @@ pub async fn record_attempts(
     breaker_threshold: i32,
 ) -> QueryResult<u64> {
     let steps = breaker_steps(attempts);
+    let ids: Vec<DeliveryId> = attempts.iter().map(|a| a.delivery).collect();
     RecordAttempts {
-        ids: attempts.iter().map(|a| a.delivery).collect(),
+        id_range: super::key_range(&ids),
+        ids,
         statuses: attempts.iter().map(|a| a.status).collect(),
         errors: attempts.iter().map(|a| a.error.as_deref()).collect(),
         retry_counts: attempts.iter().map(|a| a.retry_count).collect(),

@@ -34,3 +34,11 @@ pub fn pg_interval(duration: Duration) -> diesel::data_types::PgInterval {
         i64::try_from(duration.as_micros()).unwrap_or(i64::MAX),
     )
 }
+
+/// The least and the greatest of a batch's keys (`None` for none). Named beside `= ANY` of the
+/// same keys, they let a plan made for any keys skip, as it starts, the partitions of every day
+/// the batch has no key in: under such a plan (`super::Plans::Generic`) `= ANY` alone prunes
+/// nothing, and each statement searches every day's index.
+pub(crate) fn key_range<T: Ord + Copy>(keys: &[T]) -> (Option<T>, Option<T>) {
+    (keys.iter().min().copied(), keys.iter().max().copied())
+}
