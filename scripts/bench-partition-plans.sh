@@ -2,8 +2,10 @@
 # What a statement costs as the partitions of a table grow, with a cached generic plan and with
 # a custom plan: an UPDATE of 8 rows of the newest partition found through a join on unnest
 # (pruned row by row at run time), on tables of 1 (not partitioned), 13, 30 and 90 range
-# partitions by uuid v7 id (one a day), 10,000 rows each. pgbench, one client, 15 s a figure;
-# each table in a database of its own (pb_<partitions>), dropped after. See BENCHMARKS.md.
+# partitions by uuid v7 id (one a day), 10,000 rows each. Then the relay's shape, generic: the
+# ids as one array, named again in `= ANY`, with and without their range. pgbench, one client,
+# 15 s a figure; each table in a database of its own (pb_<partitions>), dropped after. See
+# BENCHMARKS.md.
 #
 #   scripts/bench-partition-plans.sh
 set -euo pipefail
@@ -41,6 +43,21 @@ SQL
   for mode in force_generic_plan force_custom_plan; do
     tps=$(PGOPTIONS="-c plan_cache_mode=$mode -c synchronous_commit=off" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 1 -T 15 -f "$script" $db 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
     echo "$parts partitions, $mode: $tps tps"
+  done
+  # The relay's shape: the batch's ids as one array parameter, named again in `= ANY` (which a
+  # generic plan cannot prune on), with and without their range (which it prunes on as it
+  # starts). The ids are read first, in the same transaction, for both alike.
+  for range in "" "AND pt.id BETWEEN :lo::uuid AND :hi::uuid"; do
+    cat > "$script" <<SQL
+\set k random(1, 9990)
+SELECT ARRAY[$(for i in 0 1 2 3 4 5 6 7; do printf "(lpad(to_hex($now - (:k::bigint + $i) * $parts), 12, '0') || '70008000000000000000')::uuid"; [ $i = 7 ] || printf ', '; done)]::text AS ids,
+  (lpad(to_hex($now - (:k::bigint + 7) * $parts), 12, '0') || '70008000000000000000') AS lo,
+  (lpad(to_hex($now - :k::bigint * $parts), 12, '0') || '70008000000000000000') AS hi \\gset
+UPDATE pt SET v = v + 1 FROM unnest(:ids::uuid[]) AS w (id)
+WHERE pt.id = w.id AND pt.id = ANY(:ids::uuid[]) $range;
+SQL
+    tps=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c synchronous_commit=off" pgbench -h 127.0.0.1 -U postgres -n -M prepared -c 1 -T 15 -f "$script" $db 2>/dev/null | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    echo "$parts partitions, generic, = ANY${range:+ and the range}: $tps tps"
   done
   $P -d postgres -c "DROP DATABASE $db"
   rm -f "$script"

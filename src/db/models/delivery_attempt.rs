@@ -158,32 +158,6 @@ pub async fn buckets_for_subscription(
     .await
 }
 
-/// The hours from `since` to `settled`, each on the hour when `since` is.
-pub(crate) fn hours_between(
-    since: DateTime<Utc>,
-    settled: DateTime<Utc>,
-) -> impl Iterator<Item = DateTime<Utc>> {
-    (0..)
-        .map(move |hours| since + chrono::TimeDelta::hours(hours))
-        .take_while(move |hour| *hour < settled)
-}
-
-/// Which of these `(owner, hour)` pairs, every owner with every hour from `since` to `settled`,
-/// are not among those `kept`.
-pub(crate) fn hours_missing<T: Copy + Eq + std::hash::Hash>(
-    owners: &[T],
-    since: DateTime<Utc>,
-    settled: DateTime<Utc>,
-    kept: &[(T, DateTime<Utc>)],
-) -> (Vec<T>, Vec<DateTime<Utc>>) {
-    let kept: std::collections::HashSet<&(T, DateTime<Utc>)> = kept.iter().collect();
-    owners
-        .iter()
-        .flat_map(|owner| hours_between(since, settled).map(move |hour| (*owner, hour)))
-        .filter(|pair| !kept.contains(pair))
-        .unzip()
-}
-
 /// Counts, once, each hour from `since` to `settled` (both on the hour) of these subscriptions
 /// that is not counted yet: the hour's attempts and the deliveries made in it (one for each
 /// event the subscription matched), into `attempt_hours`. Such an hour ended long enough ago
@@ -203,7 +177,7 @@ pub async fn settle_hours(
         .select((attempt_hours::subscription_id, attempt_hours::hour))
         .load(conn)
         .await?;
-    let (owners, hours) = hours_missing(subscriptions, since, settled, &kept);
+    let (owners, hours) = super::hours_missing(subscriptions, since, settled, &kept);
     if owners.is_empty() {
         return Ok(());
     }

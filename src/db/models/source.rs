@@ -5,7 +5,6 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use super::delivery_attempt;
 use crate::db::schema::{source_hours, sources, subscriptions};
 use crate::domain::{SourceId, SubscriptionId, WorkspaceId};
 
@@ -160,7 +159,7 @@ pub async fn counts_in_workspace(
         .select((source_hours::source_id, source_hours::hour))
         .load(conn)
         .await?;
-    let (missing, hours) = delivery_attempt::hours_missing(&owners, since, settled, &kept);
+    let (missing, hours) = super::hours_missing(&owners, since, settled, &kept);
     if !missing.is_empty() {
         // Two lists counting the same hour at once count the same events: either's count will
         // do.
