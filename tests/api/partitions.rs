@@ -462,13 +462,11 @@ async fn a_settled_days_partitions_are_vacuumed_once_and_the_days_still_changing
     struct Vacuumed {
         #[diesel(sql_type = Text)]
         name: String,
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        all_visible: bool,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        vacuums: i64,
     }
-    let vacuumed_sql = "SELECT s.relname::text AS name, \
-            (c.relpages > 0 AND c.relallvisible = c.relpages) AS all_visible \
-        FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid \
-        WHERE s.last_vacuum IS NOT NULL ORDER BY s.relname";
+    let vacuumed_sql = "SELECT relname::text AS name, vacuum_count AS vacuums \
+        FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL ORDER BY relname";
     // The days that ended a day ago or more: three and two days ago.
     let settled: Vec<String> = days[2..]
         .iter()
@@ -494,7 +492,9 @@ async fn a_settled_days_partitions_are_vacuumed_once_and_the_days_still_changing
         },
     )
     .await;
-    // Only those, each all visible now: an index alone answers for them.
+    // Only those, and each once. (Whether a vacuum could mark their pages all visible, so that
+    // an index alone answers for them, depends on the oldest transaction running on the server
+    // at the time, which other tests' sessions may hold.)
     assert_eq!(
         vacuumed
             .iter()
@@ -504,11 +504,11 @@ async fn a_settled_days_partitions_are_vacuumed_once_and_the_days_still_changing
         "yesterday's and today's partitions still change"
     );
     assert!(
-        vacuumed.iter().all(|table| table.all_visible),
+        vacuumed.iter().all(|table| table.vacuums == 1),
         "{:?}",
         vacuumed
             .iter()
-            .map(|table| (&table.name, table.all_visible))
+            .map(|table| (&table.name, table.vacuums))
             .collect::<Vec<_>>()
     );
     app.shutdown().await;
