@@ -2,9 +2,8 @@
 # Where the whole stack's CPU goes during one phase of the load benchmark: runs
 # `benches/relay.rs`, samples every process on the machine with `perf record` while the phase
 # runs, then sorts the samples by process (PostgreSQL, the relay, the load and sink, RabbitMQ,
-# idle)
-# and PostgreSQL's by what its backends were doing (starting a statement's executor, running
-# it, index inserts, commits, the protocol...). See BENCHMARKS.md.
+# idle) and PostgreSQL's by what its backends were doing (starting a statement's executor,
+# running it, index inserts, commits, the protocol...). See BENCHMARKS.md.
 #
 #   scripts/profile-bench.sh moderate|full [OUT]
 #
