@@ -1,9 +1,12 @@
 //! Natural batching: work that arrives while earlier work is being written waits for it and is
 //! written together, in one statement and one commit. At low rates a batch is the one item that
 //! arrived, sent at once, never held back waiting for company; under load batches grow by
-//! themselves to what arrives during one round trip, up to a limit.
+//! themselves to what arrives during one round trip, up to a limit. Work nobody waits for may
+//! linger instead: its batch waits a moment for company, so that at moderate rates items a few
+//! milliseconds apart share a statement and a commit.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use slog::{Logger, warn};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -12,12 +15,14 @@ use crate::db::DbError;
 
 /// Takes what arrives on `items` in batches of at most `max` and hands each to `start` with one
 /// of `slots` permits, which `start` keeps until the batch is written: while every slot is
-/// taken, what arrives waits in the channel and becomes the next batch. Ends when every sender
-/// is gone and the channel is empty.
+/// taken, what arrives waits in the channel and becomes the next batch. A batch lingers: once
+/// its first item is in, it takes what else arrives for up to `linger` (zero: nothing) before
+/// it starts, unless it is full first. Ends when every sender is gone and the channel is empty.
 pub async fn pump<T>(
     mut items: mpsc::Receiver<T>,
     slots: usize,
     max: usize,
+    linger: Duration,
     mut start: impl FnMut(Vec<T>, OwnedSemaphorePermit),
 ) {
     let slots = Arc::new(Semaphore::new(slots.max(1)));
@@ -29,6 +34,14 @@ pub async fn pump<T>(
         let mut batch = Vec::new();
         if items.recv_many(&mut batch, max).await == 0 {
             return;
+        }
+        let until = tokio::time::Instant::now() + linger;
+        while batch.len() < max && !linger.is_zero() {
+            let room = max - batch.len();
+            match tokio::time::timeout_at(until, items.recv_many(&mut batch, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
         }
         start(batch, slot);
     }
@@ -86,15 +99,21 @@ mod tests {
         let (sender, items) = mpsc::channel(100);
         let (batches_tx, mut batches) = mpsc::unbounded_channel();
         let (release_tx, release) = tokio::sync::watch::channel(false);
-        let pumping = tokio::spawn(pump(items, 1, 50, move |batch: Vec<u32>, slot| {
-            let batches_tx = batches_tx.clone();
-            let mut release = release.clone();
-            tokio::spawn(async move {
-                batches_tx.send(batch).unwrap();
-                let _ = release.wait_for(|released| *released).await;
-                drop(slot);
-            });
-        }));
+        let pumping = tokio::spawn(pump(
+            items,
+            1,
+            50,
+            Duration::ZERO,
+            move |batch: Vec<u32>, slot| {
+                let batches_tx = batches_tx.clone();
+                let mut release = release.clone();
+                tokio::spawn(async move {
+                    batches_tx.send(batch).unwrap();
+                    let _ = release.wait_for(|released| *released).await;
+                    drop(slot);
+                });
+            },
+        ));
         sender.send(0).await.unwrap();
         assert_eq!(
             batches.recv().await.unwrap(),
@@ -107,6 +126,32 @@ mod tests {
         release_tx.send(true).unwrap();
         assert_eq!(batches.recv().await.unwrap(), (1..=50).collect::<Vec<_>>());
         assert_eq!(batches.recv().await.unwrap(), (51..=60).collect::<Vec<_>>());
+        drop(sender);
+        pumping.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lingering_batch_takes_what_arrives_within_its_linger_and_starts_once_full() {
+        let linger = Duration::from_secs(1);
+        let (sender, items) = mpsc::channel(100);
+        let (batches_tx, mut batches) = mpsc::unbounded_channel();
+        let pumping = tokio::spawn(pump(items, 1, 3, linger, move |batch: Vec<u32>, slot| {
+            batches_tx.send((batch, std::time::Instant::now())).unwrap();
+            drop(slot);
+        }));
+        let sent = std::time::Instant::now();
+        sender.send(0).await.unwrap();
+        sender.send(1).await.unwrap();
+        let (batch, started) = batches.recv().await.unwrap();
+        assert_eq!(batch, vec![0, 1], "what arrived within the linger");
+        assert!(started - sent >= linger, "held back for the linger");
+        let sent = std::time::Instant::now();
+        for item in 2..=4 {
+            sender.send(item).await.unwrap();
+        }
+        let (batch, started) = batches.recv().await.unwrap();
+        assert_eq!(batch, vec![2, 3, 4]);
+        assert!(started - sent < linger, "full, so started at once");
         drop(sender);
         pumping.await.unwrap();
     }

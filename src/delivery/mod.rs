@@ -60,6 +60,12 @@ enum Turn {
 const SLOTS: usize = 2;
 /// The most attempts one statement records.
 const MAX_RECORDS: usize = 256;
+/// How long a batch of attempts to record waits for others: no event waits for its record (it
+/// has reached its endpoint already), so at moderate rates, where each attempt would otherwise
+/// be recorded alone, the attempts of a few milliseconds share one statement and one commit,
+/// and their messages are acknowledged to the broker together. Claims and ingest do not
+/// linger: their events wait on them.
+const RECORD_LINGER: Duration = Duration::from_millis(5);
 /// How long an attempt waits for a slot in its subscription's share before it is deferred:
 /// a fast endpoint's attempts come back well within it, on a busy machine too.
 const SHARE_WAIT: Duration = Duration::from_secs(1);
@@ -131,12 +137,13 @@ impl Deliverer {
             to_record,
             SLOTS,
             MAX_RECORDS,
+            RECORD_LINGER,
             move |batch, slot| {
                 recorder.tasks.spawn(recorder.clone().record(batch, slot));
             },
         ));
         let claims = jobs.max_capacity();
-        batch::pump(jobs, SLOTS, claims, |batch, slot| {
+        batch::pump(jobs, SLOTS, claims, Duration::ZERO, |batch, slot| {
             self.tasks
                 .spawn(self.clone().claim(batch, slot, made.clone()));
         })

@@ -75,6 +75,7 @@ impl Intake {
             arriving,
             slots,
             MAX_EVENTS,
+            std::time::Duration::ZERO,
             move |batch, slot| {
                 tokio::task::spawn_local(writer.clone().write(batch, slot));
             },
