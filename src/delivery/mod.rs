@@ -78,8 +78,9 @@ const SLOW: Duration = Duration::from_secs(1);
 ///
 /// A job's path: jobs handed out while the previous claims were being taken are claimed
 /// together in one statement; each claimed event is attempted on its own task; attempts that
-/// end while the previous records are being written are recorded together in one statement,
-/// after which their messages are settled and their retries published.
+/// end while the previous records are being written, or within [`RECORD_LINGER`] of the first
+/// of them, are recorded together in one statement, after which their messages are settled and
+/// their retries published.
 pub struct Deliverer {
     db: Database,
     http: HttpClient,
